@@ -1,0 +1,64 @@
+// The host-kernel port: the one seam between vmmkit and an operating system.
+// LinuxHost implements it over libc (koffi); SimHost implements it by decoding the same bytes.
+
+import { token } from '../di/token.js';
+
+/**
+ * The system calls vmmkit makes, with the exact binary structs of the Linux uAPI.
+ *
+ * A struct argument is a `Uint8Array` holding the struct's little-endian bytes; the kernel reads
+ * and writes it in place. A pointer inside a struct holds the `addr` of a {@link HostMapping}
+ * (plus an offset), so user memory is always allocated through {@link HostKernel.mmap}.
+ *
+ * Every method throws {@link HostError} on failure; none returns a negative errno.
+ */
+export interface HostKernel {
+  /** open(2). Returns the new fd. */
+  open(path: string, flags: number): number;
+  /** close(2). */
+  close(fd: number): void;
+  /**
+   * ioctl(2). `arg` is a struct (`Uint8Array`, written back in place), an integer argument
+   * (`number`/`bigint`, e.g. an extension id or a user address), or absent (0).
+   * Returns the ioctl's non-negative result (a new fd for some requests).
+   */
+  ioctl(fd: number, request: number, arg?: Uint8Array | number | bigint): number;
+  /** read(2) into `buf`; returns the byte count (0 at end of file). */
+  read(fd: number, buf: Uint8Array): number;
+  /** write(2) from `buf`; returns the byte count. */
+  write(fd: number, buf: Uint8Array): number;
+  /** pread(2) at `offset`; returns the byte count. */
+  pread(fd: number, buf: Uint8Array, offset: bigint): number;
+  /** pwrite(2) at `offset`; returns the byte count. */
+  pwrite(fd: number, buf: Uint8Array, offset: bigint): number;
+  /** mmap(2) at an address the kernel chooses. `fd = -1` with `MAP_ANONYMOUS` for plain memory. */
+  mmap(length: number, prot: number, flags: number, fd: number, offset: bigint): HostMapping;
+  /** eventfd(2). Returns the new fd. */
+  eventfd(initval: number, flags: number): number;
+  /** readlink(2), for sysfs links such as `iommu_group`. */
+  readlink(path: string): string;
+  /** The names in a directory, without `.` and `..`. */
+  readdir(path: string): string[];
+  /** Whether a path exists (follows links). Never throws. */
+  exists(path: string): boolean;
+}
+
+/** The token under which a VMM's `HostKernel` is registered. */
+export const HostKernel = token<HostKernel>('host.kernel');
+
+/** A memory mapping made by {@link HostKernel.mmap}. */
+export interface HostMapping {
+  /** The user virtual address: what goes into a struct's pointer field. */
+  readonly addr: bigint;
+  /** The mapping's length in bytes. */
+  readonly length: number;
+  /**
+   * The whole mapping as bytes. Only mappings up to 4 GiB (the typed-array limit) have one;
+   * reading it on a larger mapping, or after `unmap`, throws.
+   */
+  readonly bytes: Uint8Array;
+  /** A window of the mapping: `length` bytes (at most 4 GiB) from `offset`. */
+  view(offset: number, length: number): Uint8Array;
+  /** munmap(2). Further calls do nothing; views taken earlier must not be used again. */
+  unmap(): void;
+}

@@ -1,0 +1,2 @@
+// @vmmkit/core/testing: the exported contract test suites.
+export {};

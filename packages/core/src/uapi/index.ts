@@ -1,0 +1,8 @@
+// The Linux uAPI as vmmkit declares it: ioctl encoding, struct codec and the header tables.
+
+export * from './ioctl.js';
+export * from './ioctl-names.js';
+export * from './struct.js';
+export * from './iommufd.js';
+export * from './vfio.js';
+export * from './kvm.js';

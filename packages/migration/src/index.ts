@@ -1,0 +1,2 @@
+// @vmmkit/migration: filled in by its own issue; the workspace builds it from the start.
+export {};
