@@ -1,2 +1,9 @@
-// @vmmkit/sim: filled in by its own issue; the workspace builds it from the start.
-export {};
+// @vmmkit/sim: SimHost, an in-process model of the Linux VFIO + IOMMUFD uAPI.
+
+export * from './sim-host.js';
+export * from './config.js';
+export { SimDmaFault } from './iommu/dma-target.js';
+export type { SimFault } from './kernel/fault-injector.js';
+export type { SimPciModel, SimBar, SimDeviceBus, SimIrq, SimMigratableState } from './devices/pci-model.js';
+export type { MemoryBacking } from './memory/backing.js';
+export { DenseBacking } from './memory/backing.js';

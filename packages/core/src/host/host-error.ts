@@ -38,9 +38,10 @@ export class HostError extends Error {
   readonly request?: number;
   readonly ioctl?: string;
 
-  constructor(details: HostErrorDetails) {
+  /** `options.cause` may carry an explanation the kernel does not give (the simulated host does). */
+  constructor(details: HostErrorDetails, options?: ErrorOptions) {
     const code = errnoName(details.errno);
-    super(`${HostError.describeCall(details)} failed: ${code} (${errnoMessage(details.errno)})`);
+    super(`${HostError.describeCall(details)} failed: ${code} (${errnoMessage(details.errno)})`, options);
     this.errno = details.errno;
     this.code = code;
     this.syscall = details.syscall;

@@ -1,0 +1,65 @@
+// The machine description SimHost is built from.
+
+import type { SimPciModel } from './devices/pci-model.js';
+
+/** An IOMMU hardware unit. Devices behind different units never share an IO page table. */
+export interface SimIommuConfig {
+  readonly id: string;
+  /** Whether the IOMMU can track dirty IOPTEs (IOMMU_HW_CAP_DIRTY_TRACKING). Default false. */
+  readonly dirtyTracking?: boolean;
+  /** Address width in bits; the aperture is [0, 2^awBits - 1]. Default 48. */
+  readonly awBits?: number;
+  /** Supported IO page sizes as a bitmap. Default 4 KiB | 2 MiB | 1 GiB. */
+  readonly pageSizes?: bigint;
+  /** IOVA ranges no mapping may use. Default: the x86 MSI window [0xfee00000, 0xfeefffff]. */
+  readonly reservedRegions?: readonly { readonly start: bigint; readonly last: bigint }[];
+}
+
+/** Migration flags a device model offers (VFIO_MIGRATION_*). */
+export type SimMigrationFlag = 'STOP_COPY' | 'P2P' | 'PRE_COPY';
+
+/** A device of the machine. */
+export interface SimDeviceConfig {
+  /** PCI address `DDDD:BB:DD.F` of a physical function. */
+  readonly bdf?: string;
+  /** UUID of a mediated device (mdev) instead of a PCI function. */
+  readonly uuid?: string;
+  /** The device model: a built-in name or a factory for your own. */
+  readonly model: string | ((config: SimDeviceConfig) => SimPciModel);
+  /** The IOMMU unit in front of the device (PCI devices). Default: the first IOMMU. */
+  readonly iommu?: string;
+  /** The IOMMU group number. Default: a group of its own. */
+  readonly group?: number;
+  /** The bound driver. Only vfio-pci devices can be opened; a `host` device makes its group not viable. */
+  readonly driver?: 'vfio-pci' | 'host';
+  /** VFIO migration v2 support. Default: none. */
+  readonly migration?: {
+    readonly flags: readonly SimMigrationFlag[];
+    /** Device DMA logging (device dirty tracking). */
+    readonly dmaLogging?: boolean;
+  };
+  /** Whether the device supports function level reset (VFIO_DEVICE_FLAGS_RESET). Default true. */
+  readonly resettable?: boolean;
+  /** Model-specific options. */
+  readonly options?: Readonly<Record<string, unknown>>;
+}
+
+/** Which kernel interfaces exist. Each defaults to true. */
+export interface SimFeatures {
+  /** `/dev/iommu` (CONFIG_IOMMUFD). */
+  readonly iommufd?: boolean;
+  /** `/dev/vfio/vfio` and group files (CONFIG_VFIO_CONTAINER / VFIO_GROUP). */
+  readonly vfioContainer?: boolean;
+  /** `/dev/vfio/devices/vfio<N>` (CONFIG_VFIO_DEVICE_CDEV). */
+  readonly cdev?: boolean;
+  /** `IOMMU_TEST_CMD` (CONFIG_IOMMUFD_TEST). */
+  readonly selftest?: boolean;
+}
+
+export interface SimHostConfig {
+  readonly iommus?: readonly SimIommuConfig[];
+  readonly devices?: readonly SimDeviceConfig[];
+  readonly features?: SimFeatures;
+  /** RLIMIT_NOFILE. Default 1024. */
+  readonly fdLimit?: number;
+}

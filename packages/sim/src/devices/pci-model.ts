@@ -1,0 +1,73 @@
+// The contract between a PCI device model and the simulated kernel: what vfio-pci sees of the
+// hardware (config space, BARs, interrupts, reset) and what the hardware can do (DMA, raise
+// interrupts) through its bus.
+
+import type { MemoryBacking } from '../memory/backing.js';
+
+/** A BAR of the device. */
+export interface SimBar {
+  readonly index: number;
+  readonly size: bigint;
+  readonly type: 'mem32' | 'mem64' | 'io';
+  readonly prefetchable?: boolean;
+  /**
+   * Where user space may mmap the BAR (VFIO_REGION_INFO_FLAG_MMAP, with a sparse-mmap
+   * capability for partial areas). Registers with side effects stay out of it, so their
+   * accesses reach the model through read/write.
+   */
+  readonly mmapAreas?: readonly { readonly offset: bigint; readonly size: bigint }[];
+}
+
+/** An interrupt the device raises. */
+export type SimIrq = { readonly kind: 'intx' } | { readonly kind: 'msi' | 'msix'; readonly vector: number };
+
+/** What the device model can do on its bus. */
+export interface SimDeviceBus {
+  /** DMA write through the device's IO page table. Throws SimDmaFault and writes nothing on a fault. */
+  dmaWrite(iova: bigint, data: Uint8Array): void;
+  /** DMA read through the device's IO page table. Throws SimDmaFault on a fault. */
+  dmaRead(iova: bigint, length: number): Uint8Array;
+  /** Signal an interrupt (delivered by vfio-pci to the eventfd configured for it, if any). */
+  raiseIrq(irq: SimIrq): void;
+  /** De-assert INTx. */
+  lowerIntx(): void;
+  /** Virtual time in milliseconds. */
+  now(): number;
+}
+
+/** A device's migratable state (VFIO migration v2 moves it through the data fd). */
+export interface SimMigratableState {
+  /** Serialize the whole device state. */
+  save(): Uint8Array;
+  /** Load a state produced by save(); throws SimErrno('EINVAL') on bad input, changing nothing. */
+  load(state: Uint8Array): void;
+  /** Changes whenever the state changes, so precopy can tell whether there is new data. */
+  readonly version: number;
+}
+
+/** A PCI device model. */
+export interface SimPciModel {
+  /** The model's name, e.g. `'edu'`. */
+  readonly kind: string;
+  /** The device's configuration space (256 or 4096 bytes) as the hardware holds it. */
+  readonly config: Uint8Array;
+  readonly bars: readonly SimBar[];
+  /** Interrupts: INTx pin present, MSI and MSI-X vector counts. */
+  readonly interrupts: { readonly intx: boolean; readonly msi: number; readonly msix: number };
+  /** Register read of `size` bytes at `offset` of a BAR (through the VFIO region's read). */
+  barRead(bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint;
+  /** Register write (through the VFIO region's write). */
+  barWrite(bar: number, offset: number, size: 1 | 2 | 4 | 8, value: bigint): void;
+  /** The memory behind a BAR's mmap areas. */
+  barMemory?(bar: number): MemoryBacking;
+  /** A config space write reached the hardware (after vfio-pci's virtualization). */
+  configWritten?(offset: number, size: number): void;
+  /** Function level reset: back to power-on state. */
+  reset(): void;
+  /** Let device time pass (timers, traffic). */
+  advance?(ms: number): void;
+  /** Connect the model to its bus; called once when the device is created. */
+  connect(bus: SimDeviceBus): void;
+  /** Migration state, for models that support VFIO migration. */
+  readonly migration?: SimMigratableState;
+}

@@ -1,0 +1,166 @@
+// SimHost: the host-kernel port over an in-process model of Linux's VFIO and IOMMUFD uAPI,
+// with test hooks to drive device DMA, inject faults and count what is left behind.
+
+import {
+  ERRNO, HostError, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, ioctlName,
+  type HostErrorDetails, type HostKernel, type HostMapping,
+} from '@vmmkit/core';
+import type { SimHostConfig } from './config.js';
+import { AttrFile, DirFile } from './kernel/attr-file.js';
+import { EventFdFile } from './kernel/eventfd-file.js';
+import type { SimFault } from './kernel/fault-injector.js';
+import { fail, SimErrno } from './kernel/sim-errno.js';
+import { SimKernel } from './kernel/sim-kernel.js';
+import { buildMachine } from './machine-builder.js';
+import { anonymousBacking } from './memory/backing.js';
+
+const O_ACCMODE = 0o3;
+const PAGE = 4096n;
+
+/** What `census()` reports: open fds and live kernel objects by kind. */
+export interface SimCensus {
+  readonly fds: number;
+  readonly objects: Record<string, number>;
+}
+
+/**
+ * A faithful in-process model of the Linux VFIO + IOMMUFD uAPI, behind the same `HostKernel`
+ * port as `LinuxHost`: the same structs in, the same results and errnos out.
+ */
+export class SimHost implements HostKernel {
+  /** The simulated kernel: machine objects for white-box tests and device models. */
+  readonly kernel: SimKernel;
+
+  constructor(config: SimHostConfig = {}) {
+    this.kernel = new SimKernel(config.features, config.fdLimit);
+    buildMachine(this.kernel, config);
+  }
+
+  open(path: string, flags: number): number {
+    return this.#syscall({ syscall: 'open', path }, () => {
+      const node = this.kernel.fs.lookup(path);
+      if (node.type === 'chr') return this.kernel.fds.install(node.open(flags));
+      if ((flags & O_ACCMODE) !== 0) fail(node.type === 'dir' ? 'EISDIR' : 'EACCES');
+      return this.kernel.fds.install(node.type === 'dir' ? new DirFile() : new AttrFile((node as { content: () => string }).content));
+    });
+  }
+
+  close(fd: number): void {
+    this.#syscall({ syscall: 'close', fd }, () => this.kernel.fds.close(fd));
+  }
+
+  ioctl(fd: number, request: number, arg: Uint8Array | number | bigint = 0): number {
+    const file = this.#file('ioctl', fd, request);
+    const name = file.kind ? ioctlName(request, file.kind) : ioctlName(request);
+    return this.#syscall({ syscall: 'ioctl', fd, request, ioctl: name }, () => {
+      const injected = this.kernel.faults.check(request, file.kind);
+      if (injected) fail(injected, 'injected fault');
+      return file.ioctl(request, arg);
+    });
+  }
+
+  read(fd: number, buf: Uint8Array): number {
+    return this.#syscall({ syscall: 'read', fd }, () => this.kernel.fds.get(fd).read(buf));
+  }
+
+  write(fd: number, buf: Uint8Array): number {
+    return this.#syscall({ syscall: 'write', fd }, () => this.kernel.fds.get(fd).write(buf));
+  }
+
+  pread(fd: number, buf: Uint8Array, offset: bigint): number {
+    return this.#syscall({ syscall: 'pread', fd }, () => {
+      if (offset < 0n) fail('EINVAL');
+      return this.kernel.fds.get(fd).pread(buf, offset);
+    });
+  }
+
+  pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
+    return this.#syscall({ syscall: 'pwrite', fd }, () => {
+      if (offset < 0n) fail('EINVAL');
+      return this.kernel.fds.get(fd).pwrite(buf, offset);
+    });
+  }
+
+  mmap(length: number, prot: number, flags: number, fd: number, offset: bigint): HostMapping {
+    return this.#syscall({ syscall: 'mmap', fd: fd >= 0 ? fd : undefined }, () => {
+      const type = flags & (MAP_SHARED | MAP_PRIVATE);
+      if (type !== MAP_SHARED && type !== MAP_PRIVATE) fail('EINVAL', 'exactly one of MAP_SHARED and MAP_PRIVATE');
+      if (flags & MAP_FIXED) fail('EINVAL', 'the port has no address to fix a mapping at');
+      if (!Number.isSafeInteger(length) || length <= 0) fail('EINVAL', 'length must be positive');
+      if (offset % PAGE !== 0n || offset < 0n) fail('EINVAL', 'offset must be page aligned');
+      if (flags & MAP_ANONYMOUS) return this.kernel.memory.map(length, prot, anonymousBacking(length));
+      const m = this.kernel.fds.get(fd).mmap(length, prot, flags, offset);
+      return this.kernel.memory.map(length, prot, m.backing, m.offset, m.onUnmap);
+    });
+  }
+
+  eventfd(initval: number, flags: number): number {
+    return this.#syscall({ syscall: 'eventfd' }, () => {
+      if (!Number.isInteger(initval) || initval < 0 || initval > 0xffffffff) fail('EINVAL');
+      return this.kernel.fds.install(new EventFdFile(initval, flags, this.kernel.census));
+    });
+  }
+
+  readlink(path: string): string {
+    return this.#syscall({ syscall: 'readlink', path }, () => this.kernel.fs.readlink(path));
+  }
+
+  readdir(path: string): string[] {
+    return this.#syscall({ syscall: 'readdir', path }, () => this.kernel.fs.readdir(path));
+  }
+
+  exists(path: string): boolean {
+    return this.kernel.fs.exists(path);
+  }
+
+  // ---- test hooks -------------------------------------------------------------------------
+
+  /**
+   * A DMA write initiated by device `bdf` (or mdev UUID) through its IO page table. Throws
+   * `SimDmaFault` on an IOMMU fault (or with Bus Master Enable clear) and writes nothing.
+   */
+  deviceDma(bdf: string, iova: bigint, data: Uint8Array): void {
+    this.kernel.device(bdf).dmaWrite(iova, data);
+  }
+
+  /** A DMA read by device `bdf` through its IO page table. Throws `SimDmaFault` on a fault. */
+  deviceDmaRead(bdf: string, iova: bigint, length: number): Uint8Array {
+    return this.kernel.device(bdf).dmaRead(iova, length);
+  }
+
+  /** Make the nth next call (default 1) of an ioctl fail with `errno`, before it changes anything. */
+  injectFault(fault: SimFault): void {
+    this.kernel.faults.arm(fault);
+  }
+
+  /** Open fds and live kernel objects by kind, to prove nothing leaked. */
+  census(): SimCensus {
+    return { fds: this.kernel.fds.size, objects: this.kernel.census.snapshot() };
+  }
+
+  /** Let `ms` of virtual time pass: device timers fire and traffic generators run. */
+  advance(ms: number): void {
+    this.kernel.advance(ms);
+  }
+
+  #file(syscall: string, fd: number, request: number) {
+    try {
+      return this.kernel.fds.get(fd);
+    } catch (e) {
+      throw this.#hostError(e, { syscall, fd, request, ioctl: ioctlName(request) });
+    }
+  }
+
+  #syscall<T>(details: Omit<HostErrorDetails, 'errno'>, call: () => T): T {
+    try {
+      return call();
+    } catch (e) {
+      throw this.#hostError(e, details);
+    }
+  }
+
+  #hostError(e: unknown, details: Omit<HostErrorDetails, 'errno'>): unknown {
+    if (!(e instanceof SimErrno)) return e;
+    return new HostError({ ...details, errno: ERRNO[e.code] }, { cause: e });
+  }
+}
