@@ -7,3 +7,4 @@ export * from './host/host-kernel.js';
 export * from './host/linux-host.js';
 export * from './host/posix.js';
 export * from './uapi/index.js';
+export * from './memory/dirty-bitmap.js';

@@ -1,0 +1,67 @@
+// The benchmark harness: a subject and its baseline are timed in alternating trials in the same
+// run, and the result is the ratio of their median throughputs, never an absolute time.
+
+/** One line of the results table. */
+export interface Row {
+  readonly benchmark: string;
+  readonly case: string;
+  /** Subject throughput over baseline throughput (higher is better; 1 = as fast as the baseline). */
+  readonly ratio: number;
+  readonly baseline: string;
+  readonly note?: string;
+}
+
+/** A benchmark: named, producing rows. */
+export interface Benchmark {
+  readonly name: string;
+  run(): Promise<Row[]> | Row[];
+}
+
+const now = (): bigint => process.hrtime.bigint();
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)]!;
+}
+
+/**
+ * Time `subject` and `baseline` in alternating trials (after a warm-up of each) and return the
+ * ratio of baseline time to subject time per unit of work: >1 means the subject is faster.
+ * `prepare` runs before each trial of the subject, outside the timing.
+ */
+export function compare(options: {
+  trials?: number;
+  baseline: () => void;
+  subject: () => void;
+  prepare?: () => void;
+}): { ratio: number; baselineMs: number; subjectMs: number } {
+  const trials = options.trials ?? 15;
+  const timeOne = (fn: () => void, prepare?: () => void): number => {
+    prepare?.();
+    const t = now();
+    fn();
+    return Number(now() - t) / 1e6;
+  };
+  timeOne(options.baseline);
+  timeOne(options.subject, options.prepare);
+  const base: number[] = [];
+  const subj: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    base.push(timeOne(options.baseline));
+    subj.push(timeOne(options.subject, options.prepare));
+  }
+  const baselineMs = median(base);
+  const subjectMs = median(subj);
+  return { ratio: baselineMs / subjectMs, baselineMs, subjectMs };
+}
+
+/** Print rows as an aligned table. */
+export function printTable(rows: readonly Row[]): void {
+  const header = ['benchmark', 'case', 'ratio', 'baseline (same run)', 'note'];
+  const lines = rows.map((r) => [r.benchmark, r.case, `${r.ratio.toFixed(2)}x`, r.baseline, r.note ?? '']);
+  const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
+  const fmt = (cols: string[]): string => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
+  console.log(fmt(header));
+  console.log(fmt(widths.map((w) => '-'.repeat(w))));
+  for (const l of lines) console.log(fmt(l));
+}

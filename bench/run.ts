@@ -1,0 +1,15 @@
+// npm run bench: every benchmark, one table of ratios measured against baselines in the same run.
+
+import { printTable, type Benchmark, type Row } from './harness.js';
+import { dirtyBitmapBenchmark } from './dirty-bitmap.bench.js';
+
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark];
+
+const only = process.argv[2];
+const rows: Row[] = [];
+for (const b of benchmarks) {
+  if (only && !b.name.includes(only)) continue;
+  process.stderr.write(`running ${b.name}...\n`);
+  rows.push(...(await b.run()));
+}
+printTable(rows);

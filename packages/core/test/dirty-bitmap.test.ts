@@ -1,0 +1,120 @@
+import { describe, expect, it } from 'vitest';
+import { DirtyBitmap } from '../src/memory/dirty-bitmap.js';
+
+/** A deterministic PRNG, so failures reproduce. */
+function rng(seed: number): () => number {
+  return () => {
+    seed = (seed * 1103515245 + 12345) >>> 0;
+    return seed / 2 ** 32;
+  };
+}
+
+const bits = (b: DirtyBitmap): number[] => {
+  const out: number[] = [];
+  b.forEachSetBit((i) => out.push(i));
+  return out;
+};
+
+describe.for([false, true])('DirtyBitmap (forceJs=%s)', (forceJs) => {
+  const make = (pages: number) => new DirtyBitmap(pages, { forceJs });
+
+  it('uses the kernel layout: bit i is byte i/8, bit i%8, in ceil(pages/64) u64 words', () => {
+    const b = make(130);
+    expect(b.bytes.byteLength).toBe(24);
+    expect(b.incoming.byteLength).toBe(24);
+    b.set(0);
+    b.set(9);
+    b.set(129);
+    expect([...b.bytes.subarray(0, 2)]).toEqual([0x01, 0x02]);
+    expect(b.bytes[16]).toBe(0x02);
+    expect(new DataView(b.bytes.buffer, b.bytes.byteOffset).getBigUint64(0, true)).toBe(0x201n);
+  });
+
+  it('merges a report, counting only newly dirty pages, and zeroes the report', () => {
+    const b = make(1000);
+    b.setRange(10, 20); // 10..29 already dirty
+    const report = new DataView(b.incoming.buffer, b.incoming.byteOffset, b.incoming.byteLength);
+    report.setUint32(0, 0xffffffff, true); // pages 0..31: 12 are new (0..9, 30, 31)
+    b.incoming[124] = 0x80; // page 999
+    expect(b.mergeIncoming()).toBe(12 + 1);
+    expect(b.incoming.every((x) => x === 0)).toBe(true);
+    expect(b.count()).toBe(33);
+    expect(b.mergeIncoming()).toBe(0);
+  });
+
+  it('drops report bits past the last page', () => {
+    const b = make(70);
+    b.incoming.fill(0xff);
+    expect(b.mergeIncoming()).toBe(70);
+    expect(b.count()).toBe(70);
+    expect(b.nextSetBit(69)).toBe(69);
+    expect(b.nextSetBit(70)).toBe(-1);
+  });
+
+  it('sets and clears ranges at odd offsets and lengths', () => {
+    const b = make(300);
+    b.setRange(3, 250);
+    b.clearRange(31, 34);
+    b.clearRange(200, 1);
+    const expected = [];
+    for (let i = 3; i < 253; i++) if (!(i >= 31 && i < 65) && i !== 200) expected.push(i);
+    expect(bits(b)).toEqual(expected);
+    expect(() => b.setRange(299, 2)).toThrow(RangeError);
+  });
+
+  it('reports runs, skipping long empty stretches', () => {
+    const b = make(1 << 20);
+    b.setRange(5, 3);
+    b.setRange(64 * 1000, 100);
+    b.set((1 << 20) - 1);
+    const runs: [number, number][] = [];
+    b.forEachRun((s, n) => runs.push([s, n]));
+    expect(runs).toEqual([[5, 3], [64000, 100], [(1 << 20) - 1, 1]]);
+  });
+
+  it('agrees with a naive model on random reports', () => {
+    const random = rng(42);
+    for (const pages of [1, 63, 64, 65, 511, 512, 513, 4097, 12345]) {
+      const b = make(pages);
+      const model = new Uint8Array(pages);
+      for (let round = 0; round < 4; round++) {
+        const report = new Uint8Array(pages);
+        let expectedNew = 0;
+        for (let i = 0; i < pages; i++) {
+          if (random() < 0.3) {
+            report[i] = 1;
+            b.incoming[i >>> 3] |= 1 << (i & 7);
+          }
+          if (report[i] && !model[i]) expectedNew++;
+          model[i] ||= report[i]!;
+        }
+        expect(b.mergeIncoming(), `pages=${pages} round=${round}`).toBe(expectedNew);
+      }
+      expect(bits(b)).toEqual([...model.keys()].filter((i) => model[i]));
+      expect(b.count()).toBe(model.reduce((a, x) => a + x, 0));
+    }
+  });
+
+  it('merges another bitmap, optionally clearing it', () => {
+    const a = make(200);
+    const c = make(200);
+    a.set(1);
+    c.setRange(0, 3);
+    expect(a.merge(c)).toBe(2);
+    expect(c.count()).toBe(3);
+    expect(a.merge(c, { clearSource: true })).toBe(0);
+    expect(c.count()).toBe(0);
+    expect(() => a.merge(make(201))).toThrow(/merging 201 pages into 200/);
+  });
+
+  it('handles an empty bitmap', () => {
+    const b = make(0);
+    expect(b.count()).toBe(0);
+    expect(b.nextSetBit(0)).toBe(-1);
+    expect(b.mergeIncoming()).toBe(0);
+  });
+});
+
+it('runs on WebAssembly SIMD on this engine', () => {
+  expect(DirtyBitmap.simd).toBe(true);
+});
