@@ -2,7 +2,7 @@
 // with test hooks to drive device DMA, inject faults and count what is left behind.
 
 import {
-  ERRNO, HostError, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, ioctlName,
+  ERRNO, HostError, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName,
   type HostErrorDetails, type HostKernel, type HostMapping,
 } from '@vmmkit/core';
 import type { SimHostConfig } from './config.js';
@@ -12,7 +12,7 @@ import type { SimFault } from './kernel/fault-injector.js';
 import { fail, SimErrno } from './kernel/sim-errno.js';
 import { SimKernel } from './kernel/sim-kernel.js';
 import { buildMachine } from './machine-builder.js';
-import { anonymousBacking } from './memory/backing.js';
+import { anonymousBacking, ViewBacking } from './memory/backing.js';
 
 const O_ACCMODE = 0o3;
 const PAGE = 4096n;
@@ -111,6 +111,13 @@ export class SimHost implements HostKernel {
 
   exists(path: string): boolean {
     return this.kernel.fs.exists(path);
+  }
+
+  mapMemory(bytes: Uint8Array): HostMapping {
+    return this.#syscall({ syscall: 'mmap' }, () => {
+      if (bytes.byteLength === 0) fail('EINVAL', 'nothing to map');
+      return this.kernel.memory.map(bytes.byteLength, PROT_READ | PROT_WRITE, new ViewBacking(bytes));
+    });
   }
 
   // ---- test hooks -------------------------------------------------------------------------

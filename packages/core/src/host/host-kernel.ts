@@ -41,6 +41,14 @@ export interface HostKernel {
   readdir(path: string): string[];
   /** Whether a path exists (follows links). Never throws. */
   exists(path: string): boolean;
+  /**
+   * Optional: give memory the process already has (a typed array, WebAssembly memory) a user
+   * address, without copying, so the kernel can read and write it in place (dirty bitmaps are
+   * reported straight into WebAssembly memory this way). The memory must stay alive and must
+   * not move until the mapping is unmapped; unmapping leaves the memory itself alone.
+   * Callers fall back to an mmap'd buffer and a copy where a host lacks it.
+   */
+  mapMemory?(bytes: Uint8Array): HostMapping;
 }
 
 /** The token under which a VMM's `HostKernel` is registered. */

@@ -96,6 +96,21 @@ export class LinuxHost implements HostKernel {
     return existsSync(path);
   }
 
+  mapMemory(bytes: Uint8Array): HostMapping {
+    // The bytes already live at an address of this process: hand the kernel that address.
+    const addr = this.#libc.address(bytes);
+    return {
+      addr,
+      length: bytes.byteLength,
+      bytes,
+      view: (offset, length) => {
+        if (offset < 0 || length < 0 || offset + length > bytes.byteLength) throw new RangeError(`view [${offset}, +${length}) is outside ${bytes.byteLength} bytes`);
+        return bytes.subarray(offset, offset + length);
+      },
+      unmap: () => {},
+    };
+  }
+
   #count(syscall: string, fd: number, n: number): number {
     if (n < 0) throw new HostError({ errno: this.#libc.errno(), syscall, fd });
     return n;

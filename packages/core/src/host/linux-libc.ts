@@ -20,6 +20,8 @@ export interface Libc {
   errno(): number;
   /** A Uint8Array over `length` bytes of process memory at `addr` (no copy). */
   view(addr: bigint, length: number): Uint8Array;
+  /** The address of a typed array's first byte. */
+  address(bytes: Uint8Array): bigint;
 }
 
 /** mmap's MAP_FAILED, `(void *)-1`, as koffi returns pointers. */
@@ -48,6 +50,7 @@ export function loadLibc(): Libc {
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
     errno: () => koffi.errno(),
     view: (addr, length) => (length === 0 ? new Uint8Array(0) : new Uint8Array(koffi.view(addr, length))),
+    address: (bytes) => BigInt(koffi.address(bytes) as bigint),
   };
   return libc;
 }

@@ -45,6 +45,30 @@ export class DenseBacking implements MemoryBacking {
   }
 }
 
+/** Memory the caller already has (HostKernel.mapMemory): the backing is the same bytes. */
+export class ViewBacking implements MemoryBacking {
+  readonly length: number;
+
+  constructor(private readonly bytes: Uint8Array) {
+    this.length = bytes.byteLength;
+  }
+
+  view(offset: number, length: number): Uint8Array {
+    checkSpan(this, offset, length);
+    return this.bytes.subarray(offset, offset + length);
+  }
+
+  read(offset: number, into: Uint8Array): void {
+    checkSpan(this, offset, into.byteLength);
+    into.set(this.bytes.subarray(offset, offset + into.byteLength));
+  }
+
+  write(offset: number, from: Uint8Array): void {
+    checkSpan(this, offset, from.byteLength);
+    this.bytes.set(from, offset);
+  }
+}
+
 /** Chunks of 1 GiB, allocated on first write or view. */
 export class ChunkedBacking implements MemoryBacking {
   static readonly CHUNK = 1 << 30;

@@ -1,0 +1,54 @@
+// Multi-step setup with explicit rollback (QEMU's err_* goto ladders): push the undo of each
+// step as it succeeds; on failure unwind newest first, keeping the original error.
+
+export class UndoStack {
+  readonly #steps: (() => void | Promise<void>)[] = [];
+
+  /** Remember how to undo the step that just succeeded. */
+  push(undo: () => void | Promise<void>): void {
+    this.#steps.push(undo);
+  }
+
+  /**
+   * Undo everything, newest first. Every undo runs even if one throws; the first failure is
+   * rethrown after all have run (callers that are already failing use `unwindQuietly`).
+   */
+  async unwind(): Promise<void> {
+    let first: unknown;
+    for (const undo of this.#steps.splice(0).reverse()) {
+      try {
+        await undo();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) throw first;
+  }
+
+  /** Undo everything, newest first, ignoring failures (the caller is reporting an earlier one). */
+  async unwindQuietly(): Promise<void> {
+    try {
+      await this.unwind();
+    } catch {
+      // The original error is the one worth reporting.
+    }
+  }
+
+  /** Forget the undo steps: the whole operation succeeded. */
+  commit(): void {
+    this.#steps.length = 0;
+  }
+
+  /** Run `body` with an undo stack: on failure everything pushed is undone and the error rethrown. */
+  static async run<T>(body: (undo: UndoStack) => Promise<T>): Promise<T> {
+    const undo = new UndoStack();
+    try {
+      const result = await body(undo);
+      undo.commit();
+      return result;
+    } catch (e) {
+      await undo.unwindQuietly();
+      throw e;
+    }
+  }
+}

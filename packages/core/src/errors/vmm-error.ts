@@ -1,0 +1,69 @@
+// The typed errors of vmmkit: one base with a string discriminant, wrapped with context via
+// `cause` so the system call's HostError (errno, ioctl) is never lost.
+
+import { HostError } from '../host/host-error.js';
+
+/** Base of every error vmmkit throws on purpose. `code` tells the kinds apart. */
+export abstract class VmmError extends Error {
+  abstract readonly code: string;
+}
+
+/** A description is wrong: an option, a value, a reference to something that does not exist. */
+export class ConfigError extends VmmError {
+  override readonly name = 'ConfigError';
+  readonly code = 'CONFIG';
+
+  /**
+   * @param message says what is wrong, naming the option and value.
+   * @param option the option at fault (`iommufd`, `host`, ...), when there is one.
+   */
+  constructor(message: string, readonly option?: string, readonly value?: string) {
+    super(message);
+  }
+}
+
+/** A VFIO operation failed; names the device and the step, and carries the system call's error. */
+export class VfioError extends VmmError {
+  override readonly name = 'VfioError';
+  readonly code = 'VFIO';
+  /** The errno name of the failed system call (`'EBUSY'`), when one failed. */
+  readonly errno?: string;
+  /** The ioctl that failed, when one did. */
+  readonly ioctl?: string;
+
+  /**
+   * @param step what was being done, as "failed to <step>" reads (`attach to container`).
+   * @param device the device's name (BDF, sysfs path or UUID), when one is involved.
+   */
+  constructor(
+    readonly step: string,
+    readonly device?: string,
+    options?: ErrorOptions & { detail?: string },
+  ) {
+    const host = findHostError(options?.cause);
+    const what = host ? `: ${host.ioctl ?? host.syscall} -> ${host.code}` : options?.detail ? `: ${options.detail}` : '';
+    const inner = !host && options?.cause instanceof Error && !options.detail ? `: ${options.cause.message}` : '';
+    super(`${device ? `${device}: ` : ''}failed to ${step}${what}${inner}`, options);
+    this.errno = host?.code;
+    this.ioctl = host?.ioctl;
+  }
+}
+
+/** Something that must not happen did (a bug in vmmkit or in a plugin). */
+export class InvariantError extends VmmError {
+  override readonly name = 'InvariantError';
+  readonly code = 'INVARIANT';
+}
+
+/** The HostError at the root of a cause chain, if any. */
+export function findHostError(e: unknown): HostError | undefined {
+  for (let cur = e, depth = 0; cur && depth < 16; cur = (cur as Error).cause, depth++) {
+    if (cur instanceof HostError) return cur;
+  }
+  return undefined;
+}
+
+/** The errno name at the root of a cause chain (`'EINVAL'`), if a system call failed. */
+export function errnoOf(e: unknown): string | undefined {
+  return findHostError(e)?.code;
+}

@@ -1,0 +1,23 @@
+// The typed trace points of a VMM (QEMU's trace-events, as events). Names are noun:past-participle;
+// payloads are single readonly objects. Packages add their own events by augmenting VmmEvents:
+//   declare module '@vmmkit/core' { interface VmmEvents { 'migration:progress': [MigrationProgress] } }
+
+import { EventEmitter } from 'eventemitter3';
+
+/** The events every VMM emits; other packages extend this interface by declaration merging. */
+export interface VmmEvents {
+  'object:added': [e: Readonly<{ id: string; type: string }>];
+  'object:removed': [e: Readonly<{ id: string; type: string }>];
+  'device:realized': [e: Readonly<{ id: string; driver: string; name: string }>];
+  'device:unrealized': [e: Readonly<{ id: string; driver: string; name: string }>];
+  'vfio:container-created': [e: Readonly<{ container: string; backend: string }>];
+  'vfio:container-destroyed': [e: Readonly<{ container: string; backend: string }>];
+  'vfio:device-attached': [e: Readonly<{ device: string; container: string; backend: string }>];
+  'vfio:device-detached': [e: Readonly<{ device: string; container: string; backend: string }>];
+  'vfio:hwpt-allocated': [e: Readonly<{ container: string; hwptId: number; dirtyTracking: boolean; device: string }>];
+  'vfio:hwpt-freed': [e: Readonly<{ container: string; hwptId: number }>];
+  'vfio:dirty-tracking-changed': [e: Readonly<{ container: string; started: boolean }>];
+}
+
+/** The event bus of one VMM; the class is its own injection token. */
+export class VmmEventBus extends EventEmitter<VmmEvents> {}

@@ -1,0 +1,162 @@
+// Guest RAM: blocks of host memory (HostKernel.mmap) at guest physical addresses, with the
+// migration dirty log (QEMU's DIRTY_MEMORY_MIGRATION) that vCPU-style writes and DMA dirty
+// reports feed.
+
+import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
+import type { HostKernel, HostMapping } from '../host/host-kernel.js';
+import { ConfigError } from '../errors/vmm-error.js';
+import { DirtyBitmap } from './dirty-bitmap.js';
+
+const PAGE = BigInt(HOST_PAGE_SIZE);
+
+/** A RAM block to allocate: where it sits in guest physical memory and how big it is. */
+export interface RamSpec {
+  readonly gpa: bigint;
+  readonly size: bigint;
+  readonly name?: string;
+}
+
+/** One block of guest RAM. */
+export class RamBlock {
+  readonly pages: number;
+  /** The migration dirty log of the block (one bit per host page) while logging is on. */
+  dirty: DirtyBitmap | undefined;
+
+  constructor(
+    readonly name: string,
+    readonly gpa: bigint,
+    readonly size: bigint,
+    /** The host memory behind the block. */
+    readonly mapping: HostMapping,
+  ) {
+    this.pages = Number(size / PAGE);
+  }
+
+  /** The host virtual address of the block's first byte (what DMA maps point at). */
+  get hva(): bigint {
+    return this.mapping.addr;
+  }
+
+  /** The last guest physical address inside the block. */
+  get last(): bigint {
+    return this.gpa + this.size - 1n;
+  }
+}
+
+/** Guest RAM made of blocks, and its migration dirty log. */
+export class GuestMemory {
+  static readonly PAGE_SIZE = HOST_PAGE_SIZE;
+  readonly blocks: readonly RamBlock[];
+
+  /** Guest memory over blocks already mapped; `allocate` maps them for you. */
+  constructor(blocks: readonly RamBlock[]) {
+    this.blocks = blocks;
+  }
+
+  /**
+   * Allocate the blocks with `host.mmap` (private, anonymous, no swap reservation).
+   * Throws ConfigError for a block that is empty, not page aligned or overlapping another.
+   */
+  static allocate(host: HostKernel, specs: readonly RamSpec[]): GuestMemory {
+    // Unnamed blocks are named by their place in `specs`; blocks are kept in address order.
+    const sorted = specs.map((s, i) => ({ ...s, name: s.name ?? `ram${i}` })).sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
+    sorted.forEach((s, i) => {
+      const name = s.name;
+      if (s.size <= 0n || s.size % PAGE || s.gpa % PAGE || s.gpa < 0n) {
+        throw new ConfigError(`memory block ${name} at 0x${s.gpa.toString(16)} of 0x${s.size.toString(16)} bytes must be non-empty and ${HOST_PAGE_SIZE}-byte aligned`, 'memory');
+      }
+      const prev = sorted[i - 1];
+      if (prev && prev.gpa + prev.size > s.gpa) {
+        throw new ConfigError(`memory block ${name} at 0x${s.gpa.toString(16)} overlaps the block at 0x${prev.gpa.toString(16)}`, 'memory');
+      }
+    });
+    const blocks: RamBlock[] = [];
+    try {
+      sorted.forEach((s) => {
+        const mapping = host.mmap(Number(s.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0n);
+        blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping));
+      });
+    } catch (e) {
+      for (const b of blocks) b.mapping.unmap();
+      throw e;
+    }
+    return new GuestMemory(blocks);
+  }
+
+  /** The block holding `gpa`. */
+  find(gpa: bigint): RamBlock | undefined {
+    return this.blocks.find((b) => gpa >= b.gpa && gpa <= b.last);
+  }
+
+  /** The block and offset of [gpa, gpa + length), which must lie in one block. */
+  locate(gpa: bigint, length: number): { block: RamBlock; offset: number } {
+    const block = this.find(gpa);
+    if (!block || gpa + BigInt(length) - 1n > block.last) {
+      throw new RangeError(`guest range 0x${gpa.toString(16)} (+${length}) is not inside one RAM block`);
+    }
+    return { block, offset: Number(gpa - block.gpa) };
+  }
+
+  /** A live view of guest memory (no copy), within one block and at most 4 GiB. */
+  view(gpa: bigint, length: number): Uint8Array {
+    const { block, offset } = this.locate(gpa, length);
+    return block.mapping.view(offset, length);
+  }
+
+  read(gpa: bigint, length: number): Uint8Array {
+    return this.view(gpa, length).slice();
+  }
+
+  /** A vCPU-style write: stores the bytes and marks their pages in the dirty log. */
+  write(gpa: bigint, data: Uint8Array): void {
+    const { block, offset } = this.locate(gpa, data.byteLength);
+    block.mapping.view(offset, data.byteLength).set(data);
+    if (block.dirty && data.byteLength > 0) markPages(block.dirty, offset, data.byteLength);
+  }
+
+  /** Whether the dirty log is on. */
+  get logging(): boolean {
+    return this.blocks.length > 0 && this.blocks[0]!.dirty !== undefined;
+  }
+
+  /** Start the dirty log: every block gets a clear bitmap. */
+  startDirtyLog(): void {
+    for (const b of this.blocks) b.dirty ??= new DirtyBitmap(b.pages);
+  }
+
+  /** Stop the dirty log and drop its bitmaps. */
+  stopDirtyLog(): void {
+    for (const b of this.blocks) b.dirty = undefined;
+  }
+
+  /** Mark [gpa, gpa + length) dirty (a device wrote it, or everything counts as dirty). */
+  markDirty(gpa: bigint, length: bigint): void {
+    for (const b of this.blocks) {
+      const start = gpa > b.gpa ? gpa : b.gpa;
+      const end = gpa + length - 1n < b.last ? gpa + length - 1n : b.last;
+      if (start > end || !b.dirty) continue;
+      markPages(b.dirty, Number(start - b.gpa), Number(end - start + 1n));
+    }
+  }
+
+  /** OR a report in: bit i of `bitmap` marks the page at gpa + i pages dirty. */
+  mergeDirty(gpa: bigint, bitmap: DirtyBitmap): void {
+    const block = this.find(gpa);
+    if (block?.dirty && gpa === block.gpa && bitmap.pages === block.pages) {
+      block.dirty.merge(bitmap);
+      return;
+    }
+    bitmap.forEachRun((start, length) => this.markDirty(gpa + BigInt(start) * PAGE, BigInt(length) * PAGE));
+  }
+
+  /** Unmap every block. The memory must not be used afterwards. */
+  free(): void {
+    for (const b of this.blocks) b.mapping.unmap();
+  }
+}
+
+function markPages(bitmap: DirtyBitmap, offset: number, length: number): void {
+  const first = Math.floor(offset / HOST_PAGE_SIZE);
+  const last = Math.floor((offset + length - 1) / HOST_PAGE_SIZE);
+  bitmap.setRange(first, last - first + 1);
+}

@@ -1,0 +1,67 @@
+// A VFIO device as every backend and device model sees it (QEMU's VFIODevice): how to find it,
+// the fd once attached, its container, and the dirty-tracking facts migration decides by.
+
+import type { VmmObject } from '../vmm/vmm-object.js';
+import type { HostIommuDevice } from './host-iommu-device.js';
+import type { VfioContainerBase } from './vfio-container-base.js';
+
+/** on/off/auto, as QEMU's OnOffAuto properties. */
+export type OnOffAuto = 'on' | 'off' | 'auto';
+
+/** What locates a VFIO device: exactly one of a sysfs path or a pre-opened fd (with iommufd). */
+export interface VfioDeviceLocation {
+  /** The device's sysfs directory, e.g. `/sys/bus/pci/devices/0000:00:03.0` or an mdev's. */
+  readonly sysfsdev?: string;
+  /** A device cdev fd opened by someone else (fd passing); only with the iommufd backend. */
+  readonly fd?: number;
+}
+
+/** VFIO_DEVICE_GET_INFO, as the device reported it at attach. */
+export interface VfioDeviceInfo {
+  readonly flags: number;
+  readonly numRegions: number;
+  readonly numIrqs: number;
+}
+
+export class VfioDevice {
+  /** The name the kernel knows the device by: the sysfs basename (BDF or UUID), or `VFIO_FD<n>`. */
+  readonly name: string;
+  readonly sysfsdev: string | undefined;
+  /** The device fd; -1 until attached (unless one was passed in). */
+  fd: number;
+  /** Whether the fd was passed in (the caller owns it until attach; vmmkit closes it on detach). */
+  readonly fdPassed: boolean;
+  /** A mediated device: no IOMMU of its own, no HostIommuDevice, attached to the IOAS directly. */
+  mdev = false;
+  /** The object the device attaches through, for backends that have one (its `iommufd`). */
+  iommufd: VmmObject | undefined;
+  /** The container the device is attached to. */
+  container: VfioContainerBase | undefined;
+  /** The host IOMMU behind the device, realized during attach (not for mdevs). */
+  hostIommuDevice: HostIommuDevice | undefined;
+  info: VfioDeviceInfo | undefined;
+  /** The device supports DMA logging (device dirty tracking): probed by the device model. */
+  dirtyPagesSupported = false;
+  /** Device DMA logging is running. */
+  dirtyTrackingStarted = false;
+  /** x-device-dirty-page-tracking: 'off' forbids using device DMA logging. */
+  deviceDirtyPageTracking: OnOffAuto = 'auto';
+  /** The IOMMU behind the device tracks dirty pages for it (set by the backend at attach). */
+  iommuDirtyTracking = false;
+
+  constructor(location: VfioDeviceLocation, name?: string) {
+    this.sysfsdev = location.sysfsdev;
+    this.fd = location.fd ?? -1;
+    this.fdPassed = location.fd !== undefined;
+    this.name = name ?? (location.sysfsdev ? basename(location.sysfsdev) : `VFIO_FD${location.fd}`);
+  }
+
+  /** VFIO_DEVICE_FLAGS_RESET was reported. */
+  get resetWorks(): boolean {
+    return ((this.info?.flags ?? 0) & 1) !== 0;
+  }
+}
+
+function basename(path: string): string {
+  return path.replace(/\/+$/, '').split('/').pop() ?? path;
+}

@@ -1,0 +1,38 @@
+// Devices (QEMU's -device): what a device type plugin provides, and what it gets to realize one.
+
+import type { DependencyContainer } from 'tsyringe';
+import { token } from '../di/token.js';
+import type { OptionSchema } from './options.js';
+import type { VmmObject } from './vmm-object.js';
+
+/** A realized device of a VMM. */
+export interface VmmDevice {
+  readonly id: string;
+  readonly driver: string;
+  /** The host device's name (BDF, UUID), for messages. */
+  readonly name: string;
+  /** Undo realize: release everything the device holds. */
+  unrealize(): Promise<void>;
+}
+
+/** What a device type gets to realize a device. */
+export interface DeviceRealizeContext {
+  readonly id: string;
+  /** Validated options (object references are ids; look them up with `object`). */
+  readonly options: Readonly<Record<string, string | number | boolean>>;
+  /** The device's own DI container, a child of the VM's. */
+  readonly container: DependencyContainer;
+  /** An object of the VMM by id (validated to exist when referenced by an option). */
+  object(id: string): VmmObject;
+}
+
+/** A device type (`-device <driver>,...`), registered by a plugin. */
+export interface VmmDeviceType {
+  readonly driver: string;
+  readonly options: OptionSchema;
+  /** Realize a device; on failure everything done is undone and the error says why. */
+  realize(context: DeviceRealizeContext): Promise<VmmDevice>;
+}
+
+/** Multi-registration token: every device type a VMM knows. */
+export const VmmDeviceTypes = token<VmmDeviceType>('vmm.device-types');

@@ -1,0 +1,217 @@
+// Vmm: the composition root. A VM is a DI container (child of the process root) holding the
+// host, guest memory, the event bus and whatever the plugins register; objects and devices come
+// from QEMU-style descriptions and are validated before anything is created.
+
+import { container as tsyringeRoot, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { ConfigError } from '../errors/vmm-error.js';
+import type { VmmPlugin } from '../di/plugin.js';
+import { HostKernel } from '../host/host-kernel.js';
+import { VmmEventBus } from '../events/vmm-events.js';
+import { AddressSpace } from '../memory/address-space.js';
+import { GuestMemory, type RamSpec } from '../memory/guest-memory.js';
+import { VfioAddressSpaces } from '../vfio/vfio-address-spaces.js';
+import { parseDescription, validateOptions, type Description } from './options.js';
+import { VmmDeviceTypes, type VmmDevice } from './vmm-device.js';
+import { VmmObjectTypes, type VmmObject } from './vmm-object.js';
+
+/** How to create a VMM. */
+export interface VmmCreateOptions {
+  /** The host kernel: `new LinuxHost()`, or `new SimHost({...})`. */
+  readonly host: HostKernel;
+  /** The plugins the VMM is composed of (backends, device types, migration, ...). */
+  readonly plugins: readonly VmmPlugin[];
+  /** Guest RAM blocks, allocated with host.mmap. Default: none. */
+  readonly memory?: readonly RamSpec[];
+  /** A name for messages. */
+  readonly name?: string;
+}
+
+// The process's root container. Nothing is ever registered in tsyringe's global container itself.
+let processRoot: DependencyContainer | undefined;
+const root = (): DependencyContainer => (processRoot ??= tsyringeRoot.createChildContainer());
+
+export class Vmm {
+  readonly name: string;
+  readonly events = new VmmEventBus();
+  readonly #objects = new Map<string, VmmObject>();
+  readonly #devices = new Map<string, { device: VmmDevice; container: DependencyContainer }>();
+  #closed = false;
+
+  private constructor(
+    /** The VM's DI container: resolve plugin services from here. */
+    readonly container: DependencyContainer,
+    readonly host: HostKernel,
+    readonly memory: GuestMemory,
+    /** System memory as devices without a guest IOMMU see it. */
+    readonly addressSpace: AddressSpace,
+    name: string,
+  ) {
+    this.name = name;
+  }
+
+  /**
+   * Compose a VMM: register the plugins, allocate guest RAM and lay it out in system memory.
+   * @throws ConfigError for a plugin given twice or a bad memory layout.
+   */
+  static async create(options: VmmCreateOptions): Promise<Vmm> {
+    const names = new Set<string>();
+    for (const p of options.plugins) {
+      if (names.has(p.name)) throw new ConfigError(`plugin '${p.name}' is given twice`, 'plugins', p.name);
+      names.add(p.name);
+    }
+    const memory = GuestMemory.allocate(options.host, options.memory ?? []);
+    const container = root().createChildContainer();
+    const as = new AddressSpace('system memory');
+    const vmm = new Vmm(container, options.host, memory, as, options.name ?? 'vm');
+    container.register(HostKernel, { useValue: options.host });
+    container.register(VmmEventBus, { useValue: vmm.events });
+    container.register(GuestMemory, { useValue: memory });
+    container.register(AddressSpace, { useValue: as });
+    container.register(VfioAddressSpaces, { useFactory: instanceCachingFactory(() => new VfioAddressSpaces(memory)) });
+    try {
+      for (const p of options.plugins) p.register(container);
+      for (const block of memory.blocks) {
+        await as.addSection({ kind: 'ram', start: block.gpa, size: block.size, block, offset: 0n, readonly: false });
+      }
+    } catch (e) {
+      memory.free();
+      await container.dispose();
+      throw e;
+    }
+    return vmm;
+  }
+
+  /** The objects, by id. */
+  get objects(): ReadonlyMap<string, VmmObject> {
+    return this.#objects;
+  }
+
+  /** The realized devices, in the order they were added. */
+  get devices(): VmmDevice[] {
+    return [...this.#devices.values()].map((d) => d.device);
+  }
+
+  /** A device by id. */
+  device(id: string): VmmDevice | undefined {
+    return this.#devices.get(id)?.device;
+  }
+
+  /**
+   * Add an object: `'iommufd,id=iommufd0'` or `{ type: 'iommufd', id: 'iommufd0' }`.
+   * @throws ConfigError for an unknown type, a missing or taken id, or a bad option.
+   */
+  addObject(desc: Description): VmmObject {
+    this.#assertOpen();
+    const parsed = parseDescription(desc, '-object', 'type');
+    const type = this.container.isRegistered(VmmObjectTypes, true)
+      ? this.container.resolveAll(VmmObjectTypes).find((t) => t.type === parsed.type)
+      : undefined;
+    if (!type) throw new ConfigError(`${parsed.label}: unknown object type '${parsed.type}' (known: ${this.#known(VmmObjectTypes, (t) => t.type)})`);
+    const options = validateOptions(parsed, type.options, (t, id) => this.#objects.get(id)?.type === t);
+    const id = options.id;
+    if (typeof id !== 'string') throw new ConfigError(`${parsed.label}: an object needs id=`, 'id');
+    if (this.#objects.has(id)) throw new ConfigError(`${parsed.label}: an object with id '${id}' already exists`, 'id', id);
+    const object = type.create({ ...options, id }, this.container);
+    this.#objects.set(id, object);
+    this.events.emit('object:added', { id, type: object.type });
+    return object;
+  }
+
+  /** Remove an object that no device uses any more. */
+  async removeObject(id: string): Promise<void> {
+    const object = this.#objects.get(id);
+    if (!object) throw new ConfigError(`no object with id '${id}'`, 'id', id);
+    const busy = object.busyReason?.();
+    if (busy) throw new ConfigError(`object '${id}' is in use: ${busy}`, 'id', id);
+    await object.close();
+    this.#objects.delete(id);
+    this.events.emit('object:removed', { id, type: object.type });
+  }
+
+  /**
+   * Realize a device: `'vfio-pci,host=0000:00:03.0,iommufd=iommufd0'` or a typed description.
+   * @throws ConfigError for a bad description; the device type's error when realize fails
+   *   (after undoing everything it did).
+   */
+  async addDevice(desc: Description): Promise<VmmDevice> {
+    this.#assertOpen();
+    const parsed = parseDescription(desc, '-device', 'driver');
+    const type = this.container.isRegistered(VmmDeviceTypes, true)
+      ? this.container.resolveAll(VmmDeviceTypes).find((t) => t.driver === parsed.type)
+      : undefined;
+    if (!type) throw new ConfigError(`${parsed.label}: unknown device driver '${parsed.type}' (known: ${this.#known(VmmDeviceTypes, (t) => t.driver)})`);
+    const options = validateOptions(parsed, type.options, (t, id) => this.#objects.get(id)?.type === t);
+    const id = typeof options.id === 'string' ? options.id : this.#nextDeviceId(type.driver);
+    if (this.#devices.has(id)) throw new ConfigError(`${parsed.label}: a device with id '${id}' already exists`, 'id', id);
+    const container = this.container.createChildContainer();
+    try {
+      const device = await type.realize({
+        id,
+        options,
+        container,
+        object: (objectId) => {
+          const o = this.#objects.get(objectId);
+          if (!o) throw new ConfigError(`no object with id '${objectId}'`, 'id', objectId);
+          return o;
+        },
+      });
+      this.#devices.set(id, { device, container });
+      this.events.emit('device:realized', { id, driver: device.driver, name: device.name });
+      return device;
+    } catch (e) {
+      await container.dispose();
+      throw e;
+    }
+  }
+
+  /** Unrealize a device and release everything it held. */
+  async removeDevice(id: string): Promise<void> {
+    const entry = this.#devices.get(id);
+    if (!entry) throw new ConfigError(`no device with id '${id}'`, 'id', id);
+    this.#devices.delete(id);
+    try {
+      await entry.device.unrealize();
+    } finally {
+      await entry.container.dispose();
+    }
+    this.events.emit('device:unrealized', { id, driver: entry.device.driver, name: entry.device.name });
+  }
+
+  /**
+   * Unrealize every device (newest first), close every object, free guest memory. Carries on
+   * through failures and throws the first one at the end.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    let first: unknown;
+    const attempt = async (step: () => unknown): Promise<void> => {
+      try {
+        await step();
+      } catch (e) {
+        first ??= e;
+      }
+    };
+    for (const id of [...this.#devices.keys()].reverse()) await attempt(() => this.removeDevice(id));
+    for (const id of [...this.#objects.keys()].reverse()) await attempt(() => this.removeObject(id));
+    for (const s of [...this.addressSpace.sections].reverse()) await attempt(() => this.addressSpace.removeSection(s));
+    this.memory.free();
+    await attempt(() => this.container.dispose());
+    if (first !== undefined) throw first;
+  }
+
+  #assertOpen(): void {
+    if (this.#closed) throw new ConfigError(`VMM '${this.name}' is closed`);
+  }
+
+  #nextDeviceId(driver: string): string {
+    let n = 0;
+    while (this.#devices.has(`${driver}.${n}`)) n++;
+    return `${driver}.${n}`;
+  }
+
+  #known<T>(token: InjectionToken<T>, name: (t: T) => string): string {
+    const all = this.container.isRegistered(token, true) ? this.container.resolveAll<T>(token) : [];
+    return all.map(name).join(', ') || 'none; is its plugin missing?';
+  }
+}
