@@ -32,3 +32,4 @@ export * from './vmm/vmm-device.js';
 export * from './vmm/vmm-object.js';
 export * from './vfio/vfio-attach.js';
 export * from './vfio/vfio-device-options.js';
+export * from './vfio/device-info.js';

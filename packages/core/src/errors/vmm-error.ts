@@ -38,13 +38,19 @@ export class VfioError extends VmmError {
   constructor(
     readonly step: string,
     readonly device?: string,
-    options?: ErrorOptions & { detail?: string },
+    options?: ErrorOptions & {
+      /** Why, when no system call failed (or in addition to the one that did). */
+      detail?: string;
+      /** The errno vmmkit reports itself, as QEMU does when it refuses before calling the kernel. */
+      errno?: string;
+    },
   ) {
     const host = findHostError(options?.cause);
-    const what = host ? `: ${host.ioctl ?? host.syscall} -> ${host.code}` : options?.detail ? `: ${options.detail}` : '';
-    const inner = !host && options?.cause instanceof Error && !options.detail ? `: ${options.cause.message}` : '';
-    super(`${device ? `${device}: ` : ''}failed to ${step}${what}${inner}`, options);
-    this.errno = host?.code;
+    const syscall = host ? `: ${host.ioctl ?? host.syscall} -> ${host.code}` : '';
+    const detail = options?.detail ? `: ${options.detail}` : '';
+    const inner = !host && !options?.detail && options?.cause instanceof Error ? `: ${options.cause.message}` : '';
+    super(`${device ? `${device}: ` : ''}failed to ${step}${syscall}${detail}${inner}`, options);
+    this.errno = host?.code ?? options?.errno;
     this.ioctl = host?.ioctl;
   }
 }

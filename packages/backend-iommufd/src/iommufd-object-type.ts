@@ -1,0 +1,15 @@
+// `-object iommufd,id=<id>[,fd=<n>]` as a VMM object type.
+
+import type { DependencyContainer } from 'tsyringe';
+import { HostKernel, type VmmObjectType } from '@vmmkit/core';
+import { IommufdBackend } from './iommufd-backend.js';
+
+export const iommufdObjectType: VmmObjectType = {
+  type: 'iommufd',
+  options: {
+    fd: { kind: 'uint', doc: 'an already opened /dev/iommu fd to use instead of opening one (it stays the caller\'s)' },
+  },
+  create(options, container: DependencyContainer) {
+    return new IommufdBackend(options.id, container.resolve(HostKernel), options.fd as number | undefined);
+  },
+};

@@ -1,0 +1,121 @@
+// The legacy VFIO backend (QEMU's vfio_legacy_attach_device and friends): devices join through
+// their IOMMU group, groups share a type1 container per address space where the kernel allows.
+
+import { inject, injectable } from 'tsyringe';
+import {
+  HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, isMdev, vfioCall,
+  type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
+} from '@vmmkit/core';
+import { LegacyHostIommuDevice } from './legacy-host-iommu-device.js';
+import type { LegacyType1Container } from './legacy-type1-container.js';
+import { Type1Connector } from './type1-connector.js';
+import { VfioGroup } from './vfio-group.js';
+
+/** Options of the legacy backend. */
+export interface LegacyType1Options {
+  /** The container device: `/dev/vfio/vfio` (default), or `/dev/iommu` for iommufd's compat container. */
+  readonly containerPath?: string;
+}
+
+@injectable()
+export class LegacyIommuClass implements VfioIommuClass {
+  readonly kind = VFIO_IOMMU_LEGACY;
+  readonly #groups = new Map<number, VfioGroup>();
+  readonly #deviceGroups = new WeakMap<VfioDevice, VfioGroup>();
+  readonly #connector: Type1Connector;
+
+  constructor(
+    @inject(HostKernel) private readonly host: HostKernel,
+    @inject(VmmEventBus) private readonly events: VmmEventBus,
+    options: LegacyType1Options = {},
+  ) {
+    this.#connector = new Type1Connector(this, host, events, options.containerPath ?? '/dev/vfio/vfio');
+  }
+
+  async attachDevice(name: string, device: VfioDevice, space: VfioAddressSpace): Promise<VfioContainerBase> {
+    if (device.fdPassed) {
+      throw new VfioError('attach', name, { detail: 'a passed device fd needs the iommufd backend; the legacy backend opens devices through their group' });
+    }
+    const groupId = this.#groupId(device);
+    return UndoStack.run(async (undo) => {
+      device.mdev = isMdev(this.host, device.sysfsdev);
+      const group = await this.#getGroup(groupId, space, undo);
+      if (group.devices.some((d) => d.name === device.name)) {
+        throw new VfioError('attach', name, { detail: 'device is already attached' });
+      }
+      device.fd = group.getDeviceFd(device.name);
+      undo.push(() => {
+        this.host.close(device.fd);
+        device.fd = -1;
+      });
+      device.info = getDeviceInfo(this.host, device.fd, name);
+      if (!device.mdev) {
+        device.hostIommuDevice = new LegacyHostIommuDevice(name, device);
+        await device.hostIommuDevice.realize();
+      }
+      const container = group.container!;
+      group.devices.push(device);
+      container.devices.push(device);
+      device.container = container;
+      this.#deviceGroups.set(device, group);
+      this.events.emit('vfio:device-attached', { device: name, container: container.id, backend: this.kind });
+      return container;
+    });
+  }
+
+  async detachDevice(device: VfioDevice): Promise<void> {
+    const group = this.#deviceGroups.get(device);
+    const container = device.container as LegacyType1Container | undefined;
+    if (!group || !container) return;
+    this.#deviceGroups.delete(device);
+    remove(container.devices, device);
+    remove(group.devices, device);
+    device.container = undefined;
+    device.hostIommuDevice = undefined;
+    this.host.close(device.fd);
+    device.fd = -1;
+    this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
+    if (group.devices.length === 0) await this.#putGroup(group);
+  }
+
+  /** The group number from the device's sysfs iommu_group link (vfio_device_get_groupid). */
+  #groupId(device: VfioDevice): number {
+    if (!device.sysfsdev) throw new VfioError('find the IOMMU group', device.name, { detail: 'no sysfs path for the device' });
+    const link = vfioCall('find the IOMMU group (no such host device, or no IOMMU?)', device.name, () =>
+      this.host.readlink(`${device.sysfsdev}/iommu_group`),
+    );
+    const id = Number(link.split('/').pop());
+    if (!Number.isInteger(id) || id < 0) throw new VfioError('find the IOMMU group', device.name, { detail: `unexpected link ${link}` });
+    return id;
+  }
+
+  /** The group, opened and joined to a container unless this VM has it already (vfio_get_group). */
+  async #getGroup(id: number, space: VfioAddressSpace, undo: UndoStack): Promise<VfioGroup> {
+    const known = this.#groups.get(id);
+    if (known) {
+      if (known.space !== space) throw new VfioError(`use group ${id}`, undefined, { detail: 'the group is used in another address space' });
+      return known;
+    }
+    const group = VfioGroup.open(this.host, id, space);
+    undo.push(() => group.close());
+    await this.#connector.connect(group, space, undo);
+    this.#groups.set(id, group);
+    undo.push(() => void this.#groups.delete(id));
+    return group;
+  }
+
+  /** The group's last device left: leave the container (freeing it if last) and close the group. */
+  async #putGroup(group: VfioGroup): Promise<void> {
+    this.#groups.delete(group.id);
+    try {
+      await this.#connector.disconnect(group);
+    } finally {
+      group.close();
+    }
+  }
+}
+
+function remove<T>(list: T[], item: T): void {
+  const i = list.indexOf(item);
+  if (i >= 0) list.splice(i, 1);
+}

@@ -1,0 +1,21 @@
+// The legacy type1 backend as a plugin.
+
+import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import { HostKernel, VfioIommuClasses, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
+import { LegacyIommuClass, type LegacyType1Options } from './legacy-iommu-class.js';
+
+/**
+ * The legacy VFIO backend (`vfio-iommu-legacy`): devices without `iommufd=` attach through their
+ * group and a type1 container on `/dev/vfio/vfio`, or iommufd's compat container with
+ * `{ containerPath: '/dev/iommu' }`.
+ */
+export function legacyType1Plugin(options: LegacyType1Options = {}): VmmPlugin {
+  return {
+    name: 'backend-legacy-type1',
+    register(container: DependencyContainer) {
+      container.register(VfioIommuClasses, {
+        useFactory: instanceCachingFactory((c) => new LegacyIommuClass(c.resolve(HostKernel), c.resolve(VmmEventBus), options)),
+      });
+    },
+  };
+}
