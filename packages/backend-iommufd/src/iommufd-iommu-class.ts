@@ -8,7 +8,7 @@ import {
   HostKernel, IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, O_CLOEXEC, O_RDWR, UndoStack,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_IOMMU_IOMMUFD, VfioError,
   VmmEventBus, getDeviceInfo, isMdev, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
-  vfioCall, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
+  vfioCall, vfioStep, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
 } from '@vmmkit/core';
 import { IommufdBackend } from './iommufd-backend.js';
 import { IommufdContainer, type IoasHwpt } from './iommufd-container.js';
@@ -38,7 +38,7 @@ export class IommufdIommuClass implements VfioIommuClass {
     if (!(backend instanceof IommufdBackend)) {
       throw new VfioError('attach through iommufd', name, { detail: 'the device names no iommufd object (iommufd=<id>)' });
     }
-    return UndoStack.run(async (undo) => {
+    return vfioStep(`attach through ${this.kind}`, name, () => UndoStack.run(async (undo) => {
       device.mdev = isMdev(this.host, device.sysfsdev);
       if (device.fd < 0) device.fd = this.#openCdev(device);
       // The device fd now belongs to the backend (a passed one too, as in QEMU): closing it unbinds.
@@ -72,7 +72,7 @@ export class IommufdIommuClass implements VfioIommuClass {
       this.#bindings.set(device, binding);
       this.events.emit('vfio:device-attached', { device: name, container: container.id, backend: this.kind });
       return container;
-    });
+    }));
   }
 
   async detachDevice(device: VfioDevice): Promise<void> {

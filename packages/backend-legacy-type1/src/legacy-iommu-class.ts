@@ -3,7 +3,7 @@
 
 import { inject, injectable } from 'tsyringe';
 import {
-  HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, isMdev, vfioCall,
+  HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, isMdev, vfioCall, vfioStep,
   type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
 } from '@vmmkit/core';
 import { LegacyHostIommuDevice } from './legacy-host-iommu-device.js';
@@ -37,7 +37,7 @@ export class LegacyIommuClass implements VfioIommuClass {
       throw new VfioError('attach', name, { detail: 'a passed device fd needs the iommufd backend; the legacy backend opens devices through their group' });
     }
     const groupId = this.#groupId(device);
-    return UndoStack.run(async (undo) => {
+    return vfioStep(`attach through ${this.kind}`, name, () => UndoStack.run(async (undo) => {
       device.mdev = isMdev(this.host, device.sysfsdev);
       const group = await this.#getGroup(groupId, space, undo);
       if (group.devices.some((d) => d.name === device.name)) {
@@ -60,7 +60,7 @@ export class LegacyIommuClass implements VfioIommuClass {
       this.#deviceGroups.set(device, group);
       this.events.emit('vfio:device-attached', { device: name, container: container.id, backend: this.kind });
       return container;
-    });
+    }));
   }
 
   async detachDevice(device: VfioDevice): Promise<void> {

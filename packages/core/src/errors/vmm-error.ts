@@ -45,11 +45,16 @@ export class VfioError extends VmmError {
       errno?: string;
     },
   ) {
-    const host = findHostError(options?.cause);
-    const syscall = host ? `: ${host.ioctl ?? host.syscall} -> ${host.code}` : '';
+    const cause = options?.cause;
+    const host = findHostError(cause);
+    // A wrapped VfioError already says what failed underneath: keep its words.
+    const why =
+      cause instanceof VfioError ? `: ${cause.message}`
+      : cause instanceof HostError ? `: ${cause.ioctl ?? cause.syscall} -> ${cause.code}`
+      : cause instanceof Error && !options?.detail ? `: ${cause.message}`
+      : '';
     const detail = options?.detail ? `: ${options.detail}` : '';
-    const inner = !host && !options?.detail && options?.cause instanceof Error ? `: ${options.cause.message}` : '';
-    super(`${device ? `${device}: ` : ''}failed to ${step}${syscall}${detail}${inner}`, options);
+    super(`${device ? `${device}: ` : ''}failed to ${step}${detail}${why}`, options);
     this.errno = host?.code ?? options?.errno;
     this.ioctl = host?.ioctl;
   }

@@ -1,2 +1,4 @@
-// @vmmkit/core/testing: the exported contract test suites.
-export {};
+// @vmmkit/core/testing: the contract suites backends (vmmkit's and users') run against themselves.
+
+export * from './contract-harness.js';
+export * from './vfio-iommu-contract.js';

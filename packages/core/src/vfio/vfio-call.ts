@@ -1,4 +1,4 @@
-// One place that turns a failed system call into a VfioError naming the step and the device.
+// One place that turns a failure into a VfioError naming the step and the device.
 
 import { VfioError } from '../errors/vmm-error.js';
 
@@ -7,6 +7,18 @@ export function vfioCall<T>(step: string, device: string | undefined, call: () =
   try {
     return call();
   } catch (e) {
-    throw e instanceof VfioError ? e : new VfioError(step, device, { cause: e });
+    throw e instanceof VfioError && (e.device === device || device === undefined) ? e : new VfioError(step, device, { cause: e });
+  }
+}
+
+/**
+ * Run an async multi-step operation on `device`; a failure that does not already name the
+ * device is wrapped as VfioError("<device>: failed to <step>: <what failed inside>").
+ */
+export async function vfioStep<T>(step: string, device: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (e) {
+    throw e instanceof VfioError && e.device === device ? e : new VfioError(step, device, { cause: e });
   }
 }

@@ -1,0 +1,246 @@
+// The contract every VfioIommuClass must keep, as a vitest suite a backend (ours, or a user's
+// plugin) runs against its own harness. Differences between backends are the declared
+// capabilities; nothing here looks at a backend's name.
+
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
+import { VfioError } from '../errors/vmm-error.js';
+import { DirtyBitmap } from '../memory/dirty-bitmap.js';
+import type { VfioContainerBase } from '../vfio/vfio-container-base.js';
+import type { VfioDevice } from '../vfio/vfio-device.js';
+import type { VfioIommuContractCapabilities, VfioIommuContractHarness } from './contract-harness.js';
+
+const PAGE = BigInt(HOST_PAGE_SIZE);
+/** IOVAs for extra mappings: above guest RAM, inside every IOMMU's window and below edu's 28-bit mask. */
+const EXTRA_IOVA = 0x0800_0000n;
+
+/** Expect `op` to reject with a VfioError whose errno is `errno`. */
+export async function expectVfioErrno(errno: string, op: Promise<unknown>): Promise<VfioError> {
+  const e = await op.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, `expected a VfioError with errno ${errno}`).toBeInstanceOf(VfioError);
+  expect((e as VfioError).errno).toBe(errno);
+  return e as VfioError;
+}
+
+const bytes = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
+
+/**
+ * Define the contract tests for a backend.
+ * @param name shown in the test names, e.g. `legacy type1 on /dev/vfio/vfio`.
+ * @param caps what the backend does where backends legitimately differ.
+ * @param make a fresh harness per test.
+ */
+export function describeVfioIommuContract(
+  name: string,
+  caps: VfioIommuContractCapabilities,
+  make: () => Promise<VfioIommuContractHarness>,
+): void {
+  describe(`VfioIommuClass contract: ${name}`, () => {
+    let h: VfioIommuContractHarness;
+    let baseline: unknown;
+    const attached: VfioDevice[] = [];
+
+    const attach = async (index = 0): Promise<{ device: VfioDevice; container: VfioContainerBase }> => {
+      const device = h.device(index);
+      const container = await h.iommuClass.attachDevice(device.name, device, h.space);
+      attached.push(device);
+      return { device, container };
+    };
+    const detach = async (device: VfioDevice): Promise<void> => {
+      attached.splice(attached.indexOf(device), 1);
+      await h.iommuClass.detachDevice(device);
+    };
+
+    beforeEach(async () => {
+      h = await make();
+      baseline = h.census?.();
+    });
+
+    afterEach(async () => {
+      for (const d of attached.splice(0).reverse()) await h.iommuClass.detachDevice(d);
+      try {
+        if (h.census) expect(h.census(), 'everything attached was released').toEqual(baseline);
+      } finally {
+        await h.dispose();
+      }
+    });
+
+    it('attaches a device into a new container that maps guest RAM, and releases it all on detach', async () => {
+      const { device, container } = await attach();
+      expect(device.fd).toBeGreaterThanOrEqual(0);
+      expect(device.container).toBe(container);
+      expect(container.devices).toContain(device);
+      expect(h.space.containers).toEqual([container]);
+      expect(container.listening).toBe(true);
+      expect(device.info?.numRegions).toBeGreaterThan(0);
+      const data = bytes(256, 1);
+      await h.dma(device, 0x3000n, data);
+      expect(h.memory.read(0x3000n, 256)).toEqual(data);
+      if (!device.mdev) {
+        expect(device.hostIommuDevice?.realized).toBe(true);
+        expect(device.hostIommuDevice!.awBits).toBeGreaterThanOrEqual(32);
+        expect(device.hostIommuDevice!.awBits).toBeLessThanOrEqual(64);
+        if (!caps.hwCaps) expect(device.hostIommuDevice!.hwCaps).toBe(0n);
+      }
+      await detach(device);
+      expect(device.fd).toBe(-1);
+      expect(device.container).toBeUndefined();
+      expect(h.space.containers).toEqual([]);
+    });
+
+    it.runIf(caps.multipleDevices)('shares a container between devices where it can, and frees it with the last device', async () => {
+      const a = await attach(0);
+      const b = await attach(1);
+      expect(b.container === a.container).toBe(caps.sharedContainer);
+      await detach(a.device);
+      await h.dma(b.device, 0x5000n, bytes(64, 2));
+      expect(h.memory.read(0x5000n, 64)).toEqual(bytes(64, 2));
+      await detach(b.device);
+      expect(h.space.containers).toEqual([]);
+    });
+
+    it('maps extra memory, refuses an overlap with EEXIST, and unmaps it', async () => {
+      const { device, container } = await attach();
+      const extra = h.host.mmap(0x10000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      try {
+        await container.dmaMap(EXTRA_IOVA, 0x10000n, extra.addr, false);
+        await h.dma(device, EXTRA_IOVA + 0x100n, bytes(32, 3));
+        expect(extra.bytes.subarray(0x100, 0x120)).toEqual(bytes(32, 3));
+        await expectVfioErrno('EEXIST', container.dmaMap(EXTRA_IOVA + PAGE, PAGE, extra.addr, false));
+        await container.dmaUnmap(EXTRA_IOVA, 0x10000n);
+        await expect(h.dma(device, EXTRA_IOVA, bytes(8, 4))).rejects.toThrow();
+        await container.dmaUnmap(EXTRA_IOVA, 0x10000n); // nothing left: not an error
+      } finally {
+        extra.unmap();
+      }
+    });
+
+    it('keeps read-only mappings read-only for the device', async () => {
+      const { device, container } = await attach();
+      const extra = h.host.mmap(0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      try {
+        await container.dmaMap(EXTRA_IOVA, 0x2000n, extra.addr, true);
+        await expect(h.dma(device, EXTRA_IOVA, bytes(8, 5))).rejects.toThrow();
+        expect(extra.bytes.subarray(0, 8).every((b) => b === 0)).toBe(true);
+        await container.dmaUnmap(EXTRA_IOVA, 0x2000n);
+      } finally {
+        extra.unmap();
+      }
+    });
+
+    it(`never removes part of a mapping (a partial unmap is ${caps.partialUnmap === 'EINVAL' ? 'refused with EINVAL' : 'ignored'})`, async () => {
+      const { device, container } = await attach();
+      const extra = h.host.mmap(0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      try {
+        await container.dmaMap(EXTRA_IOVA, 0x2000n, extra.addr, false);
+        const partial = container.dmaUnmap(EXTRA_IOVA, PAGE);
+        if (caps.partialUnmap === 'EINVAL') await expectVfioErrno('EINVAL', partial);
+        else await partial;
+        await h.dma(device, EXTRA_IOVA, bytes(8, 6));
+        await h.dma(device, EXTRA_IOVA + PAGE, bytes(8, 7));
+        expect(extra.bytes.subarray(0x1000, 0x1008)).toEqual(bytes(8, 7));
+        await container.dmaUnmap(EXTRA_IOVA, 0x2000n);
+      } finally {
+        extra.unmap();
+      }
+    });
+
+    it('unmaps everything with `all`', async () => {
+      const { device, container } = await attach();
+      await container.dmaUnmap(0n, 0n, { all: true });
+      await expect(h.dma(device, 0x3000n, bytes(8, 8))).rejects.toThrow();
+    });
+
+    it.runIf(caps.iommuDirtyTracking)(`tracks dirty pages through the IOMMU (${caps.dirtyReports}, noClear ${caps.noClear ? 'keeps' : 'clears'})`, async () => {
+      const { device, container } = await attach();
+      expect(container.dirtyPagesSupported).toBe(true);
+      const ram = h.memory.blocks[0]!;
+      await container.setDirtyPageTracking(true);
+      expect(container.dirtyPagesStarted).toBe(true);
+      await h.dma(device, 5n * PAGE + 16n, bytes(16, 9));
+      const bitmap = new DirtyBitmap(ram.pages);
+      const expected = caps.dirtyReports === 'exact' ? [5] : Array.from({ length: ram.pages }, (_, i) => i);
+      await container.queryDirtyBitmap(bitmap, ram.gpa, ram.size, { noClear: true });
+      bitmap.mergeIncoming();
+      expect(setBits(bitmap)).toEqual(expected);
+      bitmap.clear();
+      await container.queryDirtyBitmap(bitmap, ram.gpa, ram.size);
+      bitmap.mergeIncoming();
+      expect(setBits(bitmap)).toEqual(caps.noClear || caps.dirtyReports === 'all-mapped' ? expected : []);
+      await container.setDirtyPageTracking(false);
+      expect(container.dirtyPagesStarted).toBe(false);
+    });
+
+    it.runIf(caps.iommuDirtyTracking)('harvests the dirty pages of a range before unmapping it (the guest IOMMU unmap flow)', async () => {
+      const { device, container } = await attach();
+      const ram = h.memory.blocks[0]!;
+      const gpa = 0x10_0000n;
+      // Map IOVA -> guest RAM at gpa, as a guest IOMMU mapping would.
+      await container.dmaMap(EXTRA_IOVA, 4n * PAGE, ram.hva + gpa, false);
+      h.memory.startDirtyLog();
+      await container.setDirtyPageTracking(true);
+      await h.dma(device, EXTRA_IOVA + 2n * PAGE, bytes(8, 10));
+      await container.dmaUnmap(EXTRA_IOVA, 4n * PAGE, { dirty: { gpa, memory: h.memory } });
+      const logged = setBits(ram.dirty!).filter((p) => p >= 256 && p < 260);
+      expect(logged).toEqual(caps.dirtyReports === 'exact' ? [258] : [256, 257, 258, 259]);
+      await expect(h.dma(device, EXTRA_IOVA, bytes(8, 11))).rejects.toThrow();
+      await container.setDirtyPageTracking(false);
+      h.memory.stopDirtyLog();
+    });
+
+    it('harvests nothing when dirty tracking is not running', async () => {
+      const { container } = await attach();
+      const ram = h.memory.blocks[0]!;
+      await container.dmaMap(EXTRA_IOVA, PAGE, ram.hva, false);
+      h.memory.startDirtyLog();
+      await container.dmaUnmap(EXTRA_IOVA, PAGE, { dirty: { gpa: 0n, memory: h.memory } });
+      expect(ram.dirty!.count()).toBe(0);
+      h.memory.stopDirtyLog();
+    });
+
+    it.runIf(!caps.iommuDirtyTracking)('says so when asked for IOMMU dirty pages it cannot track', async () => {
+      const { container } = await attach();
+      expect(container.dirtyPagesSupported).toBe(false);
+      await container.setDirtyPageTracking(true); // a no-op, as in QEMU
+      expect(container.dirtyPagesStarted).toBe(false);
+      await expect(container.queryDirtyBitmap(new DirtyBitmap(16), 0n, 16n * PAGE)).rejects.toThrow(/does not track dirty pages/);
+    });
+
+    it.runIf(caps.faultInjection)('fails each step of attach with a VfioError naming the device and errno, leaving nothing behind', async () => {
+      expect(h.attachIoctls?.length, 'the harness names the ioctls of an attach').toBeGreaterThan(0);
+      for (const step of h.attachIoctls!) {
+        const before = h.census!();
+        const device = h.device(0);
+        h.injectFault!({ ioctl: step.ioctl, on: step.on, errno: 'EIO' });
+        const e = await h.iommuClass.attachDevice(device.name, device, h.space).then(() => undefined, (err: unknown) => err);
+        expect(e, `a fault in ${step.name} must fail the attach`).toBeInstanceOf(VfioError);
+        expect((e as VfioError).errno, step.name).toBe('EIO');
+        expect((e as Error).message, step.name).toContain(device.name);
+        expect(h.census!(), `after a fault in ${step.name}`).toEqual(before);
+        expect(h.space.containers, `after a fault in ${step.name}`).toEqual([]);
+        expect(device.fd).toBe(-1);
+      }
+      await attach(); // and a clean attach still works
+    });
+
+    it.runIf(caps.iommuDirtyTracking && caps.faultInjection)('keeps dirty tracking stopped when starting it fails', async () => {
+      expect(h.dirtyTrackingIoctl, 'the harness names the ioctl that starts dirty tracking').toBeDefined();
+      const { container } = await attach();
+      h.injectFault!({ ioctl: h.dirtyTrackingIoctl!.ioctl, on: h.dirtyTrackingIoctl!.on, errno: 'EIO' });
+      await expectVfioErrno('EIO', container.setDirtyPageTracking(true));
+      expect(container.dirtyPagesStarted).toBe(false);
+      await container.setDirtyPageTracking(true);
+      expect(container.dirtyPagesStarted).toBe(true);
+      await container.setDirtyPageTracking(false);
+    });
+  });
+}
+
+function setBits(bitmap: DirtyBitmap): number[] {
+  const out: number[] = [];
+  bitmap.forEachSetBit((b) => out.push(b));
+  return out;
+}
