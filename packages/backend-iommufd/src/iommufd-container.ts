@@ -34,11 +34,20 @@ export class IommufdContainer extends VfioContainerBase {
     super(id, iommuClass, space, host, events);
   }
 
-  /** Read the IOAS's IOVA ranges (iommufd_cdev_get_info_iova_range); keep defaults if the kernel cannot say. */
+  /**
+   * Read the IOAS's IOVA ranges (iommufd_cdev_get_info_iova_range). If the kernel cannot say,
+   * warn and keep the full 64-bit range and host pages, as QEMU does.
+   */
   async setup(): Promise<void> {
-    const { ranges, alignment } = await this.backend.iovaRanges(this.ioasId);
-    if (ranges.length) this.iovaRanges = ranges;
-    this.pgsizes = alignment > 0n ? alignment : PAGE;
+    try {
+      const { ranges, alignment } = await this.backend.iovaRanges(this.ioasId);
+      if (ranges.length) this.iovaRanges = ranges;
+      this.pgsizes = alignment > 0n ? alignment : PAGE;
+    } catch (e) {
+      this.pgsizes = PAGE;
+      const message = `${(e as Error).message}; falling back to the full 64-bit IOVA range and ${HOST_PAGE_SIZE}-byte pages`;
+      this.events.emit('vfio:warning', { container: this.id, message });
+    }
   }
 
   /**

@@ -33,3 +33,5 @@ export * from './vmm/vmm-object.js';
 export * from './vfio/vfio-attach.js';
 export * from './vfio/vfio-device-options.js';
 export * from './vfio/device-info.js';
+export * from './vfio/region-info.js';
+export * from './vfio/pci-config.js';

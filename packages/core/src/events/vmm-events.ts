@@ -17,6 +17,8 @@ export interface VmmEvents {
   'vfio:hwpt-allocated': [e: Readonly<{ container: string; hwptId: number; dirtyTracking: boolean; device: string }>];
   'vfio:hwpt-freed': [e: Readonly<{ container: string; hwptId: number }>];
   'vfio:dirty-tracking-changed': [e: Readonly<{ container: string; started: boolean }>];
+  /** Something went wrong that vmmkit worked around (QEMU's warn_report). */
+  'vfio:warning': [e: Readonly<{ container?: string; device?: string; message: string }>];
 }
 
 /** The event bus of one VMM; the class is its own injection token. */

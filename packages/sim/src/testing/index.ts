@@ -1,0 +1,3 @@
+// @vmmkit/sim/testing: harnesses that run vmmkit's contract suites on SimHost.
+
+export * from './vfio-contract-harness.js';

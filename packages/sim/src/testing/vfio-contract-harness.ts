@@ -1,0 +1,68 @@
+// A SimHost harness for the VfioIommuClass contract suite of @vmmkit/core/testing: a machine
+// with edu devices, guest memory, DMA through the test hook, the census and fault injection.
+// Any backend (vmmkit's or a user's) can run the contract on it.
+
+import { setBusMaster, VfioDevice, type VfioIommuClass, type VmmEventBus } from '@vmmkit/core';
+import { contractMemory, type ContractIoctl, type VfioIommuContractHarness } from '@vmmkit/core/testing';
+import type { SimHostConfig } from '../config.js';
+import { SimHost } from '../sim-host.js';
+
+/** How to build the harness for one backend. */
+export interface SimContractOptions {
+  /** The machine. Default: two edu devices, each in its own group, behind one dirty-tracking IOMMU. */
+  readonly machine?: SimHostConfig;
+  /** The backend under test, made fresh for each test. */
+  iommuClass(host: SimHost, events: VmmEventBus): VfioIommuClass;
+  /** Adjust each new device before it is attached (give it its iommufd object, say). */
+  prepareDevice?(device: VfioDevice): void;
+  /** Release what the backend factory made. */
+  cleanup?(): void | Promise<void>;
+  /** The ioctls an attach makes, for the failure sweep. */
+  readonly attachIoctls?: readonly ContractIoctl[];
+  /** The ioctl that starts IOMMU dirty tracking. */
+  readonly dirtyTrackingIoctl?: ContractIoctl;
+}
+
+/** Two edu devices in separate groups behind one IOMMU unit that tracks dirty pages. */
+export const TWO_EDU_MACHINE: SimHostConfig = {
+  iommus: [{ id: 'iommu0', dirtyTracking: true, awBits: 39 }],
+  devices: [
+    { bdf: '0000:00:03.0', model: 'edu', iommu: 'iommu0', group: 3 },
+    { bdf: '0000:00:04.0', model: 'edu', iommu: 'iommu0', group: 4 },
+  ],
+};
+
+/** Build a fresh contract harness on a new SimHost. */
+export async function simContractHarness(options: SimContractOptions): Promise<VfioIommuContractHarness> {
+  const host = new SimHost(options.machine ?? TWO_EDU_MACHINE);
+  const { memory, space, events, release } = await contractMemory(host);
+  const devices = [...host.kernel.devices.values()].filter((d) => d.vfioBound);
+  return {
+    host,
+    iommuClass: options.iommuClass(host, events),
+    memory,
+    space,
+    events,
+    deviceCount: devices.length,
+    device(index) {
+      const d = devices[index];
+      if (!d) throw new RangeError(`the machine has ${devices.length} vfio devices, not ${index + 1}`);
+      const device = new VfioDevice({ sysfsdev: `/sys/bus/${d.mdev ? 'mdev' : 'pci'}/devices/${d.name}` });
+      options.prepareDevice?.(device);
+      return device;
+    },
+    async dma(device, iova, data) {
+      // vfio-pci clears Bus Master Enable when the device is opened, as Linux does.
+      if (!device.mdev) setBusMaster(host, device.fd, device.name, true);
+      host.deviceDma(device.name, iova, data);
+    },
+    census: () => host.census(),
+    injectFault: (fault) => host.injectFault(fault),
+    attachIoctls: options.attachIoctls,
+    dirtyTrackingIoctl: options.dirtyTrackingIoctl,
+    async dispose() {
+      await options.cleanup?.();
+      await release();
+    },
+  };
+}
