@@ -62,4 +62,10 @@ export interface SimHostConfig {
   readonly features?: SimFeatures;
   /** RLIMIT_NOFILE. Default 1024. */
   readonly fdLimit?: number;
+  /**
+   * Anonymous memory is backed by transparent huge pages, so pinned ranges are physically
+   * contiguous: IO page tables use 2 MiB / 1 GiB IOPTEs where IOVA and address align, and IOMMU
+   * dirty tracking reports whole huge IOPTEs, as on a THP host. Default false: 4 KiB IOPTEs.
+   */
+  readonly transparentHugePages?: boolean;
 }

@@ -7,3 +7,8 @@ export type { SimFault } from './kernel/fault-injector.js';
 export type { SimPciModel, SimBar, SimDeviceBus, SimIrq, SimMigratableState } from './devices/pci-model.js';
 export type { MemoryBacking } from './memory/backing.js';
 export { DenseBacking } from './memory/backing.js';
+// The built-in device models' register maps, for programs and tests that drive them.
+export * from './devices/edu.js';
+export * from './devices/nic-regs.js';
+export { NicModel } from './devices/nic.js';
+export { makePacket } from './devices/nic-traffic.js';

@@ -32,7 +32,7 @@ export class SimHost implements HostKernel {
   readonly kernel: SimKernel;
 
   constructor(config: SimHostConfig = {}) {
-    this.kernel = new SimKernel(config.features, config.fdLimit);
+    this.kernel = new SimKernel(config.features, config.fdLimit, config.transparentHugePages);
     buildMachine(this.kernel, config);
   }
 

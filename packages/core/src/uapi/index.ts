@@ -4,5 +4,6 @@ export * from './ioctl.js';
 export * from './ioctl-names.js';
 export * from './struct.js';
 export * from './iommufd.js';
+export * from './iommufd-test.js';
 export * from './vfio.js';
 export * from './kvm.js';

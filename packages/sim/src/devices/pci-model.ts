@@ -2,6 +2,7 @@
 // hardware (config space, BARs, interrupts, reset) and what the hardware can do (DMA, raise
 // interrupts) through its bus.
 
+import type { SimDmaFault } from '../iommu/dma-target.js';
 import type { MemoryBacking } from '../memory/backing.js';
 
 /** A BAR of the device. */
@@ -33,6 +34,11 @@ export interface SimDeviceBus {
   lowerIntx(): void;
   /** Virtual time in milliseconds. */
   now(): number;
+  /**
+   * DMA the device itself started and the IOMMU refused, newest last. A model appends the
+   * SimDmaFault it caught from dmaWrite/dmaRead here and carries on, as hardware would.
+   */
+  readonly faults: SimDmaFault[];
 }
 
 /** A device's migratable state (VFIO migration v2 moves it through the data fd). */
@@ -43,13 +49,24 @@ export interface SimMigratableState {
   load(state: Uint8Array): void;
   /** Changes whenever the state changes, so precopy can tell whether there is new data. */
   readonly version: number;
+  /**
+   * The migration driver stops (false) and restarts (true) the device: stopped in STOP,
+   * STOP_COPY, RESUMING and ERROR, where it must not DMA, raise interrupts or change its
+   * state; running otherwise. A reset leaves the device running.
+   */
+  setRunning(running: boolean): void;
 }
 
 /** A PCI device model. */
 export interface SimPciModel {
   /** The model's name, e.g. `'edu'`. */
   readonly kind: string;
-  /** The device's configuration space (256 or 4096 bytes) as the hardware holds it. */
+  /**
+   * The device's configuration space (256 or 4096 bytes) as the hardware holds it. The kernel
+   * writes it too: vfio-pci clears Bus Master Enable at open and sets the MSI / MSI-X enable bit
+   * of the capability when the user enables those vectors, so a model consults its capability to
+   * pick MSI-X, MSI or INTx (see config-space.ts).
+   */
   readonly config: Uint8Array;
   readonly bars: readonly SimBar[];
   /** Interrupts: INTx pin present, MSI and MSI-X vector counts. */
@@ -58,7 +75,10 @@ export interface SimPciModel {
   barRead(bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint;
   /** Register write (through the VFIO region's write). */
   barWrite(bar: number, offset: number, size: 1 | 2 | 4 | 8, value: bigint): void;
-  /** The memory behind a BAR's mmap areas. */
+  /**
+   * The memory behind a BAR's mmap areas, addressed by BAR offset (only the mmap areas are
+   * ever touched through it). Required when a BAR has mmap areas.
+   */
   barMemory?(bar: number): MemoryBacking;
   /** A config space write reached the hardware (after vfio-pci's virtualization). */
   configWritten?(offset: number, size: number): void;

@@ -38,6 +38,13 @@ export abstract class SimFile {
     }
   }
 
+  /** Release a file no fd or object ever held (its fd install failed, say). */
+  discard(): void {
+    if (this.#refs !== 0 || this.#released) throw new Error(`sim: discarding a ${this.constructor.name} that is in use`);
+    this.#released = true;
+    this.release();
+  }
+
   get released(): boolean {
     return this.#released;
   }

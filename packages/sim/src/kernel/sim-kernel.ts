@@ -14,7 +14,7 @@ import type { SimIommu } from './sim-iommu.js';
 export class SimKernel {
   readonly census = new Census();
   readonly faults = new FaultInjector();
-  readonly memory = new UserMemory(this.census);
+  readonly memory: UserMemory;
   readonly fds: FdTable;
   readonly fs = new SimFs();
   readonly iommus = new Map<string, SimIommu>();
@@ -24,8 +24,9 @@ export class SimKernel {
   readonly features: Required<SimFeatures>;
   #now = 0;
 
-  constructor(features: SimFeatures = {}, fdLimit = 1024) {
+  constructor(features: SimFeatures = {}, fdLimit = 1024, transparentHugePages = false) {
     this.fds = new FdTable(fdLimit);
+    this.memory = new UserMemory(this.census, transparentHugePages);
     this.features = {
       iommufd: features.iommufd ?? true,
       vfioContainer: features.vfioContainer ?? true,

@@ -25,6 +25,25 @@ interface Region {
 }
 
 const PAGE = 4096n;
+
+/** The part [offset, offset + length) of memory made of consecutive spans (pinned pages, say). */
+export function sliceSpans(spans: readonly UserSpan[], offset: number, length: number): UserSpan[] {
+  const out: UserSpan[] = [];
+  let skip = offset;
+  let want = length;
+  for (const s of spans) {
+    if (want === 0) break;
+    if (skip >= s.length) {
+      skip -= s.length;
+      continue;
+    }
+    const n = Math.min(s.length - skip, want);
+    out.push({ backing: s.backing, offset: s.offset + skip, length: n });
+    want -= n;
+    skip = 0;
+  }
+  return out;
+}
 // Leave a guard gap between mappings, so an overrun faults instead of reaching the neighbour.
 const GUARD = 16n * PAGE;
 
@@ -33,7 +52,11 @@ export class UserMemory {
   readonly #regions = new RangeMap<Region>();
   #next = 0x7f00_0000_0000n;
 
-  constructor(private readonly census: Census) {}
+  constructor(
+    private readonly census: Census,
+    /** Anonymous memory is huge-page backed (physically contiguous when pinned). */
+    readonly hugePages = false,
+  ) {}
 
   /** Map `backing[backingOffset, +length)` at a fresh address. */
   map(length: number, prot: number, backing: MemoryBacking, backingOffset = 0, onUnmap?: () => void): HostMapping {

@@ -1,0 +1,95 @@
+// The selftest ops that look inside a mock domain (selftest.c): IOMMU_TEST_OP_DIRTY, which sets
+// IOPTE dirty bits the way a device write would, and IOMMU_TEST_OP_MD_CHECK_MAP.
+
+import { MOCK_IO_PAGE_SIZE, type iommu_test_cmd } from '@vmmkit/core';
+import { fail } from '../kernel/sim-errno.js';
+import type { UserSpan } from '../memory/user-memory.js';
+import type { Hwpt } from './hwpt.js';
+import type { IommufdFile } from './iommufd-file.js';
+import { hex } from './iova-range.js';
+import { mockUnit } from './mock-iommu.js';
+import type { UcmdOf } from './ucmd.js';
+
+/** The check_map member of struct iommu_test_cmd. */
+interface CheckMap {
+  readonly iova: bigint;
+  readonly length: bigint;
+  readonly uptr: bigint;
+}
+
+/** get_md_pagetable: a paging HWPT (ENOENT) whose domain is the mock's (EINVAL). */
+function mockHwpt(ctx: IommufdFile, id: number): Hwpt {
+  const hwpt = ctx.objects.get<Hwpt>(id, 'hwpt_paging');
+  if (hwpt.domain.unit !== mockUnit) fail('EINVAL', `hwpt ${id} is not a mock domain`);
+  return hwpt;
+}
+
+/** Set bit indices of a little-endian bitmap, in order. */
+function* setBits(bytes: Uint8Array, count: bigint): Generator<bigint> {
+  for (let i = 0; i < bytes.byteLength; i++) {
+    const byte = bytes[i]!;
+    if (!byte) continue;
+    for (let b = 0; b < 8; b++) {
+      const bit = BigInt(i * 8 + b);
+      if (byte & (1 << b) && bit < count) yield bit;
+    }
+  }
+}
+
+/**
+ * IOMMU_TEST_OP_DIRTY: mark dirty the mapped IO pages whose bits are set in the user's bitmap
+ * (bit n: IOVA iova + n * page_size), counting them in out_nr_dirty. Needs tracking on (EINVAL).
+ * Like the kernel, the page is looked up at index cur / page_size, exact for the 2 KiB IO page.
+ */
+export function mockDirty(ctx: IommufdFile, ucmd: UcmdOf<typeof iommu_test_cmd>): number {
+  const { iova, length, page_size: pageSize, uptr } = ucmd.get('dirty');
+  if (!pageSize || !length || iova % pageSize || length % pageSize || !uptr) fail('EINVAL', 'bad dirty range or no bitmap');
+  const hwpt = mockHwpt(ctx, ucmd.get('id'));
+  if (!hwpt.domain.tracking) fail('EINVAL', `hwpt ${hwpt.id} does not track dirty pages`);
+  const max = length / pageSize;
+  const bitmap = ctx.kernel.memory.read(uptr, Number((max + 7n) / 8n));
+  let count = 0n;
+  for (const i of setBits(bitmap, max)) {
+    const page = ((iova + i * pageSize) / pageSize) * MOCK_IO_PAGE_SIZE;
+    if (!hwpt.ioas.iopt.areas.find(page)) continue;
+    hwpt.domain.dirty.setRange(hwpt.domain.index(page), 1);
+    count++;
+  }
+  const dirty = ucmd.get('dirty');
+  ucmd.set('dirty', { ...dirty, out_nr_dirty: count });
+  ucmd.respond();
+  return 0;
+}
+
+/** The same memory behind two span lists. */
+function sameMemory(a: readonly UserSpan[], b: readonly UserSpan[]): boolean {
+  const [x, y] = [a.filter((s) => s.length), b.filter((s) => s.length)];
+  let [i, j, oi, oj] = [0, 0, 0, 0];
+  while (i < x.length && j < y.length) {
+    const [s, t] = [x[i]!, y[j]!];
+    if (s.backing !== t.backing || s.offset + oi !== t.offset + oj) return false;
+    const n = Math.min(s.length - oi, t.length - oj);
+    oi += n;
+    oj += n;
+    if (oi === s.length) [i, oi] = [i + 1, 0];
+    if (oj === t.length) [j, oj] = [j + 1, 0];
+  }
+  return i === x.length && j === y.length;
+}
+
+/** IOMMU_TEST_OP_MD_CHECK_MAP: every IO page of [iova, +length) maps the memory at uptr (EINVAL otherwise). */
+export function checkMockMap(ctx: IommufdFile, id: number, check: CheckMap): number {
+  const { iova, length, uptr } = check;
+  if (iova % MOCK_IO_PAGE_SIZE || length % MOCK_IO_PAGE_SIZE || uptr % MOCK_IO_PAGE_SIZE) fail('EINVAL', 'unaligned check');
+  const hwpt = mockHwpt(ctx, id);
+  if (!length) return 0;
+  const walk = hwpt.ioas.iopt.contiguous(iova, iova + length - 1n);
+  if (!walk.done) fail('EINVAL', `IOVA range at ${hex(iova)} is not fully mapped`);
+  for (const [area, from, to] of walk.pieces) {
+    const n = Number(to - from + 1n);
+    const mapped = area.pages.memoryAt(ctx.kernel.memory, area.byteOf(from), n, false);
+    const user = ctx.kernel.memory.resolve(uptr + (from - iova), n, 'read');
+    if (!sameMemory(mapped, user)) fail('EINVAL', `IOVA ${hex(from)} does not map the user memory at ${hex(uptr + (from - iova))}`);
+  }
+  return 0;
+}
