@@ -5,7 +5,7 @@
 
 import { inject, injectable } from 'tsyringe';
 import {
-  HostKernel, IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, O_CLOEXEC, O_RDWR, UndoStack,
+  FirstError, HostKernel, IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, O_CLOEXEC, O_RDWR, UndoStack,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_IOMMU_IOMMUFD, VfioError,
   VmmEventBus, getDeviceInfo, isMdev, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
   vfioCall, vfioStep, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
@@ -75,6 +75,10 @@ export class IommufdIommuClass implements VfioIommuClass {
     }));
   }
 
+  /**
+   * Detach a device: every step runs even if one fails, and the first failure is thrown after.
+   * The device fd closes before the frees, so a failed DETACH cannot keep its HWPT busy.
+   */
   async detachDevice(device: VfioDevice): Promise<void> {
     const binding = this.#bindings.get(device);
     const container = device.container as IommufdContainer | undefined;
@@ -83,21 +87,16 @@ export class IommufdIommuClass implements VfioIommuClass {
     container.devices.splice(container.devices.indexOf(device), 1);
     device.container = undefined;
     device.hostIommuDevice = undefined;
-    let failure: unknown;
-    try {
-      this.#detachPt(device);
-      this.#leaveHwpt(device, binding, container);
-      container.refreshDirtySupport();
-      if (container.devices.length === 0) await this.#destroyContainer(container);
-    } catch (e) {
-      failure = e;
-    } finally {
-      binding.backend.disconnect();
-      this.host.close(device.fd);
-      device.fd = -1;
-      this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
-    }
-    if (failure) throw failure;
+    const errors = new FirstError();
+    errors.run(() => this.#detachPt(device));
+    errors.run(() => this.host.close(device.fd));
+    device.fd = -1;
+    errors.run(() => this.#leaveHwpt(device, binding, container));
+    container.refreshDirtySupport();
+    if (container.devices.length === 0) await errors.runAsync(() => this.#destroyContainer(container));
+    binding.backend.disconnect();
+    this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
+    errors.rethrow();
   }
 
   /** Open the device's cdev: /dev/vfio/devices/<name found in sysfsdev/vfio-dev> (iommufd_cdev_getfd). */
@@ -210,15 +209,15 @@ export class IommufdIommuClass implements VfioIommuClass {
     this.events.emit('vfio:hwpt-freed', { container: container.id, hwptId: hwpt.id });
   }
 
+  /** Unmap and free the IOAS; both are tried, the first failure is thrown. */
   async #destroyContainer(container: IommufdContainer): Promise<void> {
     const space = container.space;
     space.containers.splice(space.containers.indexOf(container), 1);
-    try {
-      await container.stopListening();
-    } finally {
-      container.backend.freeId(container.ioasId);
-      this.events.emit('vfio:container-destroyed', { container: container.id, backend: this.kind });
-    }
+    const errors = new FirstError();
+    await errors.runAsync(() => container.stopListening());
+    errors.run(() => container.backend.freeId(container.ioasId));
+    this.events.emit('vfio:container-destroyed', { container: container.id, backend: this.kind });
+    errors.rethrow();
   }
 
   #attachPt(device: VfioDevice, ptId: number): void {

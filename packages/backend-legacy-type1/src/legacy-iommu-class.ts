@@ -3,7 +3,7 @@
 
 import { inject, injectable } from 'tsyringe';
 import {
-  HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, isMdev, vfioCall, vfioStep,
+  FirstError, HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, isMdev, vfioCall, vfioStep,
   type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
 } from '@vmmkit/core';
 import { LegacyHostIommuDevice } from './legacy-host-iommu-device.js';
@@ -33,11 +33,11 @@ export class LegacyIommuClass implements VfioIommuClass {
   }
 
   async attachDevice(name: string, device: VfioDevice, space: VfioAddressSpace): Promise<VfioContainerBase> {
-    if (device.fdPassed) {
-      throw new VfioError('attach', name, { detail: 'a passed device fd needs the iommufd backend; the legacy backend opens devices through their group' });
-    }
-    const groupId = this.#groupId(device);
     return vfioStep(`attach through ${this.kind}`, name, () => UndoStack.run(async (undo) => {
+      if (device.fdPassed) {
+        throw new VfioError('use the device', name, { detail: 'a passed device fd needs the iommufd backend; the legacy backend opens devices through their group' });
+      }
+      const groupId = this.#groupId(device);
       device.mdev = isMdev(this.host, device.sysfsdev);
       const group = await this.#getGroup(groupId, space, undo);
       if (group.devices.some((d) => d.name === device.name)) {
@@ -63,6 +63,7 @@ export class LegacyIommuClass implements VfioIommuClass {
     }));
   }
 
+  /** Detach a device; every step runs even if one fails, and the first failure is thrown after. */
   async detachDevice(device: VfioDevice): Promise<void> {
     const group = this.#deviceGroups.get(device);
     const container = device.container as LegacyType1Container | undefined;
@@ -72,10 +73,12 @@ export class LegacyIommuClass implements VfioIommuClass {
     remove(group.devices, device);
     device.container = undefined;
     device.hostIommuDevice = undefined;
-    this.host.close(device.fd);
+    const errors = new FirstError();
+    errors.run(() => this.host.close(device.fd));
     device.fd = -1;
+    if (group.devices.length === 0) await errors.runAsync(() => this.#putGroup(group));
     this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
-    if (group.devices.length === 0) await this.#putGroup(group);
+    errors.rethrow();
   }
 
   /** The group number from the device's sysfs iommu_group link (vfio_device_get_groupid). */
@@ -107,11 +110,10 @@ export class LegacyIommuClass implements VfioIommuClass {
   /** The group's last device left: leave the container (freeing it if last) and close the group. */
   async #putGroup(group: VfioGroup): Promise<void> {
     this.#groups.delete(group.id);
-    try {
-      await this.#connector.disconnect(group);
-    } finally {
-      group.close();
-    }
+    const errors = new FirstError();
+    await errors.runAsync(() => this.#connector.disconnect(group));
+    errors.run(() => group.close());
+    errors.rethrow();
   }
 }
 

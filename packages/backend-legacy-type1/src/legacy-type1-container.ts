@@ -93,30 +93,19 @@ export class LegacyType1Container extends VfioContainerBase {
 
   /**
    * VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP. type1 always clears what it reports, so `noClear`
-   * changes nothing; ranges whose bitmap exceeds the kernel's limit are read in pieces.
+   * changes nothing. The range must cover whole mappings, so it cannot be split: a bitmap over
+   * the kernel's limit is refused with E2BIG, as for an unmap.
    */
   protected override async doQueryDirtyBitmap(bitmap: DirtyBitmap, iova: bigint, size: bigint): Promise<void> {
-    // Pieces of a whole number of u64 bitmap words, within the kernel's limit.
-    const limit = this.maxDirtyBitmapSize > 0n ? this.maxDirtyBitmapSize : BigInt(bitmap.incoming.byteLength);
-    const pagesPerPiece = (limit / 8n) * 64n;
-    for (let done = 0n; done < size; ) {
-      const pieceSize = size - done < pagesPerPiece * PAGE ? size - done : pagesPerPiece * PAGE;
-      const firstWord = Number(done / PAGE / 64n) * 8;
-      const bytes = bitmap.incoming.subarray(firstWord, firstWord + Math.ceil(Number(pieceSize / PAGE) / 64) * 8);
-      await this.#getBitmap(iova + done, pieceSize, bytes);
-      done += pieceSize;
-    }
-  }
-
-  async #getBitmap(iova: bigint, size: bigint, bytes: Uint8Array): Promise<void> {
+    const bytes = bitmap.incoming.subarray(0, Math.ceil(Number(size / PAGE) / 64) * 8);
+    const step = `get the dirty bitmap of IOVA 0x${iova.toString(16)} (+0x${size.toString(16)}) in ${this.id}`;
+    this.#checkBitmapSize(step, bytes.byteLength);
     await withKernelBuffer(this.host, bytes, (data) => {
       const arg = vfio_iommu_type1_dirty_bitmap.encode({
         flags: VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
         data: vfio_iommu_type1_dirty_bitmap_get.encode({ iova, size, bitmap: { pgsize: PAGE, size: BigInt(bytes.byteLength), data } }),
       });
-      vfioCall(`get the dirty bitmap of IOVA 0x${iova.toString(16)} (+0x${size.toString(16)}) in ${this.id}`, undefined, () =>
-        this.host.ioctl(this.fd, VFIO_IOMMU_DIRTY_PAGES, arg),
-      );
+      vfioCall(step, undefined, () => this.host.ioctl(this.fd, VFIO_IOMMU_DIRTY_PAGES, arg));
     });
   }
 

@@ -3,7 +3,7 @@
 // pick the richest IOMMU type, read its capabilities and map guest memory into it.
 
 import {
-  HostError, O_CLOEXEC, O_RDWR, VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION,
+  FirstError, HostError, O_CLOEXEC, O_RDWR, VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION,
   VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
   VFIO_UNMAP_ALL, VfioError, vfioCall, type HostKernel, type UndoStack, type VfioAddressSpace,
   type VfioIommuClass, type VmmEventBus,
@@ -48,20 +48,22 @@ export class Type1Connector {
     await this.#create(group, space, undo);
   }
 
-  /** Take `group` out of its container; the last group out frees the container. */
+  /**
+   * Take `group` out of its container; the last group out frees the container. Every step runs
+   * even if one fails (the container fd is closed regardless); the first failure is thrown.
+   */
   async disconnect(group: VfioGroup): Promise<void> {
     const container = group.container;
     if (!container) return;
     container.groups.splice(container.groups.indexOf(group), 1);
     group.container = undefined;
     const last = container.groups.length === 0;
-    try {
-      // Unmap before the unset: unsetting the last group destroys the kernel's container.
-      if (last) await container.stopListening();
-    } finally {
-      this.#unsetContainer(group);
-      if (last) this.#destroy(container);
-    }
+    const errors = new FirstError();
+    // Unmap before the unset: unsetting the last group destroys the kernel's container.
+    if (last) await errors.runAsync(() => container.stopListening());
+    errors.run(() => this.#unsetContainer(group));
+    if (last) errors.run(() => this.#destroy(container));
+    errors.rethrow();
   }
 
   async #create(group: VfioGroup, space: VfioAddressSpace, undo: UndoStack): Promise<void> {

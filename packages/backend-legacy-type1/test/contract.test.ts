@@ -3,7 +3,7 @@
 import { describe } from 'vitest';
 import {
   VFIO_DEVICE_GET_INFO, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS,
-  VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_SET_IOMMU,
+  VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_SET_IOMMU,
 } from '@vmmkit/core';
 import { describeVfioIommuContract, type ContractIoctl } from '@vmmkit/core/testing';
 import { simContractHarness } from '@vmmkit/sim/testing';
@@ -19,6 +19,18 @@ const attachIoctls = (container: 'vfio-container' | 'iommufd'): ContractIoctl[] 
   { name: 'VFIO_GROUP_GET_DEVICE_FD', ioctl: VFIO_GROUP_GET_DEVICE_FD, on: 'vfio-group' },
   { name: 'VFIO_DEVICE_GET_INFO', ioctl: VFIO_DEVICE_GET_INFO, on: 'vfio-device' },
 ];
+
+/** The ioctls of the operations after attach, on a container fd of `kind`. */
+const operationIoctls = (kind: 'vfio-container' | 'iommufd') => ({
+  detachIoctls: [
+    { name: 'VFIO_IOMMU_UNMAP_DMA', ioctl: VFIO_IOMMU_UNMAP_DMA, on: kind },
+    { name: 'VFIO_GROUP_UNSET_CONTAINER', ioctl: VFIO_GROUP_UNSET_CONTAINER, on: 'vfio-group' as const },
+  ],
+  mapIoctl: { name: 'VFIO_IOMMU_MAP_DMA', ioctl: VFIO_IOMMU_MAP_DMA, on: kind },
+  unmapIoctl: { name: 'VFIO_IOMMU_UNMAP_DMA', ioctl: VFIO_IOMMU_UNMAP_DMA, on: kind },
+  queryDirtyIoctl: { name: 'VFIO_IOMMU_DIRTY_PAGES', ioctl: VFIO_IOMMU_DIRTY_PAGES, on: kind },
+  dirtyTrackingIoctl: { name: 'VFIO_IOMMU_DIRTY_PAGES', ioctl: VFIO_IOMMU_DIRTY_PAGES, on: kind },
+});
 
 describe('legacy type1 backend', () => {
   describeVfioIommuContract(
@@ -38,7 +50,7 @@ describe('legacy type1 backend', () => {
       simContractHarness({
         iommuClass: (host, events) => new LegacyIommuClass(host, events),
         attachIoctls: attachIoctls('vfio-container'),
-        dirtyTrackingIoctl: { name: 'VFIO_IOMMU_DIRTY_PAGES', ioctl: VFIO_IOMMU_DIRTY_PAGES, on: 'vfio-container' },
+        ...operationIoctls('vfio-container'),
       }),
   );
 
@@ -60,6 +72,7 @@ describe('legacy type1 backend', () => {
       simContractHarness({
         iommuClass: (host, events) => new LegacyIommuClass(host, events, { containerPath: '/dev/iommu' }),
         attachIoctls: attachIoctls('iommufd'),
+        ...operationIoctls('iommufd'),
       }),
   );
 });

@@ -35,3 +35,4 @@ export * from './vfio/vfio-device-options.js';
 export * from './vfio/device-info.js';
 export * from './vfio/region-info.js';
 export * from './vfio/pci-config.js';
+export * from './errors/first-error.js';

@@ -54,7 +54,10 @@ export interface VfioIommuContractHarness {
   readonly deviceCount: number;
   /** A new, unattached VfioDevice for host device number `index`. */
   device(index: number): VfioDevice;
-  /** Make an attached device write `data` at `iova` by DMA; rejects when the IOMMU refuses. */
+  /**
+   * Make an attached device write `data` at `iova` by DMA. Real devices report no IOMMU faults,
+   * so this resolves whether or not the write got through: tests look at memory.
+   */
   dma(device: VfioDevice, iova: bigint, data: Uint8Array): Promise<void>;
   /** Live fds and kernel objects, to prove nothing leaked; undefined where the host cannot count. */
   census?(): unknown;
@@ -62,7 +65,13 @@ export interface VfioIommuContractHarness {
   injectFault?(fault: { ioctl: number; errno: string; nth?: number; on?: FdKind }): void;
   /** The ioctls attaching a device makes, for the failure sweep. */
   readonly attachIoctls?: readonly ContractIoctl[];
-  /** The ioctl that starts IOMMU dirty tracking, for its failure case. */
+  /** The ioctls detaching the last device makes (freeing its container), for the failure sweep. */
+  readonly detachIoctls?: readonly ContractIoctl[];
+  /** The ioctls of dmaMap, dmaUnmap and queryDirtyBitmap, for their failure cases. */
+  readonly mapIoctl?: ContractIoctl;
+  readonly unmapIoctl?: ContractIoctl;
+  readonly queryDirtyIoctl?: ContractIoctl;
+  /** The ioctl that starts and stops IOMMU dirty tracking, for its failure case. */
   readonly dirtyTrackingIoctl?: ContractIoctl;
   /** Release what the harness made (guest memory included). */
   dispose(): Promise<void>;

@@ -2,3 +2,6 @@
 
 export * from './contract-harness.js';
 export * from './vfio-iommu-contract.js';
+export * from './edu-dma.js';
+export * from './host-contract-harness.js';
+export * from './real-devices.js';
