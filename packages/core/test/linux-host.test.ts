@@ -146,6 +146,26 @@ describe.skipIf(!onLinux)('LinuxHost on this kernel', () => {
     }
   });
 
+  it('reports an eventfd becoming readable from the event loop until the watch stops', async () => {
+    const efd = host.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    const seen: bigint[] = [];
+    const out = new Uint8Array(8);
+    const stop = host.watch(efd, () => {
+      host.read(efd, out);
+      seen.push(new DataView(out.buffer).getBigUint64(0, true));
+    });
+    try {
+      host.write(efd, u64le(3n));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      host.write(efd, u64le(4n));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(seen).toEqual([3n, 4n]);
+    } finally {
+      stop();
+      host.close(efd);
+    }
+  });
+
   it('reads links and directories, and turns their errors into HostErrors', () => {
     const fd = host.open('/proc/self/stat', O_RDONLY | O_CLOEXEC);
     try {

@@ -120,6 +120,26 @@ export class SimHost implements HostKernel {
     });
   }
 
+  watch(fd: number, onReadable: () => void): () => void {
+    return this.#syscall({ syscall: 'epoll_ctl', fd }, () => {
+      const file = this.kernel.fds.get(fd);
+      if (!(file instanceof EventFdFile)) fail('EPERM', 'only eventfds can be watched on SimHost');
+      // Readiness is reported from the event loop, as a real poll is: never inside the signal.
+      let pending = false;
+      const notify = (): void => {
+        if (pending) return;
+        pending = true;
+        setImmediate(() => {
+          pending = false;
+          if (file.readableListeners.has(notify) && file.count > 0n) onReadable();
+        });
+      };
+      file.readableListeners.add(notify);
+      if (file.count > 0n) notify();
+      return () => void file.readableListeners.delete(notify);
+    });
+  }
+
   // ---- test hooks -------------------------------------------------------------------------
 
   /**

@@ -144,6 +144,28 @@ describe('SimHost basics', () => {
     expect(host.census()).toEqual({ fds: 0, objects: {} });
   });
 
+  it('reports an eventfd becoming readable from the event loop, and refuses to watch other files', async () => {
+    const host = new SimHost();
+    const efd = host.eventfd(0, EFD_NONBLOCK);
+    let fired = 0;
+    const stop = host.watch(efd, () => {
+      fired++;
+      host.read(efd, new Uint8Array(8));
+    });
+    const one = new Uint8Array(8);
+    one[0] = 1;
+    host.write(efd, one);
+    expect(fired).toBe(0); // never inside the signal itself
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fired).toBe(1);
+    stop();
+    host.write(efd, one);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(fired).toBe(1);
+    const fd = host.open('/dev/null', O_RDWR);
+    expect(() => host.watch(fd, () => {})).toThrow(/epoll_ctl\(fd \d+\) failed: EPERM/);
+  });
+
   it('lays out /dev and sysfs as Linux does for vfio-bound devices and mdevs', () => {
     const host = new SimHost({
       devices: [

@@ -49,6 +49,12 @@ export interface HostKernel {
    * Callers fall back to an mmap'd buffer and a copy where a host lacks it.
    */
   mapMemory?(bytes: Uint8Array): HostMapping;
+  /**
+   * Optional: call `onReadable` from the event loop whenever `fd` (an eventfd) becomes readable,
+   * until the returned function is called. Stop watching before closing the fd. Callers fall
+   * back to polling where a host lacks it.
+   */
+  watch?(fd: number, onReadable: () => void): () => void;
 }
 
 /** The token under which a VMM's `HostKernel` is registered. */

@@ -96,6 +96,10 @@ export class LinuxHost implements HostKernel {
     return existsSync(path);
   }
 
+  watch(fd: number, onReadable: () => void): () => void {
+    return this.#libc.pollReadable(fd, onReadable);
+  }
+
   mapMemory(bytes: Uint8Array): HostMapping {
     // The bytes already live at an address of this process: hand the kernel that address.
     const addr = this.#libc.address(bytes);

@@ -22,6 +22,8 @@ export interface Libc {
   view(addr: bigint, length: number): Uint8Array;
   /** The address of a typed array's first byte. */
   address(bytes: Uint8Array): bigint;
+  /** Call `onReadable` from libuv's poll phase while `fd` is readable; returns the stop function. */
+  pollReadable(fd: number, onReadable: () => void): () => void;
 }
 
 /** mmap's MAP_FAILED, `(void *)-1`, as koffi returns pointers. */
@@ -51,6 +53,11 @@ export function loadLibc(): Libc {
     errno: () => koffi.errno(),
     view: (addr, length) => (length === 0 ? new Uint8Array(0) : new Uint8Array(koffi.view(addr, length))),
     address: (bytes) => BigInt(koffi.address(bytes) as bigint),
+    pollReadable: (fd, onReadable) => {
+      // koffi.node.poll is libuv's uv_poll_t (undocumented in koffi 3, but stable in use here).
+      const handle = koffi.node.poll(fd, { readable: true, writable: false, disconnect: false }, () => onReadable());
+      return () => handle.close();
+    },
   };
   return libc;
 }
