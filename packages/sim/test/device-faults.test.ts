@@ -15,7 +15,6 @@ import {
   vfio_pci_hot_reset_info, vfio_precopy_info, vfio_region_info,
 } from '@vmmkit/core';
 import { SimHost } from '../src/index.js';
-import { EDU_DMA_START } from '../src/devices/edu.js';
 import { anon, bar, expectErrno, getMigState, openDevice, setIrqEventfds, setMigState } from './device-harness.js';
 
 const NIC = '0000:00:04.0';
@@ -127,12 +126,12 @@ describe('closing a device', () => {
 
   it('keeps INTx and its unmask eventfd until the last fd of the device closes', () => {
     const host = machine();
-    const one = openDevice(host, EDU);
-    const two = openDevice(host, EDU);
+    const one = openDevice(host, NIC);
+    const two = openDevice(host, NIC);
     const [trigger, unmask] = [host.eventfd(0, EFD_NONBLOCK), host.eventfd(0, EFD_NONBLOCK)];
     host.ioctl(one, VFIO_DEVICE_SET_IRQS, irqSet(VFIO_PCI_INTX_IRQ_INDEX, [trigger]));
     host.ioctl(one, VFIO_DEVICE_SET_IRQS, irqSet(VFIO_PCI_INTX_IRQ_INDEX, [unmask], VFIO_IRQ_SET_ACTION_UNMASK));
-    const map = host.mmap(4096, PROT_READ, MAP_SHARED, two, bar(0, EDU_DMA_START));
+    const map = host.mmap(4096, PROT_READ, MAP_SHARED, two, bar(2));
     host.close(one);
     expect(host.census().objects).toMatchObject({ device_open: 1, irq_eventfd: 2 });
     host.close(two);

@@ -57,35 +57,39 @@ describe('VFIO_DEVICE_GET_INFO', () => {
 });
 
 describe('VFIO_DEVICE_GET_REGION_INFO', () => {
-  it('describes edu: BAR0 of 1 MiB with a sparse mmap area over its DMA buffer, config of 256 bytes', () => {
+  it('describes edu: a 1 MiB register BAR0 reached by read/write, config of 256 bytes', () => {
     const host = machine();
     const fd = openDevice(host, EDU);
-    const bar0 = regionInfo(host, fd, 0);
-    expect(bar0).toMatchObject({
-      flags: RW | VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS, size: 0x100000n, offset: 0n, cap_offset: 32, argsz: 256,
-    });
-    const cap = vfio_region_info_cap_sparse_mmap.decode(bar0.bytes, 32);
-    expect(cap).toMatchObject({ header: { id: VFIO_REGION_INFO_CAP_SPARSE_MMAP, version: 1, next: 0 }, nr_areas: 1 });
-    expect(vfio_region_info_cap_sparse_mmap.readFlex(bar0.bytes, 1, 32)).toEqual([{ offset: 0x40000n, size: 0x1000n }]);
+    expect(regionInfo(host, fd, 0)).toMatchObject({ flags: RW, size: 0x100000n, offset: 0n, cap_offset: 0 });
     expect(regionInfo(host, fd, 7)).toMatchObject({ flags: RW, size: 256n, offset: 7n << 40n });
     for (const index of [1, 2, 3, 4, 5, 6]) expect(regionInfo(host, fd, index)).toMatchObject({ flags: 0, size: 0n, offset: BigInt(index) << 40n });
   });
 
-  it('tells a caller whose argsz is too small for the capabilities how much to pass', () => {
-    const host = machine();
-    const fd = openDevice(host, EDU);
-    const buf = vfio_region_info.encode({ index: 0 });
-    host.ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, buf);
-    expect(vfio_region_info.decode(buf)).toMatchObject({
-      argsz: 32 + 16 + 16, cap_offset: 0, flags: RW | VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS, size: 0x100000n,
-    });
-  });
-
-  it('describes the NIC: a 16 KiB register BAR with no mmap, and 4 KiB of PCIe config space', () => {
+  it('describes the NIC: a 16 KiB register BAR0, a 64 KiB memory BAR2 mapped in two sparse areas, 4 KiB of PCIe config', () => {
     const host = machine();
     const fd = openDevice(host, NIC);
     expect(regionInfo(host, fd, 0)).toMatchObject({ flags: RW, size: 0x4000n, cap_offset: 0 });
+    const bar2 = regionInfo(host, fd, 2);
+    expect(bar2).toMatchObject({
+      flags: RW | VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS, size: 0x10000n, offset: 2n << 40n, cap_offset: 32, argsz: 256,
+    });
+    const cap = vfio_region_info_cap_sparse_mmap.decode(bar2.bytes, 32);
+    expect(cap).toMatchObject({ header: { id: VFIO_REGION_INFO_CAP_SPARSE_MMAP, version: 1, next: 0 }, nr_areas: 2 });
+    expect(vfio_region_info_cap_sparse_mmap.readFlex(bar2.bytes, 2, 32)).toEqual([
+      { offset: 0n, size: 0x4000n },
+      { offset: 0x5000n, size: 0xb000n },
+    ]);
     expect(regionInfo(host, fd, 7)).toMatchObject({ size: 4096n });
+  });
+
+  it('tells a caller whose argsz is too small for the capabilities how much to pass', () => {
+    const host = machine();
+    const fd = openDevice(host, NIC);
+    const buf = vfio_region_info.encode({ index: 2 });
+    host.ioctl(fd, VFIO_DEVICE_GET_REGION_INFO, buf);
+    expect(vfio_region_info.decode(buf)).toMatchObject({
+      argsz: 32 + 16 + 2 * 16, cap_offset: 0, flags: RW | VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS, size: 0x10000n,
+    });
   });
 
   it('chains the MSI-X mappable capability after the sparse one when the MSI-X BAR can be mapped', () => {

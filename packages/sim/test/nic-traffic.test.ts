@@ -123,7 +123,7 @@ describe('NIC device state', () => {
     expect(() => nic.load(good.subarray(1))).toThrow(SimErrno);
     const bad = good.slice();
     bad[0] ^= 1;
-    expect(() => nic.load(bad)).toThrow(/format 1/);
+    expect(() => nic.load(bad)).toThrow(/not a NIC state of format 2/);
     const wrongHead = good.slice();
     new DataView(wrongHead.buffer).setUint32(24, 5, true); // head with no ring
     expect(() => nic.load(wrongHead)).toThrow(/out-of-range/);

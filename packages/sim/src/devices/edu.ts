@@ -2,11 +2,10 @@
 // raise/ack and a DMA engine with a 4 KiB buffer, driven through BAR0 as on a real edu.
 
 import { SimDmaFault } from '../iommu/dma-target.js';
-import { DenseBacking, type MemoryBacking } from '../memory/backing.js';
+import { DenseBacking } from '../memory/backing.js';
 import type { SimDeviceConfig } from '../config.js';
 import { buildConfigSpace, firmwareBarBase, msiEnabled, type ConfigSpaceSpec } from './config-space.js';
 import type { SimBar, SimDeviceBus, SimPciModel } from './pci-model.js';
-import { WindowBacking } from './window-backing.js';
 
 /** edu's register map (BAR0 offsets). */
 export const EDU_ID = 0x00;
@@ -28,7 +27,7 @@ export const EDU_DMA_TO_PCI = 0x2;
 export const EDU_DMA_IRQ = 0x4;
 export const EDU_FACT_IRQ = 0x001;
 export const EDU_DMA_IRQ_STATUS = 0x100;
-/** Where edu's DMA buffer sits in its address space (and, in the simulation, in BAR0). */
+/** Where edu's DMA buffer sits in its own DMA address space (not reachable through BAR0). */
 export const EDU_DMA_START = 0x40000;
 export const EDU_DMA_SIZE = 4096;
 /** The DMA engine's timer: a transfer completes 100 ms (virtual) after it is started. */
@@ -36,10 +35,9 @@ export const EDU_DMA_DELAY_MS = 100;
 
 const ID_VALUE = 0x010000edn;
 const ALL_ONES = 0xffff_ffff_ffff_ffffn;
-const BAR0: SimBar = {
-  index: 0, size: 0x10_0000n, type: 'mem32',
-  mmapAreas: [{ offset: BigInt(EDU_DMA_START), size: BigInt(EDU_DMA_SIZE) }],
-};
+// QEMU's edu lets vfio-pci mmap all of BAR0, but its accesses trap into QEMU's register handlers;
+// a simulated mapping cannot trap, so here BAR0 is reached through read/write only.
+const BAR0: SimBar = { index: 0, size: 0x10_0000n, type: 'mem32' };
 
 /**
  * The edu device. Differences from QEMU, all deliberate:
@@ -47,7 +45,7 @@ const BAR0: SimBar = {
  *   software reads the command register while the transfer runs: a poll of 0x98 stands for the
  *   wait, so the poll loop a real edu needs also works on the simulated host without `advance`;
  * - the factorial is computed at once (QEMU's thread is just as quick in practice);
- * - the DMA buffer is visible at BAR0 + 0x40000 (read/write and mmap), so tests can see it;
+ * - BAR0 cannot be mmapped (see BAR0 above): software reaches it through read/write;
  * - a transfer outside the buffer moves no data (QEMU would log and overrun its buffer);
  * - a function reset returns every register to power-on state (QEMU's edu has no reset handler).
  */
@@ -58,7 +56,6 @@ export class EduModel implements SimPciModel {
   readonly interrupts = { intx: true, msi: 1, msix: 0 } as const;
   readonly #spec: ConfigSpaceSpec;
   readonly #buffer = new DenseBacking(EDU_DMA_SIZE);
-  readonly #barMemory: MemoryBacking = new WindowBacking(Number(BAR0.size), EDU_DMA_START, this.#buffer);
   readonly #dmaMask: bigint;
   #bus: SimDeviceBus | undefined;
   #addr4 = 0;
@@ -83,23 +80,22 @@ export class EduModel implements SimPciModel {
     this.config = buildConfigSpace(this.#spec);
   }
 
+  /** The DMA buffer as the device holds it: for inspection in tests (software reaches it only by DMA). */
+  get buffer(): Uint8Array {
+    return this.#buffer.view(0, EDU_DMA_SIZE);
+  }
+
   connect(bus: SimDeviceBus): void {
     this.#bus = bus;
   }
 
-  barMemory(): MemoryBacking {
-    return this.#barMemory;
-  }
-
   barRead(_bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint {
-    if (this.#inBuffer(offset, size)) return this.#bufferRead(offset, size);
     if (!this.#validAccess(offset, size)) return mask(ALL_ONES, size);
     if (offset === EDU_DMA_CMD && this.#dma.cmd & BigInt(EDU_DMA_RUN)) this.#runDma();
     return mask(this.#register(offset) ?? ALL_ONES, size);
   }
 
   barWrite(_bar: number, offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
-    if (this.#inBuffer(offset, size)) return this.#bufferWrite(offset, size, value);
     if (!this.#validAccess(offset, size)) return;
     const v32 = Number(value & 0xffff_ffffn);
     switch (offset) {
@@ -198,22 +194,6 @@ export class EduModel implements SimPciModel {
     }
     this.#dma.cmd = cmd & ~BigInt(EDU_DMA_RUN);
     if (cmd & BigInt(EDU_DMA_IRQ)) this.#raise(EDU_DMA_IRQ_STATUS);
-  }
-
-  #inBuffer(offset: number, size: number): boolean {
-    return offset >= EDU_DMA_START && offset + size <= EDU_DMA_START + EDU_DMA_SIZE;
-  }
-
-  #bufferRead(offset: number, size: number): bigint {
-    const out = new Uint8Array(8);
-    this.#buffer.read(offset - EDU_DMA_START, out.subarray(0, size));
-    return new DataView(out.buffer).getBigUint64(0, true);
-  }
-
-  #bufferWrite(offset: number, size: number, value: bigint): void {
-    const bytes = new Uint8Array(8);
-    new DataView(bytes.buffer).setBigUint64(0, value, true);
-    this.#buffer.write(offset - EDU_DMA_START, bytes.subarray(0, size));
   }
 }
 

@@ -46,6 +46,15 @@ export const NIC_MSIX_TABLE = 0x2000;
 export const NIC_MSIX_PBA = 0x3000;
 export const NIC_MSIX_VECTORS = 4;
 
+/**
+ * BAR2: 64 KiB of device memory (64-bit, prefetchable), mappable except for one page of
+ * registers in the middle, so user space maps it in two sparse areas.
+ */
+export const NIC_BAR2_SIZE = 0x10000;
+export const NIC_BAR2_REG_PAGE = 0x4000;
+/** In BAR2's register page: each write rings the doorbell; reads return how many times it rang. */
+export const NIC_DOORBELL = 0x4000;
+
 /** Packet slot header: sequence number (u64), length (u32), flow id (u32); payload follows. */
 export const NIC_PKT_HEADER = 16;
 export const NIC_PKT_MIN = 64;

@@ -4,22 +4,31 @@
 
 import type { SimDeviceConfig } from '../config.js';
 import { buildConfigSpace, firmwareBarBase, msiEnabled, msixEnabled, type ConfigSpaceSpec } from './config-space.js';
+import { ViewBacking, type MemoryBacking } from '../memory/backing.js';
 import type { SimBar, SimDeviceBus, SimMigratableState, SimPciModel } from './pci-model.js';
 import { NicState, NIC_MAX_RING } from './nic-state.js';
 import { rxActive, runTraffic } from './nic-traffic.js';
 import * as R from './nic-regs.js';
 
 const BAR0: SimBar = { index: 0, size: BigInt(R.NIC_BAR0_SIZE), type: 'mem32' };
+const BAR2: SimBar = {
+  index: 2, size: BigInt(R.NIC_BAR2_SIZE), type: 'mem64', prefetchable: true,
+  mmapAreas: [
+    { offset: 0n, size: BigInt(R.NIC_BAR2_REG_PAGE) },
+    { offset: BigInt(R.NIC_BAR2_REG_PAGE + 0x1000), size: BigInt(R.NIC_BAR2_SIZE - R.NIC_BAR2_REG_PAGE - 0x1000) },
+  ],
+};
 
 /** The NIC. Registers are 32 bits wide; 64-bit registers also take aligned 8-byte accesses. */
 export class NicModel implements SimPciModel, SimMigratableState {
   readonly kind = 'nic';
   readonly config: Uint8Array;
-  readonly bars: readonly SimBar[] = [BAR0];
+  readonly bars: readonly SimBar[] = [BAR0, BAR2];
   readonly interrupts = { intx: true, msi: 1, msix: R.NIC_MSIX_VECTORS } as const;
   readonly migration: SimMigratableState = this;
   readonly #spec: ConfigSpaceSpec;
   readonly #state = new NicState();
+  readonly #bar2 = new ViewBacking(this.#state.memory);
   #bus: SimDeviceBus | undefined;
   #running = true;
   #version = 0;
@@ -43,7 +52,12 @@ export class NicModel implements SimPciModel, SimMigratableState {
     this.#bus = bus;
   }
 
-  barRead(_bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint {
+  barMemory(bar: number): MemoryBacking | undefined {
+    return bar === 2 ? this.#bar2 : undefined;
+  }
+
+  barRead(bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint {
+    if (bar === 2) return this.#bar2Read(offset, size);
     let value = 0n;
     for (let i = size - 1; i >= 0; i--) {
       const at = offset + i;
@@ -53,7 +67,8 @@ export class NicModel implements SimPciModel, SimMigratableState {
     return value;
   }
 
-  barWrite(_bar: number, offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
+  barWrite(bar: number, offset: number, size: 1 | 2 | 4 | 8, value: bigint): void {
+    if (bar === 2) return this.#bar2Write(offset, size, value);
     // Sub-dword writes are ignored, as on many real register files.
     if (size < 4 || offset % size) return;
     this.#writeRegister(offset, Number(value & 0xffff_ffffn));
@@ -142,6 +157,25 @@ export class NicModel implements SimPciModel, SimMigratableState {
     }
   }
 
+  /** BAR2: device memory, and the doorbell in its register page. */
+  #bar2Read(offset: number, size: number): bigint {
+    if (inRegisterPage(offset)) return offset === R.NIC_DOORBELL && size === 4 ? BigInt(this.#state.doorbells) : 0n;
+    const out = new Uint8Array(8);
+    out.set(this.#state.memory.subarray(offset, offset + size));
+    return new DataView(out.buffer).getBigUint64(0, true);
+  }
+
+  #bar2Write(offset: number, size: number, value: bigint): void {
+    if (inRegisterPage(offset)) {
+      if (offset === R.NIC_DOORBELL && size === 4) this.#state.doorbells = (this.#state.doorbells + 1) >>> 0;
+    } else {
+      const bytes = new Uint8Array(8);
+      new DataView(bytes.buffer).setBigUint64(0, value, true);
+      this.#state.memory.set(bytes.subarray(0, size), offset);
+    }
+    this.#version++;
+  }
+
   /** Software reset through NIC_CTRL: registers and counters back to defaults, the ring forgotten. */
   #softReset(): void {
     this.#state.reset();
@@ -157,4 +191,8 @@ export class NicModel implements SimPciModel, SimMigratableState {
     else if (msiEnabled(this.config)) this.#bus!.raiseIrq({ kind: 'msi', vector: 0 });
     else this.#bus!.raiseIrq({ kind: 'intx' });
   }
+}
+
+function inRegisterPage(offset: number): boolean {
+  return offset >= R.NIC_BAR2_REG_PAGE && offset < R.NIC_BAR2_REG_PAGE + 0x1000;
 }

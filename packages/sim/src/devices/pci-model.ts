@@ -79,7 +79,7 @@ export interface SimPciModel {
    * The memory behind a BAR's mmap areas, addressed by BAR offset (only the mmap areas are
    * ever touched through it). Required when a BAR has mmap areas.
    */
-  barMemory?(bar: number): MemoryBacking;
+  barMemory?(bar: number): MemoryBacking | undefined;
   /** A config space write reached the hardware (after vfio-pci's virtualization). */
   configWritten?(offset: number, size: number): void;
   /** Function level reset: back to power-on state. */
