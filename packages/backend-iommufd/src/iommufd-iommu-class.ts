@@ -7,7 +7,8 @@ import { inject, injectable } from 'tsyringe';
 import {
   FirstError, HostKernel, IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, O_CLOEXEC, O_RDWR, UndoStack,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_IOMMU_IOMMUFD, VfioError,
-  VmmEventBus, getDeviceInfo, isMdev, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
+  VFIO_PCI_DEVID_OWNED, VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, VmmEventBus, getDeviceInfo,
+  getHotResetInfo, isMdev, pciHotResetIoctl, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
   vfioCall, vfioStep, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
 } from '@vmmkit/core';
 import { IommufdBackend } from './iommufd-backend.js';
@@ -26,6 +27,8 @@ interface Binding {
 export class IommufdIommuClass implements VfioIommuClass {
   readonly kind = VFIO_IOMMU_IOMMUFD;
   readonly #bindings = new WeakMap<VfioDevice, Binding>();
+  /** Attached devices by iommufd object and devid, for hot reset (QEMU's iommufd_cdev_pci_find_by_devid). */
+  readonly #byDevid = new Map<IommufdBackend, Map<number, VfioDevice>>();
   #nextContainer = 0;
 
   constructor(
@@ -70,6 +73,7 @@ export class IommufdIommuClass implements VfioIommuClass {
       device.container = container;
       container.refreshDirtySupport();
       this.#bindings.set(device, binding);
+      this.#devids(backend).set(binding.devid, device);
       this.events.emit('vfio:device-attached', { device: name, container: container.id, backend: this.kind });
       return container;
     }));
@@ -84,6 +88,7 @@ export class IommufdIommuClass implements VfioIommuClass {
     const container = device.container as IommufdContainer | undefined;
     if (!binding || !container) return;
     this.#bindings.delete(device);
+    this.#devids(binding.backend).delete(binding.devid);
     container.devices.splice(container.devices.indexOf(device), 1);
     device.container = undefined;
     device.hostIommuDevice = undefined;
@@ -97,6 +102,37 @@ export class IommufdIommuClass implements VfioIommuClass {
     binding.backend.disconnect();
     this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
     errors.rethrow();
+  }
+
+  /**
+   * Reset the PCI bus or slot of `device` (QEMU's iommufd_cdev_pci_hot_reset): the kernel must
+   * report every affected device as owned by this iommufd (DEV_ID_OWNED), and no group fds are
+   * passed. `single` refuses a reset that would also reset another device of the VM.
+   */
+  async pciHotReset(device: VfioDevice, single: boolean): Promise<void> {
+    const step = `reset the PCI bus (${single ? 'single' : 'multi'} device hot reset)`;
+    const binding = this.#bindings.get(device);
+    if (!binding) throw new VfioError(step, device.name, { detail: 'the device is not attached through iommufd' });
+    const info = getHotResetInfo(this.host, device);
+    if (!(info.flags & VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED)) {
+      const strangers = info.devices.filter((d) => d.id === VFIO_PCI_DEVID_NOT_OWNED).map((d) => d.name);
+      throw new VfioError(step, device.name, { errno: 'EPERM', detail: `depends on ${strangers.join(', ') || 'devices'}, which are not owned` });
+    }
+    let multi = false;
+    for (const dep of info.devices) {
+      if (dep.id === binding.devid || dep.id === VFIO_PCI_DEVID_OWNED) continue;
+      if (!this.#devids(binding.backend).has(dep.id)) continue;
+      if (single) throw new VfioError(step, device.name, { errno: 'EINVAL', detail: `it would also reset ${dep.name}, another device of this VM` });
+      multi = true;
+    }
+    if (!single && !multi) throw new VfioError(step, device.name, { errno: 'EINVAL', detail: 'no other device of this VM shares the bus: use a single device reset' });
+    pciHotResetIoctl(this.host, device, []);
+  }
+
+  #devids(backend: IommufdBackend): Map<number, VfioDevice> {
+    let map = this.#byDevid.get(backend);
+    if (!map) this.#byDevid.set(backend, (map = new Map()));
+    return map;
   }
 
   /** Open the device's cdev: /dev/vfio/devices/<name found in sysfsdev/vfio-dev> (iommufd_cdev_getfd). */

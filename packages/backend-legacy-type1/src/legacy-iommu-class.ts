@@ -3,7 +3,8 @@
 
 import { inject, injectable } from 'tsyringe';
 import {
-  FirstError, HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, isMdev, vfioCall, vfioStep,
+  FirstError, HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, getHotResetInfo, isMdev,
+  pciHotResetIoctl, vfioCall, vfioStep,
   type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
 } from '@vmmkit/core';
 import { LegacyHostIommuDevice } from './legacy-host-iommu-device.js';
@@ -54,6 +55,10 @@ export class LegacyIommuClass implements VfioIommuClass {
         await device.hostIommuDevice.realize();
       }
       const container = group.container!;
+      // type1's DIRTY_PAGES reports every mapped page of a vfio-pci device, which QEMU does not
+      // count as IOMMU dirty tracking; vmmkit does (strategy 'iommu'), so migration can show
+      // what it costs next to iommufd's exact HWPT tracking.
+      device.iommuDirtyTracking = container.dirtyPagesSupported;
       group.devices.push(device);
       container.devices.push(device);
       device.container = container;
@@ -79,6 +84,30 @@ export class LegacyIommuClass implements VfioIommuClass {
     if (group.devices.length === 0) await errors.runAsync(() => this.#putGroup(group));
     this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
     errors.rethrow();
+  }
+
+  /**
+   * Reset the PCI bus or slot of `device` (QEMU's vfio_legacy_pci_hot_reset): every group the
+   * reset affects must be this VM's, and all their fds are passed to prove it. `single` refuses
+   * a reset that would also reset another device of the VM; a multi reset needs one.
+   */
+  async pciHotReset(device: VfioDevice, single: boolean): Promise<void> {
+    const step = `reset the PCI bus (${single ? 'single' : 'multi'} device hot reset)`;
+    const info = getHotResetInfo(this.host, device);
+    const groups = new Set<VfioGroup>();
+    let multi = false;
+    for (const dep of info.devices) {
+      const group = this.#groups.get(dep.id);
+      if (!group) {
+        throw new VfioError(step, device.name, { errno: 'EPERM', detail: `depends on group ${dep.id} (device ${dep.name}), which is not owned` });
+      }
+      groups.add(group);
+      if (dep.name === device.name || !group.devices.some((d) => d.name === dep.name)) continue;
+      if (single) throw new VfioError(step, device.name, { errno: 'EINVAL', detail: `it would also reset ${dep.name}, another device of this VM` });
+      multi = true;
+    }
+    if (!single && !multi) throw new VfioError(step, device.name, { errno: 'EINVAL', detail: 'no other device of this VM shares the bus: use a single device reset' });
+    pciHotResetIoctl(this.host, device, [...groups].map((g) => g.fd));
   }
 
   /** The group number from the device's sysfs iommu_group link (vfio_device_get_groupid). */

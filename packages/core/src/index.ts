@@ -36,3 +36,4 @@ export * from './vfio/device-info.js';
 export * from './vfio/region-info.js';
 export * from './vfio/pci-config.js';
 export * from './errors/first-error.js';
+export * from './vfio/hot-reset.js';

@@ -48,6 +48,12 @@ export class VfioDevice {
   deviceDirtyPageTracking: OnOffAuto = 'auto';
   /** The IOMMU behind the device tracks dirty pages for it (set by the backend at attach). */
   iommuDirtyTracking = false;
+  /** enable-migration: 'off' blocks migration, 'on' migrates even without dirty tracking. */
+  enableMigration: OnOffAuto = 'auto';
+  /** x-pre-copy-dirty-page-tracking: false leaves dirty syncs to the stop-copy phase. */
+  preCopyDirtyPageTracking = true;
+  /** VFIO_MIGRATION_* flags the device reported (VFIO_DEVICE_FEATURE_MIGRATION); 0 when it cannot migrate. */
+  migrationFlags = 0;
 
   constructor(location: VfioDeviceLocation, name?: string) {
     this.sysfsdev = location.sysfsdev;

@@ -3,6 +3,7 @@
 import type { DependencyContainer } from 'tsyringe';
 import { token } from '../di/token.js';
 import type { OptionSchema } from './options.js';
+import type { VfioDevice } from '../vfio/vfio-device.js';
 import type { VmmObject } from './vmm-object.js';
 
 /** A realized device of a VMM. */
@@ -13,6 +14,16 @@ export interface VmmDevice {
   readonly name: string;
   /** Undo realize: release everything the device holds. */
   unrealize(): Promise<void>;
+}
+
+/** A VMM device backed by a VFIO device (vfio-pci, or one of yours): migration looks for these. */
+export interface VfioVmmDevice extends VmmDevice {
+  readonly vfio: VfioDevice;
+}
+
+/** Whether `device` is backed by a VFIO device. */
+export function isVfioVmmDevice(device: VmmDevice): device is VfioVmmDevice {
+  return typeof (device as Partial<VfioVmmDevice>).vfio === 'object' && (device as Partial<VfioVmmDevice>).vfio !== null;
 }
 
 /** What a device type gets to realize a device. */

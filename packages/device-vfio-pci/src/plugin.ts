@@ -1,0 +1,34 @@
+// The vfio-pci device type as a plugin.
+
+import type { DependencyContainer } from 'tsyringe';
+import { AddressSpace, HostKernel, VmmDeviceTypes, resolveVfioDevice, type VmmPlugin } from '@vmmkit/core';
+import { VfioPciDevice } from './vfio-pci-device.js';
+import { VFIO_PCI_OPTIONS, vfioPciOptions } from './vfio-pci-options.js';
+
+/** `-device vfio-pci,...`: host devices assigned to the VM through VFIO. */
+export function vfioPciPlugin(): VmmPlugin {
+  return {
+    name: 'device-vfio-pci',
+    register(container: DependencyContainer) {
+      container.register(VmmDeviceTypes, {
+        useValue: {
+          driver: 'vfio-pci',
+          options: VFIO_PCI_OPTIONS,
+          realize(ctx) {
+            const resolved = resolveVfioDevice('-device vfio-pci', ctx.options);
+            return VfioPciDevice.realize({
+              id: ctx.id,
+              host: ctx.container.resolve(HostKernel),
+              container: ctx.container,
+              as: ctx.container.resolve(AddressSpace),
+              backend: resolved.backend,
+              location: resolved.location,
+              iommufd: resolved.iommufd === undefined ? undefined : ctx.object(resolved.iommufd),
+              options: vfioPciOptions(ctx.options),
+            });
+          },
+        },
+      });
+    },
+  };
+}

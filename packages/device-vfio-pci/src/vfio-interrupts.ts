@@ -1,0 +1,98 @@
+// A vfio-pci device's interrupts (QEMU's vfio_intx_enable / vfio_msi_enable / vfio_msix_enable):
+// one mode at a time (INTx, MSI or MSI-X), each vector on an eventfd given to the kernel with
+// VFIO_DEVICE_SET_IRQS, and every signal reported to the VMM as an interrupt.
+
+import {
+  VFIO_DEVICE_SET_IRQS, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VfioError,
+  vfio_irq_set, vfioCall, type HostKernel, type VfioDevice,
+} from '@vmmkit/core';
+import { EventfdSink } from './eventfd-sink.js';
+
+export type InterruptMode = 'intx' | 'msi' | 'msix';
+
+const INDEX: Record<InterruptMode, number> = {
+  intx: VFIO_PCI_INTX_IRQ_INDEX,
+  msi: VFIO_PCI_MSI_IRQ_INDEX,
+  msix: VFIO_PCI_MSIX_IRQ_INDEX,
+};
+
+/** Delivered for every interrupt the device signals. */
+export type InterruptHandler = (mode: InterruptMode, vector: number, count: bigint) => void;
+
+export class VfioInterrupts {
+  #mode: InterruptMode | undefined;
+  #sinks: EventfdSink[] = [];
+
+  constructor(
+    private readonly host: HostKernel,
+    private readonly device: VfioDevice,
+    /** IRQ counts per VFIO IRQ index, from VFIO_DEVICE_GET_IRQ_INFO. */
+    private readonly counts: readonly number[],
+    private readonly deliver: InterruptHandler,
+  ) {}
+
+  /** The active mode, if any. */
+  get mode(): InterruptMode | undefined {
+    return this.#mode;
+  }
+
+  /** How many vectors the active mode has. */
+  get vectors(): number {
+    return this.#sinks.length;
+  }
+
+  /**
+   * Switch to `mode` with `vectors` vectors (1 for INTx), each on a new eventfd. Whatever mode was
+   * active is disabled first, as vfio-pci allows one at a time. On failure nothing is left enabled.
+   */
+  enable(mode: InterruptMode, vectors = 1): void {
+    const available = this.counts[INDEX[mode]] ?? 0;
+    if (vectors < 1 || vectors > available || (mode === 'intx' && vectors !== 1)) {
+      throw new VfioError(`enable ${mode.toUpperCase()} with ${vectors} vector(s)`, this.device.name, {
+        detail: `the device offers ${available}`,
+      });
+    }
+    this.disable();
+    const sinks: EventfdSink[] = [];
+    try {
+      for (let v = 0; v < vectors; v++) sinks.push(new EventfdSink(this.host, this.device.name, (n) => this.deliver(mode, v, n)));
+      this.#setIrqs(mode, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, vectors, sinks.map((s) => s.fd));
+    } catch (e) {
+      for (const s of sinks) s.close();
+      throw e;
+    }
+    this.#mode = mode;
+    this.#sinks = sinks;
+  }
+
+  /** Turn the active mode off and close its eventfds. */
+  disable(): void {
+    const mode = this.#mode;
+    if (!mode) return;
+    this.#mode = undefined;
+    const sinks = this.#sinks.splice(0);
+    try {
+      this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []);
+    } finally {
+      for (const s of sinks) s.close();
+    }
+  }
+
+  /**
+   * End of interrupt for INTx: the kernel masks INTx when it fires (AUTOMASKED) until user space
+   * unmasks it, as QEMU's vfio_intx_eoi does.
+   */
+  unmaskIntx(): void {
+    if (this.#mode !== 'intx') return;
+    this.#setIrqs('intx', VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 1, []);
+  }
+
+  #setIrqs(mode: InterruptMode, flags: number, count: number, fds: readonly number[]): void {
+    const data = new Uint8Array(fds.length * 4);
+    fds.forEach((fd, i) => new DataView(data.buffer).setInt32(i * 4, fd, true));
+    const arg = vfio_irq_set.encode({ flags, index: INDEX[mode], start: 0, count, data });
+    const what = flags & VFIO_IRQ_SET_ACTION_UNMASK ? 'unmask' : count ? `enable ${count} vector(s) of` : 'disable';
+    vfioCall(`${what} ${mode.toUpperCase()}`, this.device.name, () => this.host.ioctl(this.device.fd, VFIO_DEVICE_SET_IRQS, arg));
+  }
+}

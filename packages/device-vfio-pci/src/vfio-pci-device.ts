@@ -1,0 +1,248 @@
+// The vfio-pci device (QEMU's hw/vfio/pci.c): realize attaches the host device through its
+// backend and sets up config space, BARs and interrupts; the VMM (its guest model) reaches the
+// device through config and BAR accessors and hears its interrupts as events.
+
+import { EventEmitter } from 'eventemitter3';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  FirstError, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  VfioDevice, VfioError, attachVfioDevice, detachVfioDevice, getRegionInfo, vfioCall, vfioStep,
+  type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject,
+} from '@vmmkit/core';
+import { irqCounts, probeMigration } from './device-probes.js';
+import { MsixTable } from './msix-table.js';
+import { VfioBar, type AccessSize } from './vfio-bar.js';
+import { PCI_INTERRUPT_PIN, VfioPciConfig } from './vfio-pci-config.js';
+import { VfioInterrupts, type InterruptMode } from './vfio-interrupts.js';
+import type { VfioPciOptions } from './vfio-pci-options.js';
+
+const PCI_COMMAND = 0x04;
+const PCI_COMMAND_DECODE = 0x7; // I/O, memory, bus master
+
+/** An interrupt the device raised, with the message the guest programmed for it (MSI, MSI-X). */
+export interface VfioPciInterrupt {
+  readonly mode: InterruptMode;
+  readonly vector: number;
+  /** Signals counted since the last delivery (eventfds coalesce). */
+  readonly count: bigint;
+  readonly message?: { readonly address: bigint; readonly data: number };
+}
+
+export interface VfioPciEvents {
+  interrupt: [e: VfioPciInterrupt];
+}
+
+/** What realize needs: where the device is, which backend attaches it, and the VM it joins. */
+export interface VfioPciRealizeContext {
+  readonly id: string;
+  readonly host: HostKernel;
+  /** The device's DI container (backends are resolved from it). */
+  readonly container: DependencyContainer;
+  /** The address space the device DMAs in. */
+  readonly as: AddressSpace;
+  readonly backend: string;
+  readonly location: VfioDeviceLocation;
+  readonly iommufd?: VmmObject;
+  readonly options: VfioPciOptions;
+}
+
+export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVmmDevice {
+  readonly driver = 'vfio-pci';
+  #bars: (VfioBar | undefined)[] = [];
+  #config!: VfioPciConfig;
+  #interrupts!: VfioInterrupts;
+  #msix: MsixTable | undefined;
+  #maskAll = false;
+  #intxPin = false;
+
+  private constructor(
+    readonly id: string,
+    readonly vfio: VfioDevice,
+    private readonly host: HostKernel,
+    readonly options: VfioPciOptions,
+  ) {
+    super();
+  }
+
+  get name(): string {
+    return this.vfio.name;
+  }
+
+  /** Realize the device. On failure everything done is undone and a VfioError says what failed. */
+  static async realize(ctx: VfioPciRealizeContext): Promise<VfioPciDevice> {
+    const vfio = new VfioDevice(ctx.location);
+    vfio.iommufd = ctx.iommufd;
+    vfio.deviceDirtyPageTracking = ctx.options.deviceDirtyPageTracking ? 'auto' : 'off';
+    vfio.enableMigration = ctx.options.enableMigration;
+    vfio.preCopyDirtyPageTracking = ctx.options.preCopyDirtyPageTracking;
+    const device = new VfioPciDevice(ctx.id, vfio, ctx.host, ctx.options);
+    await vfioStep('realize vfio-pci', vfio.name, () =>
+      UndoStack.run(async (undo) => {
+        await attachVfioDevice(ctx.container, ctx.backend, vfio, ctx.as);
+        undo.push(() => detachVfioDevice(vfio));
+        device.#checkInfo();
+        device.#setUp(undo);
+        probeMigration(ctx.host, vfio);
+      }),
+    );
+    return device;
+  }
+
+  /** Undo realize: interrupts off, BARs unmapped, the device detached. Carries on through failures. */
+  async unrealize(): Promise<void> {
+    const errors = new FirstError();
+    errors.run(() => this.#interrupts.disable());
+    for (const bar of this.#bars) errors.run(() => bar?.close());
+    this.#bars = [];
+    await errors.runAsync(() => detachVfioDevice(this.vfio));
+    this.removeAllListeners();
+    errors.rethrow();
+  }
+
+  /** The guest reads config space. */
+  configRead(offset: number, size: 1 | 2 | 4): number {
+    return this.#config.read(offset, size);
+  }
+
+  /** The guest writes config space (enabling MSI or MSI-X here sets up their eventfds). */
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): void {
+    this.#config.write(offset, size, value);
+  }
+
+  /** The guest reads a BAR (the MSI-X table and PBA are emulated). */
+  barRead(bar: number, offset: number, size: AccessSize): bigint {
+    if (this.#msix?.covers(bar, offset, size)) return this.#msix.read(bar, offset, size);
+    return this.#bar(bar).read(offset, size);
+  }
+
+  /** The guest writes a BAR. */
+  barWrite(bar: number, offset: number, size: AccessSize, value: bigint): void {
+    if (this.#msix?.covers(bar, offset, size)) {
+      for (const v of this.#msix.write(bar, offset, size, value)) this.#deliverMsix(v, 1n);
+      return;
+    }
+    this.#bar(bar).write(offset, size, value);
+  }
+
+  /** A BAR's accessor: its size and which parts are mmapped. */
+  bar(index: number): VfioBar {
+    return this.#bar(index);
+  }
+
+  /** The active interrupt mode. */
+  get interruptMode(): InterruptMode | undefined {
+    return this.#interrupts.mode;
+  }
+
+  /** End of an INTx interrupt: unmask it in the kernel. */
+  eoi(): void {
+    this.#interrupts.unmaskIntx();
+  }
+
+  /**
+   * Reset the device (QEMU's vfio_pci_reset): a function reset when it has one, else a hot reset
+   * of its bus or slot through the backend that affects no other device of the VM.
+   */
+  async reset(): Promise<void> {
+    await this.#aroundReset(async () => {
+      if (this.vfio.resetWorks) {
+        vfioCall('reset the device', this.name, () => this.host.ioctl(this.vfio.fd, VFIO_DEVICE_RESET));
+        return;
+      }
+      const hotReset = this.vfio.container?.iommuClass.pciHotReset;
+      if (!hotReset) throw new VfioError('reset the device', this.name, { detail: 'no function reset, and the backend cannot hot reset' });
+      await hotReset.call(this.vfio.container!.iommuClass, this.vfio, true);
+    });
+  }
+
+  /** Reset the device's PCI bus or slot through its backend (QEMU's vfio_pci_hot_reset). */
+  async hotReset(single = true): Promise<void> {
+    await this.#aroundReset(async () => {
+      const iommuClass = this.vfio.container?.iommuClass;
+      if (!iommuClass?.pciHotReset) throw new VfioError('hot reset', this.name, { detail: `the ${iommuClass?.kind ?? 'unknown'} backend cannot hot reset` });
+      await iommuClass.pciHotReset(this.vfio, single);
+    });
+  }
+
+  /** Interrupts off and decoding off before a reset; interrupts as after power-on afterwards. */
+  async #aroundReset(reset: () => Promise<void>): Promise<void> {
+    this.#interrupts.disable();
+    const command = this.#config.read(PCI_COMMAND, 2);
+    this.#config.write(PCI_COMMAND, 2, command & ~PCI_COMMAND_DECODE);
+    try {
+      await reset();
+    } finally {
+      this.#config.resetInterrupts();
+      this.#maskAll = false;
+      if (this.#intxPin) this.#interrupts.enable('intx');
+    }
+  }
+
+  #checkInfo(): void {
+    const info = this.vfio.info!;
+    if (!(info.flags & VFIO_DEVICE_FLAGS_PCI)) throw new VfioError('use as vfio-pci', this.name, { detail: 'not a PCI device' });
+    if (info.numRegions <= VFIO_PCI_CONFIG_REGION_INDEX) throw new VfioError('use as vfio-pci', this.name, { detail: `unexpected number of regions ${info.numRegions}` });
+    if (info.numIrqs <= VFIO_PCI_MSIX_IRQ_INDEX) throw new VfioError('use as vfio-pci', this.name, { detail: `unexpected number of IRQs ${info.numIrqs}` });
+  }
+
+  /** Regions, config space, interrupts; each step undone on a later failure. */
+  #setUp(undo: UndoStack): void {
+    const regions: VfioRegionInfo[] = [];
+    for (let i = 0; i <= VFIO_PCI_CONFIG_REGION_INDEX; i++) regions.push(getRegionInfo(this.host, this.vfio.fd, i, this.name));
+    for (let i = 0; i < 6; i++) {
+      if (regions[i]!.size === 0n) continue;
+      this.#bars[i] = VfioBar.open(this.host, this.vfio.fd, this.name, regions[i]!);
+      const bar = this.#bars[i]!;
+      undo.push(() => bar.close());
+    }
+    this.#config = VfioPciConfig.load(this.host, this.vfio.fd, this.name, regions[VFIO_PCI_CONFIG_REGION_INDEX]!,
+      regions.slice(0, 7).map((r) => r.size), {
+        msiChanged: (enabled, vectors) => this.#switchTo(enabled ? 'msi' : undefined, vectors),
+        msixChanged: (enabled, maskAll) => this.#msixChanged(enabled, maskAll),
+      });
+    // INTx, MSI and MSI-X only: the error and request IRQs do not exist on every device (EINVAL).
+    const counts = irqCounts(this.host, this.vfio, VFIO_PCI_MSIX_IRQ_INDEX + 1);
+    this.#interrupts = new VfioInterrupts(this.host, this.vfio, counts, (mode, vector, count) => this.#deliver(mode, vector, count));
+    undo.push(() => this.#interrupts.disable());
+    const msix = this.#config.capabilities.msix;
+    if (msix) this.#msix = new MsixTable(msix);
+    // Like QEMU, INTx is live from realize when the device has an interrupt pin.
+    this.#intxPin = this.#config.read(PCI_INTERRUPT_PIN, 1) !== 0 && (counts[0] ?? 0) > 0;
+    if (this.#intxPin) this.#interrupts.enable('intx');
+  }
+
+  /** MSI or MSI-X on (or off, back to INTx if the device has a pin). */
+  #switchTo(mode: 'msi' | 'msix' | undefined, vectors: number): void {
+    if (mode) return this.#interrupts.enable(mode, vectors);
+    this.#interrupts.disable();
+    if (this.#intxPin) this.#interrupts.enable('intx');
+  }
+
+  #msixChanged(enabled: boolean, maskAll: boolean): void {
+    const wasEnabled = this.#interrupts.mode === 'msix';
+    this.#maskAll = maskAll;
+    if (enabled && !wasEnabled) this.#switchTo('msix', this.#msix!.cap.vectors);
+    else if (!enabled && wasEnabled) this.#switchTo(undefined, 0);
+    if (enabled) for (const v of this.#msix!.takeDeliverable(maskAll)) this.#deliverMsix(v, 1n);
+  }
+
+  #deliver(mode: InterruptMode, vector: number, count: bigint): void {
+    if (mode === 'msix') {
+      if (this.#msix!.signal(vector, this.#maskAll)) this.#deliverMsix(vector, count);
+      return;
+    }
+    const message = mode === 'msi' ? this.#config.msiMessage(vector) : undefined;
+    this.emit('interrupt', { mode, vector, count, message });
+  }
+
+  #deliverMsix(vector: number, count: bigint): void {
+    this.#msix!.clearPending(vector);
+    this.emit('interrupt', { mode: 'msix', vector, count, message: this.#msix!.message(vector) });
+  }
+
+  #bar(index: number): VfioBar {
+    const bar = this.#bars[index];
+    if (!bar) throw new VfioError(`access BAR${index}`, this.name, { detail: 'the device has no such BAR' });
+    return bar;
+  }
+}

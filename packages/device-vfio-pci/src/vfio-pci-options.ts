@@ -1,0 +1,27 @@
+// The options of -device vfio-pci that vmmkit takes (QEMU-compatible), on top of those every VFIO
+// device has (host=, sysfsdev=, fd=, iommufd=).
+
+import { VFIO_DEVICE_OPTIONS, type OnOffAuto, type OptionSchema } from '@vmmkit/core';
+
+export const VFIO_PCI_OPTIONS: OptionSchema = {
+  ...VFIO_DEVICE_OPTIONS,
+  'enable-migration': { kind: 'on-off-auto', doc: 'migrate the device: on, off, or auto (only with dirty tracking)' },
+  'x-device-dirty-page-tracking': { kind: 'on-off', doc: 'let migration use the device\'s own DMA logging (default on)' },
+  'x-pre-copy-dirty-page-tracking': { kind: 'on-off', doc: 'sync dirty pages during pre-copy too (default on)' },
+};
+
+/** The vfio-pci options beyond locating the device. */
+export interface VfioPciOptions {
+  readonly enableMigration: OnOffAuto;
+  readonly deviceDirtyPageTracking: boolean;
+  readonly preCopyDirtyPageTracking: boolean;
+}
+
+/** Read the vfio-pci options from validated values, with QEMU's defaults. */
+export function vfioPciOptions(values: Readonly<Record<string, string | number | boolean>>): VfioPciOptions {
+  return {
+    enableMigration: (values['enable-migration'] as OnOffAuto | undefined) ?? 'auto',
+    deviceDirtyPageTracking: (values['x-device-dirty-page-tracking'] as boolean | undefined) ?? true,
+    preCopyDirtyPageTracking: (values['x-pre-copy-dirty-page-tracking'] as boolean | undefined) ?? true,
+  };
+}

@@ -1,0 +1,114 @@
+// The nic through vfio-pci: MSI-X with an emulated table, a memory BAR mmapped in sparse areas,
+// and what realize learns for migration.
+
+import { describe, expect, it } from 'vitest';
+import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core';
+import { SimHost } from '@vmmkit/sim';
+import type { VfioPciDevice } from '../src/index.js';
+import { described, EDU, MACHINE, NIC, nextInterrupt, tick, vmmOn } from './helpers.js';
+
+const NIC_CTRL = 0x04;
+const NIC_IRQ_STATUS = 0x0c;
+const NIC_RX_RING_BASE = 0x10;
+const NIC_RX_RING_SIZE = 0x18;
+const NIC_RATE_PPS = 0x28;
+const NIC_IRQ_BATCH = 0x2c;
+const NIC_MSIX_TABLE = 0x2000;
+const NIC_MSIX_PBA = 0x3000;
+const NIC_DOORBELL = 0x4000;
+
+function findCap(d: VfioPciDevice, id: number): number {
+  let cap = d.configRead(0x34, 1);
+  while (cap && d.configRead(cap, 1) !== id) cap = d.configRead(cap + 1, 1);
+  return cap;
+}
+
+describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (backend) => {
+  const realize = async () => {
+    const host = new SimHost(MACHINE);
+    const before = host.census();
+    const vmm = await vmmOn(host);
+    if (backend === 'iommufd') vmm.addObject('iommufd,id=iommufd0');
+    const d = (await vmm.addDevice(described(NIC, backend))) as VfioPciDevice;
+    const done = async () => {
+      await vmm.close();
+      await tick();
+      expect(host.census()).toEqual(before);
+    };
+    return { host, vmm, d, done };
+  };
+
+  it('delivers MSI-X through the emulated table: masked vectors wait as pending bits until unmasked', async () => {
+    const { host, d, done } = await realize();
+    d.configWrite(0x04, 2, d.configRead(0x04, 2) | 0x6);
+    const msix = findCap(d, 0x11);
+    expect(d.configRead(msix + 2, 2) & 0x7ff).toBe(3); // four vectors
+    // Program vector 0 (still masked), then enable MSI-X.
+    d.barWrite(0, NIC_MSIX_TABLE, 8, 0xfee0_1000n);
+    d.barWrite(0, NIC_MSIX_TABLE + 8, 4, 0x55n);
+    d.configWrite(msix + 2, 2, 0x8000);
+    expect(d.interruptMode).toBe('msix');
+    // Receive traffic into a ring in guest memory: 1000 packets/s, an interrupt per 4 packets.
+    d.barWrite(0, NIC_RX_RING_BASE, 4, 0x10_0000n);
+    d.barWrite(0, NIC_RX_RING_SIZE, 4, 64n);
+    d.barWrite(0, NIC_RATE_PPS, 4, 1000n);
+    d.barWrite(0, NIC_IRQ_BATCH, 4, 4n);
+    d.barWrite(0, NIC_CTRL, 4, 3n);
+    const seen: number[] = [];
+    d.on('interrupt', (e) => seen.push(e.vector));
+    host.advance(10);
+    await tick();
+    expect(seen).toEqual([]); // vector 0 is masked
+    expect(d.barRead(0, NIC_MSIX_PBA, 8) & 1n).toBe(1n);
+    const irq = nextInterrupt(d);
+    d.barWrite(0, NIC_MSIX_TABLE + 12, 4, 0n); // unmask
+    expect(await irq).toMatchObject({ mode: 'msix', vector: 0, message: { address: 0xfee0_1000n, data: 0x55 } });
+    expect(d.barRead(0, NIC_MSIX_PBA, 8) & 1n).toBe(0n);
+    expect(Number(d.barRead(0, NIC_IRQ_STATUS, 4)) & 1).toBe(1);
+    expect(rxPackets(d)).toBeGreaterThan(0);
+    d.barWrite(0, NIC_CTRL, 4, 0n);
+    await done();
+  });
+
+  it('mmaps the memory BAR where the kernel allows and reaches its register page by read/write', async () => {
+    const { d, done } = await realize();
+    d.configWrite(0x04, 2, d.configRead(0x04, 2) | 0x2);
+    expect(d.bar(2).mmapped).toEqual([{ offset: 0, size: 0x4000 }, { offset: 0x5000, size: 0xb000 }]);
+    expect(d.bar(0).mmapped).toEqual([]);
+    d.barWrite(2, 0x100, 8, 0x1122334455667788n);
+    d.barWrite(2, 0x5000, 4, 0xabcdn);
+    expect(d.barRead(2, 0x100, 8)).toBe(0x1122334455667788n);
+    d.barWrite(2, NIC_DOORBELL, 4, 1n);
+    d.barWrite(2, NIC_DOORBELL, 4, 1n);
+    expect(d.barRead(2, NIC_DOORBELL, 4)).toBe(2n);
+    expect(() => d.barRead(2, 0x10000, 4)).toThrow(/outside the BAR/);
+    expect(() => d.bar(1)).toThrow(/no such BAR/);
+    await done();
+  });
+
+  it('learns what migration needs: the flags, device DMA logging, IOMMU dirty tracking', async () => {
+    const { d, done } = await realize();
+    expect(d.vfio.migrationFlags).toBe(VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY);
+    expect(d.vfio.dirtyPagesSupported).toBe(true);
+    // Both backends track dirty pages here: type1 by DIRTY_PAGES, iommufd by its dirty HWPT.
+    expect(d.vfio.iommuDirtyTracking).toBe(true);
+    expect(d.vfio.deviceDirtyPageTracking).toBe('auto');
+    await done();
+  });
+});
+
+function rxPackets(d: VfioPciDevice): number {
+  return Number(d.barRead(0, 0x30, 4));
+}
+
+it('records the migration options, and an edu that cannot migrate', async () => {
+  const host = new SimHost(MACHINE);
+  const vmm = await vmmOn(host);
+  const d = (await vmm.addDevice(`vfio-pci,host=${EDU},enable-migration=on,x-device-dirty-page-tracking=off,x-pre-copy-dirty-page-tracking=off`)) as VfioPciDevice;
+  expect(d.vfio.migrationFlags).toBe(0);
+  expect(d.vfio.dirtyPagesSupported).toBe(false);
+  expect(d.vfio.enableMigration).toBe('on');
+  expect(d.vfio.deviceDirtyPageTracking).toBe('off');
+  expect(d.vfio.preCopyDirtyPageTracking).toBe(false);
+  await vmm.close();
+});
