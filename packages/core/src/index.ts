@@ -37,3 +37,7 @@ export * from './vfio/region-info.js';
 export * from './vfio/pci-config.js';
 export * from './errors/first-error.js';
 export * from './vfio/hot-reset.js';
+export * from './vfio/migration-blocker.js';
+export * from './memory/guest-iommu.js';
+export * from './vmm/pci-bus.js';
+export * from './vmm/guest-iommu-device.js';

@@ -4,8 +4,8 @@
 
 import {
   HostError, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
-  VFIO_DEVICE_GET_IRQ_INFO, deviceFeature, probeDeviceFeature, vfio_device_feature_migration, vfio_irq_info, vfioCall,
-  type HostKernel, type VfioDevice,
+  VFIO_DEVICE_GET_IRQ_INFO, VfioError, deviceFeature, probeDeviceFeature, vfioMigrationVerdict, vfio_device_feature_migration,
+  vfio_irq_info, vfioCall, type HostKernel, type VfioDevice, type VmmEventBus,
 } from '@vmmkit/core';
 
 /** IRQ counts for VFIO IRQ indexes 0..n-1. */
@@ -15,6 +15,16 @@ export function irqCounts(host: HostKernel, device: VfioDevice, n: number): numb
     vfioCall(`get the info of IRQ index ${index}`, device.name, () => host.ioctl(device.fd, VFIO_DEVICE_GET_IRQ_INFO, arg));
     return vfio_irq_info.get(arg, 'count');
   });
+}
+
+/**
+ * QEMU's vfio_migration_realize verdict: with enable-migration=on a reason that would block
+ * migration fails realize instead; a warning (on, without dirty tracking) is reported.
+ */
+export function checkMigration(device: VfioDevice, events: VmmEventBus): void {
+  const verdict = vfioMigrationVerdict(device);
+  if (verdict.blocker && device.enableMigration === 'on') throw new VfioError('enable migration', device.name, { detail: verdict.blocker });
+  if (verdict.warning) events.emit('vfio:warning', { device: device.name, message: verdict.warning });
 }
 
 /** Fill in `device.migrationFlags` and `device.dirtyPagesSupported`. */

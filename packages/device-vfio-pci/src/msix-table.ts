@@ -71,6 +71,23 @@ export class MsixTable {
     return { address: dv.getBigUint64(0, true), data: dv.getUint32(8, true) };
   }
 
+  /** The table and the pending bits, for migration. */
+  save(): Uint8Array {
+    const out = new Uint8Array(this.#table.byteLength + this.#pba.byteLength);
+    out.set(this.#table);
+    out.set(this.#pba, this.#table.byteLength);
+    return out;
+  }
+
+  /** Restore what `save` returned. @throws RangeError when it is not a table of this size. */
+  load(state: Uint8Array): void {
+    if (state.byteLength !== this.#table.byteLength + this.#pba.byteLength) {
+      throw new RangeError(`MSI-X state of ${state.byteLength} bytes does not fit ${this.cap.vectors} vectors`);
+    }
+    this.#table.set(state.subarray(0, this.#table.byteLength));
+    this.#pba.set(state.subarray(this.#table.byteLength));
+  }
+
   #where(bar: number, offset: number, size: number): { kind: 'table' | 'pba'; offset: number } | undefined {
     const { tableBar, tableOffset, pbaBar, pbaOffset } = this.cap;
     if (bar === tableBar && offset >= tableOffset && offset + size <= tableOffset + this.#table.byteLength) {

@@ -1,7 +1,7 @@
 // The vfio-pci device type as a plugin.
 
 import type { DependencyContainer } from 'tsyringe';
-import { AddressSpace, HostKernel, VmmDeviceTypes, resolveVfioDevice, type VmmPlugin } from '@vmmkit/core';
+import { HostKernel, PciBus, VmmDeviceTypes, resolveVfioDevice, type VmmPlugin } from '@vmmkit/core';
 import { VfioPciDevice } from './vfio-pci-device.js';
 import { VFIO_PCI_OPTIONS, vfioPciOptions } from './vfio-pci-options.js';
 
@@ -20,7 +20,7 @@ export function vfioPciPlugin(): VmmPlugin {
               id: ctx.id,
               host: ctx.container.resolve(HostKernel),
               container: ctx.container,
-              as: ctx.container.resolve(AddressSpace),
+              as: ctx.container.resolve(PciBus).deviceAddressSpace(),
               backend: resolved.backend,
               location: resolved.location,
               iommufd: resolved.iommufd === undefined ? undefined : ctx.object(resolved.iommufd),

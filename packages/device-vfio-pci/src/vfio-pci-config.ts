@@ -14,6 +14,7 @@ import {
   parseCapabilities, type PciCapabilities,
 } from './pci-capabilities.js';
 
+export const PCI_COMMAND = 0x04;
 export const PCI_BASE_ADDRESS_0 = 0x10;
 export const PCI_ROM_ADDRESS = 0x30;
 export const PCI_INTERRUPT_LINE = 0x3c;
@@ -122,6 +123,33 @@ export class VfioPciConfig {
     if (msix !== undefined && msix !== msixBefore) {
       this.hooks.msixChanged((msix & PCI_MSIX_FLAGS_ENABLE) !== 0, (msix & PCI_MSIX_FLAGS_MASKALL) !== 0);
     }
+  }
+
+  /** The guest's view of the whole config space (emulated bytes over the device's), for migration. */
+  snapshot(): Uint8Array {
+    const bytes = new Uint8Array(this.size);
+    vfioCall('read the config space', this.device, () => this.host.pread(this.fd, bytes, this.region.offset));
+    for (let i = 0; i < bytes.byteLength; i++) if (this.#emulatedMask[i]) bytes[i] = this.#emulated[i]!;
+    return bytes;
+  }
+
+  /**
+   * Restore a snapshot on a migration destination, as QEMU's vfio_pci_load_config does: the
+   * emulated bytes, the command register on the device (vfio-pci cleared Bus Master Enable at
+   * open), then the MSI and MSI-X enables, which set up their interrupts through the hooks.
+   * @throws RangeError when the snapshot is not of this config space's size.
+   */
+  restore(saved: Uint8Array): void {
+    if (saved.byteLength !== this.size) throw new RangeError(`config space of ${saved.byteLength} bytes, the device has ${this.size}`);
+    const { msi, msix } = this.capabilities;
+    const enables = new Set<number>();
+    if (msi) enables.add(msi.offset + PCI_MSI_FLAGS).add(msi.offset + PCI_MSI_FLAGS + 1);
+    if (msix) enables.add(msix.offset + PCI_MSIX_FLAGS).add(msix.offset + PCI_MSIX_FLAGS + 1);
+    for (let i = 0; i < saved.byteLength; i++) if (this.#emulatedMask[i] && !enables.has(i)) this.#emulated[i] = saved[i]!;
+    const word = (at: number): number => saved[at]! | (saved[at + 1]! << 8);
+    this.write(PCI_COMMAND, 2, word(PCI_COMMAND));
+    if (msi) this.write(msi.offset + PCI_MSI_FLAGS, 2, word(msi.offset + PCI_MSI_FLAGS));
+    if (msix) this.write(msix.offset + PCI_MSIX_FLAGS, 2, word(msix.offset + PCI_MSIX_FLAGS));
   }
 
   /** After a device reset: MSI and MSI-X are off (and the function unmasked), as on hardware. */

@@ -6,18 +6,20 @@ import { EventEmitter } from 'eventemitter3';
 import type { DependencyContainer } from 'tsyringe';
 import {
   FirstError, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-  VfioDevice, VfioError, attachVfioDevice, detachVfioDevice, getRegionInfo, vfioCall, vfioStep,
+  VfioDevice, VfioError, VmmEventBus, attachVfioDevice, detachVfioDevice, getRegionInfo, vfioCall, vfioStep,
   type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject,
 } from '@vmmkit/core';
-import { irqCounts, probeMigration } from './device-probes.js';
+import { checkMigration, irqCounts, probeMigration } from './device-probes.js';
 import { MsixTable } from './msix-table.js';
 import { VfioBar, type AccessSize } from './vfio-bar.js';
-import { PCI_INTERRUPT_PIN, VfioPciConfig } from './vfio-pci-config.js';
+import { PCI_COMMAND, PCI_INTERRUPT_PIN, VfioPciConfig } from './vfio-pci-config.js';
 import { VfioInterrupts, type InterruptMode } from './vfio-interrupts.js';
 import type { VfioPciOptions } from './vfio-pci-options.js';
 
-const PCI_COMMAND = 0x04;
 const PCI_COMMAND_DECODE = 0x7; // I/O, memory, bus master
+/** saveConfig's layout: magic "VPCI", config length, MSI-X state length, then both. */
+const CONFIG_STATE_MAGIC = 0x4943_5056;
+const CONFIG_STATE_HEADER = 12;
 
 /** An interrupt the device raised, with the message the guest programmed for it (MSI, MSI-X). */
 export interface VfioPciInterrupt {
@@ -83,6 +85,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
         device.#checkInfo();
         device.#setUp(undo);
         probeMigration(ctx.host, vfio);
+        checkMigration(vfio, ctx.container.resolve(VmmEventBus));
       }),
     );
     return device;
@@ -97,6 +100,44 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     await errors.runAsync(() => detachVfioDevice(this.vfio));
     this.removeAllListeners();
     errors.rethrow();
+  }
+
+  /**
+   * The emulated state migration carries beside the device's VFIO data: the guest's view of
+   * config space and the MSI-X table and pending bits.
+   */
+  saveConfig(): Uint8Array {
+    const config = this.#config.snapshot();
+    const msix = this.#msix?.save() ?? new Uint8Array(0);
+    const out = new Uint8Array(CONFIG_STATE_HEADER + config.byteLength + msix.byteLength);
+    const dv = new DataView(out.buffer);
+    dv.setUint32(0, CONFIG_STATE_MAGIC, true);
+    dv.setUint32(4, config.byteLength, true);
+    dv.setUint32(8, msix.byteLength, true);
+    out.set(config, CONFIG_STATE_HEADER);
+    out.set(msix, CONFIG_STATE_HEADER + config.byteLength);
+    return out;
+  }
+
+  /**
+   * Restore `saveConfig`'s state on a migration destination (before the guest runs): MSI-X
+   * table first, then config space, whose MSI or MSI-X enable sets up the interrupts again.
+   * @throws VfioError when the state is not of this kind of device.
+   */
+  loadConfig(state: Uint8Array): void {
+    vfioCall('load the migrated config state', this.name, () => {
+      const dv = new DataView(state.buffer, state.byteOffset, state.byteLength);
+      if (state.byteLength < CONFIG_STATE_HEADER || dv.getUint32(0, true) !== CONFIG_STATE_MAGIC) {
+        throw new RangeError('not a vfio-pci config state');
+      }
+      const configLength = dv.getUint32(4, true);
+      const msixLength = dv.getUint32(8, true);
+      if (CONFIG_STATE_HEADER + configLength + msixLength !== state.byteLength) throw new RangeError('config state lengths do not add up');
+      const msix = state.subarray(CONFIG_STATE_HEADER + configLength);
+      if (msixLength > 0 && !this.#msix) throw new RangeError('the state has an MSI-X table, the device has no MSI-X');
+      this.#msix?.load(msix);
+      this.#config.restore(state.subarray(CONFIG_STATE_HEADER, CONFIG_STATE_HEADER + configLength));
+    });
   }
 
   /** The guest reads config space. */

@@ -101,14 +101,38 @@ function rxPackets(d: VfioPciDevice): number {
   return Number(d.barRead(0, 0x30, 4));
 }
 
-it('records the migration options, and an edu that cannot migrate', async () => {
+it('records the migration options', async () => {
   const host = new SimHost(MACHINE);
   const vmm = await vmmOn(host);
-  const d = (await vmm.addDevice(`vfio-pci,host=${EDU},enable-migration=on,x-device-dirty-page-tracking=off,x-pre-copy-dirty-page-tracking=off`)) as VfioPciDevice;
-  expect(d.vfio.migrationFlags).toBe(0);
-  expect(d.vfio.dirtyPagesSupported).toBe(false);
+  const d = (await vmm.addDevice(`vfio-pci,host=${NIC},enable-migration=on,x-device-dirty-page-tracking=off,x-pre-copy-dirty-page-tracking=off`)) as VfioPciDevice;
   expect(d.vfio.enableMigration).toBe('on');
   expect(d.vfio.deviceDirtyPageTracking).toBe('off');
   expect(d.vfio.preCopyDirtyPageTracking).toBe(false);
+  await vmm.close();
+});
+
+it('fails realize with enable-migration=on for a device that cannot migrate, as QEMU does, and leaves nothing behind', async () => {
+  const host = new SimHost(MACHINE);
+  const vmm = await vmmOn(host);
+  const before = host.census();
+  await expect(vmm.addDevice(`vfio-pci,host=${EDU},enable-migration=on`)).rejects.toThrow(
+    `${EDU}: failed to enable migration: ${EDU}: VFIO migration is not supported in kernel`,
+  );
+  expect(host.census()).toEqual(before);
+  // auto: the edu is realized; it only blocks migration.
+  const d = (await vmm.addDevice(`vfio-pci,host=${EDU}`)) as VfioPciDevice;
+  expect(d.vfio.migrationFlags).toBe(0);
+  expect(d.vfio.dirtyPagesSupported).toBe(false);
+  await vmm.close();
+});
+
+it('warns when enable-migration=on overrides the lack of dirty tracking', async () => {
+  const host = new SimHost({ ...MACHINE, iommus: [{ id: 'iommu0', dirtyTracking: false, awBits: 39 }] });
+  const vmm = await vmmOn(host);
+  const warnings: string[] = [];
+  vmm.events.on('vfio:warning', (w) => warnings.push(w.message));
+  vmm.addObject('iommufd,id=iommufd0');
+  await vmm.addDevice(`vfio-pci,host=${NIC},iommufd=iommufd0,enable-migration=on,x-device-dirty-page-tracking=off`);
+  expect(warnings).toEqual([`${NIC}: VFIO device doesn't support device and IOMMU dirty tracking`]);
   await vmm.close();
 });

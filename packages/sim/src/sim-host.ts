@@ -155,6 +155,16 @@ export class SimHost implements HostKernel {
     return this.kernel.device(bdf).dmaRead(iova, length);
   }
 
+  /**
+   * The device state a migration of device `bdf` would carry (its model's saved state), to
+   * compare a source and a destination. Throws for a device without migration support.
+   */
+  deviceState(bdf: string): Uint8Array {
+    const migration = this.kernel.device(bdf).model.migration;
+    if (!migration) throw new Error(`sim: device ${bdf} has no migratable state`);
+    return migration.save();
+  }
+
   /** Make the nth next call (default 1) of an ioctl fail with `errno`, before it changes anything. */
   injectFault(fault: SimFault): void {
     this.kernel.faults.arm(fault);

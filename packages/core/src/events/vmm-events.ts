@@ -6,6 +6,8 @@ import { EventEmitter } from 'eventemitter3';
 
 /** The events every VMM emits; other packages extend this interface by declaration merging. */
 export interface VmmEvents {
+  /** The guest started or stopped running (its vCPUs follow this). */
+  'vm:run-state': [e: Readonly<{ running: boolean; reason: string }>];
   'object:added': [e: Readonly<{ id: string; type: string }>];
   'object:removed': [e: Readonly<{ id: string; type: string }>];
   'device:realized': [e: Readonly<{ id: string; driver: string; name: string }>];

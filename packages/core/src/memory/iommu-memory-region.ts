@@ -29,6 +29,8 @@ export interface IommuAttributes {
 export interface IommuMemoryRegion {
   readonly name: string;
   readonly attributes: IommuAttributes;
+  /** The current mappings, in IOVA order (what a dirty sync translates IOVAs through). */
+  mappings(): readonly IommuMapping[];
   /** Add a notifier; the current mappings are replayed to it first. */
   addNotifier(notifier: IommuNotifier): Promise<void>;
   removeNotifier(notifier: IommuNotifier): Promise<void>;

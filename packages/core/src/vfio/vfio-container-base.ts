@@ -17,6 +17,7 @@ import type { VfioDevice } from './vfio-device.js';
 import type { VfioIommuClass } from './vfio-iommu-class.js';
 
 const PAGE = BigInt(HOST_PAGE_SIZE);
+const IOVA_SPACE = 1n << 64n;
 
 /** Where the dirty bits of an unmapped range go: the guest memory the IOVA translated to. */
 export interface DirtyHarvest {
@@ -206,6 +207,11 @@ export abstract class VfioContainerBase implements MemoryListener {
       const notifier = this.#guestIommuNotifiers.get(section);
       this.#guestIommuNotifiers.delete(section);
       if (notifier) await section.region.removeNotifier(notifier);
+    }
+    if (range.size === IOVA_SPACE) {
+      // The unmap ioctls take a 64-bit size: a full 64-bit window goes in two halves.
+      await this.dmaUnmap(range.iova, range.size / 2n);
+      await this.dmaUnmap(range.iova + range.size / 2n, range.size / 2n);
       return;
     }
     await this.dmaUnmap(range.iova, range.size);

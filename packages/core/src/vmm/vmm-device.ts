@@ -19,6 +19,16 @@ export interface VmmDevice {
 /** A VMM device backed by a VFIO device (vfio-pci, or one of yours): migration looks for these. */
 export interface VfioVmmDevice extends VmmDevice {
   readonly vfio: VfioDevice;
+  /**
+   * The device model's own state that migration carries beside the device's VFIO data: what
+   * the VMM emulates, such as config space and the MSI-X table (QEMU's vfio_save_config).
+   */
+  saveConfig?(): Uint8Array;
+  /**
+   * Restore what `saveConfig` returned, on a migration destination before the guest runs.
+   * @throws VfioError when the state does not fit this device.
+   */
+  loadConfig?(state: Uint8Array): void;
 }
 
 /** Whether `device` is backed by a VFIO device. */

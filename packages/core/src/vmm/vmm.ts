@@ -10,6 +10,7 @@ import { VmmEventBus } from '../events/vmm-events.js';
 import { AddressSpace } from '../memory/address-space.js';
 import { GuestMemory, type RamSpec } from '../memory/guest-memory.js';
 import { VfioAddressSpaces } from '../vfio/vfio-address-spaces.js';
+import { PciBus } from './pci-bus.js';
 import { parseDescription, validateOptions, type Description } from './options.js';
 import { VmmDeviceTypes, type VmmDevice } from './vmm-device.js';
 import { VmmObjectTypes, type VmmObject } from './vmm-object.js';
@@ -24,6 +25,11 @@ export interface VmmCreateOptions {
   readonly memory?: readonly RamSpec[];
   /** A name for messages. */
   readonly name?: string;
+  /**
+   * Create the VM paused, waiting for an incoming migration (QEMU's -incoming): its vCPUs stay
+   * stopped until a migration starts it, or `resume()`. Default: running.
+   */
+  readonly incoming?: boolean;
 }
 
 // The process's root container. Nothing is ever registered in tsyringe's global container itself.
@@ -36,6 +42,7 @@ export class Vmm {
   readonly #objects = new Map<string, VmmObject>();
   readonly #devices = new Map<string, { device: VmmDevice; container: DependencyContainer }>();
   #closed = false;
+  #running = true;
 
   private constructor(
     /** The VM's DI container: resolve plugin services from here. */
@@ -63,10 +70,12 @@ export class Vmm {
     const container = root().createChildContainer();
     const as = new AddressSpace('system memory');
     const vmm = new Vmm(container, options.host, memory, as, options.name ?? 'vm');
+    vmm.#running = !options.incoming;
     container.register(HostKernel, { useValue: options.host });
     container.register(VmmEventBus, { useValue: vmm.events });
     container.register(GuestMemory, { useValue: memory });
     container.register(AddressSpace, { useValue: as });
+    container.register(PciBus, { useValue: new PciBus(as) });
     container.register(VfioAddressSpaces, { useFactory: instanceCachingFactory(() => new VfioAddressSpaces(memory)) });
     try {
       for (const p of options.plugins) p.register(container);
@@ -79,6 +88,29 @@ export class Vmm {
       throw e;
     }
     return vmm;
+  }
+
+  /**
+   * Whether the guest runs: the VMM's vCPU loops run only while it does, and follow the
+   * 'vm:run-state' event. Migration pauses the source at switchover and starts the destination.
+   */
+  get running(): boolean {
+    return this.#running;
+  }
+
+  /** Stop the vCPUs (QEMU's vm_stop). Nothing happens when already paused. */
+  pause(reason = 'paused'): void {
+    if (!this.#running) return;
+    this.#running = false;
+    this.events.emit('vm:run-state', { running: false, reason });
+  }
+
+  /** Run the vCPUs again (QEMU's vm_start). Nothing happens when already running. */
+  resume(reason = 'running'): void {
+    this.#assertOpen();
+    if (this.#running) return;
+    this.#running = true;
+    this.events.emit('vm:run-state', { running: true, reason });
   }
 
   /** The objects, by id. */
@@ -183,6 +215,7 @@ export class Vmm {
    */
   async close(): Promise<void> {
     if (this.#closed) return;
+    this.pause('closing');
     this.#closed = true;
     let first: unknown;
     const attempt = async (step: () => unknown): Promise<void> => {

@@ -1,0 +1,59 @@
+// The VM's PCI bus as far as DMA goes (QEMU's pci_setup_iommu / pci_device_iommu_address_space):
+// which address space a device realized on it DMAs in — system memory, or the window of a guest
+// IOMMU set up before the devices behind it.
+
+import { ConfigError } from '../errors/vmm-error.js';
+import { AddressSpace } from '../memory/address-space.js';
+import type { IommuMemoryRegion } from '../memory/iommu-memory-region.js';
+
+/** IOVAs span 64 bits when a guest IOMMU reports no address-width limit. */
+const IOVA_SPACE = 1n << 64n;
+
+export class PciBus {
+  #iommu: { region: IommuMemoryRegion; as: AddressSpace } | undefined;
+  #placed = 0;
+
+  constructor(
+    /** System memory: where devices DMA without a translating guest IOMMU. */
+    readonly systemMemory: AddressSpace,
+  ) {}
+
+  /** The guest IOMMU in front of the bus, if any (also one that does not translate DMA). */
+  get iommu(): IommuMemoryRegion | undefined {
+    return this.#iommu?.region;
+  }
+
+  /**
+   * Put a guest IOMMU in front of the bus. Devices realized afterwards DMA through it when it
+   * translates DMA; with translation off it only remaps interrupts and DMA stays identity
+   * mapped. As on QEMU, it must come before the devices.
+   * @throws ConfigError when devices are already on the bus or an IOMMU is already set.
+   */
+  async setIommu(region: IommuMemoryRegion): Promise<void> {
+    if (this.#iommu) throw new ConfigError(`guest IOMMU ${region.name}: the bus already has one (${this.#iommu.region.name})`);
+    if (this.#placed > 0) {
+      throw new ConfigError(`guest IOMMU ${region.name}: it must be added before the ${this.#placed} device(s) already on the bus`);
+    }
+    const as = new AddressSpace(`${region.name} DMA`);
+    if (region.attributes.dmaTranslation) {
+      const size = region.attributes.maxIova === undefined ? IOVA_SPACE : region.attributes.maxIova + 1n;
+      await as.addSection({ kind: 'iommu', start: 0n, size, region });
+    }
+    this.#iommu = { region, as };
+  }
+
+  /** Take the guest IOMMU away again (its window leaves the address space first). */
+  async clearIommu(): Promise<void> {
+    const iommu = this.#iommu;
+    if (!iommu) return;
+    this.#iommu = undefined;
+    for (const s of [...iommu.as.sections]) await iommu.as.removeSection(s);
+  }
+
+  /** The address space a device being realized DMAs in (pci_device_iommu_address_space). */
+  deviceAddressSpace(): AddressSpace {
+    this.#placed++;
+    const iommu = this.#iommu;
+    return iommu?.region.attributes.dmaTranslation ? iommu.as : this.systemMemory;
+  }
+}
