@@ -60,6 +60,10 @@ describe.for([false, true])('DirtyBitmap (forceJs=%s)', (forceJs) => {
     for (let i = 3; i < 253; i++) if (!(i >= 31 && i < 65) && i !== 200) expected.push(i);
     expect(bits(b)).toEqual(expected);
     expect(() => b.setRange(299, 2)).toThrow(RangeError);
+    // setRange returns how many bits it newly set.
+    expect(b.setRange(0, 300)).toBe(300 - expected.length);
+    expect(b.setRange(0, 300)).toBe(0);
+    expect(b.setRange(40, 1)).toBe(0);
   });
 
   it('reports runs, skipping long empty stretches', () => {

@@ -60,4 +60,18 @@ describe('GuestIommu', () => {
     expect(iommu.mappings()).toEqual([]);
     expect(good.calls.map((c) => c[0])).toEqual(['map', 'unmap']);
   });
+
+  it('saves its mappings and loads them into another IOMMU, whose notifiers map them', async () => {
+    const a = new GuestIommu('a', { awBits: 39 });
+    await a.map(0x1000n, 0x1000n, 0x8000n, true);
+    await a.map(0x40_0000n, 0x20_0000n, 0x100_0000n);
+    const b = new GuestIommu('b', { awBits: 39 });
+    const log = new SimpleNotifierLog();
+    await b.addNotifier(log);
+    await b.load(a.save());
+    expect(b.mappings()).toEqual(a.mappings());
+    expect(log.calls.map((c) => c[1].iova)).toEqual([0x1000n, 0x40_0000n]);
+    await expect(b.load(a.save())).rejects.toThrow('cannot load a state over 2 mappings');
+    await expect(new GuestIommu('c').load(new Uint8Array(31))).rejects.toThrow('not whole mappings');
+  });
 });

@@ -17,7 +17,7 @@ import { VfioInterrupts, type InterruptMode } from './vfio-interrupts.js';
 import type { VfioPciOptions } from './vfio-pci-options.js';
 
 const PCI_COMMAND_DECODE = 0x7; // I/O, memory, bus master
-/** saveConfig's layout: magic "VPCI", config length, MSI-X state length, then both. */
+/** saveState's layout: magic "VPCI", config length, MSI-X state length, then both. */
 const CONFIG_STATE_MAGIC = 0x4943_5056;
 const CONFIG_STATE_HEADER = 12;
 
@@ -106,7 +106,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
    * The emulated state migration carries beside the device's VFIO data: the guest's view of
    * config space and the MSI-X table and pending bits.
    */
-  saveConfig(): Uint8Array {
+  saveState(): Uint8Array {
     const config = this.#config.snapshot();
     const msix = this.#msix?.save() ?? new Uint8Array(0);
     const out = new Uint8Array(CONFIG_STATE_HEADER + config.byteLength + msix.byteLength);
@@ -120,11 +120,11 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
   }
 
   /**
-   * Restore `saveConfig`'s state on a migration destination (before the guest runs): MSI-X
+   * Restore `saveState`'s state on a migration destination (before the guest runs): MSI-X
    * table first, then config space, whose MSI or MSI-X enable sets up the interrupts again.
    * @throws VfioError when the state is not of this kind of device.
    */
-  loadConfig(state: Uint8Array): void {
+  loadState(state: Uint8Array): void {
     vfioCall('load the migrated config state', this.name, () => {
       const dv = new DataView(state.buffer, state.byteOffset, state.byteLength);
       if (state.byteLength < CONFIG_STATE_HEADER || dv.getUint32(0, true) !== CONFIG_STATE_MAGIC) {

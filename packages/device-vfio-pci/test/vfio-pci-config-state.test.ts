@@ -33,11 +33,11 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci config state (%s backend)
     src.d.barWrite(0, NIC_MSIX_TABLE + 8, 4, 0x66n);
     src.d.barWrite(0, NIC_MSIX_TABLE + 12, 4, 0n); // unmask vector 0
     src.d.configWrite(msix + 2, 2, 0x8000);
-    const state = src.d.saveConfig();
+    const state = src.d.saveState();
 
     const dst = await nicOn(backend === 'legacy' ? 'iommufd' : 'legacy');
     expect(dst.d.configRead(0x04, 2) & 0x4).toBe(0); // vfio-pci cleared Bus Master Enable at open
-    dst.d.loadConfig(state);
+    dst.d.loadState(state);
     for (let at = 0; at < 0x100; at += 4) expect(dst.d.configRead(at, 4), `config dword 0x${at.toString(16)}`).toBe(src.d.configRead(at, 4));
     expect(dst.d.interruptMode).toBe('msix');
     expect(dst.d.barRead(0, NIC_MSIX_TABLE, 8)).toBe(0xfee0_2000n);
@@ -58,11 +58,11 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci config state (%s backend)
 
   it('refuses a state that is not of this device, naming the device', async () => {
     const { vmm, d } = await nicOn(backend);
-    const state = d.saveConfig();
-    expect(() => d.loadConfig(state.subarray(0, 20))).toThrow(VfioError);
-    expect(() => d.loadConfig(state.subarray(0, 20))).toThrow(`${NIC}: failed to load the migrated config state`);
+    const state = d.saveState();
+    expect(() => d.loadState(state.subarray(0, 20))).toThrow(VfioError);
+    expect(() => d.loadState(state.subarray(0, 20))).toThrow(`${NIC}: failed to load the migrated config state`);
     const edu = (await vmm.addDevice(`vfio-pci,host=${EDU}`)) as VfioPciDevice;
-    expect(() => edu.loadConfig(state)).toThrow('the state has an MSI-X table, the device has no MSI-X');
+    expect(() => edu.loadState(state)).toThrow('the state has an MSI-X table, the device has no MSI-X');
     await vmm.close();
   });
 });

@@ -70,9 +70,17 @@ export class DirtyBitmap {
     this.setRange(bit, 1);
   }
 
-  /** Set bits [start, start + count). */
-  setRange(start: number, count: number): void {
-    this.#range(start, count, (w, mask) => (this.#words[w] = (this.#words[w]! | mask) >>> 0), 0xff);
+  /** Set bits [start, start + count); returns how many were not set before. */
+  setRange(start: number, count: number): number {
+    let already = 0;
+    const words = this.#words;
+    this.#range(start, count, (w, mask) => {
+      already += popcount32(words[w]! & mask);
+      words[w] = (words[w]! | mask) >>> 0;
+    }, 0xff, (from, to) => {
+      for (let w = from; w < to; w++) already += popcount32(words[w]!);
+    });
+    return count - already;
   }
 
   /** Clear bits [start, start + count). */
@@ -156,7 +164,8 @@ export class DirtyBitmap {
     return dropped;
   }
 
-  #range(start: number, count: number, apply: (word: number, mask: number) => void, fillByte: number): void {
+  /** Apply `apply` to the partial words at the edges and fill the whole words between (`before` sees them first). */
+  #range(start: number, count: number, apply: (word: number, mask: number) => void, fillByte: number, before?: (from: number, to: number) => void): void {
     this.#check(start, count);
     let bit = start;
     const end = start + count;
@@ -167,6 +176,7 @@ export class DirtyBitmap {
     }
     const fullEnd = end - (end & 31);
     if (bit < fullEnd) {
+      before?.(bit >>> 5, fullEnd >>> 5);
       this.#words.fill(fillByte === 0 ? 0 : 0xffffffff, bit >>> 5, fullEnd >>> 5);
       bit = fullEnd;
     }
@@ -182,4 +192,11 @@ export class DirtyBitmap {
   #sameSize(other: DirtyBitmap): void {
     if (other.pages !== this.pages) throw new RangeError(`DirtyBitmap: merging ${other.pages} pages into ${this.pages}`);
   }
+}
+
+/** Set bits in a 32-bit word. */
+function popcount32(x: number): number {
+  x -= (x >>> 1) & 0x5555_5555;
+  x = (x & 0x3333_3333) + ((x >>> 2) & 0x3333_3333);
+  return (Math.imul((x + (x >>> 4)) & 0x0f0f_0f0f, 0x0101_0101) >>> 24);
 }

@@ -111,6 +111,32 @@ export class GuestIommu implements IommuMemoryRegion {
     if (i >= 0) this.#notifiers.splice(i, 1);
   }
 
+  /** The mappings as bytes, for migration: (iova, size, gpa, flags) u64 quads. */
+  save(): Uint8Array {
+    const out = new Uint8Array(this.#mappings.length * 32);
+    const dv = new DataView(out.buffer);
+    this.#mappings.forEach((m, i) => {
+      dv.setBigUint64(i * 32, m.iova, true);
+      dv.setBigUint64(i * 32 + 8, m.size, true);
+      dv.setBigUint64(i * 32 + 16, m.gpa, true);
+      dv.setBigUint64(i * 32 + 24, m.readonly ? 1n : 0n, true);
+    });
+    return out;
+  }
+
+  /**
+   * Map what `save` returned (on a migration destination, into an IOMMU with no mappings yet).
+   * @throws RangeError for a state that is not whole mappings, or mappings this IOMMU refuses.
+   */
+  async load(state: Uint8Array): Promise<void> {
+    if (state.byteLength % 32) throw new RangeError(`${this.name}: guest IOMMU state of ${state.byteLength} bytes is not whole mappings`);
+    if (this.#mappings.length) throw new RangeError(`${this.name}: cannot load a state over ${this.#mappings.length} mappings`);
+    const dv = new DataView(state.buffer, state.byteOffset, state.byteLength);
+    for (let at = 0; at < state.byteLength; at += 32) {
+      await this.map(dv.getBigUint64(at, true), dv.getBigUint64(at + 8, true), dv.getBigUint64(at + 16, true), dv.getBigUint64(at + 24, true) === 1n);
+    }
+  }
+
   #checkRange(iova: bigint, size: bigint): void {
     if (iova % PAGE || size % PAGE || size <= 0n || iova < 0n) {
       throw new RangeError(`${this.name}: IOVA range 0x${iova.toString(16)} (+0x${size.toString(16)}) is not page aligned and non-empty`);

@@ -129,24 +129,30 @@ export class GuestMemory {
     for (const b of this.blocks) b.dirty = undefined;
   }
 
-  /** Mark [gpa, gpa + length) dirty (a device wrote it, or everything counts as dirty). */
-  markDirty(gpa: bigint, length: bigint): void {
+  /**
+   * Mark [gpa, gpa + length) dirty (a device wrote it, or everything counts as dirty); returns
+   * the pages newly marked. Addresses outside guest RAM are ignored.
+   */
+  markDirty(gpa: bigint, length: bigint): number {
+    let newly = 0;
     for (const b of this.blocks) {
       const start = gpa > b.gpa ? gpa : b.gpa;
       const end = gpa + length - 1n < b.last ? gpa + length - 1n : b.last;
       if (start > end || !b.dirty) continue;
-      markPages(b.dirty, Number(start - b.gpa), Number(end - start + 1n));
+      newly += markPages(b.dirty, Number(start - b.gpa), Number(end - start + 1n));
     }
+    return newly;
   }
 
-  /** OR a report in: bit i of `bitmap` marks the page at gpa + i pages dirty. */
-  mergeDirty(gpa: bigint, bitmap: DirtyBitmap): void {
+  /** OR a report in: bit i of `bitmap` marks the page at gpa + i pages dirty. Returns the pages newly marked. */
+  mergeDirty(gpa: bigint, bitmap: DirtyBitmap): number {
     const block = this.find(gpa);
-    if (block?.dirty && gpa === block.gpa && bitmap.pages === block.pages) {
-      block.dirty.merge(bitmap);
-      return;
-    }
-    bitmap.forEachRun((start, length) => this.markDirty(gpa + BigInt(start) * PAGE, BigInt(length) * PAGE));
+    if (block?.dirty && gpa === block.gpa && bitmap.pages === block.pages) return block.dirty.merge(bitmap);
+    let newly = 0;
+    bitmap.forEachRun((start, length) => {
+      newly += this.markDirty(gpa + BigInt(start) * PAGE, BigInt(length) * PAGE);
+    });
+    return newly;
   }
 
   /** Unmap every block. The memory must not be used afterwards. */
@@ -155,8 +161,8 @@ export class GuestMemory {
   }
 }
 
-function markPages(bitmap: DirtyBitmap, offset: number, length: number): void {
+function markPages(bitmap: DirtyBitmap, offset: number, length: number): number {
   const first = Math.floor(offset / HOST_PAGE_SIZE);
   const last = Math.floor((offset + length - 1) / HOST_PAGE_SIZE);
-  bitmap.setRange(first, last - first + 1);
+  return bitmap.setRange(first, last - first + 1);
 }

@@ -46,6 +46,8 @@ export function guestIommuPlugin(): VmmPlugin {
               name: ctx.id,
               iommu,
               unrealize: () => bus.clearIommu(),
+              saveState: () => iommu.save(),
+              loadState: (state) => iommu.load(state),
             };
             return device;
           },

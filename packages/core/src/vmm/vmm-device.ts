@@ -14,21 +14,22 @@ export interface VmmDevice {
   readonly name: string;
   /** Undo realize: release everything the device holds. */
   unrealize(): Promise<void>;
+  /**
+   * The state the VMM emulates for the device, which migration carries (QEMU's vmstate; for
+   * vfio-pci its config space and MSI-X table, while the host device's own state travels
+   * through VFIO migration). A device without it has no state of its own.
+   */
+  saveState?(): Uint8Array;
+  /**
+   * Restore what `saveState` returned, on a migration destination before the guest runs.
+   * @throws when the state does not fit this device (VfioError for VFIO devices).
+   */
+  loadState?(state: Uint8Array): void | Promise<void>;
 }
 
 /** A VMM device backed by a VFIO device (vfio-pci, or one of yours): migration looks for these. */
 export interface VfioVmmDevice extends VmmDevice {
   readonly vfio: VfioDevice;
-  /**
-   * The device model's own state that migration carries beside the device's VFIO data: what
-   * the VMM emulates, such as config space and the MSI-X table (QEMU's vfio_save_config).
-   */
-  saveConfig?(): Uint8Array;
-  /**
-   * Restore what `saveConfig` returned, on a migration destination before the guest runs.
-   * @throws VfioError when the state does not fit this device.
-   */
-  loadConfig?(state: Uint8Array): void;
 }
 
 /** Whether `device` is backed by a VFIO device. */

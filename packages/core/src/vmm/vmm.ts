@@ -5,6 +5,7 @@
 import { container as tsyringeRoot, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { ConfigError } from '../errors/vmm-error.js';
 import type { VmmPlugin } from '../di/plugin.js';
+import { token } from '../di/token.js';
 import { HostKernel } from '../host/host-kernel.js';
 import { VmmEventBus } from '../events/vmm-events.js';
 import { AddressSpace } from '../memory/address-space.js';
@@ -31,6 +32,9 @@ export interface VmmCreateOptions {
    */
   readonly incoming?: boolean;
 }
+
+/** The VMM a container belongs to, for plugins that work on the whole VM (migration). */
+export const VmmInstance = token<Vmm>('vmm.instance');
 
 // The process's root container. Nothing is ever registered in tsyringe's global container itself.
 let processRoot: DependencyContainer | undefined;
@@ -71,6 +75,7 @@ export class Vmm {
     const as = new AddressSpace('system memory');
     const vmm = new Vmm(container, options.host, memory, as, options.name ?? 'vm');
     vmm.#running = !options.incoming;
+    container.register(VmmInstance, { useValue: vmm });
     container.register(HostKernel, { useValue: options.host });
     container.register(VmmEventBus, { useValue: vmm.events });
     container.register(GuestMemory, { useValue: memory });

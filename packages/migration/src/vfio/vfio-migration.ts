@@ -177,8 +177,44 @@ export class VfioMigration {
   }
 
   /**
-   * Run the device (vfio_vmstate_change on VM start): RESUMING → RUNNING_P2P (P2P devices) →
-   * RUNNING, resetting on failure. Leaving RESUMING is where the kernel loads the state: when
+   * Load what was written (RESUMING → STOP): the kernel checks and loads the state here. When it
+   * does not load, the device is reset and the VfioError says so. The device stays stopped
+   * until `start()`. Nothing to do outside RESUMING.
+   */
+  finishLoad(): void {
+    if (this.#state !== RESUMING) return;
+    try {
+      this.setStateOrReset(STOP);
+    } catch (e) {
+      throw new VfioError('load the device state', this.device.name, { cause: e, detail: 'the device state did not load' });
+    }
+  }
+
+  /**
+   * The migration failed on the destination: reset the device at once (leaving RESUMING by a
+   * state change would load a partial state) so that it is RUNNING, clean, with no session.
+   * @throws VfioError when even the reset fails (the device is left in ERROR).
+   */
+  abortLoad(): void {
+    const outcome = this.#reset();
+    if (this.#state === ERROR) throw new VfioError('abort loading the device state', this.device.name, { detail: outcome });
+  }
+
+  /**
+   * The source side succeeded (vfio_save_cleanup): a device left in STOP_COPY goes to STOP, which
+   * ends the session and closes the data fd. The device stays stopped.
+   */
+  saveCleanup(): void {
+    try {
+      if (this.#state === STOP_COPY) this.setStateOrReset(STOP);
+    } finally {
+      this.#data.close();
+    }
+  }
+
+  /**
+   * Run the device (vfio_vmstate_change on VM start): RESUMING or STOP → RUNNING_P2P (P2P
+   * devices) → RUNNING, resetting on failure. Leaving RESUMING is where the kernel loads the state: when
    * it does not load, the device is reset and the VfioError says the state did not load.
    */
   start(): void {

@@ -1,0 +1,244 @@
+// The source side of a live migration (QEMU's migration thread): SETUP, then precopy iterations
+// that send dirty RAM and device precopy data until the expected downtime fits the limit, then
+// stop-and-copy, and the handover to the destination. Any failure or cancel before the handover
+// leaves the source as it was: running, its devices in RUNNING, dirty tracking stopped.
+
+import { ConfigError, VmmError, type Vmm } from '@vmmkit/core';
+import { VmDirtyTracking, type DirtySyncReport } from '../dirty/vm-dirty-tracking.js';
+import { planMigration, type MigrationPlan } from '../plan/migration-plan.js';
+import { MigrationSupport } from '../plugin.js';
+import type { MigrationTransport } from '../stream/migration-transport.js';
+import { sendDirtyPages } from '../stream/ram-pages.js';
+import { STREAM_PAGE_SIZE } from '../stream/records.js';
+import { MigrationStreamWriter } from '../stream/stream-writer.js';
+import { MigrationBlockedError, MigrationFailedError, type MigrationPhase } from './migration-errors.js';
+import type { ContainerResult, MigrationOptions, MigrationResult } from './migration-options.js';
+import { closeGently, lastWord } from './close-gently.js';
+import { ReturnPath } from './return-path.js';
+import { describeSetup } from './setup-description.js';
+import { SourceDevices } from './source-devices.js';
+
+/** The migration was cancelled through its AbortSignal. */
+export class MigrationCancelledError extends VmmError {
+  override readonly name = 'MigrationCancelledError';
+  readonly code = 'MIGRATION_CANCELLED';
+}
+
+/**
+ * Migrate `vmm` to the destination at the other end of `transport` (which the migration owns:
+ * it is ended on success and destroyed on failure). Resolves once the destination runs the
+ * guest; the source VM is then paused with its devices stopped, ready to be closed.
+ * @throws ConfigError without migrationPlugin(); MigrationBlockedError listing every blocker
+ *   (nothing was changed); MigrationFailedError when it fails or is cancelled (the source runs on).
+ */
+export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions = {}): Promise<MigrationResult> {
+  if (!vmm.container.isRegistered(MigrationSupport, true)) {
+    transport.destroy();
+    throw new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins');
+  }
+  const plan = planMigration(vmm);
+  const writer = new MigrationStreamWriter(transport, { maxBandwidth: options.maxBandwidth });
+  if (plan.blockers.length > 0) {
+    const error = new MigrationBlockedError(plan.blockers);
+    await closeGently(transport, () => writer.write({ name: 'ABORT', text: lastWord(error) }), () => writer.end());
+    throw error;
+  }
+  vmm.events.emit('migration:started', { plan });
+  return new OutgoingMigration(vmm, transport, writer, plan, options).run();
+}
+
+class OutgoingMigration {
+  readonly #devices: SourceDevices;
+  readonly #dirty: VmDirtyTracking;
+  readonly #returnPath: ReturnPath;
+  readonly #downtimeLimitMs: number;
+  readonly #maxIterations: number;
+  #phase: MigrationPhase = 'setup';
+  #pausedByUs = false;
+  #iteration = 0;
+  #pagesSent = 0;
+  #zeroPages = 0;
+  #deviceBytes = 0;
+  #throughput = 0;
+  readonly #containerPages = new Map<string, number>();
+  readonly #started = performance.now();
+
+  constructor(
+    private readonly vmm: Vmm,
+    private readonly transport: MigrationTransport,
+    private readonly writer: MigrationStreamWriter,
+    private readonly plan: MigrationPlan,
+    private readonly options: MigrationOptions,
+  ) {
+    this.#devices = new SourceDevices(vmm);
+    this.#dirty = new VmDirtyTracking(vmm);
+    this.#returnPath = new ReturnPath(transport);
+    this.#downtimeLimitMs = options.downtimeLimitMs ?? 300;
+    this.#maxIterations = options.maxIterations ?? 30;
+  }
+
+  async run(): Promise<MigrationResult> {
+    let converged: boolean;
+    let expectedDowntimeMs: number;
+    let downtimeStart: number;
+    try {
+      await this.writer.write({ name: 'SETUP', json: describeSetup(this.vmm) });
+      await this.#wait(this.#returnPath.expect('READY'));
+      await this.#dirty.start();
+      this.#devices.saveSetup();
+      this.#phase = 'precopy';
+      ({ converged, expectedDowntimeMs } = await this.#precopy());
+      this.#phase = 'stop-copy';
+      downtimeStart = performance.now();
+      await this.#stopCopy(converged, expectedDowntimeMs);
+      this.#phase = 'handover';
+      await this.#wait(this.#returnPath.expect('LOADED'));
+      await this.writer.write({ name: 'GO' });
+      await this.writer.flush();
+    } catch (e) {
+      throw await this.#rollback(e);
+    }
+    // The destination runs the guest from here: the source only tidies up.
+    const downtimeMs = performance.now() - downtimeStart;
+    this.#finish();
+    const result = this.#result(converged, expectedDowntimeMs, downtimeMs);
+    this.vmm.events.emit('migration:completed', result);
+    return result;
+  }
+
+  /** Iterate until switching over would keep the guest paused no longer than the limit. */
+  async #precopy(): Promise<{ converged: boolean; expectedDowntimeMs: number }> {
+    for (;;) {
+      this.#iteration++;
+      this.vmm.events.emit('migration:iteration', { iteration: this.#iteration });
+      // Let the guest (vCPUs, devices, the VMM's event loop) run between iterations.
+      await new Promise((resolve) => setImmediate(resolve));
+      this.#checkAlive();
+      // The first iteration sends all of RAM: the log starts full.
+      const dirtyPages = this.#iteration === 1 ? this.#dirty.dirtyPages() : this.#report(await this.#dirty.sync(true), 'precopy');
+      const expectedDowntimeMs = this.#expectedDowntimeMs(dirtyPages);
+      if (this.#iteration > 1 && expectedDowntimeMs <= this.#downtimeLimitMs) return { converged: true, expectedDowntimeMs };
+      if (this.#iteration > this.#maxIterations) return { converged: false, expectedDowntimeMs };
+      await this.#sendPass('precopy', dirtyPages, () => this.#devices.sendPrecopy(this.writer));
+      await this.writer.write({ name: 'ITERATION', iteration: this.#iteration, dirtyPages: BigInt(dirtyPages) });
+    }
+  }
+
+  /** Pause the guest, stop the devices, and send the last dirty pages and every device's state. */
+  async #stopCopy(converged: boolean, expectedDowntimeMs: number): Promise<void> {
+    if (this.vmm.running) {
+      this.vmm.pause('migration switchover');
+      this.#pausedByUs = true;
+    }
+    this.vmm.events.emit('migration:switchover', { iteration: this.#iteration, converged, expectedDowntimeMs, dirtyPages: this.#dirty.dirtyPages() });
+    this.#devices.switchover();
+    // The devices have stopped: this sync is the last word on what they wrote.
+    const dirtyPages = this.#report(await this.#dirty.sync(false), 'stop-copy');
+    await this.#sendPass('stop-copy', dirtyPages, () => this.#devices.sendStopCopy(this.writer));
+    await this.#dirty.stop();
+    await this.writer.write({
+      name: 'COMPLETE', ramPages: BigInt(this.#pagesSent), zeroPages: BigInt(this.#zeroPages), deviceBytes: BigInt(this.#deviceBytes),
+    });
+  }
+
+  /** Send every dirty page and what the devices have, measuring the throughput. */
+  async #sendPass(phase: 'precopy' | 'stop-copy', dirtyPages: number, sendDevices: () => Promise<number>): Promise<void> {
+    const t0 = performance.now();
+    const bytes0 = this.writer.bytesWritten;
+    let pages = 0;
+    let zeroPages = 0;
+    const memory = this.vmm.memory;
+    for (let i = 0; i < memory.blocks.length; i++) {
+      const sent = await sendDirtyPages(this.writer, memory, i, this.#dirty.take(i));
+      pages += sent.pages;
+      zeroPages += sent.zeroPages;
+      this.#checkAlive();
+    }
+    const deviceBytes = await sendDevices();
+    await this.writer.flush();
+    const seconds = Math.max(performance.now() - t0, 0.01) / 1000;
+    this.#throughput = (this.writer.bytesWritten - bytes0) / seconds;
+    this.#pagesSent += pages;
+    this.#zeroPages += zeroPages;
+    this.#deviceBytes += deviceBytes;
+    this.vmm.events.emit('migration:progress', {
+      iteration: this.#iteration, phase, pagesSent: pages, zeroPages, deviceBytes, bytesSent: this.writer.bytesWritten,
+      throughput: this.#throughput, dirtyPages, expectedDowntimeMs: this.#expectedDowntimeMs(this.#dirty.dirtyPages()),
+    });
+  }
+
+  /** Time to send `dirtyPages` and the devices' pending state at the measured throughput. */
+  #expectedDowntimeMs(dirtyPages: number): number {
+    if (this.#throughput <= 0) return Infinity;
+    const bytes = dirtyPages * STREAM_PAGE_SIZE + Number(this.#devices.pendingBytes());
+    return (bytes / this.#throughput) * 1000;
+  }
+
+  #report(sync: DirtySyncReport, phase: 'precopy' | 'stop-copy'): number {
+    for (const c of sync.containers) this.#containerPages.set(c.container, (this.#containerPages.get(c.container) ?? 0) + c.pages);
+    this.vmm.events.emit('migration:dirty-sync', { iteration: this.#iteration, phase, ...sync });
+    return this.#dirty.dirtyPages();
+  }
+
+  /** Throw if the migration was cancelled or the destination gave up. */
+  #checkAlive(): void {
+    if (this.options.signal?.aborted) throw new MigrationCancelledError('the migration was cancelled');
+    this.#returnPath.check();
+  }
+
+  /** Wait for `promise`, unless the migration is cancelled first. */
+  async #wait<T>(promise: Promise<T>): Promise<T> {
+    const signal = this.options.signal;
+    if (!signal) return promise;
+    this.#checkAlive();
+    let onAbort: () => void = () => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(new MigrationCancelledError('the migration was cancelled'));
+      signal.addEventListener('abort', onAbort, { once: true });
+    });
+    try {
+      return await Promise.race([promise, aborted]);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Undo everything on the source and tell the destination; returns the error to throw. */
+  async #rollback(cause: unknown): Promise<MigrationFailedError> {
+    const error = new MigrationFailedError('source', this.#phase, cause);
+    await closeGently(this.transport, () => this.writer.write({ name: 'ABORT', text: lastWord(error) }), () => this.writer.end());
+    const undo = async (step: () => unknown): Promise<void> => {
+      try {
+        await step();
+      } catch (e) {
+        this.vmm.events.emit('vfio:warning', { message: `while undoing a failed migration: ${e instanceof Error ? e.message : String(e)}` });
+      }
+    };
+    await undo(() => this.#devices.resume());
+    await undo(() => this.#dirty.stop());
+    if (this.#pausedByUs) this.vmm.resume('migration failed');
+    this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message });
+    return error;
+  }
+
+  #finish(): void {
+    try {
+      this.#devices.finish();
+    } catch (e) {
+      this.vmm.events.emit('vfio:warning', { message: `after the migration: ${e instanceof Error ? e.message : String(e)}` });
+    }
+    void this.writer.end().catch(() => this.transport.destroy());
+  }
+
+  #result(converged: boolean, expectedDowntimeMs: number, downtimeMs: number): MigrationResult {
+    const durationMs = performance.now() - this.#started;
+    const containers: ContainerResult[] = this.plan.containers.map((c) => ({
+      container: c.container, backend: c.backend, strategy: c.strategy, devices: c.devices, dirtyPages: this.#containerPages.get(c.container) ?? 0,
+    }));
+    return {
+      containers, iterations: this.#iteration - 1, converged, pagesSent: this.#pagesSent, zeroPages: this.#zeroPages,
+      deviceBytes: this.#deviceBytes, bytesSent: this.writer.bytesWritten, downtimeMs, expectedDowntimeMs, durationMs,
+      throughput: this.writer.bytesWritten / (durationMs / 1000),
+    };
+  }
+}

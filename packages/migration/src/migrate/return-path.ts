@@ -1,0 +1,56 @@
+// The source's end of the return path (QEMU's rp thread): replies from the destination are read
+// as they arrive, so that a destination that gives up (ERROR, or the connection lost) stops the
+// source at its next step rather than at the end.
+
+import { MigrationRefusedError } from './migration-errors.js';
+import { MigrationStreamReader } from '../stream/stream-reader.js';
+import type { MigrationTransport } from '../stream/migration-transport.js';
+
+type Reply = 'READY' | 'LOADED';
+
+export class ReturnPath {
+  readonly #replies: Reply[] = [];
+  #failure: unknown;
+  #wake: (() => void) | undefined;
+  readonly #done: Promise<void>;
+
+  constructor(transport: MigrationTransport) {
+    this.#done = this.#run(new MigrationStreamReader(transport, { direction: 'return' }));
+  }
+
+  /** Throw now if the destination already gave up. */
+  check(): void {
+    if (this.#failure !== undefined) throw this.#failure;
+  }
+
+  /** The next reply, which must be `expected`; throws when the destination gave up instead. */
+  async expect(expected: Reply): Promise<void> {
+    while (this.#replies.length === 0) {
+      this.check();
+      await new Promise<void>((resolve) => (this.#wake = resolve));
+    }
+    const reply = this.#replies.shift()!;
+    if (reply !== expected) throw new MigrationRefusedError(`the destination replied ${reply} where ${expected} was due`);
+  }
+
+  /** Resolves when the return path ended (the destination closed it, or it failed). */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  async #run(reader: MigrationStreamReader<'return'>): Promise<void> {
+    try {
+      for (;;) {
+        const record = await reader.next();
+        if (!record) throw new MigrationRefusedError('the destination closed the connection');
+        if (record.name === 'ERROR') throw new MigrationRefusedError(`the destination refused the migration: ${record.text}`);
+        this.#replies.push(record.name);
+        this.#wake?.();
+        if (record.name === 'LOADED') return;
+      }
+    } catch (e) {
+      this.#failure = e;
+      this.#wake?.();
+    }
+  }
+}
