@@ -1,0 +1,66 @@
+// The RAM dirty-log provider interface: writes the VMM makes behind GuestMemory's back (as KVM's
+// vCPUs do) reach the destination only through a provider that reports them.
+
+import { describe, expect, it } from 'vitest';
+import type { GuestMemory, Vmm } from '@vmmkit/core';
+import { SimHost } from '@vmmkit/sim';
+import { RamDirtyLogProviders, migrate, type RamDirtyLogProvider } from '../src/index.js';
+import { ramHash } from './guest-workload.js';
+import { machine, vmOn } from './machines.js';
+
+/** A stand-in for KVM: guest writes go straight into RAM, and the provider remembers their pages. */
+class DirectWrites implements RamDirtyLogProvider {
+  readonly name = 'direct-writes';
+  readonly calls: string[] = [];
+  #pending: bigint[] = [];
+
+  constructor(private readonly report: boolean) {}
+
+  write(vmm: Vmm, gpa: bigint, byte: number): void {
+    vmm.memory.view(gpa, 1)[0] = byte; // no dirty log: the hardware would not tell GuestMemory
+    this.#pending.push(gpa);
+  }
+
+  start(): void {
+    this.calls.push('start');
+  }
+
+  sync(memory: GuestMemory): number {
+    this.calls.push('sync');
+    let newly = 0;
+    if (this.report) for (const gpa of this.#pending) newly += memory.markDirty(gpa, 1n);
+    this.#pending = [];
+    return newly;
+  }
+
+  stop(): void {
+    this.calls.push('stop');
+  }
+}
+
+describe('RAM dirty-log providers', () => {
+  it.each([
+    ['a provider that reports its writes loses nothing', true],
+    ['a provider that forgets them leaves the destination different', false],
+  ])('%s', async (_, report) => {
+    const provider = new DirectWrites(report);
+    const source = await vmOn(new SimHost(machine()));
+    source.container.register(RamDirtyLogProviders, { useValue: provider });
+    const destination = await vmOn(new SimHost(machine()), { incoming: true });
+    let byte = 1;
+    source.events.on('migration:iteration', () => {
+      for (let page = 0n; page < 64n; page++) provider.write(source, page * 0x1_0000n + 17n, byte++ & 0xff);
+    });
+    const syncs: number[] = [];
+    source.events.on('migration:dirty-sync', (e) => syncs.push(e.providers.find((p) => p.name === 'direct-writes')?.pages ?? -1));
+    await migrate(source, destination, { maxIterations: 3, downtimeLimitMs: 0 });
+    expect(provider.calls[0]).toBe('start');
+    expect(provider.calls.at(-1)).toBe('stop');
+    // The same 64 pages each iteration: each sync finds them dirty again.
+    expect(syncs.slice(0, 2)).toEqual(report ? [64, 64] : [0, 0]);
+    if (report) expect(ramHash(destination)).toBe(ramHash(source));
+    else expect(ramHash(destination)).not.toBe(ramHash(source));
+    await source.close();
+    await destination.close();
+  });
+});
