@@ -55,6 +55,37 @@ export function compare(options: {
   return { ratio: baselineMs / subjectMs, baselineMs, subjectMs };
 }
 
+/**
+ * `compare` for asynchronous work (streams, sockets): `subject` and `baseline` are awaited in
+ * alternating trials after a warm-up of each, and `prepare` is awaited before each subject trial,
+ * outside the timing.
+ */
+export async function compareAsync(options: {
+  trials?: number;
+  baseline: () => Promise<void>;
+  subject: () => Promise<void>;
+  prepare?: () => Promise<void> | void;
+}): Promise<{ ratio: number; baselineMs: number; subjectMs: number }> {
+  const trials = options.trials ?? 15;
+  const timeOne = async (fn: () => Promise<void>, prepare?: () => Promise<void> | void): Promise<number> => {
+    await prepare?.();
+    const t = now();
+    await fn();
+    return Number(now() - t) / 1e6;
+  };
+  await timeOne(options.baseline);
+  await timeOne(options.subject, options.prepare);
+  const base: number[] = [];
+  const subj: number[] = [];
+  for (let i = 0; i < trials; i++) {
+    base.push(await timeOne(options.baseline));
+    subj.push(await timeOne(options.subject, options.prepare));
+  }
+  const baselineMs = median(base);
+  const subjectMs = median(subj);
+  return { ratio: baselineMs / subjectMs, baselineMs, subjectMs };
+}
+
 /** Print rows as an aligned table. */
 export function printTable(rows: readonly Row[]): void {
   const header = ['benchmark', 'case', 'ratio', 'baseline (same run)', 'note'];

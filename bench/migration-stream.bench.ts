@@ -1,0 +1,123 @@
+// The migration stream's RAM path: 256 MiB of guest RAM (all pages dirty) sent with
+// sendDirtyPages through the stream writer and reader into a destination GuestMemory, against the
+// same bytes written raw over the same kind of socket to a receiver that only counts them. Both
+// ends run in this process, so the ratio is the stream's whole CPU cost on top of the socket's.
+
+import { randomFillSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DirtyBitmap, GuestMemory, LinuxHost } from '@vmmkit/core';
+import {
+  applyRamRecord, connectMigration, listenMigration, MigrationStreamReader, MigrationStreamWriter, sendDirtyPages,
+  ThroughputMeter, type MigrationTransport,
+} from '@vmmkit/migration';
+import { compareAsync, type Benchmark, type Row } from './harness.js';
+
+const SIZE = 256 << 20;
+const RAW_CHUNK = 1 << 20;
+
+type Kind = 'tcp' | 'unix';
+
+/** A fresh listening address of `kind`. */
+function addressOf(kind: Kind, dir: string, n: number): string {
+  return kind === 'tcp' ? 'tcp:127.0.0.1:0' : `unix:${join(dir, `bench${n}.sock`)}`;
+}
+
+async function connectStream(address: string): Promise<[MigrationTransport, MigrationTransport]> {
+  const listener = await listenMigration(address);
+  const [destination, source] = await Promise.all([listener.accept(), connectMigration(listener.name)]);
+  await listener.close();
+  return [source, destination];
+}
+
+/** One stream trial: every dirty page of `source` into `destination`; returns the stream bytes. */
+async function streamOnce(address: string, source: GuestMemory, destination: GuestMemory, dirty: DirtyBitmap): Promise<number> {
+  const [s, d] = await connectStream(address);
+  const receiving = (async () => {
+    const reader = new MigrationStreamReader(d, { memory: destination });
+    for (let r = await reader.next(); r; r = await reader.next()) if (r.name === 'RAM_PAGES' || r.name === 'RAM_ZERO') applyRamRecord(destination, r);
+    return reader.bytesRead;
+  })();
+  const writer = new MigrationStreamWriter(s);
+  await sendDirtyPages(writer, source, 0, dirty);
+  await writer.end();
+  const bytes = await receiving;
+  d.destroy();
+  return bytes;
+}
+
+/** One baseline trial: the block's bytes written raw, in 1 MiB views, to a receiver that counts. */
+async function rawOnce(kind: Kind, address: string, source: GuestMemory): Promise<void> {
+  const server = net.createServer({ highWaterMark: 4 << 20 });
+  const where = kind === 'tcp' ? { host: '127.0.0.1', port: 0 } : { path: address.slice('unix:'.length) };
+  await new Promise<void>((resolve) => server.listen(where, resolve));
+  const bound = server.address();
+  const received = new Promise<void>((resolve) => {
+    server.once('connection', (socket) => {
+      let n = 0;
+      socket.on('data', (chunk: Buffer) => {
+        n += chunk.byteLength;
+        if (n >= SIZE) resolve();
+      });
+    });
+  });
+  const target = typeof bound === 'object' && bound ? { host: '127.0.0.1', port: bound.port } : where;
+  // The same write buffer as the stream's sockets (net.Socket takes highWaterMark; the typings omit it).
+  const options = { ...target, highWaterMark: 4 << 20 };
+  const client = net.connect(options as net.NetConnectOpts);
+  await new Promise<void>((resolve) => client.once('connect', resolve));
+  const bytes = source.blocks[0]!.mapping.bytes;
+  for (let at = 0; at < SIZE; at += RAW_CHUNK) {
+    if (!client.write(bytes.subarray(at, at + RAW_CHUNK))) await new Promise<void>((resolve) => client.once('drain', resolve));
+  }
+  await received;
+  client.destroy();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+}
+
+export const migrationStreamBenchmark: Benchmark = {
+  name: 'migration stream',
+  async run(): Promise<Row[]> {
+    const host = new LinuxHost();
+    const dir = mkdtempSync(join(tmpdir(), 'vmmkit-bench-'));
+    const random = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
+    const zero = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
+    const destination = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
+    const rows: Row[] = [];
+    try {
+      const bytes = random.blocks[0]!.mapping.bytes;
+      for (let at = 0; at < SIZE; at += 1 << 20) randomFillSync(bytes, at, 1 << 20);
+      const dirty = new DirtyBitmap(random.blocks[0]!.pages);
+      dirty.fill();
+      let n = 0;
+      for (const kind of ['tcp', 'unix'] as const) {
+        for (const [label, source] of [['random pages', random], ['zero pages', zero]] as const) {
+          let streamBytes = 0;
+          const r = await compareAsync({
+            trials: 9,
+            baseline: () => rawOnce(kind, addressOf(kind, dir, n++), source),
+            subject: async () => {
+              streamBytes = await streamOnce(addressOf(kind, dir, n++), source, destination, dirty);
+            },
+          });
+          const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
+          rows.push({
+            benchmark: 'migration stream, 256 MiB guest RAM, all dirty',
+            case: `${kind === 'tcp' ? 'TCP loopback' : 'Unix socket'}: ${label}`,
+            ratio: r.ratio,
+            baseline: `raw 256 MiB over ${kind === 'tcp' ? 'TCP' : 'Unix'}`,
+            note: `stream ${rate(r.subjectMs)} of guest RAM (${streamBytes} stream bytes), raw ${rate(r.baselineMs)}`,
+          });
+        }
+      }
+    } finally {
+      random.free();
+      zero.free();
+      destination.free();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return rows;
+  },
+};

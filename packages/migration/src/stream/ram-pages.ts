@@ -1,0 +1,122 @@
+// The RAM page path (QEMU's ram_save_host_page / ram_load_precopy): dirty pages of a RAM block go
+// out as runs of page data straight from guest memory, zero pages as markers only; the destination
+// writes them straight into its guest memory.
+
+import type { DirtyBitmap, GuestMemory, RamBlock } from '@vmmkit/core';
+import { checkRamRun } from './record-codec.js';
+import { MAX_DATA_PAGES, MAX_ZERO_PAGES, STREAM_PAGE_SIZE, type RamRecord } from './records.js';
+import type { MigrationStreamWriter } from './stream-writer.js';
+
+const PAGE = STREAM_PAGE_SIZE;
+// Guest memory is reached through views of at most this many pages (1 GiB), aligned to it.
+const WINDOW_PAGES = 1 << 18;
+// Zero checks and fills on the destination go this many bytes at a time.
+const ZERO_STRETCH = 64 * 1024;
+const ZEROES = Buffer.alloc(ZERO_STRETCH);
+
+/** What {@link sendDirtyPages} sent. */
+export interface RamSendResult {
+  /** Pages sent as data (RAM_PAGES). */
+  readonly pages: number;
+  /** Pages sent as zero markers (RAM_ZERO), without data. */
+  readonly zeroPages: number;
+  /** Stream bytes written for them. */
+  readonly bytes: number;
+}
+
+/** Whether the page at `view[offset]` is all zero bytes (memcmp against a zero page). */
+export function isZeroPage(view: Uint8Array, offset: number): boolean {
+  return ZEROES.compare(view, offset, offset + PAGE, 0, PAGE) === 0;
+}
+
+/**
+ * Send every page whose bit is set in `dirty` (one bit per page of RAM block `blockIndex`):
+ * runs of non-zero pages as RAM_PAGES records of at most 256 pages, their data handed to the
+ * transport as views of guest memory (no copy), and runs of zero pages as RAM_ZERO markers only.
+ * The bitmap is left as it is. Resolves once the writer can take more.
+ * @throws RangeError when the block does not exist or the bitmap is not the block's size.
+ */
+export async function sendDirtyPages(writer: MigrationStreamWriter, memory: GuestMemory, blockIndex: number, dirty: DirtyBitmap): Promise<RamSendResult> {
+  const block = memory.blocks[blockIndex];
+  if (!block) throw new RangeError(`sendDirtyPages: RAM block ${blockIndex} does not exist (there are ${memory.blocks.length})`);
+  if (dirty.pages !== block.pages) throw new RangeError(`sendDirtyPages: a bitmap of ${dirty.pages} pages for RAM block ${block.name} of ${block.pages}`);
+  const words = new Uint32Array(dirty.bytes.buffer, dirty.bytes.byteOffset, dirty.bytes.byteLength >>> 2);
+  const start = writer.bytesWritten;
+  let pages = 0;
+  let zeroPages = 0;
+  let window: Uint8Array | undefined;
+  let windowBase = -1;
+  for (let page = dirty.nextSetBit(0); page >= 0; page = dirty.nextSetBit(page)) {
+    const runEnd = nextClearBit(words, page, block.pages);
+    while (page < runEnd) {
+      const base = page - (page % WINDOW_PAGES);
+      if (base !== windowBase) {
+        window = windowOf(block, base);
+        windowBase = base;
+      }
+      const view = window!;
+      const stop = Math.min(runEnd, base + WINDOW_PAGES);
+      // A stretch of pages alike (all zero or all not), up to the record's page limit.
+      const zero = isZeroPage(view, (page - base) * PAGE);
+      const limit = Math.min(stop, page + (zero ? MAX_ZERO_PAGES : MAX_DATA_PAGES));
+      let end = page + 1;
+      while (end < limit && isZeroPage(view, (end - base) * PAGE) === zero) end++;
+      const count = end - page;
+      if (zero) {
+        await writer.write({ name: 'RAM_ZERO', block: blockIndex, first: page, count });
+        zeroPages += count;
+      } else {
+        const payload = view.subarray((page - base) * PAGE, (end - base) * PAGE);
+        await writer.write({ name: 'RAM_PAGES', block: blockIndex, first: page, count, payload });
+        pages += count;
+      }
+      page = end;
+    }
+    if (page >= block.pages) break;
+  }
+  return { pages, zeroPages, bytes: writer.bytesWritten - start };
+}
+
+/**
+ * Load a RAM record into the destination's guest memory: page data is copied once, straight into
+ * a view of the block; a zero run is zeroed where it is not zero already (so that untouched
+ * memory stays unallocated, as QEMU's ram_handle_zero does). Returns the pages the record covers.
+ * @throws MigrationStreamError (`outside-ram`) when the run is not inside `memory`.
+ */
+export function applyRamRecord(memory: GuestMemory, record: RamRecord): number {
+  checkRamRun(memory.blocks, record.name, record, record.offset);
+  const block = memory.blocks[record.block]!;
+  const view = block.mapping.view(record.first * PAGE, record.count * PAGE);
+  if (record.name === 'RAM_PAGES') {
+    let at = 0;
+    for (const part of record.parts) {
+      view.set(part, at);
+      at += part.byteLength;
+    }
+  } else {
+    for (let at = 0; at < view.byteLength; at += ZERO_STRETCH) {
+      const end = Math.min(view.byteLength, at + ZERO_STRETCH);
+      if (ZEROES.compare(view, at, end, 0, end - at) !== 0) view.fill(0, at, end);
+    }
+  }
+  return record.count;
+}
+
+/** The view of `block` from page `base` on: up to WINDOW_PAGES pages. */
+function windowOf(block: RamBlock, base: number): Uint8Array {
+  const pages = Math.min(WINDOW_PAGES, block.pages - base);
+  return block.mapping.view(base * PAGE, pages * PAGE);
+}
+
+/** The first clear bit at or after `from` (a set bit), or `pages`. */
+function nextClearBit(words: Uint32Array, from: number, pages: number): number {
+  let index = from >>> 5;
+  // Set the bits below `from` so that they do not count as clear.
+  let word = ~(words[index]! | ((1 << (from & 31)) - 1));
+  while (word === 0) {
+    if (++index * 32 >= pages) return pages;
+    word = ~words[index]!;
+  }
+  const bit = index * 32 + (31 - Math.clz32(word & -word));
+  return Math.min(bit, pages);
+}

@@ -1,0 +1,72 @@
+// The typed errors of the migration stream: a record that breaks the format (refused by the reader,
+// or by the writer before it leaves), and a transport that failed or lost its connection.
+
+import { VmmError } from '@vmmkit/core';
+
+/** What was wrong with the stream. */
+export type StreamFault =
+  | 'bad-magic'
+  | 'bad-version'
+  | 'bad-preamble'
+  | 'unknown-type'
+  | 'nonzero-flags'
+  | 'nonzero-reserved'
+  | 'bad-length'
+  | 'bad-count'
+  | 'outside-ram'
+  | 'bad-payload'
+  | 'truncated';
+
+/**
+ * The stream breaks the wire format. Names the record type (or `preamble`), the stream offset of
+ * the record's first byte, and what was wrong, e.g.
+ * `migration stream: RAM_PAGES record at offset 4120: count 300 is outside 1..256`.
+ */
+export class MigrationStreamError extends VmmError {
+  override readonly name = 'MigrationStreamError';
+  readonly code = 'MIGRATION_STREAM';
+
+  /**
+   * @param fault what was wrong, as a discriminant for code.
+   * @param record the record type's name (`'RAM_PAGES'`), `'type 0x42'` for an unknown type,
+   *   `'preamble'`, or `'end of stream'` where a record was required.
+   * @param offset the stream offset of the record's (or preamble's) first byte.
+   * @param detail the words after the colon.
+   */
+  constructor(
+    readonly fault: StreamFault,
+    readonly record: string,
+    readonly offset: number,
+    detail: string,
+    options?: ErrorOptions,
+  ) {
+    const what = /^[A-Z_]+$|^type 0x/.test(record) ? `${record} record` : record;
+    super(`migration stream: ${what} at offset ${offset}: ${detail}`, options);
+  }
+}
+
+/**
+ * A migration transport failed: it could not listen or connect, or the connection broke. Names the
+ * transport (its address) and carries the system error as `cause`.
+ */
+export class MigrationTransportError extends VmmError {
+  override readonly name = 'MigrationTransportError';
+  readonly code = 'MIGRATION_TRANSPORT';
+  /** The errno name of the underlying socket error (`'ECONNRESET'`), when there was one. */
+  readonly errno?: string;
+
+  /**
+   * @param transport the transport's name, e.g. `tcp:127.0.0.1:4444`.
+   * @param detail what failed, e.g. `connection lost`.
+   */
+  constructor(
+    readonly transport: string,
+    detail: string,
+    options?: ErrorOptions,
+  ) {
+    const cause = options?.cause as (Error & { code?: unknown }) | undefined;
+    const errno = typeof cause?.code === 'string' ? cause.code : undefined;
+    super(`migration transport ${transport}: ${detail}${cause instanceof Error ? `: ${cause.message}` : ''}`, options);
+    this.errno = errno;
+  }
+}
