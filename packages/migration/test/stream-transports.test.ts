@@ -109,6 +109,68 @@ describe.for(['pair', 'tcp', 'unix'] as const)('over %s', (kind) => {
     expect(sha256(received.device)).toBe(sha256(device));
   }, 30_000);
 
+  it('receives page data in place, straight into guest memory, unless told not to', async () => {
+    for (const inPlace of [true, false]) {
+      const source = GuestMemory.allocate(new SimHost(), [{ gpa: 0n, size: 8n << 20n }]);
+      randomFillSync(source.blocks[0]!.mapping.bytes);
+      const destination = GuestMemory.allocate(new SimHost(), [{ gpa: 0n, size: 8n << 20n }]);
+      const guest = destination.blocks[0]!.mapping.bytes;
+      const dirty = new DirtyBitmap(source.blocks[0]!.pages);
+      dirty.fill();
+      const [s, d] = await connect(kind);
+      const writer = new MigrationStreamWriter(s);
+      const sending = sendDirtyPages(writer, source, 0, dirty).then(() => writer.end());
+      const reader = new MigrationStreamReader(d, { memory: destination, inPlace });
+      let aliased = 0;
+      for (let r = await reader.next(); r; r = await reader.next()) {
+        if (r.name !== 'RAM_PAGES') continue;
+        const at = r.first * PAGE;
+        aliased += r.parts.filter((p) => p.buffer === guest.buffer && p.byteOffset === guest.byteOffset + at).length;
+        applyRamRecord(destination, r);
+      }
+      await sending;
+      expect(aliased).toBe(inPlace ? 8 : 0);
+      expect(sha256(guest)).toBe(sha256(source.blocks[0]!.mapping.bytes));
+    }
+  }, 20_000);
+
+  it('refuses a RAM_PAGES record cut short while receiving it in place', async () => {
+    const [s, d] = await connect(kind);
+    const writer = new MigrationStreamWriter(s);
+    await writer.write({ name: 'RAM_ZERO', block: 0, first: 0, count: 1 });
+    await writer.flush();
+    const header = new Uint8Array(24);
+    const view = new DataView(header.buffer);
+    view.setUint8(0, 0x02);
+    view.setUint32(4, 16 + 64 * PAGE, true);
+    view.setUint32(12, 4, true);
+    view.setUint32(16, 64, true);
+    await s.write([header, new Uint8Array(10 * PAGE + 5).fill(1)]);
+    await s.end();
+    const memory = GuestMemory.allocate(new SimHost(), [{ gpa: 0n, size: 1n << 20n }]);
+    const reader = new MigrationStreamReader(d, { memory });
+    expect((await reader.next())?.name).toBe('RAM_ZERO');
+    await expect(reader.next()).rejects.toMatchObject({
+      fault: 'truncated', record: 'RAM_PAGES', offset: 40, message: expect.stringMatching(/stream ended after 40989 of the record's 262168 bytes/),
+    });
+  }, 5000);
+
+  it('stops reading while the reader falls behind, and catches up', async () => {
+    const [s, d] = await connect(kind);
+    const writer = new MigrationStreamWriter(s);
+    const data = randomFillSync(new Uint8Array(24 << 20));
+    const writing = (async () => {
+      for (let at = 0; at < data.byteLength; at += 1 << 20) await writer.write({ name: 'DEVICE_DATA', device: 1, payload: data.subarray(at, at + (1 << 20)) });
+      await writer.end();
+    })();
+    await new Promise((r) => setTimeout(r, 200));
+    const reader = new MigrationStreamReader(d);
+    const got: Uint8Array[] = [];
+    for (let r = await reader.next(); r; r = await reader.next()) if (r.name === 'DEVICE_DATA') got.push(r.payload.slice());
+    await writing;
+    expect(sha256(Buffer.concat(got))).toBe(sha256(data));
+  }, 20_000);
+
   it('a source lost in the middle of a record fails the destination, not hangs', async () => {
     const [s, d] = await connect(kind);
     const writer = new MigrationStreamWriter(s);

@@ -22,6 +22,14 @@ export class ChunkQueue<T extends Uint8Array = Uint8Array> {
     this.#bytes += chunk.byteLength;
   }
 
+  /** Put a chunk (the rest of one just shifted) back at the front. */
+  unshift(chunk: T): void {
+    if (chunk.byteLength === 0) return;
+    if (this.#head > 0) this.#items[--this.#head] = chunk;
+    else this.#items.unshift(chunk);
+    this.#bytes += chunk.byteLength;
+  }
+
   /** The oldest chunk, removed; undefined when empty. */
   shift(): T | undefined {
     if (this.empty) return undefined;

@@ -22,6 +22,13 @@ export interface MigrationTransport {
    * everything was read. The chunk is the caller's to keep.
    */
   read(): Promise<Uint8Array | undefined>;
+  /**
+   * Optional: fill `target` with the next bytes received (those not yet read come first), letting
+   * the system receive the rest straight into it (page data into guest memory, with no copy).
+   * Resolves with the bytes placed: fewer than `target.byteLength` only where the stream ended.
+   * Readers fall back to `read` and a copy where a transport lacks it.
+   */
+  readInto?(target: Uint8Array): Promise<number>;
   /** End this side (the peer reads the end of the stream) once every written byte has gone out. */
   end(): Promise<void>;
   /**

@@ -2,14 +2,13 @@
 // out as runs of page data straight from guest memory, zero pages as markers only; the destination
 // writes them straight into its guest memory.
 
-import type { DirtyBitmap, GuestMemory, RamBlock } from '@vmmkit/core';
+import type { DirtyBitmap, GuestMemory } from '@vmmkit/core';
+import { ramView, ramWindow, WINDOW_PAGES, wholeBlock } from './ram-view.js';
 import { checkRamRun } from './record-codec.js';
 import { MAX_DATA_PAGES, MAX_ZERO_PAGES, STREAM_PAGE_SIZE, type RamRecord } from './records.js';
 import type { MigrationStreamWriter } from './stream-writer.js';
 
 const PAGE = STREAM_PAGE_SIZE;
-// Guest memory is reached through views of at most this many pages (1 GiB), aligned to it.
-const WINDOW_PAGES = 1 << 18;
 // Zero checks and fills on the destination go this many bytes at a time.
 const ZERO_STRETCH = 64 * 1024;
 const ZEROES = Buffer.alloc(ZERO_STRETCH);
@@ -44,18 +43,19 @@ export async function sendDirtyPages(writer: MigrationStreamWriter, memory: Gues
   const start = writer.bytesWritten;
   let pages = 0;
   let zeroPages = 0;
+  const windowPages = wholeBlock(block) ? block.pages : WINDOW_PAGES;
   let window: Uint8Array | undefined;
   let windowBase = -1;
   for (let page = dirty.nextSetBit(0); page >= 0; page = dirty.nextSetBit(page)) {
     const runEnd = nextClearBit(words, page, block.pages);
     while (page < runEnd) {
-      const base = page - (page % WINDOW_PAGES);
+      const base = page - (page % windowPages);
       if (base !== windowBase) {
-        window = windowOf(block, base);
+        window = ramWindow(block, base);
         windowBase = base;
       }
       const view = window!;
-      const stop = Math.min(runEnd, base + WINDOW_PAGES);
+      const stop = Math.min(runEnd, base + windowPages);
       // A stretch of pages alike (all zero or all not), up to the record's page limit.
       const zero = isZeroPage(view, (page - base) * PAGE);
       const limit = Math.min(stop, page + (zero ? MAX_ZERO_PAGES : MAX_DATA_PAGES));
@@ -79,33 +79,27 @@ export async function sendDirtyPages(writer: MigrationStreamWriter, memory: Gues
 
 /**
  * Load a RAM record into the destination's guest memory: page data is copied once, straight into
- * a view of the block; a zero run is zeroed where it is not zero already (so that untouched
+ * a view of the block (not at all when the reader already received it in place); a zero run is zeroed where it is not zero already (so that untouched
  * memory stays unallocated, as QEMU's ram_handle_zero does). Returns the pages the record covers.
  * @throws MigrationStreamError (`outside-ram`) when the run is not inside `memory`.
  */
 export function applyRamRecord(memory: GuestMemory, record: RamRecord): number {
   checkRamRun(memory.blocks, record.name, record, record.offset);
-  const block = memory.blocks[record.block]!;
-  const view = block.mapping.view(record.first * PAGE, record.count * PAGE);
+  const view = ramView(memory.blocks[record.block]!, record.first, record.count);
   if (record.name === 'RAM_PAGES') {
     let at = 0;
     for (const part of record.parts) {
-      view.set(part, at);
+      // A reader given this memory received the data in place already: nothing to copy.
+      if (part.buffer !== view.buffer || part.byteOffset !== view.byteOffset + at) view.set(part, at);
       at += part.byteLength;
     }
-  } else {
-    for (let at = 0; at < view.byteLength; at += ZERO_STRETCH) {
-      const end = Math.min(view.byteLength, at + ZERO_STRETCH);
-      if (ZEROES.compare(view, at, end, 0, end - at) !== 0) view.fill(0, at, end);
-    }
+    return record.count;
+  }
+  for (let at = 0; at < view.byteLength; at += ZERO_STRETCH) {
+    const stretch = Math.min(view.byteLength - at, ZERO_STRETCH);
+    if (ZEROES.compare(view, at, at + stretch, 0, stretch) !== 0) view.fill(0, at, at + stretch);
   }
   return record.count;
-}
-
-/** The view of `block` from page `base` on: up to WINDOW_PAGES pages. */
-function windowOf(block: RamBlock, base: number): Uint8Array {
-  const pages = Math.min(WINDOW_PAGES, block.pages - base);
-  return block.mapping.view(base * PAGE, pages * PAGE);
 }
 
 /** The first clear bit at or after `from` (a set bit), or `pages`. */

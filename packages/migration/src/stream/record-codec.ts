@@ -2,8 +2,7 @@
 // reader and the writer share every check, so a record the writer lets out is one the reader takes.
 
 import {
-  fixedSize, PREAMBLE_SIZE, RECORD_HEADER_SIZE, recordByType, STREAM_MAGIC, STREAM_PAGE_SIZE, STREAM_VERSION,
-  type RecordName, type RecordSpec, type StreamDirection,
+  layoutByType, PREAMBLE_SIZE, RECORD_HEADER_SIZE, STREAM_MAGIC, STREAM_PAGE_SIZE, STREAM_VERSION, type RecordLayout, type StreamDirection,
 } from './records.js';
 import { MigrationStreamError } from './stream-errors.js';
 
@@ -35,42 +34,30 @@ export function checkPreamble(bytes: Uint8Array): void {
   if (view.getUint32(12, true) !== 0) fail('bad-preamble', 'reserved bytes are not zero');
 }
 
-/** A record header that passed its checks. */
-export interface CheckedHeader {
-  readonly name: RecordName;
-  readonly spec: RecordSpec;
-  /** Body length. */
-  readonly length: number;
-  /** Byte size of the body's fixed fields. */
-  readonly fixed: number;
-}
-
 /**
  * Check the 8-byte header at `view[at]` of a record at stream `offset`: a type of `direction`,
- * zero flags and reserved bytes, and a body length its type allows.
+ * zero flags and reserved bytes, and a body length its type allows. Returns the record's layout
+ * and body length.
  */
-export function checkHeader(view: DataView, at: number, offset: number, direction: StreamDirection): CheckedHeader {
+export function checkHeader(view: DataView, at: number, offset: number, direction: StreamDirection): { layout: RecordLayout; length: number } {
   const type = view.getUint8(at);
-  const entry = recordByType(type, direction);
-  if (!entry) {
+  const layout = layoutByType(type, direction);
+  if (!layout) {
     throw new MigrationStreamError('unknown-type', `type 0x${type.toString(16).padStart(2, '0')}`, offset, `unknown record type on the ${direction} stream`);
   }
-  const [name, spec] = entry;
   const flags = view.getUint8(at + 1);
-  if (flags !== 0) throw new MigrationStreamError('nonzero-flags', name, offset, `flags 0x${flags.toString(16)} are not zero`);
-  if (view.getUint16(at + 2, true) !== 0) throw new MigrationStreamError('nonzero-reserved', name, offset, 'header reserved bytes are not zero');
+  if (flags !== 0) throw new MigrationStreamError('nonzero-flags', layout.name, offset, `flags 0x${flags.toString(16)} are not zero`);
+  if (view.getUint16(at + 2, true) !== 0) throw new MigrationStreamError('nonzero-reserved', layout.name, offset, 'header reserved bytes are not zero');
   const length = view.getUint32(at + 4, true);
-  const fixed = fixedSize(spec);
-  checkBodyLength(name, spec, length, offset);
-  return { name, spec, length, fixed };
+  checkBodyLength(layout, length, offset);
+  return { layout, length };
 }
 
 /**
- * Whether `length` is a body length record `name` may have. For RAM_PAGES only that it holds the
+ * Whether `length` is a body length the record may have. For RAM_PAGES only that it holds the
  * fixed fields: its count is checked first, then the exact length (see {@link checkFields}).
  */
-export function checkBodyLength(name: RecordName, spec: RecordSpec, length: number, offset: number): void {
-  const fixed = fixedSize(spec);
+export function checkBodyLength({ name, spec, fixed }: RecordLayout, length: number, offset: number): void {
   const pages = spec.payload?.kind === 'pages';
   const min = fixed + (pages ? 0 : (spec.payload?.min ?? 0));
   const max = fixed + (spec.payload?.max ?? 0);
@@ -81,9 +68,9 @@ export function checkBodyLength(name: RecordName, spec: RecordSpec, length: numb
 }
 
 /** Decode the fixed fields at `view[at]`, refusing nonzero reserved fields. */
-export function decodeFields(name: RecordName, spec: RecordSpec, view: DataView, at: number, offset: number): FieldValues {
+export function decodeFields({ name, fields }: RecordLayout, view: DataView, at: number, offset: number): FieldValues {
   const values: FieldValues = {};
-  for (const [field, type] of Object.entries(spec.fields)) {
+  for (const [field, type] of fields) {
     if (type === 'u64') {
       values[field] = view.getBigUint64(at, true);
       at += 8;
@@ -98,24 +85,36 @@ export function decodeFields(name: RecordName, spec: RecordSpec, view: DataView,
 }
 
 /** Check field values against the table: `count` in range, and a RAM_PAGES body of exactly count pages. */
-export function checkFields(name: RecordName, spec: RecordSpec, values: FieldValues, length: number, offset: number): void {
+export function checkFields({ name, spec, fixed }: RecordLayout, values: FieldValues, length: number, offset: number): void {
   if (!spec.count) return;
   const count = values['count'] as number;
   const [min, max] = spec.count;
   if (!(count >= min && count <= max)) throw new MigrationStreamError('bad-count', name, offset, `count ${count} is outside ${min}..${max}`);
-  if (spec.payload?.kind === 'pages' && length !== fixedSize(spec) + count * STREAM_PAGE_SIZE) {
-    throw new MigrationStreamError('bad-length', name, offset, `body length ${length} is not ${fixedSize(spec)} + ${count} pages of ${STREAM_PAGE_SIZE}`);
+  if (spec.payload?.kind === 'pages' && length !== fixed + count * STREAM_PAGE_SIZE) {
+    throw new MigrationStreamError('bad-length', name, offset, `body length ${length} is not ${fixed} + ${count} pages of ${STREAM_PAGE_SIZE}`);
+  }
+}
+
+/** Field values a writer is given must fit their wire types (a bug otherwise, so a RangeError). */
+export function checkValues({ name, fields }: RecordLayout, values: Readonly<Record<string, unknown>>, offset: number): void {
+  for (const [field, type] of fields) {
+    const v = values[field];
+    const ok =
+      type === 'reserved32' ? true
+      : type === 'u32' ? typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff
+      : typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
+    if (!ok) throw new RangeError(`migration stream: ${name} record at offset ${offset}: field ${field} = ${String(v)} is not a ${type}`);
   }
 }
 
 /** Write the header and fixed fields of a record into `view[at]`; returns the bytes written. */
-export function encodeHead(spec: RecordSpec, values: Readonly<Record<string, unknown>>, length: number, view: DataView, at: number): number {
+export function encodeHead({ spec, fields }: RecordLayout, values: Readonly<Record<string, unknown>>, length: number, view: DataView, at: number): number {
   view.setUint8(at, spec.type);
   view.setUint8(at + 1, 0);
   view.setUint16(at + 2, 0, true);
   view.setUint32(at + 4, length, true);
   let p = at + RECORD_HEADER_SIZE;
-  for (const [field, type] of Object.entries(spec.fields)) {
+  for (const [field, type] of fields) {
     if (type === 'u64') {
       view.setBigUint64(p, values[field] as bigint, true);
       p += 8;
@@ -128,7 +127,7 @@ export function encodeHead(spec: RecordSpec, values: Readonly<Record<string, unk
 }
 
 /** Decode a text payload (strict UTF-8) and, for `json`, parse it. */
-export function decodeText(name: RecordName, spec: RecordSpec, bytes: Uint8Array, offset: number): { text: string; json?: unknown } {
+export function decodeText({ name, spec }: RecordLayout, bytes: Uint8Array, offset: number): { text: string; json?: unknown } {
   let text: string;
   try {
     text = utf8.decode(bytes);
@@ -147,7 +146,7 @@ export function decodeText(name: RecordName, spec: RecordSpec, bytes: Uint8Array
  * Check a RAM run against the destination's RAM blocks (pages per block): the block exists and
  * [first, first + count) lies inside it.
  */
-export function checkRamRun(blocks: readonly { readonly pages: number }[], name: RecordName, run: { block: number; first: number; count: number }, offset: number): void {
+export function checkRamRun(blocks: readonly { readonly pages: number }[], name: string, run: { block: number; first: number; count: number }, offset: number): void {
   const block = blocks[run.block];
   if (!block) throw new MigrationStreamError('outside-ram', name, offset, `RAM block ${run.block} does not exist (the destination has ${blocks.length})`);
   if (run.first + run.count > block.pages) {

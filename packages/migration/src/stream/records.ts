@@ -136,17 +136,32 @@ export type StreamRecord<N extends RecordName = RecordName> = N extends RecordNa
 /** The two RAM records. */
 export type RamRecord = StreamRecord<'RAM_PAGES' | 'RAM_ZERO'>;
 
-/** The table entry for a type byte, if it is a record of `direction`. */
-export function recordByType(type: number, direction: StreamDirection): readonly [RecordName, RecordSpec] | undefined {
+/** The wire layout of a record type, computed once from its table entry. */
+export interface RecordLayout {
+  readonly name: RecordName;
+  readonly spec: RecordSpec;
+  /** The fixed fields in wire order. */
+  readonly fields: readonly (readonly [name: string, type: FieldType])[];
+  /** Their size in bytes. */
+  readonly fixed: number;
+}
+
+/** The layout of a record type, by name. */
+export function layoutOf(name: RecordName): RecordLayout {
+  return LAYOUTS.get(name)!;
+}
+
+/** The layout for a type byte, if it is a record of `direction`. */
+export function layoutByType(type: number, direction: StreamDirection): RecordLayout | undefined {
   return BY_TYPE[direction].get(type);
 }
 
-/** The byte size of a record's fixed fields. */
-export function fixedSize(spec: RecordSpec): number {
-  let size = 0;
-  for (const t of Object.values(spec.fields)) size += t === 'u64' ? 8 : 4;
-  return size;
+const LAYOUTS = new Map<RecordName, RecordLayout>();
+const BY_TYPE: Record<StreamDirection, Map<number, RecordLayout>> = { forward: new Map(), return: new Map() };
+for (const [name, spec] of Object.entries(RECORDS) as [RecordName, RecordSpec][]) {
+  const fields = Object.entries(spec.fields);
+  const fixed = fields.reduce((n, [, type]) => n + (type === 'u64' ? 8 : 4), 0);
+  const layout: RecordLayout = { name, spec, fields, fixed };
+  LAYOUTS.set(name, layout);
+  BY_TYPE[spec.direction].set(spec.type, layout);
 }
-
-const BY_TYPE: Record<StreamDirection, Map<number, readonly [RecordName, RecordSpec]>> = { forward: new Map(), return: new Map() };
-for (const [name, spec] of Object.entries(RECORDS) as [RecordName, RecordSpec][]) BY_TYPE[spec.direction].set(spec.type, [name, spec]);

@@ -6,9 +6,6 @@ import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './s
 import { SocketTransport } from './socket-transport.js';
 import { MigrationTransportError } from './stream-errors.js';
 
-// Node's write buffer per socket before `write` waits: big enough for a few 1 MiB RAM records.
-const WRITE_HIGH_WATER = 4 << 20;
-
 /** A listening socket that accepts one migration connection. */
 export interface SocketListener {
   /** The bound address (with the port the system chose for port 0). */
@@ -30,7 +27,8 @@ export interface SocketListener {
  */
 export async function listenMigration(address: string | SocketAddress): Promise<SocketListener> {
   const wanted = parseSocketAddress(address);
-  const server = net.createServer({ allowHalfOpen: true, highWaterMark: WRITE_HIGH_WATER });
+  // Accepted sockets must not start reading: the transport takes their handle over (adopt).
+  const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e) => reject(new MigrationTransportError(formatSocketAddress(wanted), 'cannot listen', { cause: e })));
     server.listen(wanted.kind === 'tcp' ? { host: wanted.host, port: wanted.port } : { path: wanted.path }, resolve);
@@ -49,21 +47,24 @@ export function connectMigration(address: string | SocketAddress, options: { rea
   const name = formatSocketAddress(target);
   return new Promise((resolve, reject) => {
     const where = target.kind === 'tcp' ? { host: target.host, port: target.port } : { path: target.path };
-    // net.Socket passes highWaterMark on to its stream (the typings do not list it).
-    const opts = { ...where, allowHalfOpen: true, highWaterMark: WRITE_HIGH_WATER };
-    const socket = net.connect(opts as net.NetConnectOpts);
+    const transport = SocketTransport.connect(name, where);
+    const socket = transport.socket;
     const fail = (detail: string, cause?: unknown): void => {
       clearTimeout(timer);
+      socket.off('connect', connected);
+      // destroy(), not a reset: a reset of a socket still connecting waits for the connection.
       socket.destroy();
       reject(new MigrationTransportError(name, detail, { cause }));
     };
-    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => fail(`no connection within ${options.timeoutMs} ms`), options.timeoutMs);
-    socket.once('error', (e) => fail('cannot connect', e));
-    socket.once('connect', () => {
+    const connected = (): void => {
       clearTimeout(timer);
-      socket.removeAllListeners('error');
-      resolve(new SocketTransport(socket, name));
-    });
+      socket.off('error', refused);
+      resolve(transport);
+    };
+    const refused = (e: Error): void => fail('cannot connect', e);
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => fail(`no connection within ${options.timeoutMs} ms`), options.timeoutMs);
+    socket.once('error', refused);
+    socket.once('connect', connected);
   });
 }
 
@@ -84,9 +85,14 @@ class OneShotListener implements SocketListener {
       server.on('connection', (socket) => {
         if (this.#connected) return void socket.destroy();
         this.#connected = true;
-        this.#pending = new SocketTransport(socket, this.name);
         server.close();
-        resolve(this.#pending);
+        try {
+          this.#pending = SocketTransport.adopt(this.name, socket);
+          resolve(this.#pending);
+        } catch (e) {
+          socket.destroy();
+          reject(e);
+        }
       });
       server.on('error', (e) => reject(new MigrationTransportError(this.name, 'listening failed', { cause: e })));
     });

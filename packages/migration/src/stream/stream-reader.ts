@@ -2,9 +2,11 @@
 // ram_load/qemu_loadvm_state): the preamble, then one validated record at a time, its payload
 // left as views of the transport's chunks.
 
+import { GuestMemory } from '@vmmkit/core';
 import type { MigrationTransport } from './migration-transport.js';
+import { ramView } from './ram-view.js';
 import { checkFields, checkHeader, checkPreamble, checkRamRun, decodeFields, decodeText } from './record-codec.js';
-import { PREAMBLE_SIZE, RECORD_HEADER_SIZE, recordByType, type RecordNameOf, type StreamDirection, type StreamRecord } from './records.js';
+import { layoutByType, PREAMBLE_SIZE, RECORD_HEADER_SIZE, type RecordNameOf, type StreamDirection, type StreamRecord } from './records.js';
 import { MigrationStreamError } from './stream-errors.js';
 
 // The largest header plus fixed fields of any record (COMPLETE: 8 + 24).
@@ -19,8 +21,18 @@ export interface RamLayout {
 export interface StreamReaderOptions {
   /** Which records to expect: `forward` (at the destination, default) or `return` (at the source). */
   readonly direction?: StreamDirection;
-  /** The destination's guest RAM: a RAM run outside it is refused as it is read. */
-  readonly memory?: RamLayout;
+  /**
+   * The destination's guest RAM: a RAM run outside it is refused as it is read. When it is a
+   * `GuestMemory`, RAM_PAGES data is received in place (see `inPlace`).
+   */
+  readonly memory?: RamLayout | GuestMemory;
+  /**
+   * Receive RAM_PAGES data straight into `memory` (a `GuestMemory`) as the record is read: by the
+   * kernel where the transport can (`readInto`), else copied once from the received chunks. The
+   * record's `parts` are then views of those guest pages, which `applyRamRecord` recognises and
+   * does not copy again. Default: true when `memory` is a `GuestMemory`.
+   */
+  readonly inPlace?: boolean;
 }
 
 /**
@@ -34,6 +46,8 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
   readonly direction: D;
   readonly #transport: MigrationTransport;
   readonly #memory: RamLayout | undefined;
+  /** Where RAM_PAGES data is received in place, if it is. */
+  readonly #ram: GuestMemory | undefined;
   /** Received chunks; #chunks[#head] is read from #pos on. */
   #chunks: Uint8Array[] = [];
   #head = 0;
@@ -45,11 +59,14 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
   #failed: unknown;
   readonly #scratch = new Uint8Array(SCRATCH);
   readonly #view = new DataView(this.#scratch.buffer);
+  readonly #readRecord = (): Promise<StreamRecord<RecordNameOf<D>> | undefined> => this.#read();
 
   constructor(transport: MigrationTransport, options: StreamReaderOptions & { direction?: D } = {}) {
     this.#transport = transport;
     this.direction = options.direction ?? ('forward' as D);
     this.#memory = options.memory;
+    const memory = options.memory;
+    this.#ram = memory instanceof GuestMemory && options.inPlace !== false ? memory : undefined;
   }
 
   /** The transport the stream comes from. */
@@ -82,25 +99,7 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
    */
   async next(): Promise<StreamRecord<RecordNameOf<D>> | undefined> {
     await this.start();
-    return this.#guard(async () => {
-      if (!(await this.#fill(1))) return undefined;
-      const offset = this.#offset;
-      await this.#need(RECORD_HEADER_SIZE, offset);
-      this.#peek(RECORD_HEADER_SIZE);
-      const { name, spec, length, fixed } = checkHeader(this.#view, 0, offset, this.direction);
-      await this.#need(RECORD_HEADER_SIZE + fixed, offset);
-      this.#peek(RECORD_HEADER_SIZE + fixed);
-      const values = decodeFields(name, spec, this.#view, RECORD_HEADER_SIZE, offset);
-      checkFields(name, spec, values, length, offset);
-      if (spec.count && this.#memory) checkRamRun(this.#memory.blocks, name, values as { block: number; first: number; count: number }, offset);
-      await this.#need(RECORD_HEADER_SIZE + length, offset);
-      this.#skip(RECORD_HEADER_SIZE + fixed);
-      const record = new ReceivedRecord(name, spec.type, offset, RECORD_HEADER_SIZE + length, this.#take(length - fixed));
-      Object.assign(record, values);
-      const kind = spec.payload?.kind;
-      if (kind === 'utf8' || kind === 'json') Object.assign(record, decodeText(name, spec, record.payload, offset));
-      return record as unknown as StreamRecord<RecordNameOf<D>>;
-    });
+    return this.#guard(this.#readRecord);
   }
 
   /**
@@ -125,11 +124,73 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     }
   }
 
+  async #read(): Promise<StreamRecord<RecordNameOf<D>> | undefined> {
+    // Each step awaits the transport only when its bytes are not buffered yet.
+    if (this.#buffered < 1 && !(await this.#fill(1))) return undefined;
+    const offset = this.#offset;
+    if (this.#buffered < RECORD_HEADER_SIZE) await this.#need(RECORD_HEADER_SIZE, offset);
+    this.#peek(RECORD_HEADER_SIZE);
+    const { layout, length } = checkHeader(this.#view, 0, offset, this.direction);
+    const head = RECORD_HEADER_SIZE + layout.fixed;
+    if (this.#buffered < head) await this.#need(head, offset);
+    this.#peek(head);
+    const values = decodeFields(layout, this.#view, RECORD_HEADER_SIZE, offset);
+    checkFields(layout, values, length, offset);
+    if (layout.spec.count && this.#memory) checkRamRun(this.#memory.blocks, layout.name, values as { block: number; first: number; count: number }, offset);
+    let parts: readonly Uint8Array[];
+    if (this.#ram && layout.spec.payload?.kind === 'pages') {
+      const run = values as { block: number; first: number; count: number };
+      const target = ramView(this.#ram.blocks[run.block]!, run.first, run.count);
+      this.#skip(head);
+      await this.#receiveInto(target, offset, head);
+      parts = [target];
+    } else {
+      if (this.#buffered < RECORD_HEADER_SIZE + length) await this.#need(RECORD_HEADER_SIZE + length, offset);
+      this.#skip(head);
+      parts = length > layout.fixed ? this.#take(length - layout.fixed) : NO_PARTS;
+    }
+    const record = new ReceivedRecord(layout.name, layout.spec.type, offset, RECORD_HEADER_SIZE + length, parts);
+    Object.assign(record, values);
+    const kind = layout.spec.payload?.kind;
+    if (kind === 'utf8' || kind === 'json') Object.assign(record, decodeText(layout, record.payload, offset));
+    return record as unknown as StreamRecord<RecordNameOf<D>>;
+  }
+
+  /**
+   * Fill `target` with the next bytes of the stream (the payload of the record at `offset`, whose
+   * first `head` bytes are consumed): first what is buffered here, then straight from the
+   * transport.
+   */
+  async #receiveInto(target: Uint8Array, offset: number, head: number): Promise<void> {
+    let done = 0;
+    while (done < target.byteLength && this.#buffered > 0) {
+      const chunk = this.#chunks[this.#head]!;
+      const n = Math.min(target.byteLength - done, chunk.byteLength - this.#pos);
+      target.set(chunk.subarray(this.#pos, this.#pos + n), done);
+      this.#skip(n);
+      done += n;
+    }
+    if (done < target.byteLength && !this.#eof && this.#transport.readInto) {
+      const n = await this.#transport.readInto(target.subarray(done));
+      this.#offset += n;
+      done += n;
+      if (done < target.byteLength) this.#eof = true;
+    }
+    while (done < target.byteLength && (await this.#fill(1))) {
+      const n = Math.min(target.byteLength - done, this.#buffered);
+      const parts = this.#take(n);
+      for (const p of parts) (target.set(p, done), (done += p.byteLength));
+    }
+    if (done < target.byteLength) {
+      throw new MigrationStreamError('truncated', 'RAM_PAGES', offset, `stream ended after ${head + done} of the record's ${head + target.byteLength} bytes`);
+    }
+  }
+
   /** Buffer `bytes` bytes of the record at `offset`, or refuse the stream as truncated. */
   async #need(bytes: number, offset: number): Promise<void> {
     if (await this.#fill(bytes)) return;
     const type = this.#chunks[this.#head]![this.#pos]!;
-    const name = recordByType(type, this.direction)?.[0] ?? `type 0x${type.toString(16).padStart(2, '0')}`;
+    const name = layoutByType(type, this.direction)?.name ?? `type 0x${type.toString(16).padStart(2, '0')}`;
     throw new MigrationStreamError('truncated', name, offset, `stream ended after ${this.#buffered} of the record's ${bytes} bytes`);
   }
 
@@ -153,24 +214,30 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     for (let i = this.#head, pos = this.#pos; copied < bytes; i++, pos = 0) {
       const chunk = this.#chunks[i]!;
       const n = Math.min(bytes - copied, chunk.byteLength - pos);
-      this.#scratch.set(chunk.subarray(pos, pos + n), copied);
+      for (let k = 0; k < n; k++) this.#scratch[copied + k] = chunk[pos + k]!;
       copied += n;
     }
   }
 
+  /** Consume `bytes` buffered bytes. */
   #skip(bytes: number): void {
-    this.#take(bytes);
+    this.#consume(bytes, undefined);
   }
 
   /** Consume `bytes` buffered bytes, returned as views of the chunks they lie in. */
   #take(bytes: number): Uint8Array[] {
     const parts: Uint8Array[] = [];
+    this.#consume(bytes, parts);
+    return parts;
+  }
+
+  #consume(bytes: number, parts: Uint8Array[] | undefined): void {
     this.#buffered -= bytes;
     this.#offset += bytes;
     while (bytes > 0) {
       const chunk = this.#chunks[this.#head]!;
       const n = Math.min(bytes, chunk.byteLength - this.#pos);
-      parts.push(n === chunk.byteLength ? chunk : chunk.subarray(this.#pos, this.#pos + n));
+      parts?.push(n === chunk.byteLength ? chunk : chunk.subarray(this.#pos, this.#pos + n));
       bytes -= n;
       this.#pos += n;
       if (this.#pos === chunk.byteLength) {
@@ -182,9 +249,11 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
       this.#chunks = this.#chunks.slice(this.#head);
       this.#head = 0;
     }
-    return parts;
   }
 }
+
+const NO_PARTS: readonly Uint8Array[] = [];
+const EMPTY = new Uint8Array(0);
 
 /** A record as the reader builds it: metadata, decoded fields (assigned on), payload parts. */
 class ReceivedRecord {
@@ -200,7 +269,7 @@ class ReceivedRecord {
 
   get payload(): Uint8Array {
     if (this.#payload) return this.#payload;
-    if (this.parts.length === 1) return (this.#payload = this.parts[0]!);
+    if (this.parts.length <= 1) return (this.#payload = this.parts[0] ?? EMPTY);
     const whole = new Uint8Array(this.parts.reduce((n, p) => n + p.byteLength, 0));
     let at = 0;
     for (const p of this.parts) {

@@ -3,17 +3,18 @@
 
 import { BandwidthPacer } from './bandwidth-pacer.js';
 import type { MigrationTransport } from './migration-transport.js';
-import { checkBodyLength, checkFields, encodeHead, encodePreamble, type FieldValues } from './record-codec.js';
-import { fixedSize, RECORD_HEADER_SIZE, RECORDS, type RecordInit, type RecordNameOf, type RecordSpec, type StreamDirection } from './records.js';
+import { checkBodyLength, checkFields, checkValues, encodeHead, encodePreamble, type FieldValues } from './record-codec.js';
+import { layoutOf, RECORD_HEADER_SIZE, type RecordInit, type RecordNameOf, type RecordSpec, type StreamDirection } from './records.js';
 import { MigrationStreamError } from './stream-errors.js';
 
 // Headers and payloads up to INLINE bytes are copied into a slab, so that small records go out
-// as one buffer; larger payloads (RAM pages, device data) are handed over as views, uncopied.
-const INLINE = 8 * 1024;
+// as one buffer; larger payloads and all RAM page data are handed over as views, uncopied.
+const INLINE = 1024;
 const SLAB = 64 * 1024;
 // Batched bytes that make the writer hand its queue to the transport without being asked.
 const HANDOFF = 256 * 1024;
 const utf8 = new TextEncoder();
+const NONE: readonly Uint8Array[] = [];
 
 /** Options of a {@link MigrationStreamWriter}. */
 export interface StreamWriterOptions {
@@ -71,7 +72,8 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
    * then), or with the transport's error once a hand-off has failed.
    */
   async write(record: RecordInit<RecordNameOf<D>>): Promise<void> {
-    const spec: RecordSpec = RECORDS[record.name];
+    const layout = layoutOf(record.name);
+    const { spec, fixed } = layout;
     const offset = this.#written;
     if (spec.direction !== this.direction) {
       throw new MigrationStreamError('unknown-type', record.name, offset, `is not a record of the ${this.direction} stream`);
@@ -79,15 +81,16 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
     const parts = payloadOf(spec, record);
     let payloadLength = 0;
     for (const p of parts) payloadLength += p.byteLength;
-    const fixed = fixedSize(spec);
     const length = fixed + payloadLength;
-    checkBodyLength(record.name, spec, length, offset);
-    checkValues(record.name, spec, record as unknown as FieldValues, offset);
-    checkFields(record.name, spec, record as unknown as FieldValues, length, offset);
+    checkBodyLength(layout, length, offset);
+    checkValues(layout, record, offset);
+    checkFields(layout, record as unknown as FieldValues, length, offset);
 
-    const inline = payloadLength <= INLINE;
+    const inline = payloadLength <= INLINE && spec.payload?.kind !== 'pages';
+    // A record whose payload goes out as views starts a chunk of its own: [header][payload...].
+    if (!inline) this.#cut();
     this.#reserve(RECORD_HEADER_SIZE + fixed + (inline ? payloadLength : 0));
-    this.#pos += encodeHead(spec, record, length, this.#view, this.#pos);
+    this.#pos += encodeHead(layout, record, length, this.#view, this.#pos);
     if (inline) for (const p of parts) this.#append(p);
     else {
       this.#cut();
@@ -153,7 +156,7 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
 function payloadOf(spec: RecordSpec, record: Readonly<Record<string, unknown>>): readonly Uint8Array[] {
   switch (spec.payload?.kind) {
     case undefined:
-      return [];
+      return NONE;
     case 'json':
       return [utf8.encode(JSON.stringify(record['json']) ?? '')];
     case 'utf8':
@@ -162,17 +165,5 @@ function payloadOf(spec: RecordSpec, record: Readonly<Record<string, unknown>>):
       const payload = record['payload'] as Uint8Array | readonly Uint8Array[];
       return payload instanceof Uint8Array ? [payload] : payload;
     }
-  }
-}
-
-/** Field values a caller passes must fit their wire types (a bug otherwise, so a RangeError). */
-function checkValues(name: string, spec: RecordSpec, values: FieldValues, offset: number): void {
-  for (const [field, type] of Object.entries(spec.fields)) {
-    const v = values[field];
-    const ok =
-      type === 'reserved32' ? true
-      : type === 'u32' ? typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff
-      : typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
-    if (!ok) throw new RangeError(`migration stream: ${name} record at offset ${offset}: field ${field} = ${String(v)} is not a ${type}`);
   }
 }
