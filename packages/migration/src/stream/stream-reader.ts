@@ -64,8 +64,8 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
   constructor(transport: MigrationTransport, options: StreamReaderOptions & { direction?: D } = {}) {
     this.#transport = transport;
     this.direction = options.direction ?? ('forward' as D);
-    this.#memory = options.memory;
     const memory = options.memory;
+    this.#memory = memory;
     this.#ram = memory instanceof GuestMemory && options.inPlace !== false ? memory : undefined;
   }
 
