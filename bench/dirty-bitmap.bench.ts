@@ -13,7 +13,7 @@ function pattern(density: number): Uint8Array {
   const p = new Uint8Array(BYTES);
   let seed = 7;
   for (let i = 0; i < BYTES; i += 64) {
-    seed = (seed * 1103515245 + 12345) >>> 0;
+    seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
     if (seed / 2 ** 32 < density) p.fill(0xff, i, i + 64);
   }
   return p;

@@ -5,8 +5,9 @@ import 'reflect-metadata';
 import { printTable, type Benchmark, type Row } from './harness.js';
 import { dirtyBitmapBenchmark } from './dirty-bitmap.bench.js';
 import { migrationStreamBenchmark } from './migration-stream.bench.js';
+import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];

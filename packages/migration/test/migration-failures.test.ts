@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError, VFIO_DEVICE_FEATURE, Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
 import {
-  MigrationBlockedError, MigrationFailedError, MigrationStreamError, migrate, migrateIncoming,
+  MigrationBlockedError, MigrationFailedError, MigrationStreamError, PREAMBLE_SIZE, RECORD_HEADER_SIZE, describeSetup, migrate, migrateIncoming,
   migrateOutgoing, transportPair, type MigrationTransport,
 } from '../src/index.js';
 import { GuestWorkload, ramHash } from './guest-workload.js';
@@ -143,19 +143,21 @@ describe('the destination refusing', () => {
     const p = await pair();
     const [out, wire] = transportPair();
     const [tap, into] = transportPair();
+    // The first record after SETUP is a RAM record: point its block index at a block that does not exist.
+    const setup = new TextEncoder().encode(JSON.stringify(describeSetup(p.source))).byteLength;
+    const blockField = PREAMBLE_SIZE + RECORD_HEADER_SIZE + setup + RECORD_HEADER_SIZE;
     let corrupted = false;
-    relay(wire, tap, (chunk) => {
-      // The first batch that starts with a RAM_PAGES header: point it at a RAM block that does not exist.
-      if (!corrupted && chunk.byteLength >= 24 && chunk[0] === 0x02 && chunk[1] === 0 && chunk[2] === 0 && chunk[3] === 0) {
-        chunk[8] = 9;
+    relay(wire, tap, (chunk, offset) => {
+      if (blockField >= offset && blockField < offset + chunk.byteLength) {
+        chunk[blockField - offset] = 9;
         corrupted = true;
       }
     });
     const [sent, received] = await Promise.all([failure(migrateOutgoing(p.source, out)), failure(migrateIncoming(p.destination, into))]);
     expect(corrupted).toBe(true);
     expect((received as MigrationFailedError).cause).toBeInstanceOf(MigrationStreamError);
-    expect(String((received as MigrationFailedError).cause)).toContain('RAM_PAGES record');
-    expect(String(sent)).toContain('RAM_PAGES record');
+    expect(String((received as MigrationFailedError).cause)).toMatch(/RAM_(PAGES|ZERO) record at offset \d+: RAM block 9 does not exist/);
+    expect(String(sent)).toContain('RAM block 9 does not exist');
     expectRolledBack(p);
     await p.source.close();
     await p.destination.close();
@@ -173,12 +175,14 @@ it('a running VM cannot be a destination, and a VMM without the plugin cannot mi
   await running.close();
 });
 
-/** Copy everything from `from` to `to` (both directions), letting `edit` change forward chunks. */
-function relay(a: MigrationTransport, b: MigrationTransport, edit: (chunk: Uint8Array) => void): void {
+/** Copy everything between `a` and `b`, letting `edit` change forward chunks (given their stream offset). */
+function relay(a: MigrationTransport, b: MigrationTransport, edit: (chunk: Uint8Array, offset: number) => void): void {
   const pump = async (from: MigrationTransport, to: MigrationTransport, change?: typeof edit) => {
+    let offset = 0;
     try {
       for (let chunk = await from.read(); chunk; chunk = await from.read()) {
-        change?.(chunk);
+        change?.(chunk, offset);
+        offset += chunk.byteLength;
         await to.write([chunk]);
       }
       await to.end();

@@ -101,7 +101,7 @@ class IncomingMigration {
         }
         case 'DEVICE_DATA':
           devices.data(record.device, record.parts);
-          this.#deviceBytes += record.payload.byteLength;
+          this.#deviceBytes += record.parts.reduce((n, p) => n + p.byteLength, 0);
           break;
         case 'DEVICE_END':
           this.#phase = 'stop-copy';
