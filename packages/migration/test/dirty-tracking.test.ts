@@ -167,6 +167,19 @@ describe('trackers find what devices wrote', () => {
     await vmm.close();
   });
 
+  it('fails to start when the IOVA space to track is beyond what the device can log, naming it', async () => {
+    const host = new SimHost(machine());
+    const vmm = await vmOn(host);
+    await vmm.addDevice('guest-iommu,aw-bits=52'); // the nic logs at most 2^48 bytes of IOVA
+    await addNic(vmm, NIC_A, 'iommufd');
+    const failure = await new VmDirtyTracking(vmm).start().catch((e: unknown) => e);
+    expect(failure).toBeInstanceOf(DirtyTrackingError);
+    expect(String(failure)).toContain(`${NIC_A}: failed to start device DMA logging`);
+    expect(String(failure)).toContain('EOPNOTSUPP');
+    expect(vmm.memory.logging).toBe(false);
+    await vmm.close();
+  });
+
   it('starts device logging on every device or on none', async () => {
     const { host, vmm, baseline } = await vmWith({}, [[NIC_A, 'iommufd'], [NIC_B, 'iommufd']]);
     const before = host.census();
