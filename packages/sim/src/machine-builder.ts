@@ -90,7 +90,11 @@ function populatePaths(kernel: SimKernel): void {
       fs.attr(`${dir}/class`, () => hex(config, 0x08, 4));
     }
     if (device.vfioBound) {
-      if (!device.mdev) fs.link(`${dir}/driver`, `${toSys}bus/pci/drivers/vfio-pci`);
+      if (!device.mdev) {
+        fs.link(`${dir}/driver`, `${toSys}bus/pci/drivers/vfio-pci`);
+        // The driver lists its devices, as /sys/bus/pci/drivers/<driver>/<bdf> links do.
+        fs.link(`/sys/bus/pci/drivers/vfio-pci/${device.name}`, `../../../../${dir.slice('/sys/'.length)}`);
+      }
       fs.mkdir(`${dir}/vfio-dev/vfio${device.cdev}`);
       fs.attr(`${dir}/vfio-dev/vfio${device.cdev}/dev`, () => `511:${device.cdev}\n`);
       if (features.cdev) fs.chr(`/dev/vfio/devices/vfio${device.cdev}`, () => new VfioDeviceFile(kernel, device, 'cdev'));

@@ -178,6 +178,8 @@ describe('SimHost basics', () => {
     expect(host.readdir('/sys/kernel/iommu_groups/7/devices')).toEqual(['0000:00:03.0', '0000:00:04.0']);
     expect(host.readdir('/sys/bus/pci/devices/0000:00:03.0/vfio-dev')).toEqual(['vfio0']);
     expect(host.exists('/sys/bus/pci/devices/0000:00:04.0/vfio-dev')).toBe(false);
+    expect(host.readdir('/sys/bus/pci/drivers/vfio-pci')).toEqual(['0000:00:03.0']);
+    expect(host.readlink('/sys/bus/pci/drivers/vfio-pci/0000:00:03.0')).toBe('../../../../devices/pci0000:00/0000:00:03.0');
     expect(host.exists('/dev/vfio/7')).toBe(true);
     expect(host.exists('/dev/vfio/devices/vfio0')).toBe(true);
     expect(host.exists('/dev/vfio/devices/vfio1')).toBe(true); // the mdev
