@@ -1,0 +1,5 @@
+// An example third-party backend plugin: see ioas-iommu-class.ts.
+
+export * from './ioas-container.js';
+export * from './ioas-iommu-class.js';
+export * from './plugin.js';

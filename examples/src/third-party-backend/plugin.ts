@@ -1,0 +1,18 @@
+// The example backend as a plugin: register it and devices can ask for it with
+// `-device vfio-pci,host=...,vfio-iommu=vfio-iommu-ioas`.
+
+import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import { HostKernel, VfioIommuClasses, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
+import { IoasIommuClass } from './ioas-iommu-class.js';
+
+export function ioasBackendPlugin(): VmmPlugin {
+  return {
+    name: 'backend-ioas-example',
+    register(container: DependencyContainer) {
+      container.register(VfioIommuClasses, {
+        // One backend per VM: its /dev/iommu fd is shared by the VM's devices.
+        useFactory: instanceCachingFactory((c) => new IoasIommuClass(c.resolve(HostKernel), c.resolve(VmmEventBus))),
+      });
+    },
+  };
+}
