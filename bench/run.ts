@@ -6,8 +6,9 @@ import { printTable, type Benchmark, type Row } from './harness.js';
 import { dirtyBitmapBenchmark } from './dirty-bitmap.bench.js';
 import { migrationStreamBenchmark } from './migration-stream.bench.js';
 import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
+import { scalingBenchmark } from './scaling.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark, scalingBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];
