@@ -6,16 +6,11 @@
 import { createHash } from 'node:crypto';
 import type { GuestIommu, Vmm } from '@vmmkit/core';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import type { SimHost } from '@vmmkit/sim';
+import {
+  NIC_CTRL, NIC_IRQ_BATCH, NIC_RATE_PPS, NIC_RX_HEAD, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, NIC_RX_TAIL,
+  type SimHost,
+} from '@vmmkit/sim';
 
-const NIC_CTRL = 0x04;
-const NIC_RX_RING_BASE = 0x10;
-const NIC_RX_RING_SIZE = 0x18;
-const NIC_RX_PKT_SIZE = 0x1c;
-const NIC_RX_HEAD = 0x20;
-const NIC_RX_TAIL = 0x24;
-const NIC_RATE_PPS = 0x28;
-const NIC_IRQ_BATCH = 0x2c;
 const RING_SLOTS = 128;
 const PACKET = 2048;
 export const RING_BYTES = BigInt(RING_SLOTS * PACKET);
