@@ -6,7 +6,7 @@ import {
   HostError, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET,
   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_SET_IRQS,
   VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, type HostMapping, vfio_device_feature,
-  vfio_device_feature_mig_state, vfio_irq_set, vfio_region_info,
+  vfio_device_feature_mig_state, vfio_irq_set, vfio_region_info, type HostKernel,
 } from '@vmmkit/core';
 import type { SimHost } from '../src/index.js';
 import type { DmaTarget } from '../src/iommu/dma-target.js';
@@ -108,20 +108,20 @@ export function setIrqEventfds(host: SimHost, fd: number, index: number, start: 
 }
 
 /** A VFIO_DEVICE_FEATURE call: header flags plus payload; returns the payload after the call. */
-export function feature(host: SimHost, fd: number, flags: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+export function feature(host: HostKernel, fd: number, flags: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
   const buf = vfio_device_feature.encode({ flags, data: payload });
   host.ioctl(fd, VFIO_DEVICE_FEATURE, buf);
   return buf.subarray(vfio_device_feature.size);
 }
 
 /** Set the migration state; returns the data fd (-1 when the arc opens no session). */
-export function setMigState(host: SimHost, fd: number, state: number): number {
+export function setMigState(host: HostKernel, fd: number, state: number): number {
   const out = feature(host, fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
     vfio_device_feature_mig_state.encode({ device_state: state, data_fd: -1 }));
   return vfio_device_feature_mig_state.decode(out).data_fd;
 }
 
-export function getMigState(host: SimHost, fd: number): number {
+export function getMigState(host: HostKernel, fd: number): number {
   const out = feature(host, fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
     vfio_device_feature_mig_state.encode({}));
   return vfio_device_feature_mig_state.decode(out).device_state;

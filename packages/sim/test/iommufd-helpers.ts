@@ -1,6 +1,6 @@
-// Test helpers for the IOMMU side of SimHost, in the rhythm of the kernel selftests'
-// iommufd_utils.h: each ioctl has an ok helper returning what the kernel wrote back, and
-// `fails(code, ...)` checks the errno of a call that must fail.
+// Test helpers for the IOMMU side of a host (SimHost, or LinuxHost in the kernel tier), in the
+// rhythm of the kernel selftests' iommufd_utils.h: each ioctl has an ok helper returning what the
+// kernel wrote back, and `fails(code, ...)` checks the errno of a call that must fail.
 
 import { expect } from 'vitest';
 import {
@@ -17,7 +17,7 @@ import {
   VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA,
   VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU, vfio_bitmap, vfio_info_cap_header,
   vfio_iommu_type1_dirty_bitmap, vfio_iommu_type1_dirty_bitmap_get, vfio_iommu_type1_dma_map,
-  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info, type FdKind,
+  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info, type FdKind, type HostKernel,
 } from '@vmmkit/core';
 import { SimHost, type SimHostConfig } from '../src/index.js';
 import { plainModel } from './plain-model.js';
@@ -38,7 +38,7 @@ export const MACHINE: SimHostConfig = {
 export const MDEV = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
 /** Anonymous read/write memory (MAP_NORESERVE beyond 4 GiB). */
-export function anon(host: SimHost, length: number | bigint, prot = PROT_READ | PROT_WRITE): HostMapping {
+export function anon(host: HostKernel, length: number | bigint, prot = PROT_READ | PROT_WRITE): HostMapping {
   const n = Number(length);
   return host.mmap(n, prot, MAP_PRIVATE | MAP_ANONYMOUS | (n > 2 ** 32 ? MAP_NORESERVE : 0), -1, 0n);
 }
@@ -58,7 +58,7 @@ export function fails(code: string, call: () => unknown): HostError {
 
 /** Issue an ioctl with a struct built from `values`; returns the struct as the kernel left it. */
 export function call<D extends StructMembers>(
-  host: SimHost, fd: number, request: number, struct: StructType<D>, values: StructInput<D> = {},
+  host: HostKernel, fd: number, request: number, struct: StructType<D>, values: StructInput<D> = {},
 ): StructValue<D> {
   const bytes = struct.encode(values);
   host.ioctl(fd, request, bytes);
@@ -71,10 +71,10 @@ export function busMaster(host: SimHost, name: string): void {
 }
 
 /** An open /dev/iommu with the selftests' test_ioctl_* helpers. */
-export class Iommufd {
+export class Iommufd<H extends HostKernel = SimHost> {
   readonly fd: number;
 
-  constructor(readonly host: SimHost) {
+  constructor(readonly host: H) {
     this.fd = host.open('/dev/iommu', O_RDWR);
   }
 
@@ -130,10 +130,10 @@ export class Iommufd {
 }
 
 /** A device cdev (/dev/vfio/devices/vfio<N>) with the bind/attach/detach ioctls. */
-export class Cdev {
+export class Cdev<H extends HostKernel = SimHost> {
   readonly fd: number;
 
-  constructor(readonly host: SimHost, index: number) {
+  constructor(readonly host: H, index: number) {
     this.fd = host.open(`/dev/vfio/devices/vfio${index}`, O_RDWR);
   }
 
@@ -167,12 +167,12 @@ export function machine(config: SimHostConfig = MACHINE): SimHost {
 }
 
 /** IOMMU_TEST_CMD: one selftest op with its union member; returns the struct as the kernel left it. */
-export function testCmd(io: Iommufd, op: number, id: number, member: Parameters<typeof iommu_test_cmd.encode>[0] = {}) {
+export function testCmd(io: Iommufd<HostKernel>, op: number, id: number, member: Parameters<typeof iommu_test_cmd.encode>[0] = {}) {
   return call(io.host, io.fd, IOMMU_TEST_CMD, iommu_test_cmd, { op, id, ...member });
 }
 
 /** test_cmd_mock_domain(_flags): a mock device attached to `pt` (an IOAS or a HWPT). */
-export function mockDomain(io: Iommufd, pt: number, devFlags?: number): { stdev: number; hwpt: number; idev: number } {
+export function mockDomain(io: Iommufd<HostKernel>, pt: number, devFlags?: number): { stdev: number; hwpt: number; idev: number } {
   const out = devFlags === undefined
     ? testCmd(io, IOMMU_TEST_OP_MOCK_DOMAIN, pt).mock_domain
     : testCmd(io, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, pt, { mock_domain_flags: { dev_flags: devFlags } }).mock_domain_flags;
@@ -180,20 +180,20 @@ export function mockDomain(io: Iommufd, pt: number, devFlags?: number): { stdev:
 }
 
 /** test_cmd_mock_domain_replace: returns the pt_id the kernel wrote back. */
-export function mockReplace(io: Iommufd, stdev: number, pt: number): number {
+export function mockReplace(io: Iommufd<HostKernel>, stdev: number, pt: number): number {
   return testCmd(io, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, stdev, { mock_domain_replace: { pt_id: pt } }).mock_domain_replace.pt_id;
 }
 
 /** test_cmd_mock_domain_set_dirty: marks the pages of a user bitmap dirty; returns out_nr_dirty. */
-export function mockSetDirty(io: Iommufd, hwpt: number, length: bigint, iova: bigint, pageSize: bigint, uptr: bigint): bigint {
+export function mockSetDirty(io: Iommufd<HostKernel>, hwpt: number, length: bigint, iova: bigint, pageSize: bigint, uptr: bigint): bigint {
   return testCmd(io, IOMMU_TEST_OP_DIRTY, hwpt, { dirty: { flags: 0, iova, length, page_size: pageSize, uptr, out_nr_dirty: 0n } }).dirty.out_nr_dirty;
 }
 
 /** A legacy VFIO container (/dev/vfio/vfio) with its groups: the type1 ioctls as helpers. */
-export class Legacy {
+export class Legacy<H extends HostKernel = SimHost> {
   readonly container: number;
 
-  constructor(readonly host: SimHost, container?: number) {
+  constructor(readonly host: H, container?: number) {
     this.container = container ?? host.open('/dev/vfio/vfio', O_RDWR);
   }
 
@@ -238,14 +238,14 @@ export class Legacy {
 }
 
 /** VFIO_GROUP_SET_CONTAINER: the argument points to the container (or iommufd) fd. */
-export function setContainer(host: SimHost, groupFd: number, containerFd: number): void {
+export function setContainer(host: HostKernel, groupFd: number, containerFd: number): void {
   const arg = new Uint8Array(4);
   new DataView(arg.buffer).setInt32(0, containerFd, true);
   host.ioctl(groupFd, VFIO_GROUP_SET_CONTAINER, arg);
 }
 
 /** VFIO_GROUP_GET_DEVICE_FD by device name; returns the new fd. */
-export function groupDeviceFd(host: SimHost, groupFd: number, name: string): number {
+export function groupDeviceFd(host: HostKernel, groupFd: number, name: string): number {
   return host.ioctl(groupFd, VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${name}\0`));
 }
 
@@ -253,7 +253,7 @@ export function groupDeviceFd(host: SimHost, groupFd: number, name: string): num
  * VFIO_IOMMU_GET_INFO with `argsz` (in a buffer of at least the struct's size, as a caller's
  * struct would be): the fixed part as the kernel left it and the capability chain.
  */
-export function type1Info(host: SimHost, fd: number, argsz = 4096) {
+export function type1Info(host: HostKernel, fd: number, argsz = 4096) {
   const bytes = new Uint8Array(Math.max(argsz, vfio_iommu_type1_info.size));
   new DataView(bytes.buffer).setUint32(0, argsz, true);
   host.ioctl(fd, VFIO_IOMMU_GET_INFO, bytes);

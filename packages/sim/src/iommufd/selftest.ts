@@ -18,6 +18,8 @@ import type { UcmdOf } from './ucmd.js';
 
 type TestCmd = UcmdOf<typeof iommu_test_cmd>;
 
+const U64_MAX = (1n << 64n) - 1n;
+
 /** Who owns the reservations IOMMU_TEST_OP_ADD_RESERVED makes. */
 const TEST_RESERVATION = Symbol('selftest reservation');
 
@@ -76,10 +78,16 @@ function mockReplace(ctx: IommufdFile, ucmd: TestCmd): number {
   return 0;
 }
 
-/** IOMMU_TEST_OP_ADD_RESERVED: reserve an IOVA range of an IOAS (EADDRINUSE over a mapping). */
+/**
+ * IOMMU_TEST_OP_ADD_RESERVED: reserve an IOVA range of an IOAS (EADDRINUSE over a mapping). The
+ * range is checked before the IOAS is looked up (EINVAL for length 0, EOVERFLOW past 2^64), as
+ * iommufd_test_add_reserved does: seen on Linux 7.2 in the kernel tier.
+ */
 function addReserved(ctx: IommufdFile, ucmd: TestCmd): number {
-  const ioas = ctx.objects.get<Ioas>(ucmd.get('id'), 'ioas');
   const { start, length } = ucmd.get('add_reserved');
+  if (length === 0n) fail('EINVAL', 'a reservation of length 0');
+  if (start + length - 1n > U64_MAX) fail('EOVERFLOW', 'the reservation runs past the end of the IOVA space');
+  const ioas = ctx.objects.get<Ioas>(ucmd.get('id'), 'ioas');
   ioas.iopt.reserve(start, start + length - 1n, TEST_RESERVATION);
   return 0;
 }

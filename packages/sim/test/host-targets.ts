@@ -1,0 +1,80 @@
+// The hosts a host-generic test (*.host.test.ts) runs on: SimHost always, and LinuxHost where the
+// kernel offers what the test needs (in the kernel tier's guest, tools/kernel-tier/), else skipped.
+
+import { existsSync, readdirSync } from 'node:fs';
+import {
+  HostError, IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED, iommu_test_cmd, LinuxHost, O_CLOEXEC, O_RDWR, type HostKernel,
+} from '@vmmkit/core';
+import { SimHost, type SimHostConfig } from '../src/index.js';
+
+/** One host a suite runs on. */
+export interface HostTarget {
+  /** `SimHost` or `LinuxHost`: the kernel tier's verdict looks for `LinuxHost` in test names. */
+  readonly name: 'SimHost' | 'LinuxHost';
+  /** Why this host cannot run the suite here, if it cannot. */
+  readonly unavailable?: string;
+  /** A host to test on: a fresh SimHost built from `config`, or the one real kernel. */
+  host(config?: SimHostConfig): HostKernel;
+}
+
+/** The suite's title on a target: the host's name, and the reason when it is skipped. */
+export function onTarget(title: string, target: HostTarget): string {
+  return `${title} (${target.name}${target.unavailable ? `; skipped: ${target.unavailable}` : ''})`;
+}
+
+/** Whether tests on this target may use SimHost's test hooks (census, fault injection, device DMA). */
+export function isSim(host: HostKernel): host is SimHost {
+  return host instanceof SimHost;
+}
+
+const simTarget: HostTarget = { name: 'SimHost', host: (config) => new SimHost(config ?? {}) };
+
+let linux: LinuxHost | undefined;
+function linuxTarget(unavailable: string | undefined): HostTarget {
+  return { name: 'LinuxHost', unavailable, host: () => (linux ??= new LinuxHost()) };
+}
+
+/** Why the real kernel cannot run iommufd selftest-mock cases, or undefined when it can. */
+export function selftestUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'not a Linux host';
+  if (!existsSync('/dev/iommu')) return '/dev/iommu is absent on this host';
+  const host = (linux ??= new LinuxHost());
+  let fd: number;
+  try {
+    fd = host.open('/dev/iommu', O_RDWR | O_CLOEXEC);
+  } catch (e) {
+    return `cannot open /dev/iommu (${(e as HostError).code})`;
+  }
+  try {
+    // Reserving a page on object 0, which never exists: ENOENT from a CONFIG_IOMMUFD_TEST kernel, ENOTTY otherwise.
+    host.ioctl(fd, IOMMU_TEST_CMD, iommu_test_cmd.encode({ op: IOMMU_TEST_OP_ADD_RESERVED, id: 0, add_reserved: { start: 0n, length: 4096n } }));
+    return undefined;
+  } catch (e) {
+    const code = (e as HostError).code;
+    return code === 'ENOTTY' ? 'the kernel has no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)' : code === 'ENOENT' ? undefined : `IOMMU_TEST_CMD probe failed with ${code}`;
+  } finally {
+    host.close(fd);
+  }
+}
+
+/** SimHost, and LinuxHost when its kernel has iommufd's selftest mock. */
+export function selftestTargets(): HostTarget[] {
+  return [simTarget, linuxTarget(selftestUnavailable())];
+}
+
+/** The UUID of the mtty mdev the kernel tier's guest creates (VMMKIT_TEST_MTTY_MDEV), or why there is none. */
+export function mttyMdev(): { uuid?: string; unavailable?: string } {
+  if (process.platform !== 'linux') return { unavailable: 'not a Linux host' };
+  const uuid = process.env.VMMKIT_TEST_MTTY_MDEV?.trim();
+  if (!uuid) return { unavailable: 'VMMKIT_TEST_MTTY_MDEV names no mtty mdev' };
+  const dir = `/sys/bus/mdev/devices/${uuid}/vfio-dev`;
+  if (!existsSync(dir) || readdirSync(dir).length === 0) return { unavailable: `${dir} is absent (no VFIO cdev for the mdev)` };
+  if (!existsSync('/dev/iommu')) return { unavailable: '/dev/iommu is absent on this host' };
+  return { uuid };
+}
+
+/** LinuxHost for a migration suite on the mtty mdev, available when the guest made one. */
+export function mttyTarget(): HostTarget & { uuid?: string } {
+  const mdev = mttyMdev();
+  return { ...linuxTarget(mdev.unavailable), uuid: mdev.uuid };
+}
