@@ -62,6 +62,38 @@ export function selftestTargets(): HostTarget[] {
   return [simTarget, linuxTarget(selftestUnavailable())];
 }
 
+/** Why the real kernel cannot run iommufd cases that need only /dev/iommu, or undefined when it can. */
+export function iommufdUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'not a Linux host';
+  if (!existsSync('/dev/iommu')) return '/dev/iommu is absent on this host';
+  try {
+    const host = (linux ??= new LinuxHost());
+    host.close(host.open('/dev/iommu', O_RDWR | O_CLOEXEC));
+    return undefined;
+  } catch (e) {
+    return `cannot open /dev/iommu (${(e as HostError).code})`;
+  }
+}
+
+/** SimHost, and LinuxHost when the kernel has /dev/iommu. */
+export function iommufdTargets(): HostTarget[] {
+  return [simTarget, linuxTarget(iommufdUnavailable())];
+}
+
+/**
+ * The N of a PCI device's cdev, /dev/vfio/devices/vfio<N>, that iommufd cases may bind: on
+ * SimHost the standard machine's first device (0000:00:03.0, vfio0); on a real host the first edu
+ * device the kernel tier names in VMMKIT_TEST_EDU_DEVICES.
+ */
+export function pciCdev(target: HostTarget): { index?: number; unavailable?: string } {
+  if (target.name === 'SimHost') return { index: 0 };
+  const bdf = (process.env.VMMKIT_TEST_EDU_DEVICES ?? '').split(',')[0]?.trim();
+  if (!bdf) return { unavailable: 'VMMKIT_TEST_EDU_DEVICES names no device bound to vfio-pci' };
+  const dir = `/sys/bus/pci/devices/${bdf}/vfio-dev`;
+  const name = existsSync(dir) ? readdirSync(dir).find((n) => /^vfio\d+$/.test(n)) : undefined;
+  return name ? { index: Number(name.slice(4)) } : { unavailable: `${dir} has no VFIO cdev` };
+}
+
 /** The UUID of the mtty mdev the kernel tier's guest creates (VMMKIT_TEST_MTTY_MDEV), or why there is none. */
 export function mttyMdev(): { uuid?: string; unavailable?: string } {
   if (process.platform !== 'linux') return { unavailable: 'not a Linux host' };
