@@ -1,0 +1,155 @@
+// The vmmkit command line, parsed into a typed command: `caps`, `run`, `migrate` or `help`.
+// Options follow QEMU (`-m`, `-name`, `-object`, `-device`, `-incoming`), with one dash or two.
+
+import {
+  parseBandwidth, parseGuestRamSize, parseMigrationUri, parseMilliseconds, parsePositiveInteger, parseSeconds, parseVmName,
+} from './option-values.js';
+import { scanOptions, type OptionTable, type OptionValue } from './scan-options.js';
+import { UsageError } from './usage-error.js';
+
+/** QEMU's default guest RAM (`-m` absent): 128 MiB. */
+export const DEFAULT_RAM_SIZE = 128n << 20n;
+
+/** The VM that `run` and `migrate` compose. */
+export interface VmArgs {
+  /** Run on the simulated host (`--sim`) rather than this machine's kernel. */
+  readonly sim: boolean;
+  /** Guest RAM in bytes (`-m`). */
+  readonly ramSize: bigint;
+  /** `-name`. */
+  readonly name?: string;
+  /** `-object` descriptions, in order. */
+  readonly objects: readonly string[];
+  /** `-device` descriptions, in order. */
+  readonly devices: readonly string[];
+}
+
+/** The migration parameters of `migrate` that were given (the rest keep the library's defaults). */
+export interface MigrateParameters {
+  readonly downtimeLimitMs?: number;
+  readonly maxBandwidth?: number;
+  readonly maxIterations?: number;
+}
+
+/** A parsed command line. */
+export type CommandLine =
+  | { readonly command: 'help' }
+  | { readonly command: 'caps'; readonly sim: boolean; readonly json: boolean }
+  | { readonly command: 'run'; readonly vm: VmArgs; readonly incoming?: string; readonly durationMs?: number }
+  | { readonly command: 'migrate'; readonly uri: string; readonly vm: VmArgs; readonly parameters: MigrateParameters };
+
+/** The commands, for `unknown command` messages. */
+export const COMMANDS = ['caps', 'run', 'migrate', 'help'] as const;
+
+const VM_OPTIONS = {
+  sim: { kind: 'flag' },
+  m: { kind: 'value', metavar: 'SIZE' },
+  name: { kind: 'value', metavar: 'NAME' },
+  object: { kind: 'value', metavar: 'DESC', repeatable: true },
+  device: { kind: 'value', metavar: 'DESC', repeatable: true },
+} as const satisfies OptionTable;
+
+const CAPS_OPTIONS = { sim: { kind: 'flag' }, json: { kind: 'flag' } } as const satisfies OptionTable;
+
+const RUN_OPTIONS = {
+  ...VM_OPTIONS,
+  incoming: { kind: 'value', metavar: 'URI' },
+  duration: { kind: 'value', metavar: 'SECONDS' },
+} as const satisfies OptionTable;
+
+const MIGRATE_OPTIONS = {
+  ...VM_OPTIONS,
+  'downtime-limit': { kind: 'value', metavar: 'MS' },
+  'max-bandwidth': { kind: 'value', metavar: 'BYTES/S' },
+  'max-iterations': { kind: 'value', metavar: 'N' },
+} as const satisfies OptionTable;
+
+/**
+ * Parse the arguments after `vmmkit`.
+ * @throws UsageError naming the command, option or argument that is wrong, and the value.
+ */
+export function parseCommandLine(argv: readonly string[]): CommandLine {
+  const [command, ...rest] = argv;
+  switch (command) {
+    case undefined:
+      throw new UsageError('vmmkit: no command given');
+    case 'help':
+    case '-h':
+    case '--help':
+      return { command: 'help' };
+    case 'caps':
+      return parseCaps(rest);
+    case 'run':
+      return parseRun(rest);
+    case 'migrate':
+      return parseMigrate(rest);
+    default:
+      throw new UsageError(`vmmkit: unknown command '${command}' (commands: ${COMMANDS.join(', ')})`, 'command', command);
+  }
+}
+
+function parseCaps(args: readonly string[]): CommandLine {
+  const scanned = scanOptions('caps', args, CAPS_OPTIONS);
+  if (scanned.help) return { command: 'help' };
+  noPositionals('caps', scanned.positionals);
+  return { command: 'caps', sim: scanned.flag('sim'), json: scanned.flag('json') };
+}
+
+function parseRun(args: readonly string[]): CommandLine {
+  const scanned = scanOptions('run', args, RUN_OPTIONS);
+  if (scanned.help) return { command: 'help' };
+  noPositionals('run', scanned.positionals);
+  const incoming = scanned.values('incoming')[0];
+  const duration = scanned.values('duration')[0];
+  return {
+    command: 'run',
+    vm: vmArgs('run', scanned),
+    ...(incoming && { incoming: parseMigrationUri('run', incoming) }),
+    ...(duration && { durationMs: parseSeconds('run', duration) }),
+  };
+}
+
+function parseMigrate(args: readonly string[]): CommandLine {
+  const scanned = scanOptions('migrate', args, MIGRATE_OPTIONS);
+  if (scanned.help) return { command: 'help' };
+  const [uri, ...extra] = scanned.positionals;
+  if (uri === undefined) throw new UsageError('vmmkit migrate: missing argument URI (tcp:HOST:PORT or unix:PATH)', 'URI');
+  noPositionals('migrate', extra);
+  const downtime = scanned.values('downtime-limit')[0];
+  const bandwidth = scanned.values('max-bandwidth')[0];
+  const iterations = scanned.values('max-iterations')[0];
+  return {
+    command: 'migrate',
+    uri: parseMigrationUri('migrate', { option: 'URI', value: uri }),
+    vm: vmArgs('migrate', scanned),
+    parameters: {
+      ...(downtime && { downtimeLimitMs: parseMilliseconds('migrate', downtime) }),
+      ...(bandwidth && { maxBandwidth: parseBandwidth('migrate', bandwidth) }),
+      ...(iterations && { maxIterations: parsePositiveInteger('migrate', iterations) }),
+    },
+  };
+}
+
+/** The VM options as any command that takes them scanned them. */
+interface GivenVmOptions {
+  flag(name: 'sim'): boolean;
+  values(name: 'm' | 'name' | 'object' | 'device'): readonly OptionValue[];
+}
+
+function vmArgs(command: string, scanned: GivenVmOptions): VmArgs {
+  const m = scanned.values('m')[0];
+  const name = scanned.values('name')[0];
+  return {
+    sim: scanned.flag('sim'),
+    ramSize: m ? parseGuestRamSize(command, m) : DEFAULT_RAM_SIZE,
+    ...(name && { name: parseVmName(command, name) }),
+    objects: scanned.values('object').map((v) => v.value),
+    devices: scanned.values('device').map((v) => v.value),
+  };
+}
+
+function noPositionals(command: string, positionals: readonly string[]): void {
+  if (positionals.length > 0) {
+    throw new UsageError(`vmmkit ${command}: unexpected argument '${positionals[0]}'`, 'argument', positionals[0]);
+  }
+}

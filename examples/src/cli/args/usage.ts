@@ -1,0 +1,54 @@
+// What `vmmkit help` prints.
+
+/** The usage text, as printed by `vmmkit help` (and in part after a usage error). */
+export const USAGE = `\
+Usage: vmmkit COMMAND [OPTIONS]
+
+Commands:
+  caps [--sim] [--json]
+      What this host offers VMMs: /dev/iommu and /dev/vfio/vfio, the VFIO backends that can be
+      used (legacy type1, iommufd, iommufd's VFIO compat container), KVM, and every VFIO device
+      (IOMMU group, IOMMU dirty tracking, VFIO migration flags, device DMA logging). Probing a
+      device opens it, as a VMM would.
+
+  run [VM OPTIONS] [--incoming URI] [--duration SECONDS]
+      Compose a VM, print its devices and its migration plan (each container's dirty-tracking
+      strategy, every blocker), and run it until SIGINT/SIGTERM or SECONDS have passed.
+      With --incoming the VM waits paused for a migration on URI, prints what arrived and the
+      SHA-256 of guest RAM, then runs.
+
+  migrate URI [VM OPTIONS] [--downtime-limit MS] [--max-bandwidth BYTES/S] [--max-iterations N]
+      Compose the same VM as the destination's, let the guest work a moment, migrate it to the
+      destination listening on URI, print the progress and the result, and the SHA-256 of guest
+      RAM at switchover.
+
+  help
+      Print this text (also -h or --help, anywhere).
+
+VM options (as QEMU's):
+  --sim               run on the simulated host (vmmkit's demo machine: an edu device at
+                      0000:00:03.0, NICs at 0000:00:05.0 and 0000:00:06.0); the guest keeps busy
+  -m SIZE             guest RAM, MiB unless suffixed (K, M, G, T); default 128M
+  -name NAME          the VM's name (also guest=NAME)
+  -object DESC        an object, e.g. iommufd,id=iommufd0 (repeatable)
+  -device DESC        a device, e.g. vfio-pci,host=0000:00:05.0[,iommufd=iommufd0] (repeatable)
+
+Migration:
+  URI                 tcp:HOST:PORT (port 0 with --incoming: any free port, printed) or unix:PATH
+  --downtime-limit MS the longest pause at switchover, in ms (default 300)
+  --max-bandwidth B/S at most this many bytes per second (suffixes K, M, G; default unlimited)
+  --max-iterations N  switch over after N precopy passes even if the limit is not met (default 30)
+
+Options take one dash or two, and --option=value also works.
+
+Exit status: 0 success; 1 the work failed (a blocker, a device that cannot be realized, a
+failed migration); 2 bad usage (unknown command or option, bad value, missing argument).
+
+Examples:
+  vmmkit caps
+  vmmkit run --sim -m 256M -object iommufd,id=iommufd0 \\
+      -device vfio-pci,host=0000:00:05.0 -device vfio-pci,host=0000:00:06.0,iommufd=iommufd0 \\
+      --incoming tcp:127.0.0.1:4444
+  vmmkit migrate tcp:127.0.0.1:4444 --sim -m 256M -object iommufd,id=iommufd0 \\
+      -device vfio-pci,host=0000:00:05.0 -device vfio-pci,host=0000:00:06.0,iommufd=iommufd0
+`;

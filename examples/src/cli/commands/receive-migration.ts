@@ -1,0 +1,45 @@
+// The destination's part of `run --incoming URI`: listen, accept one source, receive the guest,
+// and report what arrived with the SHA-256 of guest RAM taken before the guest runs a step here.
+
+import type { Vmm } from '@vmmkit/core';
+import { listenMigration, migrateIncoming } from '@vmmkit/migration';
+import type { CliIo } from '../cli-io.js';
+import { formatBytes } from '../format/units.js';
+import { unlessInterrupted } from '../vm/interrupt.js';
+import { guestRamSha256 } from '../vm/ram-hash.js';
+
+/**
+ * Receive a migration into the paused `vmm`. Resolves true once the guest runs here, false when
+ * interrupted before a source connected.
+ * @throws MigrationTransportError when it cannot listen; MigrationFailedError when the migration
+ *   fails (also when interrupted during it).
+ */
+export async function receiveMigration(vmm: Vmm, uri: string, io: CliIo, signal: AbortSignal): Promise<boolean> {
+  const listener = await listenMigration(uri);
+  try {
+    // Tests and scripts read this line for the port when they asked for port 0.
+    io.out(`listening for a migration on ${listener.name}`);
+    const transport = await unlessInterrupted(listener.accept(), signal);
+    if (!transport) return false;
+    io.out('migration: a source connected, receiving');
+    // Dropping the connection makes the migration fail cleanly: the guest never starts here.
+    const drop = (): void => transport.destroy();
+    signal.addEventListener('abort', drop, { once: true });
+    let result;
+    try {
+      result = await migrateIncoming(vmm, transport);
+    } finally {
+      signal.removeEventListener('abort', drop);
+    }
+    // The guest runs from here on: hash now, before any of its work lands in RAM.
+    const hash = guestRamSha256(vmm.memory);
+    io.out(
+      `migration received: ${result.pages} pages, ${result.zeroPages} zero pages, ` +
+        `device state ${formatBytes(result.deviceBytes)}, ${formatBytes(result.bytesReceived)} in total`,
+    );
+    io.out(`guest RAM sha256 ${hash}`);
+    return true;
+  } finally {
+    await listener.close();
+  }
+}
