@@ -81,14 +81,14 @@ export function iommufdTargets(): HostTarget[] {
 }
 
 /**
- * The N of a PCI device's cdev, /dev/vfio/devices/vfio<N>, that iommufd cases may bind: on
- * SimHost the standard machine's first device (0000:00:03.0, vfio0); on a real host the first edu
- * device the kernel tier names in VMMKIT_TEST_EDU_DEVICES.
+ * The N of the `n`-th PCI device's cdev, /dev/vfio/devices/vfio<N>, that iommufd cases may bind:
+ * on SimHost the standard machine's (0000:00:03.0 is vfio0, 0000:00:04.0 vfio1); on a real host
+ * the edu devices the kernel tier names in VMMKIT_TEST_EDU_DEVICES, in that order.
  */
-export function pciCdev(target: HostTarget): { index?: number; unavailable?: string } {
-  if (target.name === 'SimHost') return { index: 0 };
-  const bdf = (process.env.VMMKIT_TEST_EDU_DEVICES ?? '').split(',')[0]?.trim();
-  if (!bdf) return { unavailable: 'VMMKIT_TEST_EDU_DEVICES names no device bound to vfio-pci' };
+export function pciCdev(target: HostTarget, n = 0): { index?: number; unavailable?: string } {
+  if (target.name === 'SimHost') return { index: n };
+  const bdf = (process.env.VMMKIT_TEST_EDU_DEVICES ?? '').split(',')[n]?.trim();
+  if (!bdf) return { unavailable: `VMMKIT_TEST_EDU_DEVICES names no device ${n + 1} bound to vfio-pci` };
   const dir = `/sys/bus/pci/devices/${bdf}/vfio-dev`;
   const name = existsSync(dir) ? readdirSync(dir).find((n) => /^vfio\d+$/.test(n)) : undefined;
   return name ? { index: Number(name.slice(4)) } : { unavailable: `${dir} has no VFIO cdev` };
