@@ -17,6 +17,10 @@ const NIC_IRQ_BATCH = 0x2c;
 const RING_SLOTS = 256;
 const PACKET = 2048;
 const TICK_MS = 5;
+// A tick after a long stall covers at most this much time (a burst, not a flood).
+const MAX_TICK_MS = 100;
+// populate() fills RAM through windows of this size (a mapping's view is limited in size).
+const WINDOW = 16 << 20;
 
 export interface GuestActivityOptions {
   /** Bytes the vCPUs write per second of wall time, in 64-byte stores at random places. Default 4 MiB. */
@@ -25,6 +29,11 @@ export interface GuestActivityOptions {
   readonly packetsPerSecond?: number;
   /** Seed of the writers' pseudo-random addresses and bytes. */
   readonly seed?: number;
+  /**
+   * The part of each RAM block the vCPUs write to, from its start, as a fraction in (0, 1]: the
+   * guest's working set (what {@link GuestActivity.populate} fills). Default 1: all of RAM.
+   */
+  readonly workingSet?: number;
 }
 
 export class GuestActivity {
@@ -39,6 +48,28 @@ export class GuestActivity {
     private readonly options: GuestActivityOptions = {},
   ) {
     this.#seed = options.seed ?? 0x2545_f491;
+  }
+
+  /**
+   * The guest has booted: its working set of every RAM block holds data (pseudo-random bytes from
+   * the seed), so that migrating it moves real pages rather than zero markers. Call before
+   * migrating; it writes behind the dirty log.
+   */
+  populate(): void {
+    const fill = new Uint32Array(WINDOW / 4);
+    for (const block of this.vmm.memory.blocks) {
+      const bytes = this.#workingSetBytes(block.size);
+      for (let at = 0; at < bytes; at += WINDOW) {
+        const length = Math.min(WINDOW, bytes - at);
+        for (let i = 0; i < length / 4; i++) fill[i] = this.#next();
+        block.mapping.view(at, length).set(new Uint8Array(fill.buffer, 0, length));
+      }
+    }
+  }
+
+  /** Bytes of RAM in the working set (what {@link GuestActivity.populate} fills), over every block. */
+  get workingSetBytes(): number {
+    return this.vmm.memory.blocks.reduce((n, b) => n + this.#workingSetBytes(b.size), 0);
   }
 
   /** Bytes the vCPUs have written. */
@@ -57,7 +88,14 @@ export class GuestActivity {
       nic.barWrite(0, NIC_IRQ_BATCH, 4, 64n);
       nic.barWrite(0, NIC_CTRL, 4, 1n);
     });
-    this.#timer = setInterval(() => this.tick(TICK_MS), TICK_MS);
+    // Timers fire late and coalesce while the event loop is busy (a migration pass, say): each
+    // tick covers the wall time since the last, so the rates hold per second of wall time.
+    let last = performance.now();
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      this.tick(Math.min(now - last, MAX_TICK_MS));
+      last = now;
+    }, TICK_MS);
   }
 
   /** Stop the timers (the guest's state stays as it is). */
@@ -74,13 +112,19 @@ export class GuestActivity {
     const data = new Uint8Array(64);
     for (let i = 0; i < stores; i++) {
       const block = memory.blocks[this.#next() % memory.blocks.length]!;
-      const at = BigInt(this.#next() % Number(block.size / 64n)) * 64n;
+      const at = BigInt(this.#next() % (this.#workingSetBytes(block.size) / 64)) * 64n;
       data.fill(this.#next() & 0xff);
       memory.write(block.gpa + at, data);
     }
     this.#bytesWritten += stores * 64;
     this.host.advance(ms);
     for (const nic of this.nics) nic.barWrite(0, NIC_RX_TAIL, 4, nic.barRead(0, NIC_RX_HEAD, 4));
+  }
+
+  /** The working set of a block of `size` bytes: whole 64-byte stores, at least one. */
+  #workingSetBytes(size: bigint): number {
+    const fraction = Math.min(Math.max(this.options.workingSet ?? 1, 0), 1);
+    return Math.max(64, Math.floor((Number(size) * fraction) / 64) * 64);
   }
 
   #next(): number {
