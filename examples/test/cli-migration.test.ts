@@ -9,7 +9,9 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const examples = join(dirname(fileURLToPath(import.meta.url)), '..');
-const bin = join(examples, 'bin', 'vmmkit.js');
+// The built CLI itself (beforeAll builds it), not the bin shim, so that the two processes never
+// both decide to rebuild at once.
+const bin = join(examples, 'dist', 'cli', 'main.js');
 const VM = [
   '--sim', '-m', '64M', '-name', 'migrating',
   '-object', 'iommufd,id=iommufd0',
@@ -63,7 +65,7 @@ const hashOf = (lines: readonly string[]): string | undefined =>
 
 describe('vmmkit run --incoming and vmmkit migrate, in two processes', () => {
   beforeAll(() => {
-    // The bin runs the built CLI: bring dist up to date with the sources under test.
+    // Bring dist up to date with the sources under test.
     const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
     execFileSync(process.execPath, [tsc, '-b', examples], { stdio: 'inherit' });
   }, 120_000);

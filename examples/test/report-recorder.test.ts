@@ -1,6 +1,6 @@
 // The migration recorder: folded from a real migration of the demo VM on SimHost, it holds the
 // plan, every pass with what each tracker found, the decisions' downtime estimates and the
-// totals; and the fold itself does not count a page twice across the switchover's two syncs.
+// totals; and the fold adds the switchover's two syncs into the stop-copy pass.
 
 import { describe, expect, it } from 'vitest';
 import { migrate } from '@vmmkit/migration';
@@ -55,24 +55,26 @@ describe('recordMigration', () => {
 
 describe('recordEvent', () => {
   const container = { container: 'c0', strategy: 'device' as const };
-  const sync = (phase: 'precopy' | 'stop-copy', guestWrites: number, found: number): RecordedEvent => ({
+  const sync = (phase: 'precopy' | 'stop-copy', guestWrites: number, found: number, dirtyPages: number, expectedDowntimeMs: number): RecordedEvent => ({
     name: 'migration:dirty-sync',
-    payload: { iteration: 2, phase, guestWrites, pages: guestWrites + found, providers: [], containers: [{ ...container, pages: found }], durationMs: 1 },
+    payload: {
+      iteration: 2, phase, guestWrites, pages: guestWrites + found, providers: [], containers: [{ ...container, pages: found }],
+      durationMs: 1, dirtyPages, expectedDowntimeMs,
+    },
   });
   const progress = (iteration: number, phase: 'precopy' | 'stop-copy', pagesSent: number, bytesSent: number): RecordedEvent => ({
     name: 'migration:progress',
     payload: { iteration, phase, pagesSent, zeroPages: 0, deviceBytes: 0, bytesSent, throughput: 1 << 20, dirtyPages: pagesSent, expectedDowntimeMs: 5 },
   });
 
-  it('counts the pages of the sync that decided the switchover once', () => {
+  it('adds the syncs before a pass into it, with the estimate that decided the switchover', () => {
     const events: RecordedEvent[] = [
       progress(1, 'precopy', 100, 1000),
-      // Iteration 2: 10 guest pages and 5 from the container; switch over; the last sync finds
-      // the same 15 in the log (its guestWrites), 2 more written by the guest, 1 by the device.
-      sync('precopy', 10, 5),
-      // (The payload names the switchover's place both ways, `iteration` and `passes`, as the event has had both.)
-      { name: 'migration:switchover', payload: { iteration: 2, passes: 1, converged: true, expectedDowntimeMs: 42, dirtyPages: 15 } } as RecordedEvent,
-      sync('stop-copy', 17, 1),
+      // Iteration 2: 10 guest pages and 5 from the container, expected downtime 42 ms: switch
+      // over; the last sync finds 2 more written by the guest and 1 by the device.
+      sync('precopy', 10, 5, 15, 42),
+      { name: 'migration:switchover', payload: { passes: 1, converged: true, expectedDowntimeMs: 42, dirtyPages: 15 } },
+      sync('stop-copy', 2, 1, 18, 3),
       progress(2, 'stop-copy', 18, 1500),
     ];
     const state = events.reduce(recordEvent, initialRecorderState('x'));

@@ -6,7 +6,7 @@ import type { Vmm, VmmEvents } from '@vmmkit/core';
 import { STREAM_PAGE_SIZE } from '@vmmkit/migration';
 import { countOf, formatBytes, formatCount, formatMs, formatRate } from '../report/format.js';
 import type { PassRecord, TrackerPages } from '../report/migration-record.js';
-import { RECORDED_EVENTS, expectedDowntimeAtSync, initialRecorderState, recordEvent, type RecordedEvent, type RecorderState } from '../report/record-event.js';
+import { RECORDED_EVENTS, initialRecorderState, recordEvent, type RecordedEvent, type RecorderState } from '../report/record-event.js';
 import type { DemoOutput } from './demo-io.js';
 
 export interface ProgressViewOptions {
@@ -76,13 +76,13 @@ export class ProgressView {
   #synced(iteration: number): void {
     const pending = this.#state.pending;
     const found = pending.found.reduce((n, t) => n + t.pages, 0);
-    const expected = expectedDowntimeAtSync(this.#state);
+    const expected = pending.decisionMs;
     const trackers = pending.found.map((t) => `${this.#name(t)} ${formatCount(t.pages)}`).join(' · ');
     this.#line(`  iteration ${String(iteration).padEnd(3)} found ${formatCount(found)} dirty pages: ${trackers}`);
     const limit = this.options.downtimeLimitMs;
     const verdict = expected === undefined ? '' : expected <= limit ? ` ≤ limit ${formatMs(limit)}` : ` > limit ${formatMs(limit)}`;
     this.#line(`                expected downtime ${expected === undefined ? '?' : formatMs(expected)}${verdict}`);
-    this.#startBar(iteration, this.#estimateMs(pending.logPages));
+    this.#startBar(iteration, this.#estimateMs(pending.dirtyPages));
   }
 
   #switchover(e: Pick<VmmEvents['migration:switchover'][0], 'converged' | 'expectedDowntimeMs' | 'dirtyPages'>): void {

@@ -2,7 +2,6 @@
 // state so far and one event (packages/migration/src/events.ts has the catalogue).
 
 import type { VmmEvents } from '@vmmkit/core';
-import { STREAM_PAGE_SIZE } from '@vmmkit/migration';
 import type { MigrationRecord, PassRecord, TrackerPages } from './migration-record.js';
 
 /** The events a recorder listens to. */
@@ -20,13 +19,11 @@ export interface RecorderState {
   readonly record: MigrationRecord;
   readonly pending: {
     readonly found: readonly TrackerPages[];
-    /** Pages in the dirty log after the last pending sync (already counted in `found`). */
-    readonly logPages: number;
-    /** Pages the pending precopy syncs' trackers (containers, providers) added to the log. */
-    readonly trackerPages: number;
+    /** Pages dirty in the log after the last pending sync (what the next pass sends). */
+    readonly dirtyPages: number;
     readonly syncMs: number;
-    /** The migration's own estimate at the switchover. */
-    readonly switchoverMs?: number;
+    /** The migration's estimate of the downtime at the last pending sync (what it decided on). */
+    readonly decisionMs?: number;
   };
 }
 
@@ -34,7 +31,7 @@ export interface RecorderState {
 export function initialRecorderState(label: string): RecorderState {
   return {
     record: { label, containers: [], blockers: [], warnings: [], passes: [] },
-    pending: { found: [], logPages: 0, trackerPages: 0, syncMs: 0 },
+    pending: { found: [], dirtyPages: 0, syncMs: 0 },
   };
 }
 
@@ -53,7 +50,7 @@ export function recordEvent(state: RecorderState, event: RecordedEvent): Recorde
     case 'migration:dirty-sync':
       return { ...state, pending: addSync(state.pending, event.payload) };
     case 'migration:switchover':
-      return { ...state, pending: { ...state.pending, switchoverMs: event.payload.expectedDowntimeMs } };
+      return { ...state, pending: { ...state.pending, decisionMs: event.payload.expectedDowntimeMs } };
     case 'migration:progress':
       return { record: { ...state.record, passes: [...state.record.passes, closePass(state, event.payload)] }, pending: initialRecorderState('').pending };
     case 'migration:completed': {
@@ -66,21 +63,16 @@ export function recordEvent(state: RecorderState, event: RecordedEvent): Recorde
 
 type SyncPayload = VmmEvents['migration:dirty-sync'][0];
 
-/**
- * Add one sync's findings. Its `guestWrites` counts every page in the dirty log, so when an
- * earlier sync was not followed by a pass (the one that decided to switch over, then the
- * stop-copy sync), the pages that sync already accounted for are taken out of the guest's share.
- */
+/** Add one sync's findings (each page counted once, by the tracker that found it first). */
 function addSync(pending: RecorderState['pending'], sync: SyncPayload): RecorderState['pending'] {
   const found: TrackerPages[] = [
-    { key: 'guest', kind: 'guest', label: 'guest writes', pages: Math.max(0, sync.guestWrites - pending.logPages) },
+    { key: 'guest', kind: 'guest', label: 'guest writes', pages: sync.guestWrites },
     ...sync.providers.map((p): TrackerPages => ({ key: `provider:${p.name}`, kind: 'provider', label: p.name, pages: p.pages })),
     ...sync.containers.map((c): TrackerPages => ({ key: `container:${c.container}`, kind: 'container', label: c.container, strategy: c.strategy, pages: c.pages })),
   ];
-  const tracked = sync.phase === 'precopy' ? Math.max(0, sync.pages - sync.guestWrites) : 0;
   return {
-    ...pending, found: mergeFound(pending.found, found), logPages: sync.pages,
-    trackerPages: pending.trackerPages + tracked, syncMs: pending.syncMs + sync.durationMs,
+    found: mergeFound(pending.found, found), dirtyPages: sync.dirtyPages, syncMs: pending.syncMs + sync.durationMs,
+    decisionMs: sync.phase === 'precopy' ? sync.expectedDowntimeMs : pending.decisionMs,
   };
 }
 
@@ -106,20 +98,8 @@ function closePass(state: RecorderState, p: VmmEvents['migration:progress'][0]):
     : [{ key: 'all-ram', kind: 'all-ram' as const, label: 'all of RAM (first pass)', pages: p.dirtyPages }];
   return {
     iteration: p.iteration, phase: p.phase, found, dirtyPages: found.reduce((n, t) => n + t.pages, 0),
-    expectedDowntimeMs: p.phase === 'stop-copy' ? state.pending.switchoverMs : expectedDowntimeAtSync(state),
+    expectedDowntimeMs: previous ? state.pending.decisionMs : undefined,
     expectedAfterMs: p.expectedDowntimeMs, pagesSent: p.pagesSent, zeroPages: p.zeroPages, deviceBytes: p.deviceBytes,
     bytesSent: p.bytesSent - bytesBefore, throughput: p.throughput, syncMs: state.pending.syncMs,
   };
-}
-
-/**
- * The migration's estimate of the downtime at the sync that began the pending pass, which its
- * events carry only at the switchover: its estimate right after the last pass (guest writes and
- * the devices' pending state over the measured throughput) plus what the trackers added at the
- * sync, over the same throughput. Undefined before the first pass.
- */
-export function expectedDowntimeAtSync(state: RecorderState): number | undefined {
-  const last = state.record.passes.at(-1);
-  if (!last || !(last.throughput > 0) || !Number.isFinite(last.expectedAfterMs)) return undefined;
-  return last.expectedAfterMs + ((state.pending.trackerPages * STREAM_PAGE_SIZE) / last.throughput) * 1000;
 }

@@ -41,11 +41,17 @@ declare module '@vmmkit/core' {
     'migration:started': [e: Readonly<{ plan: MigrationPlan }>];
     /** A precopy iteration begins (the guest has been running since the last one). */
     'migration:iteration': [e: Readonly<{ iteration: number }>];
-    /** A dirty sync found pages: how many, and which tracker found them. */
-    'migration:dirty-sync': [e: Readonly<{ iteration: number; phase: 'precopy' | 'stop-copy' }> & DirtySyncReport];
+    /**
+     * A dirty sync found pages: how many, and which tracker found them; the pages dirty now and
+     * the downtime switching over now would cost (what a precopy sync decides on).
+     */
+    'migration:dirty-sync': [e: Readonly<{ iteration: number; phase: 'precopy' | 'stop-copy'; dirtyPages: number; expectedDowntimeMs: number }> & DirtySyncReport];
     'migration:progress': [e: MigrationProgress];
-    /** The source pauses the guest and stops its devices. */
-    'migration:switchover': [e: Readonly<{ iteration: number; converged: boolean; expectedDowntimeMs: number; dirtyPages: number }>];
+    /**
+     * The source pauses the guest and stops its devices, after `passes` precopy passes (the
+     * result's `iterations`); the stop-copy pass that follows is pass `passes + 1`.
+     */
+    'migration:switchover': [e: Readonly<{ passes: number; converged: boolean; expectedDowntimeMs: number; dirtyPages: number }>];
     'migration:completed': [e: MigrationResult];
     'migration:failed': [e: Readonly<{ side: 'source' | 'destination'; phase: MigrationPhase; error: string }>];
     /** The destination loaded everything and started the guest. */

@@ -11,7 +11,7 @@ import type { DirtyTrackingStrategy } from './strategy.js';
 export interface DirtySyncReport {
   /** Pages found dirty in total (each counted once, by the first source that marked it). */
   readonly pages: number;
-  /** Pages written by the guest through GuestMemory.write since the last send. */
+  /** Pages the guest wrote through GuestMemory.write since the last sync or send. */
   readonly guestWrites: number;
   readonly providers: readonly { readonly name: string; readonly pages: number }[];
   readonly containers: readonly { readonly container: string; readonly strategy: DirtyTrackingStrategy; readonly pages: number }[];
@@ -25,6 +25,8 @@ export class VmDirtyTracking {
   /** A cleared bitmap per block, swapped with the block's log when its pages are taken. */
   #spares: DirtyBitmap[] = [];
   #started = false;
+  /** Pages in the log that a sync already reported and no send has taken yet. */
+  #reported = 0;
 
   constructor(vmm: Vmm) {
     this.#memory = vmm.memory;
@@ -41,6 +43,8 @@ export class VmDirtyTracking {
     this.#memory.startDirtyLog();
     for (const b of this.#memory.blocks) b.dirty!.fill();
     this.#spares = this.#memory.blocks.map((b) => new DirtyBitmap(b.pages));
+    // The initial all-dirty log is the bulk stage, not guest writes.
+    this.#reported = this.dirtyPages();
     this.#started = true;
     try {
       for (const p of this.#providers) await p.start(this.#memory);
@@ -54,12 +58,14 @@ export class VmDirtyTracking {
   /** Sync every source into the dirty log. `precopy`: the devices may still be running. */
   async sync(precopy: boolean): Promise<DirtySyncReport> {
     const t0 = performance.now();
-    const guestWrites = this.#memory.blocks.reduce((n, b) => n + (b.dirty?.count() ?? 0), 0);
+    // GuestMemory.write marks the log directly: what is in it beyond what was reported is new.
+    const guestWrites = Math.max(0, this.dirtyPages() - this.#reported);
     const providers = [];
     for (const p of this.#providers) providers.push({ name: p.name, pages: await p.sync(this.#memory) });
     const containers = [];
     for (const t of this.trackers) containers.push({ container: t.container.id, strategy: t.strategy, pages: await t.sync(precopy) });
     const pages = guestWrites + providers.reduce((n, p) => n + p.pages, 0) + containers.reduce((n, c) => n + c.pages, 0);
+    this.#reported = this.dirtyPages();
     return { pages, guestWrites, providers, containers, durationMs: performance.now() - t0 };
   }
 
@@ -75,6 +81,7 @@ export class VmDirtyTracking {
   take(index: number): DirtyBitmap {
     const block = this.#memory.blocks[index]!;
     const taken = block.dirty!;
+    this.#reported = Math.max(0, this.#reported - taken.count());
     const spare = this.#spares[index]!;
     spare.clear();
     block.dirty = spare;

@@ -130,7 +130,7 @@ class OutgoingMigration {
       this.vmm.pause('migration switchover');
       this.#pausedByUs = true;
     }
-    this.vmm.events.emit('migration:switchover', { iteration: this.#iteration, converged, expectedDowntimeMs, dirtyPages: this.#dirty.dirtyPages() });
+    this.vmm.events.emit('migration:switchover', { passes: this.#iteration - 1, converged, expectedDowntimeMs, dirtyPages: this.#dirty.dirtyPages() });
     this.#devices.switchover();
     // The devices have stopped: this sync is the last word on what they wrote.
     const dirtyPages = this.#report(await this.#dirty.sync(false), 'stop-copy');
@@ -174,10 +174,14 @@ class OutgoingMigration {
     return (bytes / this.#throughput) * 1000;
   }
 
+  /** Account a sync's findings and say what it found; returns the pages dirty now. */
   #report(sync: DirtySyncReport, phase: 'precopy' | 'stop-copy'): number {
     for (const c of sync.containers) this.#containerPages.set(c.container, (this.#containerPages.get(c.container) ?? 0) + c.pages);
-    this.vmm.events.emit('migration:dirty-sync', { iteration: this.#iteration, phase, ...sync });
-    return this.#dirty.dirtyPages();
+    const dirtyPages = this.#dirty.dirtyPages();
+    this.vmm.events.emit('migration:dirty-sync', {
+      iteration: this.#iteration, phase, ...sync, dirtyPages, expectedDowntimeMs: this.#expectedDowntimeMs(dirtyPages),
+    });
+    return dirtyPages;
   }
 
   /** Throw if the migration was cancelled or the destination gave up. */
