@@ -3,3 +3,4 @@
 export * from './guest/demo-machine.js';
 export * from './guest/demo-vm.js';
 export * from './guest/guest-activity.js';
+export * from './guest/ram-hash.js';

@@ -2,7 +2,7 @@
 // on each side, and each NIC's device state (the device model's saved state on each SimHost).
 
 import { createHash } from 'node:crypto';
-import { guestRamSha256 } from '../cli/vm/ram-hash.js';
+import { guestRamSha256 } from '../guest/ram-hash.js';
 import type { VerificationRecord } from '../report/migration-record.js';
 import { DEMO_NICS, type DemoPair } from './demo-pair.js';
 

@@ -88,6 +88,15 @@ export class GuestActivity {
       nic.barWrite(0, NIC_IRQ_BATCH, 4, 64n);
       nic.barWrite(0, NIC_CTRL, 4, 1n);
     });
+    this.resume();
+  }
+
+  /**
+   * The guest works on without setting anything up: a migrated guest, whose drivers' setup
+   * arrived with the device state. Nothing happens when it already works.
+   */
+  resume(): void {
+    if (this.#timer) return;
     // Timers fire late and coalesce while the event loop is busy (a migration pass, say): each
     // tick covers the wall time since the last, so the rates hold per second of wall time.
     let last = performance.now();

@@ -9,16 +9,15 @@
 
 import 'reflect-metadata';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { Vmm } from '@vmmkit/core';
 import { connectMigration, listenMigration, migrateIncoming, migrateOutgoing } from '@vmmkit/migration';
 import { SimHost } from '@vmmkit/sim';
 import { demoMachine } from '../guest/demo-machine.js';
 import { createDemoVm } from '../guest/demo-vm.js';
 import { GuestActivity } from '../guest/guest-activity.js';
+import { guestRamSha256 } from '../guest/ram-hash.js';
 import { runIfMain } from './run-if-main.js';
 
 /** What each role prints as its last line. */
@@ -71,7 +70,7 @@ async function destination(uri: string): Promise<RoleResult> {
   const { vmm } = await createDemoVm(new SimHost(demoMachine()), { incoming: true, memoryMiB: 64 });
   try {
     const received = await migrateIncoming(vmm, await listener.accept({ timeoutMs: 30_000 }));
-    return report({ role: 'destination', ramSha256: ramHash(vmm), pages: received.pages });
+    return report({ role: 'destination', ramSha256: guestRamSha256(vmm.memory), pages: received.pages });
   } finally {
     await listener.close();
     await vmm.close();
@@ -87,7 +86,7 @@ async function source(uri: string): Promise<RoleResult> {
     await new Promise((resolve) => setTimeout(resolve, 100)); // the guest runs a while first
     const result = await migrateOutgoing(vmm, await connectWithRetry(uri), { maxBandwidth: 256 << 20 });
     // The source is paused now: its RAM is the switchover state.
-    return report({ role: 'source', ramSha256: ramHash(vmm), pages: result.pagesSent });
+    return report({ role: 'source', ramSha256: guestRamSha256(vmm.memory), pages: result.pagesSent });
   } finally {
     guest.stop();
     await vmm.close();
@@ -103,12 +102,6 @@ async function connectWithRetry(uri: string) {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   }
-}
-
-function ramHash(vmm: Vmm): string {
-  const hash = createHash('sha256');
-  for (const b of vmm.memory.blocks) hash.update(b.mapping.view(0, Number(b.size)));
-  return hash.digest('hex');
 }
 
 function report(result: RoleResult): RoleResult {

@@ -11,7 +11,7 @@ import { composeVm } from '../vm/compose-vm.js';
 import { describeDevices, describePlan } from '../vm/describe-vm.js';
 import { GuestLoad } from '../vm/guest-load.js';
 import { waitFor, watchInterrupt } from '../vm/interrupt.js';
-import { guestRamSha256 } from '../vm/ram-hash.js';
+import { guestRamSha256 } from '../../guest/ram-hash.js';
 import { withVm } from '../vm/with-vm.js';
 import { describeResult, followMigration } from './migration-report.js';
 

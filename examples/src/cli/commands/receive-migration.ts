@@ -6,7 +6,7 @@ import { listenMigration, migrateIncoming } from '@vmmkit/migration';
 import type { CliIo } from '../cli-io.js';
 import { formatBytes } from '../format/units.js';
 import { unlessInterrupted } from '../vm/interrupt.js';
-import { guestRamSha256 } from '../vm/ram-hash.js';
+import { guestRamSha256 } from '../../guest/ram-hash.js';
 
 /**
  * Receive a migration into the paused `vmm`. Resolves true once the guest runs here, false when

@@ -6,12 +6,9 @@ import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { GuestActivity } from '../../guest/guest-activity.js';
 import type { CliHost } from './cli-host.js';
 
-const TICK_MS = 5;
-
 /** The guest at work on the simulated host. */
 export class GuestLoad {
   readonly #activity: GuestActivity;
-  #timer: NodeJS.Timeout | undefined;
 
   /** The load for `vmm`, or undefined on a real host (where a real guest would do the work). */
   static of(vmm: Vmm, host: CliHost): GuestLoad | undefined {
@@ -36,12 +33,10 @@ export class GuestLoad {
    * working (GuestActivity.start would program the NICs again).
    */
   resume(): void {
-    this.#timer ??= setInterval(() => this.#activity.tick(TICK_MS), TICK_MS);
+    this.#activity.resume();
   }
 
   stop(): void {
     this.#activity.stop();
-    clearInterval(this.#timer);
-    this.#timer = undefined;
   }
 }
