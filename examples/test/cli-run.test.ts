@@ -20,7 +20,7 @@ describe('vmmkit run --sim', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(190);
     expect(t.err).toEqual([]);
     const row = (id: string) => t.out.find((l) => l.startsWith(`${id} `))?.split(/\s+/);
-    expect(t.out[0]).toBe("VM 'demo': RAM ram-low 64.0 MiB at 0x0");
+    expect(t.out[0]).toBe("VM 'demo': RAM ram-low 64 MiB at 0x0");
     expect(row('nic-a')).toEqual(['nic-a', 'vfio-pci', '0000:00:05.0', 'vfio-iommu-legacy', expect.any(String), 'STOP_COPY,P2P,PRE_COPY', 'yes']);
     expect(row('nic-b')).toEqual(['nic-b', 'vfio-pci', '0000:00:06.0', 'vfio-iommu-iommufd', expect.any(String), 'STOP_COPY,P2P,PRE_COPY', 'yes']);
     const plan = t.out.filter((l) => l.startsWith('  container '));

@@ -1,11 +1,11 @@
-// Numbers in words for people, shared by the terminal output and the report: binary units
+// Numbers in words for people, shared by the demo, the CLI and the report: binary units
 // (MiB, as QEMU and --memory use), counts with thousands separators, times in ms or s.
 
 const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
 
-/** `1536` → `1.5 KiB`. */
-export function formatBytes(bytes: number): string {
-  let value = bytes;
+/** `1536` → `1.5 KiB`; bigints for sizes beyond 2^53. */
+export function formatBytes(bytes: number | bigint): string {
+  let value = Number(bytes);
   let unit = 0;
   while (Math.abs(value) >= 1024 && unit < UNITS.length - 1) {
     value /= 1024;

@@ -5,7 +5,7 @@
 import type { Vmm, VmmEvents } from '@vmmkit/core';
 import type { MigrationProgress, MigrationResult } from '@vmmkit/migration';
 import type { CliIo } from '../cli-io.js';
-import { formatBytes, formatMs, formatRate } from '../format/units.js';
+import { formatBytes, formatMs, formatRate } from '../../report/format.js';
 
 /** Print progress lines from `vmm`'s migration events until the returned function is called. */
 export function followMigration(vmm: Vmm, io: CliIo): () => void {

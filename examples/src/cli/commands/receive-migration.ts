@@ -4,7 +4,7 @@
 import type { Vmm } from '@vmmkit/core';
 import { listenMigration, migrateIncoming } from '@vmmkit/migration';
 import type { CliIo } from '../cli-io.js';
-import { formatBytes } from '../format/units.js';
+import { formatBytes } from '../../report/format.js';
 import { unlessInterrupted } from '../vm/interrupt.js';
 import { guestRamSha256 } from '../../guest/ram-hash.js';
 

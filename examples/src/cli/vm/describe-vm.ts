@@ -3,7 +3,7 @@
 
 import { isVfioVmmDevice, type Vmm } from '@vmmkit/core';
 import type { MigrationPlan } from '@vmmkit/migration';
-import { formatBytes } from '../format/units.js';
+import { formatBytes } from '../../report/format.js';
 import { formatTable } from '../format/table.js';
 import { migrationFlagNames } from './migration-flags.js';
 
