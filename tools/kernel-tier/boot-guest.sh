@@ -71,29 +71,41 @@ explain_death() {
   tail -n 40 "$ctl/console.log" >&2 || true
 }
 
-main() {
-  [ $# -ge 1 ] || die "usage: boot-guest.sh CMD"
-  [ -f "$KERNEL_DIR/bzImage" ] && [ -x "$ROOTFS_DIR/usr/bin/node" ] || die "no guest yet: run test-kernel.sh (it prepares one)"
-  install_guest_init
-  local ctl qemu_pid qemu_status=0
-  ctl=$(mktemp -d "${TMPDIR:-/tmp}/vmmkit-tier.XXXXXX")
-  trap 'rm -rf "$ctl"' EXIT
-  write_control "$ctl" "$@"
-  # The command's output is followed as the guest writes it, not shown after the guest ends.
+# Boot once with control share $1; sets qemu_status. The command's output is followed as the
+# guest writes it, not shown after the guest ends.
+boot_once() {
+  local ctl=$1 qemu_pid
   : >"$ctl/output"
   run_qemu "$ctl" "$ctl/output" &
   qemu_pid=$!
   tail -n +1 -f --pid="$qemu_pid" "$ctl/output" &
+  qemu_status=0
   wait "$qemu_pid" || qemu_status=$?
   wait
   [ ! -f "$ctl/init.log" ] || sed 's/^/[guest] /' "$ctl/init.log" >&2
   [ -z "${VMMKIT_KERNEL_TIER_CONSOLE:-}" ] || cp "$ctl/console.log" "$VMMKIT_KERNEL_TIER_CONSOLE"
   [ -z "${VMMKIT_KERNEL_TIER_RESULTS:-}" ] || cp -r "$ctl/results/." "$VMMKIT_KERNEL_TIER_RESULTS"
-  if [ -f "$ctl/status" ]; then
-    exit "$(cat "$ctl/status")"
-  fi
-  explain_death "$ctl" "$qemu_status"
-  [ "$qemu_status" -eq 124 ] && exit 124
+}
+
+main() {
+  [ $# -ge 1 ] || die "usage: boot-guest.sh CMD"
+  [ -f "$KERNEL_DIR/bzImage" ] && [ -x "$ROOTFS_DIR/usr/bin/node" ] || die "no guest yet: run test-kernel.sh (it prepares one)"
+  install_guest_init
+  local ctl attempt qemu_status
+  trap 'rm -rf "${ctl:-}"' EXIT
+  # A guest that dies before its init runs (TCG has been seen to reset one early in boot now and
+  # then) is booted once more; one that dies after the command started is never run again.
+  for attempt in 1 2; do
+    ctl=$(mktemp -d "${TMPDIR:-/tmp}/vmmkit-tier.XXXXXX")
+    write_control "$ctl" "$@"
+    boot_once "$ctl"
+    [ -f "$ctl/status" ] && exit "$(cat "$ctl/status")"
+    explain_death "$ctl" "$qemu_status"
+    [ "$qemu_status" -eq 124 ] && exit 124
+    [ -f "$ctl/init.log" ] && exit 125
+    [ "$attempt" -eq 1 ] && log "the guest died while booting, before its init ran: booting it again"
+    rm -rf "$ctl"
+  done
   exit 125
 }
 

@@ -13,17 +13,16 @@ JOBS=${VMMKIT_KERNEL_TIER_JOBS:-$(($(nproc) + 1))}
 SRC=$BUILD_DIR/src
 OUT=$BUILD_DIR/out
 
-# What the cached kernel was built from: the fragment's hash and the source package's version.
-wanted_stamp() { echo "$(inputs_hash "$FRAGMENT") $(cat "$BUILD_DIR/source-version" 2>/dev/null || echo none)"; }
+# What a kernel is built from: the fragment's content and the source package it is applied to.
+wanted_stamp() { echo "$(inputs_hash "$FRAGMENT") $PACKAGE/$KERNEL_SUITE"; }
 
 kernel_is_current() {
-  [ -f "$KERNEL_DIR/bzImage" ] && [ -f "$KERNEL_DIR/stamp" ] \
-    && [ "$(cut -d' ' -f1 "$KERNEL_DIR/stamp")" = "$(inputs_hash "$FRAGMENT")" ]
+  [ -f "$KERNEL_DIR/bzImage" ] && [ "$(cat "$KERNEL_DIR/stamp" 2>/dev/null)" = "$(wanted_stamp)" ]
 }
 
 # apt inside the guest root knows trixie-backports; the host (any Debian) need not.
 fetch_source() {
-  [ -f "$BUILD_DIR/source-version" ] && [ -f "$SRC/Makefile" ] && return 0
+  [ "$(cat "$BUILD_DIR/source-package" 2>/dev/null)" = "$PACKAGE/$KERNEL_SUITE" ] && [ -f "$SRC/Makefile" ] && return 0
   log "downloading $PACKAGE from $KERNEL_SUITE with the guest root's apt"
   cp /etc/resolv.conf "$ROOTFS_DIR/etc/resolv.conf"
   chroot "$ROOTFS_DIR" apt-get update -q >/dev/null
@@ -37,6 +36,7 @@ fetch_source() {
   # The package holds one tarball, /usr/src/linux-source-X.Y.tar.xz, of Debian's patched source.
   dpkg-deb --fsys-tarfile "$deb" | tar -xO --wildcards './usr/src/linux-source-*.tar.xz' | tar -xJ -C "$SRC" --strip-components=1
   dpkg-deb -f "$deb" Version >"$BUILD_DIR/source-version"
+  echo "$PACKAGE/$KERNEL_SUITE" >"$BUILD_DIR/source-package"
   rm -rf "$ROOTFS_DIR/tmp/linux-source" "$ROOTFS_DIR/var/lib/apt/lists"/*_dists_*
 }
 
