@@ -1,7 +1,8 @@
 // The hosts a host-generic test (*.host.test.ts) runs on: SimHost always, and LinuxHost where the
 // kernel offers what the test needs (in the kernel tier's guest, tools/kernel-tier/), else skipped.
 
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { basename } from 'node:path';
 import {
   HostError, IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED, iommu_test_cmd, LinuxHost, O_CLOEXEC, O_RDWR, type HostKernel,
 } from '@vmmkit/core';
@@ -92,6 +93,31 @@ export function pciCdev(target: HostTarget, n = 0): { index?: number; unavailabl
   const dir = `/sys/bus/pci/devices/${bdf}/vfio-dev`;
   const name = existsSync(dir) ? readdirSync(dir).find((n) => /^vfio\d+$/.test(n)) : undefined;
   return name ? { index: Number(name.slice(4)) } : { unavailable: `${dir} has no VFIO cdev` };
+}
+
+/** Why the real kernel cannot run legacy type1 container cases, or undefined when it can. */
+export function type1Unavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'not a Linux host';
+  if (!existsSync('/dev/vfio/vfio')) return '/dev/vfio/vfio is absent on this host';
+  return undefined;
+}
+
+/** SimHost, and LinuxHost when the kernel has /dev/vfio/vfio. */
+export function type1Targets(): HostTarget[] {
+  return [simTarget, linuxTarget(type1Unavailable())];
+}
+
+/**
+ * The IOMMU group of the `n`-th PCI device, /dev/vfio/<group>: on SimHost the standard machine's
+ * (group 3 for 0000:00:03.0, 4 for 0000:00:04.0); on a real host that of the n-th edu device the
+ * kernel tier names in VMMKIT_TEST_EDU_DEVICES.
+ */
+export function pciGroup(target: HostTarget, n = 0): { group?: number; unavailable?: string } {
+  if (target.name === 'SimHost') return { group: 3 + n };
+  const bdf = (process.env.VMMKIT_TEST_EDU_DEVICES ?? '').split(',')[n]?.trim();
+  if (!bdf) return { unavailable: `VMMKIT_TEST_EDU_DEVICES names no device ${n + 1} bound to vfio-pci` };
+  const link = `/sys/bus/pci/devices/${bdf}/iommu_group`;
+  return existsSync(link) ? { group: Number(basename(readlinkSync(link))) } : { unavailable: `${link} is absent` };
 }
 
 /** The UUID of the mtty mdev the kernel tier's guest creates (VMMKIT_TEST_MTTY_MDEV), or why there is none. */
