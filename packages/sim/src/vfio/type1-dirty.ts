@@ -39,8 +39,10 @@ export function checkBitmapArgs(size: bigint, bitmap: Type1Bitmap): void {
 
 /**
  * update_user_bitmap: write one mapping's dirty bits at its offset from `base`. The words it
- * covers are rewritten: bits before the mapping in its first word are kept, the rest replaced.
- * Then the mapping's tracked bits are cleared (nothing stays pinned in SimHost).
+ * covers are rewritten, except that a mapping starting inside a word is ORed into that word whole
+ * (the kernel's bitmap_or over the first long keeps every bit the caller had there, after the
+ * mapping too: seen on Linux 7.2 in the kernel tier). Then the mapping's tracked bits are cleared
+ * (nothing stays pinned in SimHost).
  */
 export function updateUserBitmap(iommu: Type1Iommu, bitmap: Type1Bitmap, dma: Type1Dma, base: bigint): void {
   const pgsize = iommu.pgsize;
@@ -50,7 +52,8 @@ export function updateUserBitmap(iommu: Type1Iommu, bitmap: Type1Bitmap, dma: Ty
   const words = Math.floor((offset + nbits - 1) / 64) - firstWord + 1;
   const user = UserBitmap.pin(iommu.memory, bitmap.data + BigInt(firstWord * 8), words * 8);
   const shift = offset - firstWord * 64;
-  user.clear(shift, words * 64 - shift);
+  if (shift === 0) user.clear(0, words * 64);
+  else if (words > 1) user.clear(64, (words - 1) * 64);
   const firstPage = Number(dma.iova / pgsize);
   if (iommu.nonPinnedGroups && dma.pinned) user.set(shift, nbits);
   else iommu.pinnedDirty.forEachRun(firstPage, nbits, (s, n) => user.set(shift + (s - firstPage), n));
