@@ -35,7 +35,7 @@ describeVfioIommuContract('legacy type1, edu DMA engine (SimHost)', type1Caps(2)
 
 const vfio = realEduDevices('/dev/vfio/vfio');
 describeVfioIommuContract(
-  'legacy type1 on /dev/vfio/vfio, edu DMA engine (LinuxHost)',
+  "legacy type1 on /dev/vfio/vfio, edu DMA engine (LinuxHost; cannot run here: fault injection, which is SimHost's)",
   type1Caps(vfio.devices.length),
   () => hostContractHarness({ host: new LinuxHost(), devices: vfio.devices, iommuClass: legacy('/dev/vfio/vfio') }),
   vfio.unavailable,
@@ -43,7 +43,7 @@ describeVfioIommuContract(
 
 const iommu = realEduDevices('/dev/iommu');
 describeVfioIommuContract(
-  "legacy type1 on iommufd's compat container /dev/iommu, edu DMA engine (LinuxHost)",
+  "legacy type1 on iommufd's compat container /dev/iommu, edu DMA engine (LinuxHost; cannot run here: IOMMU dirty tracking, which the compat container does not serve, and fault injection, which is SimHost's)",
   compatCaps(iommu.devices.length),
   () => hostContractHarness({ host: new LinuxHost(), devices: iommu.devices, iommuClass: legacy('/dev/iommu') }),
   iommu.unavailable,
