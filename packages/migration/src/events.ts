@@ -45,7 +45,7 @@ declare module '@vmmkit/core' {
      * A dirty sync found pages: how many, and which tracker found them; the pages dirty now and
      * the downtime switching over now would cost (what a precopy sync decides on).
      */
-    'migration:dirty-sync': [e: Readonly<{ iteration: number; phase: 'precopy' | 'stop-copy'; dirtyPages: number; expectedDowntimeMs: number }> & DirtySyncReport];
+    'migration:dirty-sync': [e: Readonly<{ iteration: number; phase: 'precopy' | 'stop-copy'; expectedDowntimeMs: number }> & DirtySyncReport];
     'migration:progress': [e: MigrationProgress];
     /**
      * The source pauses the guest and stops its devices, after `passes` precopy passes (the

@@ -15,6 +15,8 @@ export interface DirtySyncReport {
   readonly guestWrites: number;
   readonly providers: readonly { readonly name: string; readonly pages: number }[];
   readonly containers: readonly { readonly container: string; readonly strategy: DirtyTrackingStrategy; readonly pages: number }[];
+  /** Pages dirty in the log after the sync: what the next pass sends. */
+  readonly dirtyPages: number;
   readonly durationMs: number;
 }
 
@@ -65,8 +67,9 @@ export class VmDirtyTracking {
     const containers = [];
     for (const t of this.trackers) containers.push({ container: t.container.id, strategy: t.strategy, pages: await t.sync(precopy) });
     const pages = guestWrites + providers.reduce((n, p) => n + p.pages, 0) + containers.reduce((n, c) => n + c.pages, 0);
-    this.#reported = this.dirtyPages();
-    return { pages, guestWrites, providers, containers, durationMs: performance.now() - t0 };
+    const dirtyPages = this.dirtyPages();
+    this.#reported = dirtyPages;
+    return { pages, guestWrites, providers, containers, dirtyPages, durationMs: performance.now() - t0 };
   }
 
   /** Pages dirty now, across RAM. */

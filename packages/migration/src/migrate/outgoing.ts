@@ -47,6 +47,13 @@ export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, o
   return new OutgoingMigration(vmm, transport, writer, plan, options).run();
 }
 
+/** Why precopy ended: what was dirty and what switching over would cost, at the deciding sync. */
+interface SwitchoverDecision {
+  readonly converged: boolean;
+  readonly expectedDowntimeMs: number;
+  readonly dirtyPages: number;
+}
+
 class OutgoingMigration {
   readonly #devices: SourceDevices;
   readonly #dirty: VmDirtyTracking;
@@ -78,8 +85,7 @@ class OutgoingMigration {
   }
 
   async run(): Promise<MigrationResult> {
-    let converged: boolean;
-    let expectedDowntimeMs: number;
+    let decision: SwitchoverDecision;
     let downtimeStart: number;
     try {
       await this.writer.write({ name: 'SETUP', json: describeSetup(this.vmm) });
@@ -87,10 +93,10 @@ class OutgoingMigration {
       await this.#dirty.start();
       this.#devices.saveSetup();
       this.#phase = 'precopy';
-      ({ converged, expectedDowntimeMs } = await this.#precopy());
+      decision = await this.#precopy();
       this.#phase = 'stop-copy';
       downtimeStart = performance.now();
-      await this.#stopCopy(converged, expectedDowntimeMs);
+      await this.#stopCopy(decision);
       this.#phase = 'handover';
       await this.#wait(this.#returnPath.expect('LOADED'));
       await this.writer.write({ name: 'GO' });
@@ -101,39 +107,40 @@ class OutgoingMigration {
     // The destination runs the guest from here: the source only tidies up.
     const downtimeMs = performance.now() - downtimeStart;
     this.#finish();
-    const result = this.#result(converged, expectedDowntimeMs, downtimeMs);
+    const result = this.#result(decision, downtimeMs);
     this.vmm.events.emit('migration:completed', result);
     return result;
   }
 
   /** Iterate until switching over would keep the guest paused no longer than the limit. */
-  async #precopy(): Promise<{ converged: boolean; expectedDowntimeMs: number }> {
+  async #precopy(): Promise<SwitchoverDecision> {
     for (;;) {
       this.#iteration++;
       this.vmm.events.emit('migration:iteration', { iteration: this.#iteration });
       // Let the guest (vCPUs, devices, the VMM's event loop) run between iterations.
       await new Promise((resolve) => setImmediate(resolve));
       this.#checkAlive();
-      // The first iteration sends all of RAM: the log starts full.
-      const dirtyPages = this.#iteration === 1 ? this.#dirty.dirtyPages() : this.#report(await this.#dirty.sync(true), 'precopy');
-      const expectedDowntimeMs = this.#expectedDowntimeMs(dirtyPages);
-      if (this.#iteration > 1 && expectedDowntimeMs <= this.#downtimeLimitMs) return { converged: true, expectedDowntimeMs };
-      if (this.#iteration > this.#maxIterations) return { converged: false, expectedDowntimeMs };
+      // The first iteration sends all of RAM: the log starts full, and nothing is measured yet.
+      const { dirtyPages, expectedDowntimeMs } = this.#iteration === 1
+        ? { dirtyPages: this.#dirty.dirtyPages(), expectedDowntimeMs: Infinity }
+        : this.#report(await this.#dirty.sync(true), 'precopy');
+      if (this.#iteration > 1 && expectedDowntimeMs <= this.#downtimeLimitMs) return { converged: true, expectedDowntimeMs, dirtyPages };
+      if (this.#iteration > this.#maxIterations) return { converged: false, expectedDowntimeMs, dirtyPages };
       await this.#sendPass('precopy', dirtyPages, () => this.#devices.sendPrecopy(this.writer));
       await this.writer.write({ name: 'ITERATION', iteration: this.#iteration, dirtyPages: BigInt(dirtyPages) });
     }
   }
 
   /** Pause the guest, stop the devices, and send the last dirty pages and every device's state. */
-  async #stopCopy(converged: boolean, expectedDowntimeMs: number): Promise<void> {
+  async #stopCopy(decision: SwitchoverDecision): Promise<void> {
     if (this.vmm.running) {
       this.vmm.pause('migration switchover');
       this.#pausedByUs = true;
     }
-    this.vmm.events.emit('migration:switchover', { passes: this.#iteration - 1, converged, expectedDowntimeMs, dirtyPages: this.#dirty.dirtyPages() });
+    this.vmm.events.emit('migration:switchover', { passes: this.#iteration - 1, ...decision });
     this.#devices.switchover();
     // The devices have stopped: this sync is the last word on what they wrote.
-    const dirtyPages = this.#report(await this.#dirty.sync(false), 'stop-copy');
+    const { dirtyPages } = this.#report(await this.#dirty.sync(false), 'stop-copy');
     await this.#sendPass('stop-copy', dirtyPages, () => this.#devices.sendStopCopy(this.writer));
     await this.#dirty.stop();
     await this.writer.write({
@@ -174,14 +181,12 @@ class OutgoingMigration {
     return (bytes / this.#throughput) * 1000;
   }
 
-  /** Account a sync's findings and say what it found; returns the pages dirty now. */
-  #report(sync: DirtySyncReport, phase: 'precopy' | 'stop-copy'): number {
+  /** Account a sync's findings and say what it found: the pages dirty now, and what sending them would cost. */
+  #report(sync: DirtySyncReport, phase: 'precopy' | 'stop-copy'): { dirtyPages: number; expectedDowntimeMs: number } {
     for (const c of sync.containers) this.#containerPages.set(c.container, (this.#containerPages.get(c.container) ?? 0) + c.pages);
-    const dirtyPages = this.#dirty.dirtyPages();
-    this.vmm.events.emit('migration:dirty-sync', {
-      iteration: this.#iteration, phase, ...sync, dirtyPages, expectedDowntimeMs: this.#expectedDowntimeMs(dirtyPages),
-    });
-    return dirtyPages;
+    const expectedDowntimeMs = this.#expectedDowntimeMs(sync.dirtyPages);
+    this.vmm.events.emit('migration:dirty-sync', { iteration: this.#iteration, phase, ...sync, expectedDowntimeMs });
+    return { dirtyPages: sync.dirtyPages, expectedDowntimeMs };
   }
 
   /** Throw if the migration was cancelled or the destination gave up. */
@@ -234,7 +239,7 @@ class OutgoingMigration {
     void this.writer.end().catch(() => this.transport.destroy());
   }
 
-  #result(converged: boolean, expectedDowntimeMs: number, downtimeMs: number): MigrationResult {
+  #result({ converged, expectedDowntimeMs }: SwitchoverDecision, downtimeMs: number): MigrationResult {
     const durationMs = performance.now() - this.#started;
     const containers: ContainerResult[] = this.plan.containers.map((c) => ({
       container: c.container, backend: c.backend, strategy: c.strategy, devices: c.devices, dirtyPages: this.#containerPages.get(c.container) ?? 0,
