@@ -66,6 +66,17 @@ describe.for([false, true])('DirtyBitmap (forceJs=%s)', (forceJs) => {
     expect(b.setRange(40, 1)).toBe(0);
   });
 
+  it('counts what setRange newly sets over whole blocks and the words around them', () => {
+    const b = make(100_000);
+    const r = rng(11);
+    for (let i = 0; i < 3000; i++) b.set(Math.floor(r() * 100_000));
+    for (const [start, count] of [[37, 99_000], [0, 100_000], [1024, 2048], [513, 511]] as const) {
+      const before = b.count();
+      expect(b.setRange(start, count), `setRange(${start}, ${count})`).toBe(b.count() - before);
+      b.clearRange(start + 7, count >> 1);
+    }
+  });
+
   it('reports runs, skipping long empty stretches', () => {
     const b = make(1 << 20);
     b.setRange(5, 3);

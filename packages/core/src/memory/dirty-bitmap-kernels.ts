@@ -202,7 +202,8 @@ function chunked(length: number, call: (at: number, n: number) => number): numbe
   return total;
 }
 
-function popcount32(x: number): number {
+/** Set bits in a 32-bit word. */
+export function popcount32(x: number): number {
   x -= (x >>> 1) & 0x55555555;
   x = (x & 0x33333333) + ((x >>> 2) & 0x33333333);
   return (((x + (x >>> 4)) & 0x0f0f0f0f) * 0x01010101) >>> 24;

@@ -3,7 +3,7 @@
 // the same layout, `incoming`, where kernels (IOMMU, type1, device logs) write their reports,
 // so that merging never copies.
 
-import { BLOCK, createBitmapMemory, simdAvailable, type BitmapKernels } from './dirty-bitmap-kernels.js';
+import { BLOCK, createBitmapMemory, popcount32, simdAvailable, type BitmapKernels } from './dirty-bitmap-kernels.js';
 
 export interface DirtyBitmapOptions {
   /** Use the plain JS kernels even where WebAssembly SIMD exists (tests, comparisons). */
@@ -77,9 +77,7 @@ export class DirtyBitmap {
     this.#range(start, count, (w, mask) => {
       already += popcount32(words[w]! & mask);
       words[w] = (words[w]! | mask) >>> 0;
-    }, 0xff, (from, to) => {
-      for (let w = from; w < to; w++) already += popcount32(words[w]!);
-    });
+    }, 0xff, (from, to) => (already += this.#countWords(from, to)));
     return count - already;
   }
 
@@ -149,6 +147,18 @@ export class DirtyBitmap {
     return (this.#words[bit >>> 5]! & (1 << (bit & 31))) !== 0;
   }
 
+  /** Set bits in words [from, to): the kernel counts the whole 64-byte blocks, JS the words around them. */
+  #countWords(from: number, to: number): number {
+    const words = this.#words;
+    const perBlock = BLOCK / 4;
+    const blockFrom = Math.min(Math.ceil(from / perBlock) * perBlock, to);
+    const blockTo = Math.max(Math.floor(to / perBlock) * perBlock, blockFrom);
+    let n = blockTo > blockFrom ? this.#kernels.popcount(blockFrom * 4, (blockTo - blockFrom) * 4) : 0;
+    for (let w = from; w < blockFrom; w++) n += popcount32(words[w]!);
+    for (let w = blockTo; w < to; w++) n += popcount32(words[w]!);
+    return n;
+  }
+
   /** Drop bits past `pages` that a report may have carried in; returns how many were set. */
   #clearTail(): number {
     const tail = this.#padded * 8 - this.pages;
@@ -192,11 +202,4 @@ export class DirtyBitmap {
   #sameSize(other: DirtyBitmap): void {
     if (other.pages !== this.pages) throw new RangeError(`DirtyBitmap: merging ${other.pages} pages into ${this.pages}`);
   }
-}
-
-/** Set bits in a 32-bit word. */
-function popcount32(x: number): number {
-  x -= (x >>> 1) & 0x5555_5555;
-  x = (x & 0x3333_3333) + ((x >>> 2) & 0x3333_3333);
-  return (Math.imul((x + (x >>> 4)) & 0x0f0f_0f0f, 0x0101_0101) >>> 24);
 }

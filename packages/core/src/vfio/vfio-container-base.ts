@@ -151,11 +151,7 @@ export abstract class VfioContainerBase implements MemoryListener {
   async syncDirtyBitmap(iova: bigint, size: bigint, into: DirtyBitmap): Promise<number> {
     const pages = Number((size + PAGE - 1n) / PAGE);
     const deviceLogs = this.devicesAllDeviceDirtyTracking();
-    if (!this.dirtyPagesSupported && !deviceLogs) {
-      const before = into.count();
-      into.setRange(0, pages);
-      return into.count() - before;
-    }
+    if (!this.dirtyPagesSupported && !deviceLogs) return into.setRange(0, pages);
     if (deviceLogs) {
       for (const device of this.devices) await reportDmaLogging(this.host, device, into, iova, size);
     } else {
