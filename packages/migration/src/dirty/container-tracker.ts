@@ -65,13 +65,8 @@ export class ContainerDirtyTracker {
   async stop(): Promise<void> {
     if (!this.#started) return;
     this.#started = false;
-    const errors = new FirstError();
-    if (this.strategy === 'device') {
-      for (const d of this.container.devices) if (d.dirtyTrackingStarted) errors.run(() => stopDmaLogging(this.host, d));
-    } else if (this.strategy === 'iommu') {
-      await errors.runAsync(() => this.container.setDirtyPageTracking(false));
-    }
-    errors.rethrow();
+    if (this.strategy === 'device') this.#stopDeviceLogging().rethrow();
+    else if (this.strategy === 'iommu') await this.container.setDirtyPageTracking(false);
   }
 
   async #startDeviceLogging(): Promise<void> {
@@ -79,9 +74,17 @@ export class ContainerDirtyTracker {
     try {
       for (const d of this.container.devices) await startDmaLogging(this.host, d, ranges);
     } catch (e) {
-      for (const d of this.container.devices) if (d.dirtyTrackingStarted) new FirstError().run(() => stopDmaLogging(this.host, d));
+      // The device that refused is the failure to report; stopping the others is best effort.
+      this.#stopDeviceLogging();
       throw e;
     }
+  }
+
+  /** Stop DMA logging on every device that runs it, carrying on through failures (returned). */
+  #stopDeviceLogging(): FirstError {
+    const errors = new FirstError();
+    for (const d of this.container.devices) if (d.dirtyTrackingStarted) errors.run(() => stopDmaLogging(this.host, d));
+    return errors;
   }
 
   async #syncSection(section: MemorySection): Promise<number> {
