@@ -34,3 +34,10 @@ export function nextInterrupt(device: VfioPciDevice): Promise<VfioPciInterrupt> 
 
 /** Let the event loop run (eventfd readiness arrives from it). */
 export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** The config-space offset of the device's capability `id` (0 when it has none). */
+export function findCap(d: VfioPciDevice, id: number): number {
+  let cap = d.configRead(0x34, 1);
+  while (cap && d.configRead(cap, 1) !== id) cap = d.configRead(cap + 1, 1);
+  return cap;
+}

@@ -5,16 +5,10 @@ import { describe, expect, it } from 'vitest';
 import { VfioError } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
 import type { VfioPciDevice } from '../src/index.js';
-import { EDU, MACHINE, NIC, described, nextInterrupt, tick, vmmOn } from './helpers.js';
+import { EDU, MACHINE, NIC, described, findCap, nextInterrupt, tick, vmmOn } from './helpers.js';
 
 const NIC_MSIX_TABLE = 0x2000;
 const MSIX_CAP = 0x11;
-
-function findCap(d: VfioPciDevice, id: number): number {
-  let cap = d.configRead(0x34, 1);
-  while (cap && d.configRead(cap, 1) !== id) cap = d.configRead(cap + 1, 1);
-  return cap;
-}
 
 async function nicOn(backend: 'legacy' | 'iommufd') {
   const host = new SimHost(MACHINE);

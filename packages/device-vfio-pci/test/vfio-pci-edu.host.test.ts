@@ -9,7 +9,7 @@ import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { SimHost } from '@vmmkit/sim';
 import { vfioPciPlugin, type VfioPciDevice } from '../src/index.js';
-import { described, EDU, MACHINE, nextInterrupt, tick } from './helpers.js';
+import { described, EDU, findCap, MACHINE, nextInterrupt, tick } from './helpers.js';
 
 const EDU_ID = 0x00;
 const EDU_LIVENESS = 0x04;
@@ -108,8 +108,7 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci edu on the %s backend', (
 
 /** Program and enable MSI through the emulated capability, as a guest driver would. */
 async function enableMsi(d: VfioPciDevice): Promise<string | undefined> {
-  let cap = d.configRead(0x34, 1);
-  while (cap && d.configRead(cap, 1) !== 0x05) cap = d.configRead(cap + 1, 1);
+  const cap = findCap(d, 0x05);
   expect(cap).toBeGreaterThan(0);
   const flags = d.configRead(cap + 2, 2);
   const is64 = (flags & 0x80) !== 0;

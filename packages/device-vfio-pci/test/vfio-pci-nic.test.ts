@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
 import type { VfioPciDevice } from '../src/index.js';
-import { described, EDU, MACHINE, NIC, nextInterrupt, tick, vmmOn } from './helpers.js';
+import { described, EDU, findCap, MACHINE, NIC, nextInterrupt, tick, vmmOn } from './helpers.js';
 
 const NIC_CTRL = 0x04;
 const NIC_IRQ_STATUS = 0x0c;
@@ -16,12 +16,6 @@ const NIC_IRQ_BATCH = 0x2c;
 const NIC_MSIX_TABLE = 0x2000;
 const NIC_MSIX_PBA = 0x3000;
 const NIC_DOORBELL = 0x4000;
-
-function findCap(d: VfioPciDevice, id: number): number {
-  let cap = d.configRead(0x34, 1);
-  while (cap && d.configRead(cap, 1) !== id) cap = d.configRead(cap + 1, 1);
-  return cap;
-}
 
 describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (backend) => {
   const realize = async () => {
