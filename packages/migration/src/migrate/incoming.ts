@@ -7,7 +7,7 @@ import { ConfigError, type Vmm } from '@vmmkit/core';
 import { MigrationSupport } from '../plugin.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
 import { applyRamRecord } from '../stream/ram-pages.js';
-import type { StreamRecord } from '../stream/records.js';
+import type { RecordNameOf, StreamRecord } from '../stream/records.js';
 import { MigrationStreamReader } from '../stream/stream-reader.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { closeGently, lastWord } from './close-gently.js';
@@ -133,7 +133,7 @@ class IncomingMigration {
   }
 
   /** The next record; the end of the stream or an ABORT here is a refusal. */
-  async #next(): Promise<StreamRecord<'SETUP' | 'RAM_PAGES' | 'RAM_ZERO' | 'DEVICE_DATA' | 'DEVICE_CONFIG' | 'DEVICE_END' | 'ITERATION' | 'COMPLETE' | 'ABORT' | 'GO'>> {
+  async #next(): Promise<StreamRecord<Exclude<RecordNameOf<'forward'>, 'ABORT'>>> {
     const record = await this.#reader.next();
     if (!record) throw new MigrationRefusedError(`the stream ended during ${this.#phase}`);
     if (record.name === 'ABORT') throw new MigrationRefusedError(`the source gave up: ${record.text}`);
