@@ -108,12 +108,8 @@ export abstract class VfioContainerBase implements MemoryListener {
       return;
     }
     await this.doDmaUnmap(iova, size, false);
-    if (harvest) {
-      // Device logs outlive the unmap; with no tracker at all every page counts as dirty.
-      const bitmap = new DirtyBitmap(Number((size + PAGE - 1n) / PAGE));
-      await this.syncDirtyBitmap(iova, size, bitmap);
-      harvest.memory.mergeDirty(harvest.gpa, bitmap);
-    }
+    // Device logs outlive the unmap; with no tracker at all every page counts as dirty.
+    if (harvest) await this.syncDirtyToMemory(iova, size, harvest.memory, harvest.gpa);
   }
 
   /** Start or stop IOMMU dirty tracking. A no-op when unsupported or already in that state. */
@@ -158,6 +154,16 @@ export abstract class VfioContainerBase implements MemoryListener {
       await this.queryDirtyBitmap(into, iova, size);
     }
     return into.mergeIncoming();
+  }
+
+  /**
+   * `syncDirtyBitmap` for [iova, iova + size), marked in `memory`'s dirty log at the guest
+   * physical address `gpa` the range translates to. Returns the pages newly marked.
+   */
+  async syncDirtyToMemory(iova: bigint, size: bigint, memory: GuestMemory, gpa: bigint): Promise<number> {
+    const bitmap = new DirtyBitmap(Number((size + PAGE - 1n) / PAGE));
+    await this.syncDirtyBitmap(iova, size, bitmap);
+    return memory.mergeDirty(gpa, bitmap);
   }
 
   /** Every device supports DMA logging and none has x-device-dirty-page-tracking=off. */

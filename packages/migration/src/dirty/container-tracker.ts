@@ -3,13 +3,11 @@
 // and stopped — every step as QEMU's log_global_start, log_sync and log_global_stop do it.
 
 import {
-  DirtyBitmap, FirstError, HOST_PAGE_SIZE, VmmError, startDmaLogging, stopDmaLogging,
+  FirstError, VmmError, startDmaLogging, stopDmaLogging,
   type GuestMemory, type HostKernel, type MemorySection, type VfioContainerBase,
 } from '@vmmkit/core';
 import { dmaLoggingRanges } from './dma-logging-ranges.js';
 import { containerStrategy, type DirtyTrackingStrategy } from './strategy.js';
-
-const PAGE = BigInt(HOST_PAGE_SIZE);
 
 /** Dirty tracking could not start (QEMU: "vfio: Could not start dirty page tracking"). */
 export class DirtyTrackingError extends VmmError {
@@ -94,17 +92,11 @@ export class ContainerDirtyTracker {
       if (section.offset === 0n && section.size === block.size && block.dirty) {
         return this.container.syncDirtyBitmap(section.start, section.size, block.dirty);
       }
-      return this.#syncRange(section.start, section.size, block.gpa + section.offset);
+      return this.container.syncDirtyToMemory(section.start, section.size, this.memory, block.gpa + section.offset);
     }
     // Behind a guest IOMMU: what is mapped now, each range marked at the RAM it translates to.
     let found = 0;
-    for (const m of section.region.mappings()) found += await this.#syncRange(m.iova, m.size, m.gpa);
+    for (const m of section.region.mappings()) found += await this.container.syncDirtyToMemory(m.iova, m.size, this.memory, m.gpa);
     return found;
-  }
-
-  async #syncRange(iova: bigint, size: bigint, gpa: bigint): Promise<number> {
-    const bitmap = new DirtyBitmap(Number((size + PAGE - 1n) / PAGE));
-    await this.container.syncDirtyBitmap(iova, size, bitmap);
-    return this.memory.mergeDirty(gpa, bitmap);
   }
 }
