@@ -1,8 +1,8 @@
 // Pages sent and downtime per dirty-tracking strategy, for the same workload: a 128 MiB guest
 // whose vCPUs write a little between iterations while a nic DMA-writes 20000 packets/s into a
-// 256 KiB ring. Five precopy passes, then stop-copy, in one process on SimHost. The baseline is
-// type1's tracking, which reports every mapped page dirty at every sync; device DMA logging and
-// iommufd HWPT tracking report only what was written.
+// 512 KiB ring (the examples' GuestActivity). Five precopy passes, then stop-copy, in one process
+// on SimHost. The baseline is type1's tracking, which reports every mapped page dirty at every
+// sync; device DMA logging and iommufd HWPT tracking report only what was written.
 
 import { Vmm } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
@@ -10,6 +10,7 @@ import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrate, migrationPlugin, type MigrationResult } from '@vmmkit/migration';
 import { SimHost, type SimHostConfig } from '@vmmkit/sim';
+import { GuestActivity } from '@vmmkit/examples';
 import type { Benchmark, Row } from './harness.js';
 
 const NIC = '0000:00:05.0';
@@ -47,34 +48,16 @@ async function vm(host: SimHost, s: Strategy, incoming: boolean): Promise<{ vmm:
   return { vmm, nic };
 }
 
-/** The nic's driver: a 128-slot ring of 2 KiB packets at 1 MiB, 20000 packets/s. */
-function startNic(nic: VfioPciDevice): void {
-  nic.configWrite(0x04, 2, 0x0006);
-  nic.barWrite(0, 0x10, 8, 1n << 20n);
-  nic.barWrite(0, 0x18, 4, 128n);
-  nic.barWrite(0, 0x1c, 4, 2048n);
-  nic.barWrite(0, 0x28, 4, 20_000n);
-  nic.barWrite(0, 0x04, 4, 1n);
-}
-
 async function migrateOnce(s: Strategy): Promise<MigrationResult> {
   const srcHost = new SimHost(machine(s));
   const source = await vm(srcHost, s, false);
   const destination = await vm(new SimHost(machine(s)), s, true);
-  startNic(source.nic);
-  // Non-zero RAM everywhere, so that zero pages do not flatter any strategy.
-  const block = source.vmm.memory.blocks[0]!;
-  block.mapping.view(0, Number(RAM)).fill(0xa5);
-  let seed = 7;
-  const page = new Uint8Array(64).fill(1);
-  source.vmm.events.on('migration:iteration', () => {
-    for (let i = 0; i < 256; i++) {
-      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
-      source.vmm.memory.write(BigInt(seed % Number(RAM / 64n)) * 64n, page);
-    }
-    srcHost.advance(5);
-    source.nic.barWrite(0, 0x24, 4, source.nic.barRead(0, 0x20, 4));
-  });
+  // 256 stores of 64 bytes per 5 ms tick: the same guest writes for every strategy.
+  const guest = new GuestActivity(source.vmm, srcHost, [source.nic], { writeBytesPerSecond: 256 * 64 * 200 });
+  // Data in all of RAM, so that zero pages do not flatter any strategy.
+  guest.populate();
+  guest.setUpNics();
+  source.vmm.events.on('migration:iteration', () => guest.tick(5));
   try {
     return await migrate(source.vmm, destination.vmm, { maxIterations: 5, downtimeLimitMs: 0 });
   } finally {
