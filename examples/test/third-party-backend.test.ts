@@ -8,7 +8,7 @@ import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
 import { SimHost } from '@vmmkit/sim';
 import { simContractHarness } from '@vmmkit/sim/testing';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
-import { IoasIommuClass, ioasBackendPlugin } from '../src/third-party-backend/index.js';
+import { IoasIommuBackend, ioasBackendPlugin } from '../src/third-party-backend/index.js';
 import { NIC_A, NIC_B, demoMachine } from '../src/index.js';
 
 describeVfioIommuContract(
@@ -24,7 +24,7 @@ describeVfioIommuContract(
     faultInjection: true,
   },
   () => simContractHarness({
-    iommuClass: (host, events) => new IoasIommuClass(host, events),
+    backend: (host, events) => new IoasIommuBackend(host, events),
     attachIoctls: [
       { name: 'VFIO_DEVICE_BIND_IOMMUFD', ioctl: VFIO_DEVICE_BIND_IOMMUFD, on: 'vfio-device' },
       { name: 'IOMMU_IOAS_ALLOC', ioctl: IOMMU_IOAS_ALLOC, on: 'iommufd' },
@@ -47,7 +47,7 @@ it('serves the devices that ask for it, beside vmmkit\'s own backends', async ()
   vmm.addObject('iommufd,id=iommufd0');
   await vmm.addDevice(`vfio-pci,id=a,host=${NIC_A},vfio-iommu=vfio-iommu-ioas`);
   await vmm.addDevice(`vfio-pci,id=b,host=${NIC_B},iommufd=iommufd0`);
-  const backends = vmm.devices.map((d) => (d as unknown as { vfio: { container: { iommuClass: { kind: string } } } }).vfio.container.iommuClass.kind);
+  const backends = vmm.devices.map((d) => (d as unknown as { vfio: { container: { backend: { kind: string } } } }).vfio.container.backend.kind);
   expect(backends).toEqual(['vfio-iommu-ioas', 'vfio-iommu-iommufd']);
   await vmm.close();
   expect(host.census().fds).toBe(0);

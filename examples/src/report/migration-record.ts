@@ -2,7 +2,8 @@
 // recorded from the source VMM's `migration:*` events (see record-event.ts), plus the check of
 // the destination against the source. Only numbers, strings and arrays: it serializes as JSON.
 
-import type { DirtyTrackingStrategy, MigrationResult, PlannedContainer } from '@vmmkit/migration';
+import type { DirtyTrackingStrategy } from '@vmmkit/core';
+import type { MigrationResult, PlannedContainer } from '@vmmkit/migration';
 
 /** Who found dirty pages at a sync: the guest's own writes, a RAM dirty-log provider, or a container's tracker. */
 export type TrackerKind = 'all-ram' | 'guest' | 'provider' | 'container';

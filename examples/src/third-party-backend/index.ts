@@ -1,5 +1,5 @@
-// An example third-party backend plugin: see ioas-iommu-class.ts.
+// An example third-party backend plugin: see ioas-iommu-backend.ts.
 
 export * from './ioas-container.js';
-export * from './ioas-iommu-class.js';
+export * from './ioas-iommu-backend.js';
 export * from './plugin.js';

@@ -2,16 +2,16 @@
 // `-device vfio-pci,host=...,vfio-iommu=vfio-iommu-ioas`.
 
 import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
-import { HostKernel, VfioIommuClasses, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
-import { IoasIommuClass } from './ioas-iommu-class.js';
+import { HostKernel, VfioIommuBackends, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
+import { IoasIommuBackend } from './ioas-iommu-backend.js';
 
 export function ioasBackendPlugin(): VmmPlugin {
   return {
     name: 'backend-ioas-example',
     register(container: DependencyContainer) {
-      container.register(VfioIommuClasses, {
+      container.register(VfioIommuBackends, {
         // One backend per VM: its /dev/iommu fd is shared by the VM's devices.
-        useFactory: instanceCachingFactory((c) => new IoasIommuClass(c.resolve(HostKernel), c.resolve(VmmEventBus))),
+        useFactory: instanceCachingFactory((c) => new IoasIommuBackend(c.resolve(HostKernel), c.resolve(VmmEventBus))),
       });
     },
   };

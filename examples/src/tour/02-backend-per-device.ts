@@ -29,7 +29,7 @@ export async function main(): Promise<Record<string, string>> {
     const placed: Record<string, string> = {};
     for (const d of vmm.devices.filter(isVfioVmmDevice)) {
       const c = d.vfio.container!;
-      placed[d.id] = `${c.iommuClass.kind} (${c.id})`;
+      placed[d.id] = `${c.backend.kind} (${c.id})`;
       console.log(`${d.id.padEnd(12)} ${d.name}  ->  ${placed[d.id]}`);
     }
     return placed;

@@ -1,13 +1,14 @@
-// An IOAS as a VFIO container (QEMU's VFIOIOMMUFDContainer, hw/vfio/iommufd.c): DMA maps go
-// to the IOAS, and dirty tracking to the HWPTs that auto domains allocated for its devices.
+// An IOAS as a VFIO container (QEMU's VFIOIOMMUFDContainer, hw/vfio/iommufd.c): DMA maps go to
+// the IOAS; the HWPTs that auto domains allocate for its devices are the container's own (it
+// keeps which device is in which), and IOMMU dirty tracking runs on those allocated with it.
 
 import {
-  HOST_PAGE_SIZE, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, VfioContainerBase, VfioError,
-  type DirtyBitmap, type HostKernel, type VfioAddressSpace, type VfioDevice, type VfioIommuClass, type VmmEventBus,
+  DirtyBitmap, VfioContainerBase, VfioError, pagesIn,
+  type VfioContainerContext, type VfioContainerInfo, type VfioDevice,
 } from '@vmmkit/core';
-import type { IommufdBackend } from './iommufd-backend.js';
+import { IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR } from '@vmmkit/core/uapi';
+import type { IommufdObject } from './iommufd-object.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
 /** A HWPT the container allocated (QEMU's VFIOIOASHwpt): its flags and the devices in it. */
@@ -15,97 +16,140 @@ export interface IoasHwpt {
   readonly id: number;
   /** IOMMU_HWPT_ALLOC_* flags it was allocated with. */
   readonly flags: number;
-  readonly devices: VfioDevice[];
+  readonly devices: readonly VfioDevice[];
 }
 
+/** How the kernel attaches a device to a page table (the backend's VFIO_DEVICE_ATTACH_IOMMUFD_PT). */
+export type AttachPt = (ptId: number) => void;
+
 export class IommufdContainer extends VfioContainerBase {
-  /** The HWPTs of the IOAS, in allocation order. */
-  readonly hwpts: IoasHwpt[] = [];
+  readonly #hwpts: { id: number; flags: number; devices: VfioDevice[] }[] = [];
+  /** The HWPT each device is in; devices on the IOAS itself (mdevs) have none. */
+  readonly #hwptOf = new Map<VfioDevice, IoasHwpt>();
 
   constructor(
-    id: string,
-    iommuClass: VfioIommuClass,
-    space: VfioAddressSpace,
-    host: HostKernel,
-    events: VmmEventBus,
-    readonly backend: IommufdBackend,
+    context: VfioContainerContext,
+    /** The iommufd object the IOAS lives in. */
+    readonly iommufd: IommufdObject,
     readonly ioasId: number,
   ) {
-    super(id, iommuClass, space, host, events);
+    super(context);
+  }
+
+  /** The HWPTs of the IOAS, in allocation order. */
+  get hwpts(): readonly IoasHwpt[] {
+    return this.#hwpts;
+  }
+
+  /** The HWPT `device` is attached to, if any. */
+  hwptOf(device: VfioDevice): IoasHwpt | undefined {
+    return this.#hwptOf.get(device);
+  }
+
+  /**
+   * Attach a device through auto domains (iommufd_cdev_autodomains_get): a compatible HWPT of the
+   * container (EINVAL from the kernel means incompatible: try the next), else a new one that asks
+   * for dirty tracking when the device's IOMMU offers it. Migration is not set up yet, so this
+   * asks whenever it can; migration may still prefer the device's own DMA logging.
+   * @returns whether the device's HWPT tracks dirty pages.
+   */
+  autodomainsGet(device: VfioDevice, devid: number, attachPt: AttachPt): boolean {
+    for (const hwpt of this.#hwpts) {
+      try {
+        attachPt(hwpt.id);
+      } catch (e) {
+        if (e instanceof VfioError && e.errno === 'EINVAL') continue;
+        throw e;
+      }
+      return this.#join(device, hwpt);
+    }
+    const caps = device.hostIommuDevice?.hwCaps ?? 0n;
+    const flags = caps & BigInt(IOMMU_HW_CAP_DIRTY_TRACKING) ? IOMMU_HWPT_ALLOC_DIRTY_TRACKING : 0;
+    const id = this.iommufd.allocHwpt(devid, this.ioasId, flags, device.name);
+    try {
+      attachPt(id);
+    } catch (e) {
+      this.iommufd.freeId(id);
+      throw e;
+    }
+    const hwpt = { id, flags, devices: [] };
+    this.#hwpts.push(hwpt);
+    this.events.emit('vfio:hwpt-allocated', { container: this.id, hwptId: id, dirtyTracking: flags !== 0, device: device.name });
+    return this.#join(device, hwpt);
+  }
+
+  /** The device left its HWPT in the kernel; the last device out frees it (iommufd_cdev_autodomains_put). */
+  autodomainsPut(device: VfioDevice): void {
+    const hwpt = this.#hwpts.find((h) => h.devices.includes(device));
+    this.#hwptOf.delete(device);
+    if (!hwpt) return;
+    hwpt.devices.splice(hwpt.devices.indexOf(device), 1);
+    if (hwpt.devices.length > 0) return;
+    this.#hwpts.splice(this.#hwpts.indexOf(hwpt), 1);
+    this.pageTableReleased(hwpt.id);
+    this.iommufd.freeId(hwpt.id);
+    this.events.emit('vfio:hwpt-freed', { container: this.id, hwptId: hwpt.id });
   }
 
   /**
    * Read the IOAS's IOVA ranges (iommufd_cdev_get_info_iova_range). If the kernel cannot say,
    * warn and keep the full 64-bit range and host pages, as QEMU does.
    */
-  async setup(): Promise<void> {
+  protected override async doSetup(): Promise<VfioContainerInfo> {
     try {
-      const { ranges, alignment } = await this.backend.iovaRanges(this.ioasId);
-      if (ranges.length) this.iovaRanges = ranges;
-      this.pgsizes = alignment > 0n ? alignment : PAGE;
+      const { ranges, alignment } = await this.iommufd.iovaRanges(this.ioasId);
+      return { iovaRanges: ranges, pgsizes: alignment };
     } catch (e) {
-      this.pgsizes = PAGE;
-      const message = `${(e as Error).message}; falling back to the full 64-bit IOVA range and ${HOST_PAGE_SIZE}-byte pages`;
+      const message = `${(e as Error).message}; falling back to the full 64-bit IOVA range and ${this.space.memory.pageSize}-byte pages`;
       this.events.emit('vfio:warning', { container: this.id, message });
+      return {};
     }
   }
 
-  /**
-   * IOMMU dirty tracking covers the container only when every device's IO page table tracks:
-   * a device in a HWPT without dirty tracking, or an mdev on the IOAS itself, would write pages
-   * nobody reports. (QEMU ORs the HWPTs' support; vmmkit refuses to miss a device's writes.)
-   */
-  refreshDirtySupport(): void {
-    this.dirtyPagesSupported = this.devices.length > 0 && this.devices.every((d) => d.iommuDirtyTracking);
-  }
-
   protected async doDmaMap(iova: bigint, size: bigint, vaddr: bigint, readonly: boolean): Promise<void> {
-    this.backend.mapDma(this.ioasId, iova, size, vaddr, readonly);
+    this.iommufd.mapDma(this.ioasId, iova, size, vaddr, readonly);
   }
 
   protected async doDmaUnmap(iova: bigint, size: bigint, all: boolean): Promise<void> {
     // 0 .. U64_MAX is the uAPI's "unmap everything".
-    if (all) this.backend.unmapDma(this.ioasId, 0n, U64_MAX);
-    else this.backend.unmapDma(this.ioasId, iova, size);
+    if (all) this.iommufd.unmapDma(this.ioasId, 0n, U64_MAX);
+    else this.iommufd.unmapDma(this.ioasId, iova, size);
   }
 
-  /** Read the range's dirty bits without clearing them (the unmap drops them anyway), then unmap. */
-  protected override async doDmaUnmapHarvest(iova: bigint, size: bigint, bitmap: DirtyBitmap): Promise<void> {
-    await this.#readDirty(bitmap, iova, size, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR);
-    this.backend.unmapDma(this.ioasId, iova, size);
+  /** Free the IOAS (its HWPTs went with their last devices). */
+  protected override doRelease(): void {
+    this.iommufd.freeId(this.ioasId);
   }
 
-  /** Start or stop tracking on every dirty-tracking HWPT; a failure puts the ones done back. */
-  protected override async doSetDirtyPageTracking(start: boolean): Promise<void> {
-    const done: IoasHwpt[] = [];
-    try {
-      for (const hwpt of this.#dirtyHwpts()) {
-        this.backend.setDirtyTracking(hwpt.id, start);
-        done.push(hwpt);
-      }
-    } catch (e) {
-      for (const hwpt of done) {
-        try {
-          this.backend.setDirtyTracking(hwpt.id, !start);
-        } catch {
-          // Reported below: the first failure is the one that matters.
-        }
-      }
-      throw new VfioError(`${start ? 'start' : 'stop'} IOMMU dirty tracking of ${this.id}`, undefined, { cause: e });
-    }
+  /** The HWPTs allocated with dirty tracking. */
+  protected override doDirtyTrackingTables(): readonly number[] {
+    return this.#hwpts.filter((h) => h.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING).map((h) => h.id);
   }
 
-  protected override async doQueryDirtyBitmap(bitmap: DirtyBitmap, iova: bigint, size: bigint, noClear: boolean): Promise<void> {
-    await this.#readDirty(bitmap, iova, size, noClear ? IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0);
+  protected override doSetDirtyTracking(hwptId: number, start: boolean): void {
+    this.iommufd.setDirtyTracking(hwptId, start);
   }
 
-  async #readDirty(bitmap: DirtyBitmap, iova: bigint, size: bigint, flags: number): Promise<void> {
-    const bytes = bitmap.incoming.subarray(0, Math.ceil(Number((size + PAGE - 1n) / PAGE) / 64) * 8);
+  protected override async doQueryDirtyBitmap(hwptId: number, bitmap: DirtyBitmap, iova: bigint, size: bigint, noClear: boolean): Promise<void> {
+    await this.#readDirty(hwptId, bitmap, iova, size, noClear ? IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR : 0);
+  }
+
+  /** Read every table's dirty bits without clearing them (the unmap drops them anyway), then unmap. */
+  protected override async doDmaUnmapHarvest(iova: bigint, size: bigint, bitmap: DirtyBitmap, tables: readonly number[]): Promise<void> {
     // Every HWPT of the IOAS maps the same IOVAs: their reports OR into one bitmap.
-    for (const hwpt of this.#dirtyHwpts()) await this.backend.getDirtyBitmap(hwpt.id, iova, size, PAGE, bytes, flags);
+    for (const hwptId of tables) await this.#readDirty(hwptId, bitmap, iova, size, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR);
+    this.iommufd.unmapDma(this.ioasId, iova, size);
   }
 
-  #dirtyHwpts(): IoasHwpt[] {
-    return this.hwpts.filter((h) => h.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING);
+  async #readDirty(hwptId: number, bitmap: DirtyBitmap, iova: bigint, size: bigint, flags: number): Promise<void> {
+    const pageSize = this.space.memory.pageSize;
+    const bytes = bitmap.incoming.subarray(0, DirtyBitmap.byteLength(pagesIn(size, pageSize)));
+    await this.iommufd.getDirtyBitmap(hwptId, iova, size, BigInt(pageSize), bytes, flags);
+  }
+
+  #join(device: VfioDevice, hwpt: { id: number; flags: number; devices: VfioDevice[] }): boolean {
+    hwpt.devices.push(device);
+    this.#hwptOf.set(device, hwpt);
+    return (hwpt.flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
   }
 }

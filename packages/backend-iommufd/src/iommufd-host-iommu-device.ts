@@ -2,13 +2,13 @@
 // capabilities come from IOMMU_GET_HW_INFO, so the device must be bound first.
 
 import { HostIommuDevice, type HostIommuDeviceCaps, type VfioDevice } from '@vmmkit/core';
-import type { IommufdBackend } from './iommufd-backend.js';
+import type { IommufdObject } from './iommufd-object.js';
 
 export class IommufdHostIommuDevice extends HostIommuDevice {
   constructor(
     name: string,
     device: VfioDevice,
-    private readonly backend: IommufdBackend,
+    private readonly backend: IommufdObject,
     private readonly devid: number,
   ) {
     super(name, device);

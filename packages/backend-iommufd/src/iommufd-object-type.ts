@@ -2,7 +2,7 @@
 
 import type { DependencyContainer } from 'tsyringe';
 import { HostKernel, type VmmObjectType } from '@vmmkit/core';
-import { IommufdBackend } from './iommufd-backend.js';
+import { IommufdObject } from './iommufd-object.js';
 
 export const iommufdObjectType: VmmObjectType = {
   type: 'iommufd',
@@ -10,6 +10,6 @@ export const iommufdObjectType: VmmObjectType = {
     fd: { kind: 'uint', doc: 'an already opened /dev/iommu fd to use instead of opening one (it stays the caller\'s)' },
   },
   create(options, container: DependencyContainer) {
-    return new IommufdBackend(options.id, container.resolve(HostKernel), options.fd as number | undefined);
+    return new IommufdObject(options.id, container.resolve(HostKernel), options.fd as number | undefined);
   },
 };

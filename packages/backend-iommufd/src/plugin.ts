@@ -1,8 +1,8 @@
 // The iommufd backend as a plugin: the `iommufd` object type and the `vfio-iommu-iommufd` backend.
 
 import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
-import { HostKernel, VfioIommuClasses, VmmEventBus, VmmObjectTypes, type VmmPlugin } from '@vmmkit/core';
-import { IommufdIommuClass } from './iommufd-iommu-class.js';
+import { HostKernel, VfioIommuBackends, VmmEventBus, VmmObjectTypes, type VmmPlugin } from '@vmmkit/core';
+import { IommufdIommuBackend } from './iommufd-iommu-backend.js';
 import { iommufdObjectType } from './iommufd-object-type.js';
 
 /** The iommufd backend: `-object iommufd,id=...` and devices with `iommufd=<id>`. */
@@ -11,8 +11,8 @@ export function iommufdPlugin(): VmmPlugin {
     name: 'backend-iommufd',
     register(container: DependencyContainer) {
       container.register(VmmObjectTypes, { useValue: iommufdObjectType });
-      container.register(VfioIommuClasses, {
-        useFactory: instanceCachingFactory((c) => new IommufdIommuClass(c.resolve(HostKernel), c.resolve(VmmEventBus))),
+      container.register(VfioIommuBackends, {
+        useFactory: instanceCachingFactory((c) => new IommufdIommuBackend(c.resolve(HostKernel), c.resolve(VmmEventBus))),
       });
     },
   };

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VfioDevice, type VmmEvents } from '@vmmkit/core';
 import { contractMemory } from '@vmmkit/core/testing';
 import { SimHost } from '@vmmkit/sim';
-import { IommufdBackend, IommufdIommuClass, type IommufdContainer } from '../src/index.js';
+import { IommufdObject, IommufdIommuBackend, type IommufdContainer } from '../src/index.js';
 
 const machine = () =>
   new SimHost({
@@ -27,8 +27,8 @@ describe('iommufd auto domains', () => {
   const setup = async () => {
     const host = machine();
     const parts = await contractMemory(host);
-    const iommufd = new IommufdBackend('iommufd0', host);
-    const cls = new IommufdIommuClass(host, parts.events);
+    const iommufd = new IommufdObject('iommufd0', host);
+    const cls = new IommufdIommuBackend(host, parts.events);
     const hwpts: VmmEvents['vfio:hwpt-allocated'][0][] = [];
     parts.events.on('vfio:hwpt-allocated', (e) => hwpts.push(e));
     const attach = async (bdf: string) => {
@@ -58,10 +58,10 @@ describe('iommufd auto domains', () => {
     expect(a.device.hostIommuDevice!.hwCaps).toBe(1n);
     expect(b.device.hostIommuDevice!.hwCaps).toBe(0n);
     // One device without IOMMU tracking would write pages nobody reports.
-    expect(a.container.dirtyPagesSupported).toBe(false);
+    expect(a.container.iommuDirtyTrackingSupported).toBe(false);
     await cls.detachDevice(b.device);
     expect(a.container.hwpts).toHaveLength(1);
-    expect(a.container.dirtyPagesSupported).toBe(true);
+    expect(a.container.iommuDirtyTrackingSupported).toBe(true);
     await cls.detachDevice(a.device);
     await cls.detachDevice(c.device);
     expect(iommufd.users).toBe(0);

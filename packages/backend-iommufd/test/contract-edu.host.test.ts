@@ -5,7 +5,7 @@ import { LinuxHost, type HostKernel } from '@vmmkit/core';
 import { describeVfioIommuContract, hostContractHarness, realEduDevices, type VfioIommuContractCapabilities } from '@vmmkit/core/testing';
 import { SimHost } from '@vmmkit/sim';
 import { TWO_EDU_MACHINE } from '@vmmkit/sim/testing';
-import { IommufdBackend, IommufdIommuClass } from '../src/index.js';
+import { IommufdObject, IommufdIommuBackend } from '../src/index.js';
 
 const caps = (devices: number, iommuDirtyTracking: boolean): VfioIommuContractCapabilities => ({
   partialUnmap: 'ignored',
@@ -19,13 +19,13 @@ const caps = (devices: number, iommuDirtyTracking: boolean): VfioIommuContractCa
 });
 
 const harness = (host: HostKernel, devices: readonly string[]) => {
-  let backend: IommufdBackend | undefined;
+  let backend: IommufdObject | undefined;
   return hostContractHarness({
     host,
     devices,
-    iommuClass: (h, events) => {
-      backend = new IommufdBackend('iommufd0', h);
-      return new IommufdIommuClass(h, events);
+    backend: (h, events) => {
+      backend = new IommufdObject('iommufd0', h);
+      return new IommufdIommuBackend(h, events);
     },
     prepareDevice: (device) => void (device.iommufd = backend),
   });

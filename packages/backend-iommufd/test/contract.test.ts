@@ -1,4 +1,4 @@
-// The VfioIommuClass contract for the iommufd backend on SimHost.
+// The VfioIommuBackend contract for the iommufd backend on SimHost.
 
 import {
   IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING,
@@ -7,7 +7,7 @@ import {
 } from '@vmmkit/core';
 import { describeVfioIommuContract } from '@vmmkit/core/testing';
 import { simContractHarness } from '@vmmkit/sim/testing';
-import { IommufdBackend, IommufdIommuClass } from '../src/index.js';
+import { IommufdObject, IommufdIommuBackend } from '../src/index.js';
 
 describeVfioIommuContract(
   'iommufd (SimHost)',
@@ -23,11 +23,11 @@ describeVfioIommuContract(
     faultInjection: true,
   },
   () => {
-    let backend: IommufdBackend | undefined;
+    let backend: IommufdObject | undefined;
     return simContractHarness({
-      iommuClass: (host, events) => {
-        backend = new IommufdBackend('iommufd0', host);
-        return new IommufdIommuClass(host, events);
+      backend: (host, events) => {
+        backend = new IommufdObject('iommufd0', host);
+        return new IommufdIommuBackend(host, events);
       },
       prepareDevice: (device) => void (device.iommufd = backend),
       attachIoctls: [

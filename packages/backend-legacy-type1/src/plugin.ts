@@ -1,8 +1,8 @@
 // The legacy type1 backend as a plugin.
 
 import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
-import { HostKernel, VfioIommuClasses, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
-import { LegacyIommuClass, type LegacyType1Options } from './legacy-iommu-class.js';
+import { HostKernel, VfioIommuBackends, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
+import { LegacyIommuBackend, type LegacyType1Options } from './legacy-iommu-backend.js';
 
 /**
  * The legacy VFIO backend (`vfio-iommu-legacy`): devices without `iommufd=` attach through their
@@ -13,8 +13,8 @@ export function legacyType1Plugin(options: LegacyType1Options = {}): VmmPlugin {
   return {
     name: 'backend-legacy-type1',
     register(container: DependencyContainer) {
-      container.register(VfioIommuClasses, {
-        useFactory: instanceCachingFactory((c) => new LegacyIommuClass(c.resolve(HostKernel), c.resolve(VmmEventBus), options)),
+      container.register(VfioIommuBackends, {
+        useFactory: instanceCachingFactory((c) => new LegacyIommuBackend(c.resolve(HostKernel), c.resolve(VmmEventBus), options)),
       });
     },
   };

@@ -1,14 +1,13 @@
 // A VFIO group (QEMU's VFIOGroup): the /dev/vfio/<n> fd that owns the devices of one IOMMU
 // group and joins them to a container.
 
-import {
-  O_CLOEXEC, O_RDWR, VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS,
-  VfioError, vfio_group_status, vfioCall, type HostKernel, type VfioAddressSpace, type VfioDevice,
-} from '@vmmkit/core';
+import { VfioError, vfioCall, type HostKernel, type VfioAddressSpace, type VfioDevice } from '@vmmkit/core';
+import { O_CLOEXEC, O_RDWR, VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, vfio_group_status } from '@vmmkit/core/uapi';
 import type { LegacyType1Container } from './legacy-type1-container.js';
 
 export class VfioGroup {
-  readonly devices: VfioDevice[] = [];
+  readonly #devices: VfioDevice[] = [];
+  /** The container the group is set to; only LegacyType1Container.connectGroup/disconnectGroup change it. */
   container: LegacyType1Container | undefined;
 
   private constructor(
@@ -36,6 +35,23 @@ export class VfioGroup {
       throw e;
     }
     return new VfioGroup(host, id, fd, space);
+  }
+
+  /** The group's devices this VM has opened. */
+  get devices(): readonly VfioDevice[] {
+    return this.#devices;
+  }
+
+  /** A device of the group is opened by this VM (it must not be twice). */
+  addDevice(device: VfioDevice): void {
+    if (this.#devices.some((d) => d.name === device.name)) throw new VfioError('attach', device.name, { detail: 'device is already attached' });
+    this.#devices.push(device);
+  }
+
+  /** The device is closed again. */
+  removeDevice(device: VfioDevice): void {
+    const i = this.#devices.indexOf(device);
+    if (i >= 0) this.#devices.splice(i, 1);
   }
 
   /** VFIO_GROUP_GET_DEVICE_FD for the device called `name`. */

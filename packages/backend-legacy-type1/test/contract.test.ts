@@ -1,4 +1,4 @@
-// The VfioIommuClass contract for the legacy backend on SimHost, on both containers it runs on.
+// The VfioIommuBackend contract for the legacy backend on SimHost, on both containers it runs on.
 
 import { describe } from 'vitest';
 import {
@@ -7,7 +7,7 @@ import {
 } from '@vmmkit/core';
 import { describeVfioIommuContract, type ContractIoctl } from '@vmmkit/core/testing';
 import { simContractHarness } from '@vmmkit/sim/testing';
-import { LegacyIommuClass } from '../src/index.js';
+import { LegacyIommuBackend } from '../src/index.js';
 
 const attachIoctls = (container: 'vfio-container' | 'iommufd'): ContractIoctl[] => [
   { name: 'VFIO_GROUP_GET_STATUS', ioctl: VFIO_GROUP_GET_STATUS, on: 'vfio-group' },
@@ -48,7 +48,7 @@ describe('legacy type1 backend', () => {
     },
     () =>
       simContractHarness({
-        iommuClass: (host, events) => new LegacyIommuClass(host, events),
+        backend: (host, events) => new LegacyIommuBackend(host, events),
         attachIoctls: attachIoctls('vfio-container'),
         ...operationIoctls('vfio-container'),
       }),
@@ -70,7 +70,7 @@ describe('legacy type1 backend', () => {
     },
     () =>
       simContractHarness({
-        iommuClass: (host, events) => new LegacyIommuClass(host, events, { containerPath: '/dev/iommu' }),
+        backend: (host, events) => new LegacyIommuBackend(host, events, { containerPath: '/dev/iommu' }),
         attachIoctls: attachIoctls('iommufd'),
         ...operationIoctls('iommufd'),
       }),

@@ -4,18 +4,28 @@
 import { describe, expect, it } from 'vitest';
 import type { DependencyContainer } from 'tsyringe';
 import {
-  AddressSpace, ConfigError, LinuxHost, VFIO_DEVICE_OPTIONS, VfioDevice, VfioIommuClasses, VmmDeviceTypes,
-  VmmObjectTypes, Vmm, attachVfioDevice, detachVfioDevice, resolveVfioDevice,
-  type VfioAddressSpace, type VfioContainerBase, type VfioIommuClass, type VmmObject, type VmmPlugin,
+  AddressSpace, ConfigError, LinuxHost, VFIO_DEVICE_OPTIONS, VfioContainerBase, VfioDevice, VfioIommuBackends, VmmDeviceTypes,
+  VmmEventBus, VmmObjectTypes, Vmm, attachVfioDevice, detachVfioDevice, resolveVfioDevice,
+  type HostKernel, type VfioAddressSpace, type VfioContainerContext, type VfioIommuBackend, type VmmObject, type VmmPlugin,
 } from '../src/index.js';
 
 const onLinux = process.platform === 'linux';
 
+/** A container with no kernel behind it: maps nothing. */
+class FakeContainer extends VfioContainerBase {
+  constructor(context: VfioContainerContext) {
+    super(context);
+  }
+  protected async doDmaMap(): Promise<void> {}
+  protected async doDmaUnmap(): Promise<void> {}
+  protected doRelease(): void {}
+}
+
 /** A backend that records what it is asked and can be told to fail. */
-class FakeBackend implements VfioIommuClass {
+class FakeBackend implements VfioIommuBackend {
   readonly attached: string[] = [];
   failNext: Error | undefined;
-  constructor(readonly kind: string) {}
+  constructor(readonly kind: string, private readonly host: HostKernel) {}
   async attachDevice(name: string, device: VfioDevice, space: VfioAddressSpace): Promise<VfioContainerBase> {
     if (this.failNext) {
       const e = this.failNext;
@@ -23,13 +33,16 @@ class FakeBackend implements VfioIommuClass {
       throw e;
     }
     this.attached.push(name);
-    const container = { iommuClass: this, space, id: `${this.kind}-c` } as unknown as VfioContainerBase;
-    device.container = container;
+    const container = new FakeContainer({ id: `${this.kind}-c`, backend: this, space, host: this.host, events: new VmmEventBus() });
+    await container.open();
+    container.addDevice(device);
     return container;
   }
   async detachDevice(device: VfioDevice): Promise<void> {
     this.attached.splice(this.attached.indexOf(device.name), 1);
-    device.container = undefined;
+    const container = device.container!;
+    await container.removeDevice(device);
+    await container.close();
   }
 }
 
@@ -50,7 +63,7 @@ let users = 0;
 const fakeDevicePlugin = (backends: FakeBackend[]): VmmPlugin => ({
   name: 'fake-vfio',
   register(c: DependencyContainer) {
-    for (const b of backends) c.register(VfioIommuClasses, { useValue: b });
+    for (const b of backends) c.register(VfioIommuBackends, { useValue: b });
     c.register(VmmDeviceTypes, {
       useValue: {
         driver: 'vfio-fake',
@@ -82,8 +95,8 @@ describe.skipIf(!onLinux)('Vmm', () => {
   const host = onLinux ? new LinuxHost() : undefined!;
   const setup = async () => {
     users = 0;
-    const legacy = new FakeBackend('vfio-iommu-legacy');
-    const iommufd = new FakeBackend('vfio-iommu-iommufd');
+    const legacy = new FakeBackend('vfio-iommu-legacy', host);
+    const iommufd = new FakeBackend('vfio-iommu-iommufd', host);
     const closed: string[] = [];
     const vmm = await Vmm.create({ host, plugins: [widgetPlugin(closed), fakeDevicePlugin([legacy, iommufd])], memory: [{ gpa: 0n, size: 1n << 20n }] });
     return { vmm, legacy, iommufd, closed };

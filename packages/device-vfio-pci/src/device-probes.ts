@@ -27,10 +27,10 @@ export function checkMigration(device: VfioDevice, events: VmmEventBus): void {
   if (verdict.warning) events.emit('vfio:warning', { device: device.name, message: verdict.warning });
 }
 
-/** Fill in `device.migrationFlags` and `device.dirtyPagesSupported`. */
+/** Fill in `device.migrationFlags` and `device.dmaLoggingSupported`. */
 export function probeMigration(host: HostKernel, device: VfioDevice): void {
   device.migrationFlags = migrationFlags(host, device);
-  device.dirtyPagesSupported = vfioCall('probe device DMA logging', device.name, () =>
+  device.dmaLoggingSupported = vfioCall('probe device DMA logging', device.name, () =>
     probeDeviceFeature(host, device.fd, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, {}),
   );
 }

@@ -5,7 +5,7 @@
 import { EventEmitter } from 'eventemitter3';
 import type { DependencyContainer } from 'tsyringe';
 import {
-  FirstError, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  FirstFailure, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
   VfioDevice, VfioError, VmmEventBus, attachVfioDevice, detachVfioDevice, getRegionInfo, vfioCall, vfioStep,
   type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject,
 } from '@vmmkit/core';
@@ -93,7 +93,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
 
   /** Undo realize: interrupts off, BARs unmapped, the device detached. Carries on through failures. */
   async unrealize(): Promise<void> {
-    const errors = new FirstError();
+    const errors = new FirstFailure();
     errors.run(() => this.#interrupts.disable());
     for (const bar of this.#bars) errors.run(() => bar?.close());
     this.#bars = [];
@@ -190,18 +190,18 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
         vfioCall('reset the device', this.name, () => this.host.ioctl(this.vfio.fd, VFIO_DEVICE_RESET));
         return;
       }
-      const hotReset = this.vfio.container?.iommuClass.pciHotReset;
+      const hotReset = this.vfio.container?.backend.pciHotReset;
       if (!hotReset) throw new VfioError('reset the device', this.name, { detail: 'no function reset, and the backend cannot hot reset' });
-      await hotReset.call(this.vfio.container!.iommuClass, this.vfio, true);
+      await hotReset.call(this.vfio.container!.backend, this.vfio, true);
     });
   }
 
   /** Reset the device's PCI bus or slot through its backend (QEMU's vfio_pci_hot_reset). */
   async hotReset(single = true): Promise<void> {
     await this.#aroundReset(async () => {
-      const iommuClass = this.vfio.container?.iommuClass;
-      if (!iommuClass?.pciHotReset) throw new VfioError('hot reset', this.name, { detail: `the ${iommuClass?.kind ?? 'unknown'} backend cannot hot reset` });
-      await iommuClass.pciHotReset(this.vfio, single);
+      const backend = this.vfio.container?.backend;
+      if (!backend?.pciHotReset) throw new VfioError('hot reset', this.name, { detail: `the ${backend?.kind ?? 'unknown'} backend cannot hot reset` });
+      await backend.pciHotReset(this.vfio, single);
     });
   }
 

@@ -54,7 +54,7 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci edu on the %s backend', (
       const vmm = await Vmm.create({ host, plugins: [legacyType1Plugin(), iommufdPlugin(), vfioPciPlugin()], memory: [{ gpa: 0n, size: 16n << 20n }] });
       if (backend === 'iommufd') vmm.addObject('iommufd,id=iommufd0');
       const d = (await vmm.addDevice(described(target.edu, backend))) as VfioPciDevice;
-      expect(d.vfio.container?.iommuClass.kind).toBe(`vfio-iommu-${backend}`);
+      expect(d.vfio.container?.backend.kind).toBe(`vfio-iommu-${backend}`);
       expect(Number(d.barRead(0, EDU_ID, 4))).toBe(0x010000ed);
       d.barWrite(0, EDU_LIVENESS, 4, 0x12345678n);
       expect(Number(d.barRead(0, EDU_LIVENESS, 4))).toBe(0xedcba987);

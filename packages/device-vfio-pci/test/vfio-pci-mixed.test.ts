@@ -11,8 +11,8 @@ it('runs an edu on legacy type1 and a nic on iommufd side by side in one VM', as
   vmm.addObject('iommufd,id=iommufd0');
   const edu = (await vmm.addDevice(`-device vfio-pci,host=${EDU},id=edu0`)) as VfioPciDevice;
   const nic = (await vmm.addDevice({ driver: 'vfio-pci', host: NIC, iommufd: 'iommufd0', id: 'nic0' })) as VfioPciDevice;
-  expect(edu.vfio.container!.iommuClass.kind).toBe('vfio-iommu-legacy');
-  expect(nic.vfio.container!.iommuClass.kind).toBe('vfio-iommu-iommufd');
+  expect(edu.vfio.container!.backend.kind).toBe('vfio-iommu-legacy');
+  expect(nic.vfio.container!.backend.kind).toBe('vfio-iommu-iommufd');
   expect(edu.vfio.container).not.toBe(nic.vfio.container);
   // Both containers map the same guest RAM: each device reaches it.
   for (const [d, gpa] of [[edu, 0x3000n], [nic, 0x4000n]] as const) {

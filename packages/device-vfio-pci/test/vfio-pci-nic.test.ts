@@ -83,7 +83,7 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (
   it('learns what migration needs: the flags, device DMA logging, IOMMU dirty tracking', async () => {
     const { d, done } = await realize();
     expect(d.vfio.migrationFlags).toBe(VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY);
-    expect(d.vfio.dirtyPagesSupported).toBe(true);
+    expect(d.vfio.dmaLoggingSupported).toBe(true);
     // Both backends track dirty pages here: type1 by DIRTY_PAGES, iommufd by its dirty HWPT.
     expect(d.vfio.iommuDirtyTracking).toBe(true);
     expect(d.vfio.deviceDirtyPageTracking).toBe('auto');
@@ -116,7 +116,7 @@ it('fails realize with enable-migration=on for a device that cannot migrate, as 
   // auto: the edu is realized; it only blocks migration.
   const d = (await vmm.addDevice(`vfio-pci,host=${EDU}`)) as VfioPciDevice;
   expect(d.vfio.migrationFlags).toBe(0);
-  expect(d.vfio.dirtyPagesSupported).toBe(false);
+  expect(d.vfio.dmaLoggingSupported).toBe(false);
   await vmm.close();
 });
 

@@ -3,10 +3,10 @@
 // all-dirty fallback, and a guest IOMMU in between.
 
 import { describe, expect, it } from 'vitest';
-import { VFIO_DEVICE_FEATURE, isGuestIommuDevice, type Vmm } from '@vmmkit/core';
+import { VFIO_DEVICE_FEATURE, VfioError, collapseDmaLoggingRanges, dmaLoggingRanges, isGuestIommuDevice, type VfioContainerBase, type Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
 import {
-  DirtyTrackingError, VmDirtyTracking, collapseDmaLoggingRanges, dmaLoggingRanges, planMigration,
+  VmDirtyTracking, planMigration,
 } from '../src/index.js';
 import { NIC_A, NIC_B, addNic, machine, vmOn, type Backend, type MachineOptions } from './machines.js';
 
@@ -114,15 +114,15 @@ describe('DMA logging ranges, collapsed as QEMU does', () => {
 
   it('covers guest RAM on system memory, and the whole IOVA space behind a guest IOMMU', async () => {
     const { vmm } = await vmWith({}, [[NIC_A, 'iommufd']]);
-    const container = vmm.devices.map((d) => (d as { vfio?: { container?: unknown } }).vfio?.container)[0] as Parameters<typeof dmaLoggingRanges>[0];
-    expect(dmaLoggingRanges(container)).toEqual([{ iova: 0n, length: 32n << 20n }, { iova: G, length: 16n << 20n }]);
+    const container = vmm.devices.map((d) => (d as { vfio?: { container?: VfioContainerBase } }).vfio?.container)[0]!;
+    expect(dmaLoggingRanges(container.space.as.sections, 4096)).toEqual([{ iova: 0n, length: 32n << 20n }, { iova: G, length: 16n << 20n }]);
     await vmm.close();
 
     const host = new SimHost(machine());
     const v = await vmOn(host);
     await v.addDevice('guest-iommu,aw-bits=39');
     const nic = await addNic(v, NIC_A, 'iommufd');
-    expect(dmaLoggingRanges(nic.vfio.container!)).toEqual([{ iova: 0n, length: G }, { iova: G, length: (1n << 39n) - G }]);
+    expect(dmaLoggingRanges(nic.vfio.container!.space.as.sections, 4096)).toEqual([{ iova: 0n, length: G }, { iova: G, length: (1n << 39n) - G }]);
     await v.close();
   });
 });
@@ -173,8 +173,9 @@ describe('trackers find what devices wrote', () => {
     await vmm.addDevice('guest-iommu,aw-bits=52'); // the nic logs at most 2^48 bytes of IOVA
     await addNic(vmm, NIC_A, 'iommufd');
     const failure = await new VmDirtyTracking(vmm).start().catch((e: unknown) => e);
-    expect(failure).toBeInstanceOf(DirtyTrackingError);
-    expect(String(failure)).toContain(`${NIC_A}: failed to start device DMA logging`);
+    expect(failure).toBeInstanceOf(VfioError);
+    expect(String(failure)).toContain(`${NIC_A}: failed to start dirty page tracking (device)`);
+    expect(String(failure)).toContain(`failed to start device DMA logging`);
     expect(String(failure)).toContain('EOPNOTSUPP');
     expect(vmm.memory.logging).toBe(false);
     await vmm.close();
@@ -186,8 +187,8 @@ describe('trackers find what devices wrote', () => {
     host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'ENOSPC', nth: 2 });
     const tracking = new VmDirtyTracking(vmm);
     const failure = await tracking.start().catch((e: unknown) => e);
-    expect(failure).toBeInstanceOf(DirtyTrackingError);
-    expect(String(failure)).toContain('could not start dirty page tracking');
+    expect(failure).toBeInstanceOf(VfioError);
+    expect(String(failure)).toContain('failed to start dirty page tracking');
     expect(String(failure)).toContain(NIC_B);
     expect(host.census()).toEqual(before);
     expect(vmm.memory.logging).toBe(false);

@@ -3,9 +3,9 @@
 // source's byte for byte, for every dirty-tracking strategy — and a broken tracker is caught.
 
 import { describe, expect, it } from 'vitest';
-import { isGuestIommuDevice, type Vmm, type VfioContainerBase } from '@vmmkit/core';
+import { isGuestIommuDevice, type DirtyTrackingStrategy, type Vmm, type VfioContainerBase } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
-import { migrate, type DirtyTrackingStrategy, type MigrationResult } from '../src/index.js';
+import { migrate, type MigrationResult } from '../src/index.js';
 import { GuestWorkload, RING_BYTES, ramHash, type NicRing } from './guest-workload.js';
 import { NIC_A, NIC_B, addNic, machine, vmOn, type Backend, type MachineOptions } from './machines.js';
 
@@ -101,7 +101,7 @@ describe('a broken tracker is caught', () => {
   it('device DMA logging that reports nothing leaves the destination different', async () => {
     const { srcHost, source, destination, workload } = await setUp(SCENARIOS[0]!);
     const container = (source.devices[0] as unknown as { vfio: { container: VfioContainerBase } }).vfio.container;
-    container.syncDirtyBitmap = async () => 0; // the tracker "forgets" every device write
+    container.dirtyTracking.sync = async () => 0; // the tracker "forgets" every device write
     await migrateBusy(source, destination, workload, srcHost);
     expect(ramHash(destination)).not.toBe(ramHash(source));
     await source.close();

@@ -39,9 +39,9 @@ export class SimHost implements HostKernel {
   open(path: string, flags: number): number {
     return this.#syscall({ syscall: 'open', path }, () => {
       const node = this.kernel.fs.lookup(path);
-      if (node.type === 'chr') return this.kernel.fds.install(node.open(flags));
+      if (node.type === 'chr') return this.kernel.fds.install(node.open(flags), path);
       if ((flags & O_ACCMODE) !== 0) fail(node.type === 'dir' ? 'EISDIR' : 'EACCES');
-      return this.kernel.fds.install(node.type === 'dir' ? new DirFile() : new AttrFile((node as { content: () => string }).content));
+      return this.kernel.fds.install(node.type === 'dir' ? new DirFile() : new AttrFile((node as { content: () => string }).content), path);
     });
   }
 
@@ -102,7 +102,12 @@ export class SimHost implements HostKernel {
   }
 
   readlink(path: string): string {
-    return this.#syscall({ syscall: 'readlink', path }, () => this.kernel.fs.readlink(path));
+    return this.#syscall({ syscall: 'readlink', path }, () => {
+      // /proc/self/fd/<n>: what an fd is (ENOENT for an fd that is not open, as Linux answers).
+      const fd = /^\/proc\/self\/fd\/(\d+)$/.exec(path);
+      if (fd) return this.kernel.fds.has(Number(fd[1])) ? this.kernel.fds.procLink(Number(fd[1])) : fail('ENOENT');
+      return this.kernel.fs.readlink(path);
+    });
   }
 
   readdir(path: string): string[] {

@@ -38,11 +38,11 @@ export async function probeVfioDevice(host: HostKernel, entry: VfioDeviceEntry, 
     const hwCaps = iommufd && v.hostIommuDevice?.realized ? v.hostIommuDevice.hwCaps : undefined;
     return {
       ...known,
-      probedWith: v.container?.iommuClass.kind ?? (iommufd ? 'iommufd' : 'legacy'),
+      probedWith: v.container?.backend.kind ?? (iommufd ? 'iommufd' : 'legacy'),
       iommuDirtyTracking: v.iommuDirtyTracking,
       ...(hwCaps !== undefined && { iommuHwCaps: `0x${hwCaps.toString(16)}` }),
       migrationFlags: migrationFlagNames(v.migrationFlags),
-      deviceDirtyTracking: v.dirtyPagesSupported,
+      deviceDirtyTracking: v.dmaLoggingSupported,
     };
   } catch (e) {
     return { ...known, error: describeError(e) };

@@ -17,10 +17,10 @@ export function describeDevices(vmm: Vmm): string[] {
     const v = d.vfio;
     return [
       d.id, d.driver, v.name,
-      v.container?.iommuClass.kind ?? '-',
+      v.container?.backend.kind ?? '-',
       v.container?.id ?? '-',
       migrationFlagNames(v.migrationFlags).join(',') || 'none',
-      v.dirtyPagesSupported ? 'yes' : 'no',
+      v.dmaLoggingSupported ? 'yes' : 'no',
     ];
   });
   return [...lines, ...formatTable(['DEVICE', 'DRIVER', 'HOST', 'BACKEND', 'CONTAINER', 'MIGRATION', 'DMA-LOGGING'], rows)];

@@ -49,7 +49,7 @@ export class VfioError extends VmmError {
     const host = findHostError(cause);
     // A wrapped VfioError already says what failed underneath: keep its words.
     const why =
-      cause instanceof VfioError ? `: ${cause.message}`
+      cause instanceof VfioError ? `: ${device && cause.device === device ? cause.message.slice(device.length + 2) : cause.message}`
       : cause instanceof HostError ? `: ${cause.ioctl ?? cause.syscall} -> ${cause.code}`
       : cause instanceof Error && !options?.detail ? `: ${cause.message}`
       : '';

@@ -3,6 +3,7 @@
 //   declare module '@vmmkit/core' { interface VmmEvents { 'migration:progress': [MigrationProgress] } }
 
 import { EventEmitter } from 'eventemitter3';
+import type { DirtyTrackingStrategy } from '../vfio/dirty/dirty-tracking-strategy.js';
 
 /** The events every VMM emits; other packages extend this interface by declaration merging. */
 export interface VmmEvents {
@@ -18,7 +19,8 @@ export interface VmmEvents {
   'vfio:device-detached': [e: Readonly<{ device: string; container: string; backend: string }>];
   'vfio:hwpt-allocated': [e: Readonly<{ container: string; hwptId: number; dirtyTracking: boolean; device: string }>];
   'vfio:hwpt-freed': [e: Readonly<{ container: string; hwptId: number }>];
-  'vfio:dirty-tracking-changed': [e: Readonly<{ container: string; started: boolean }>];
+  /** A container's dirty tracking started or stopped, with the strategy it runs. */
+  'vfio:dirty-tracking-changed': [e: Readonly<{ container: string; started: boolean; strategy: DirtyTrackingStrategy }>];
   /** Something went wrong that vmmkit worked around (QEMU's warn_report). */
   'vfio:warning': [e: Readonly<{ container?: string; device?: string; message: string }>];
 }

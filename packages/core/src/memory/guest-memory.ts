@@ -48,6 +48,11 @@ export class GuestMemory {
   static readonly PAGE_SIZE = HOST_PAGE_SIZE;
   readonly blocks: readonly RamBlock[];
 
+  /** The page size of the blocks and of their dirty logs (one bit per page). */
+  get pageSize(): number {
+    return GuestMemory.PAGE_SIZE;
+  }
+
   /** Guest memory over blocks already mapped; `allocate` maps them for you. */
   constructor(blocks: readonly RamBlock[]) {
     this.blocks = blocks;

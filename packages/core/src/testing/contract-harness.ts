@@ -8,7 +8,7 @@ import { AddressSpace } from '../memory/address-space.js';
 import { GuestMemory, type RamSpec } from '../memory/guest-memory.js';
 import { VfioAddressSpace } from '../vfio/vfio-address-space.js';
 import type { VfioDevice } from '../vfio/vfio-device.js';
-import type { VfioIommuClass } from '../vfio/vfio-iommu-class.js';
+import type { VfioIommuBackend } from '../vfio/vfio-iommu-backend.js';
 
 /** Behaviour that differs between backends (and hosts), declared rather than guessed from names. */
 export interface VfioIommuContractCapabilities {
@@ -45,7 +45,7 @@ export interface ContractIoctl {
 export interface VfioIommuContractHarness {
   readonly host: HostKernel;
   /** The backend under test, new for this test. */
-  readonly iommuClass: VfioIommuClass;
+  readonly backend: VfioIommuBackend;
   /** Guest memory (at least 2 MiB at GPA 0), laid out in `space.as`. */
   readonly memory: GuestMemory;
   readonly space: VfioAddressSpace;

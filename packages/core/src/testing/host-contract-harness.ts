@@ -6,7 +6,7 @@ import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix
 import type { VmmEventBus } from '../events/vmm-events.js';
 import type { VfioContainerBase } from '../vfio/vfio-container-base.js';
 import { VfioDevice } from '../vfio/vfio-device.js';
-import type { VfioIommuClass } from '../vfio/vfio-iommu-class.js';
+import type { VfioIommuBackend } from '../vfio/vfio-iommu-backend.js';
 import { contractMemory, type VfioIommuContractHarness } from './contract-harness.js';
 import { eduDmaWrite } from './edu-dma.js';
 
@@ -18,7 +18,7 @@ export interface HostContractOptions {
   /** sysfs paths of edu devices bound to vfio (`/sys/bus/pci/devices/0000:00:03.0`). */
   readonly devices: readonly string[];
   /** The backend under test. */
-  iommuClass(host: HostKernel, events: VmmEventBus): VfioIommuClass;
+  backend(host: HostKernel, events: VmmEventBus): VfioIommuBackend;
   /** Adjust each new device before attach (give it its iommufd object, say). */
   prepareDevice?(device: VfioDevice): void;
   cleanup?(): void | Promise<void>;
@@ -32,7 +32,7 @@ export async function hostContractHarness(options: HostContractOptions): Promise
   const staged = new WeakSet<VfioContainerBase>();
   return {
     host,
-    iommuClass: options.iommuClass(host, events),
+    backend: options.backend(host, events),
     memory,
     space,
     events,

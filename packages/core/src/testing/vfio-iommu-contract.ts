@@ -1,4 +1,4 @@
-// The contract every VfioIommuClass must keep, as a vitest suite a backend (ours, or a user's
+// The contract every VfioIommuBackend must keep, as a vitest suite a backend (ours, or a user's
 // plugin) runs against its own harness. Differences between backends are the declared
 // capabilities; nothing here looks at a backend's name.
 
@@ -41,7 +41,7 @@ export function describeVfioIommuContract(
   /** Why this host cannot run the suite (it is then reported as skipped, with the reason). */
   unavailable?: string,
 ): void {
-  const title = `VfioIommuClass contract: ${name}${unavailable ? ` (skipped: ${unavailable})` : ''}`;
+  const title = `VfioIommuBackend contract: ${name}${unavailable ? ` (skipped: ${unavailable})` : ''}`;
   describe.skipIf(unavailable !== undefined)(title, () => {
     let h: VfioIommuContractHarness;
     let baseline: unknown;
@@ -49,13 +49,13 @@ export function describeVfioIommuContract(
 
     const attach = async (index = 0): Promise<{ device: VfioDevice; container: VfioContainerBase }> => {
       const device = h.device(index);
-      const container = await h.iommuClass.attachDevice(device.name, device, h.space);
+      const container = await h.backend.attachDevice(device.name, device, h.space);
       attached.push(device);
       return { device, container };
     };
     const detach = async (device: VfioDevice): Promise<void> => {
       attached.splice(attached.indexOf(device), 1);
-      await h.iommuClass.detachDevice(device);
+      await h.backend.detachDevice(device);
     };
 
     beforeEach(async () => {
@@ -64,7 +64,7 @@ export function describeVfioIommuContract(
     });
 
     afterEach(async () => {
-      for (const d of attached.splice(0).reverse()) await h.iommuClass.detachDevice(d);
+      for (const d of attached.splice(0).reverse()) await h.backend.detachDevice(d);
       try {
         if (h.census) expect(h.census(), 'everything attached was released').toEqual(baseline);
       } finally {
@@ -162,10 +162,11 @@ export function describeVfioIommuContract(
 
     it.runIf(caps.iommuDirtyTracking)(`tracks dirty pages through the IOMMU (${caps.dirtyReports}, noClear ${caps.noClear ? 'keeps' : 'clears'})`, async () => {
       const { device, container } = await attach();
-      expect(container.dirtyPagesSupported).toBe(true);
+      expect(container.iommuDirtyTrackingSupported).toBe(true);
       const ram = h.memory.blocks[0]!;
-      await container.setDirtyPageTracking(true);
-      expect(container.dirtyPagesStarted).toBe(true);
+      await container.dirtyTracking.start();
+      expect(container.dirtyTracking.strategy).toBe('iommu');
+      expect(container.dirtyTracking.state).toBe('running');
       await h.dma(device, 5n * PAGE + 16n, bytes(16, 9));
       const bitmap = new DirtyBitmap(ram.pages);
       const expected = caps.dirtyReports === 'exact' ? [5] : Array.from({ length: ram.pages }, (_, i) => i);
@@ -176,8 +177,8 @@ export function describeVfioIommuContract(
       await container.queryDirtyBitmap(bitmap, ram.gpa, ram.size);
       bitmap.mergeIncoming();
       expect(setBits(bitmap)).toEqual(caps.noClear || caps.dirtyReports === 'all-mapped' ? expected : []);
-      await container.setDirtyPageTracking(false);
-      expect(container.dirtyPagesStarted).toBe(false);
+      await container.dirtyTracking.stop();
+      expect(container.dirtyTracking.state).toBe('stopped');
     });
 
     it.runIf(caps.iommuDirtyTracking)('harvests the dirty pages of a range before unmapping it (the guest IOMMU unmap flow)', async () => {
@@ -187,14 +188,14 @@ export function describeVfioIommuContract(
       // Map IOVA -> guest RAM at gpa, as a guest IOMMU mapping would.
       await container.dmaMap(EXTRA_IOVA, 4n * PAGE, ram.hva + gpa, false);
       h.memory.startDirtyLog();
-      await container.setDirtyPageTracking(true);
+      await container.dirtyTracking.start();
       await h.dma(device, EXTRA_IOVA + 2n * PAGE, bytes(8, 10));
       await container.dmaUnmap(EXTRA_IOVA, 4n * PAGE, { dirty: { gpa, memory: h.memory } });
       const logged = setBits(ram.dirty!).filter((p) => p >= 256 && p < 260);
       expect(logged).toEqual(caps.dirtyReports === 'exact' ? [258] : [256, 257, 258, 259]);
       await h.dma(device, EXTRA_IOVA, bytes(8, 11));
       expect(h.memory.read(gpa, 8), 'the unmapped IOVA reaches nothing').toEqual(new Uint8Array(8));
-      await container.setDirtyPageTracking(false);
+      await container.dirtyTracking.stop();
       h.memory.stopDirtyLog();
     });
 
@@ -210,10 +211,12 @@ export function describeVfioIommuContract(
 
     it.runIf(!caps.iommuDirtyTracking)('says so when asked for IOMMU dirty pages it cannot track', async () => {
       const { container } = await attach();
-      expect(container.dirtyPagesSupported).toBe(false);
-      await container.setDirtyPageTracking(true); // a no-op, as in QEMU
-      expect(container.dirtyPagesStarted).toBe(false);
+      expect(container.iommuDirtyTrackingSupported).toBe(false);
+      expect(container.dirtyTracking.decide().strategy).not.toBe('iommu');
+      await container.dirtyTracking.start();
+      expect(container.dirtyTracking.strategy).not.toBe('iommu');
       await expect(container.queryDirtyBitmap(new DirtyBitmap(16), 0n, 16n * PAGE)).rejects.toThrow(/does not track dirty pages/);
+      await container.dirtyTracking.stop();
     });
 
     it.runIf(caps.faultInjection)('fails each step of attach with a VfioError naming the device and errno, leaving nothing behind', async () => {
@@ -222,7 +225,7 @@ export function describeVfioIommuContract(
         const before = h.census!();
         const device = h.device(0);
         h.injectFault!({ ioctl: step.ioctl, on: step.on, errno: 'EIO' });
-        const e = await h.iommuClass.attachDevice(device.name, device, h.space).then(() => undefined, (err: unknown) => err);
+        const e = await h.backend.attachDevice(device.name, device, h.space).then(() => undefined, (err: unknown) => err);
         expect(e, `a fault in ${step.name} must fail the attach`).toBeInstanceOf(VfioError);
         expect((e as VfioError).errno, step.name).toBe('EIO');
         expect((e as Error).message, step.name).toContain(device.name);
@@ -267,28 +270,28 @@ export function describeVfioIommuContract(
       }
     });
 
-    it.runIf(caps.iommuDirtyTracking && caps.faultInjection)('reports a failed dirty query and keeps tracking state on a failed stop', async () => {
+    it.runIf(caps.iommuDirtyTracking && caps.faultInjection)('reports a failed dirty query, and a failed stop keeps what it could not stop for the next stop', async () => {
       const { container } = await attach();
       const ram = h.memory.blocks[0]!;
-      await container.setDirtyPageTracking(true);
+      await container.dirtyTracking.start();
       h.injectFault!({ ioctl: h.queryDirtyIoctl!.ioctl, on: h.queryDirtyIoctl!.on, errno: 'EFAULT' });
       await expectVfioErrno('EFAULT', container.queryDirtyBitmap(new DirtyBitmap(ram.pages), ram.gpa, ram.size));
       h.injectFault!({ ioctl: h.dirtyTrackingIoctl!.ioctl, on: h.dirtyTrackingIoctl!.on, errno: 'EIO' });
-      await expectVfioErrno('EIO', container.setDirtyPageTracking(false));
-      expect(container.dirtyPagesStarted).toBe(true);
-      await container.setDirtyPageTracking(false);
-      expect(container.dirtyPagesStarted).toBe(false);
+      await expectVfioErrno('EIO', container.dirtyTracking.stop());
+      expect(container.dirtyTracking.state, 'what failed to stop stays on record').toBe('stopping');
+      await container.dirtyTracking.stop();
+      expect(container.dirtyTracking.state).toBe('stopped');
     });
 
     it.runIf(caps.iommuDirtyTracking && caps.faultInjection)('keeps dirty tracking stopped when starting it fails', async () => {
       expect(h.dirtyTrackingIoctl, 'the harness names the ioctl that starts dirty tracking').toBeDefined();
       const { container } = await attach();
       h.injectFault!({ ioctl: h.dirtyTrackingIoctl!.ioctl, on: h.dirtyTrackingIoctl!.on, errno: 'EIO' });
-      await expectVfioErrno('EIO', container.setDirtyPageTracking(true));
-      expect(container.dirtyPagesStarted).toBe(false);
-      await container.setDirtyPageTracking(true);
-      expect(container.dirtyPagesStarted).toBe(true);
-      await container.setDirtyPageTracking(false);
+      await expectVfioErrno('EIO', container.dirtyTracking.start());
+      expect(container.dirtyTracking.state).toBe('stopped');
+      await container.dirtyTracking.start();
+      expect(container.dirtyTracking.state).toBe('running');
+      await container.dirtyTracking.stop();
     });
   });
 }

@@ -7,3 +7,4 @@ export * from './iommufd.js';
 export * from './iommufd-test.js';
 export * from './vfio.js';
 export * from './kvm.js';
+export * from '../host/posix.js';

@@ -5,6 +5,7 @@
 import { VFIO_MIGRATION_STOP_COPY } from '../uapi/vfio.js';
 import type { IommuAttributes } from '../memory/iommu-memory-region.js';
 import type { VfioDevice } from './vfio-device.js';
+import { deviceLogsDma } from './dirty/dirty-tracking-strategy.js';
 
 /** A device's migration verdict. */
 export interface VfioMigrationVerdict {
@@ -30,7 +31,7 @@ export function vfioMigrationVerdict(device: VfioDevice): VfioMigrationVerdict {
     return { blocker: `${name}: Migration couldn't be initialized for VFIO device, err: ${NOT_SUPPORTED}` };
   }
   let warning: string | undefined;
-  const deviceTracking = device.dirtyPagesSupported && device.deviceDirtyPageTracking !== 'off';
+  const deviceTracking = deviceLogsDma(device);
   if (!deviceTracking && !device.iommuDirtyTracking) {
     const text = `${name}: VFIO device doesn't support device and IOMMU dirty tracking`;
     if (device.enableMigration === 'auto') return { blocker: text };

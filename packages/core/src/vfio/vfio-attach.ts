@@ -8,11 +8,11 @@ import type { AddressSpace } from '../memory/address-space.js';
 import { VfioAddressSpaces } from './vfio-address-spaces.js';
 import type { VfioContainerBase } from './vfio-container-base.js';
 import type { VfioDevice } from './vfio-device.js';
-import { VfioIommuClasses, type VfioIommuClass } from './vfio-iommu-class.js';
+import { VfioIommuBackends, type VfioIommuBackend } from './vfio-iommu-backend.js';
 
 /** The backend of `kind` registered in `container`; ConfigError listing the known ones otherwise. */
-export function findVfioIommuClass(container: DependencyContainer, kind: string): VfioIommuClass {
-  const all = container.isRegistered(VfioIommuClasses, true) ? container.resolveAll(VfioIommuClasses) : [];
+export function findVfioIommuBackend(container: DependencyContainer, kind: string): VfioIommuBackend {
+  const all = container.isRegistered(VfioIommuBackends, true) ? container.resolveAll(VfioIommuBackends) : [];
   const found = all.find((c) => c.kind === kind);
   if (!found) {
     const known = all.map((c) => c.kind).join(', ') || 'none';
@@ -34,14 +34,20 @@ export async function attachVfioDevice(
   device: VfioDevice,
   as: AddressSpace,
 ): Promise<VfioContainerBase> {
-  const iommuClass = findVfioIommuClass(container, kind);
-  const space = container.resolve(VfioAddressSpaces).get(as);
-  return iommuClass.attachDevice(device.name, device, space);
+  const backend = findVfioIommuBackend(container, kind);
+  const spaces = container.resolve(VfioAddressSpaces);
+  const space = spaces.get(as);
+  try {
+    return await backend.attachDevice(device.name, device, space);
+  } catch (e) {
+    spaces.put(space);
+    throw e;
+  }
 }
 
 /** Detach a device from whichever backend attached it. A device not attached is left alone. */
 export async function detachVfioDevice(device: VfioDevice): Promise<void> {
   const attached = device.container;
   if (!attached) return;
-  await attached.iommuClass.detachDevice(device);
+  await attached.backend.detachDevice(device);
 }

@@ -1,37 +1,58 @@
-// The shared state and logic of a VFIO container (QEMU's VFIOContainerBase and its memory
-// listener): what every backend's container has, and the public operations that call the
-// backend's hooks. Dirty-tracking state changes only after the hook succeeds.
+// The shared state and logic of a VFIO container (QEMU's VFIOContainerBase, its memory listener
+// and vfio_device_prepare/unprepare): the base owns the container's membership (its devices, its
+// place in the address space, its listener, its events) and its dirty-tracking state machine;
+// a backend's subclass implements only the kernel hooks.
 
 import type { HostKernel } from '../host/host-kernel.js';
-import { HOST_PAGE_SIZE } from '../host/posix.js';
-import { InvariantError, VfioError } from '../errors/vmm-error.js';
+import { VfioError } from '../errors/vmm-error.js';
+import { FirstFailure } from '../errors/first-failure.js';
 import type { VmmEventBus } from '../events/vmm-events.js';
 import type { MemoryListener, MemorySection } from '../memory/address-space.js';
-import { DirtyBitmap } from '../memory/dirty-bitmap.js';
-import type { GuestMemory } from '../memory/guest-memory.js';
+import type { DirtyBitmap } from '../memory/dirty-bitmap.js';
 import type { IommuMapping, IommuNotifier } from '../memory/iommu-memory-region.js';
+import { pageRange } from '../memory/page-range.js';
 import { FULL_IOVA_RANGE, type IovaRange } from './iova-range.js';
 import type { VfioAddressSpace } from './vfio-address-space.js';
-import { reportDmaLogging } from './dma-logging.js';
 import type { VfioDevice } from './vfio-device.js';
-import type { VfioIommuClass } from './vfio-iommu-class.js';
+import type { VfioIommuBackend } from './vfio-iommu-backend.js';
+import { setContainerOf } from './vfio-membership.js';
+import { iommuTracksAll } from './dirty/dirty-tracking-strategy.js';
+import { VfioDirtyTracking, type DirtyHarvest, type IommuDirtyHooks } from './dirty/vfio-dirty-tracking.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
 const IOVA_SPACE = 1n << 64n;
 
-/** Where the dirty bits of an unmapped range go: the guest memory the IOVA translated to. */
-export interface DirtyHarvest {
-  /** The guest physical address the first unmapped IOVA translated to. */
-  readonly gpa: bigint;
-  readonly memory: GuestMemory;
+/** What every container is made with: the one set of constructor arguments of every backend's subclass. */
+export interface VfioContainerContext {
+  /** A name for messages and events, e.g. `legacy-container-1`. */
+  readonly id: string;
+  /** The backend that made the container. */
+  readonly backend: VfioIommuBackend;
+  /** The address space whose memory the container maps. */
+  readonly space: VfioAddressSpace;
+  readonly host: HostKernel;
+  readonly events: VmmEventBus;
+}
+
+/** What a backend reads from the kernel when a container opens (QEMU's ops->setup). */
+export interface VfioContainerInfo {
+  /** The IOVA ranges the container can map. Default: the whole 64-bit space. */
+  readonly iovaRanges?: readonly IovaRange[];
+  /** Supported IOMMU page sizes (bitmap of sizes). Default: the guest memory's page size. */
+  readonly pgsizes?: bigint;
+  /** How many DMA mappings the kernel allows (type1's DMA_AVAIL); 0 = unknown. */
+  readonly dmaMaxMappings?: number;
+  /** The largest dirty bitmap the kernel accepts in one call (type1's migration capability); 0 = no limit. */
+  readonly maxDirtyBitmapSize?: bigint;
+  /** Page sizes the IOMMU reports dirty pages at; 0 where it cannot. */
+  readonly dirtyPgsizes?: bigint;
 }
 
 export interface DmaUnmapOptions {
   /** Unmap everything the container has mapped; `iova` and `size` are ignored. */
   readonly all?: boolean;
   /**
-   * Harvest the range's dirty bits before it goes, when dirty tracking is running (a guest
-   * IOMMU unmapping during migration): once unmapped, the IO page table forgets them.
+   * Harvest the range's dirty bits into this guest memory first, when dirty tracking runs (a
+   * guest IOMMU unmapping during migration): once unmapped, the IO page table forgets them.
    */
   readonly dirty?: DirtyHarvest;
 }
@@ -43,41 +64,156 @@ export interface QueryDirtyOptions {
 
 /** One VFIO container: a set of IO page tables all devices in it share. */
 export abstract class VfioContainerBase implements MemoryListener {
-  /** The devices attached to the container. */
-  readonly devices: VfioDevice[] = [];
-  /** The IOVA ranges the container can map. */
-  iovaRanges: readonly IovaRange[] = [FULL_IOVA_RANGE];
-  /** Supported IOMMU page sizes (bitmap of sizes). */
-  pgsizes = PAGE;
-  /** The container's IOMMU can track dirty pages (for at least one of its IO page tables). */
-  dirtyPagesSupported = false;
-  /** Page sizes the IOMMU reports dirty pages at. */
-  dirtyPgsizes = 0n;
-  /** The largest dirty bitmap the kernel accepts in one call (type1's migration capability); 0 = no limit. */
-  maxDirtyBitmapSize = 0n;
-  /** How many DMA mappings the kernel allows (type1's DMA_AVAIL); 0 = unknown. */
-  dmaMaxMappings = 0;
-  #dirtyPagesStarted = false;
+  readonly id: string;
+  readonly backend: VfioIommuBackend;
+  readonly space: VfioAddressSpace;
+  protected readonly host: HostKernel;
+  protected readonly events: VmmEventBus;
+  /** How the container's dirty pages are found during a migration: start, sync, stop, harvest. */
+  readonly dirtyTracking: VfioDirtyTracking;
+  readonly #devices: VfioDevice[] = [];
+  #info: Required<VfioContainerInfo>;
+  #state: 'new' | 'open' | 'closed' = 'new';
   #listening = false;
   readonly #guestIommuNotifiers = new Map<MemorySection, IommuNotifier>();
 
-  protected constructor(
-    /** A name for messages and events, e.g. `legacy-container-1`. */
-    readonly id: string,
-    readonly iommuClass: VfioIommuClass,
-    readonly space: VfioAddressSpace,
-    protected readonly host: HostKernel,
-    protected readonly events: VmmEventBus,
-  ) {}
-
-  /** IOMMU dirty tracking is running. */
-  get dirtyPagesStarted(): boolean {
-    return this.#dirtyPagesStarted;
+  protected constructor(context: VfioContainerContext) {
+    this.id = context.id;
+    this.backend = context.backend;
+    this.space = context.space;
+    this.host = context.host;
+    this.events = context.events;
+    this.#info = withDefaults({}, context.space.memory.pageSize);
+    this.dirtyTracking = new VfioDirtyTracking(
+      {
+        id: this.id,
+        devices: () => this.#devices,
+        sections: () => this.space.as.sections,
+        memory: this.space.memory,
+        host: this.host,
+        events: this.events,
+        unmap: (iova, size) => this.doDmaUnmap(iova, size, false),
+      },
+      this.#iommuDirtyHooks(),
+    );
   }
 
-  /** Whether the container maps the address space's memory (the listener is registered). */
+  /** The devices attached to the container, oldest first. */
+  get devices(): readonly VfioDevice[] {
+    return this.#devices;
+  }
+
+  /** The IOVA ranges the container can map. */
+  get iovaRanges(): readonly IovaRange[] {
+    return this.#info.iovaRanges;
+  }
+
+  /** Supported IOMMU page sizes (bitmap of sizes). */
+  get pgsizes(): bigint {
+    return this.#info.pgsizes;
+  }
+
+  /** How many DMA mappings the kernel allows; 0 = unknown. */
+  get dmaMaxMappings(): number {
+    return this.#info.dmaMaxMappings;
+  }
+
+  /** The largest dirty bitmap the kernel accepts in one call; 0 = no limit. */
+  get maxDirtyBitmapSize(): bigint {
+    return this.#info.maxDirtyBitmapSize;
+  }
+
+  /** Page sizes the IOMMU reports dirty pages at; 0 where it cannot. */
+  get dirtyPgsizes(): bigint {
+    return this.#info.dirtyPgsizes;
+  }
+
+  /**
+   * The container's IOMMU tracks dirty pages for every one of its devices (the IO page table of
+   * each tracks). Device DMA logging is a device's own: see `VfioDevice.dmaLoggingSupported`.
+   */
+  get iommuDirtyTrackingSupported(): boolean {
+    return this.#iommuDirtyHooks() !== undefined && iommuTracksAll(this.#devices);
+  }
+
+  /** Whether the container maps the address space's memory (its listener is registered). */
   get listening(): boolean {
     return this.#listening;
+  }
+
+  /**
+   * Bring the container up: read its capabilities from the kernel, join its address space and
+   * map the space's memory, following it from now on (vfio_address_space_insert and
+   * memory_listener_register). On failure what this did is undone; the backend then `close`s it.
+   * @throws VfioError naming the container and what failed.
+   */
+  async open(): Promise<void> {
+    if (this.#state !== 'new') throw new VfioError(`open ${this.id}`, undefined, { detail: `it is ${this.#state}` });
+    this.#info = withDefaults(await this.doSetup?.() ?? {}, this.space.memory.pageSize);
+    this.space.insert(this);
+    try {
+      await this.space.as.addListener(this);
+    } catch (e) {
+      this.space.remove(this);
+      throw e;
+    }
+    this.#listening = true;
+    this.#state = 'open';
+    this.events.emit('vfio:container-created', { container: this.id, backend: this.backend.kind });
+  }
+
+  /**
+   * Take the container down: stop its dirty tracking, unmap its memory, leave its address space
+   * (the last container out releases the space) and release the kernel object (`doRelease`).
+   * Every step runs even if one fails; the first failure is thrown. Idempotent. Devices must
+   * have been removed first.
+   */
+  async close(): Promise<void> {
+    if (this.#state === 'closed') return;
+    const wasOpen = this.#state === 'open';
+    this.#state = 'closed';
+    const failures = new FirstFailure();
+    await failures.runAsync(() => this.dirtyTracking.stop());
+    if (this.#listening) {
+      this.#listening = false;
+      await failures.runAsync(() => this.space.as.removeListener(this));
+    }
+    this.space.remove(this);
+    await failures.runAsync(() => this.doRelease());
+    if (wasOpen) this.events.emit('vfio:container-destroyed', { container: this.id, backend: this.backend.kind });
+    failures.rethrow();
+  }
+
+  /**
+   * Make `device` a member, once the backend attached it in the kernel (vfio_device_prepare).
+   * @throws VfioError (EBUSY) while dirty tracking is on: a device joining then would go untracked.
+   */
+  addDevice(device: VfioDevice): void {
+    if (this.#state !== 'open') throw new VfioError(`join ${this.id}`, device.name, { detail: `the container is ${this.#state}` });
+    if (this.dirtyTracking.state !== 'stopped') {
+      throw new VfioError(`join ${this.id}`, device.name, { errno: 'EBUSY', detail: 'dirty tracking runs in the container (is a migration running?)' });
+    }
+    if (this.#devices.includes(device)) return;
+    this.#devices.push(device);
+    setContainerOf(device, this);
+    this.events.emit('vfio:device-attached', { device: device.name, container: this.id, backend: this.backend.kind });
+  }
+
+  /**
+   * Take `device` out, before the backend detaches it in the kernel (vfio_device_unprepare). Dirty
+   * tracking, if on, is stopped first; the device leaves even if that fails (its fd closing ends
+   * its logging), and the failure is thrown after.
+   */
+  async removeDevice(device: VfioDevice): Promise<void> {
+    const i = this.#devices.indexOf(device);
+    if (i < 0) return;
+    const failures = new FirstFailure();
+    if (this.dirtyTracking.state !== 'stopped') await failures.runAsync(() => this.dirtyTracking.stop());
+    this.dirtyTracking.forget(device);
+    this.#devices.splice(i, 1);
+    setContainerOf(device, undefined);
+    this.events.emit('vfio:device-detached', { device: device.name, container: this.id, backend: this.backend.kind });
+    failures.rethrow();
   }
 
   /**
@@ -85,125 +221,48 @@ export abstract class VfioContainerBase implements MemoryListener {
    * @throws VfioError naming the range and the kernel's errno.
    */
   async dmaMap(iova: bigint, size: bigint, vaddr: bigint, readonly: boolean): Promise<void> {
-    if (size <= 0n) throw new VfioError(`map IOVA 0x${iova.toString(16)}`, undefined, { detail: 'size must be positive' });
+    if (size <= 0n) throw new VfioError(`map IOVA 0x${iova.toString(16)} in ${this.id}`, undefined, { errno: 'EINVAL', detail: 'size must be positive' });
     await this.doDmaMap(iova, size, vaddr, readonly);
   }
 
   /**
    * Unmap [iova, iova + size), or everything with `all`. With `dirty`, while dirty tracking runs,
-   * the range's dirty bits are harvested into the guest memory's dirty log first (type1: unmap
-   * with a dirty bitmap; iommufd: read without clearing, then unmap); with device dirty
-   * tracking the device logs are read after the unmap, as they outlive it.
+   * the range's dirty bits are harvested into that guest memory's dirty log (see
+   * `VfioDirtyTracking.harvestUnmap`).
    */
   async dmaUnmap(iova: bigint, size: bigint, options: DmaUnmapOptions = {}): Promise<void> {
     if (options.all) return this.doDmaUnmap(0n, 0n, true);
-    if (size <= 0n) throw new VfioError(`unmap IOVA 0x${iova.toString(16)}`, undefined, { detail: 'size must be positive' });
-    const harvest = options.dirty && this.dirtyTrackingIsStarted() ? options.dirty : undefined;
-    if (harvest && this.dirtyPagesSupported && !this.devicesAllDeviceDirtyTracking()) {
-      if (!this.doDmaUnmapHarvest) throw new InvariantError(`${this.id}: dirty tracking without an unmap-and-harvest hook`);
-      const bitmap = new DirtyBitmap(Number((size + PAGE - 1n) / PAGE));
-      await this.doDmaUnmapHarvest(iova, size, bitmap);
-      bitmap.mergeIncoming();
-      harvest.memory.mergeDirty(harvest.gpa, bitmap);
-      return;
-    }
+    if (size <= 0n) throw new VfioError(`unmap IOVA 0x${iova.toString(16)} in ${this.id}`, undefined, { errno: 'EINVAL', detail: 'size must be positive' });
+    if (options.dirty) return this.dirtyTracking.harvestUnmap(iova, size, options.dirty);
     await this.doDmaUnmap(iova, size, false);
-    // Device logs outlive the unmap; with no tracker at all every page counts as dirty.
-    if (harvest) await this.syncDirtyToMemory(iova, size, harvest.memory, harvest.gpa);
-  }
-
-  /** Start or stop IOMMU dirty tracking. A no-op when unsupported or already in that state. */
-  async setDirtyPageTracking(start: boolean): Promise<void> {
-    if (!this.dirtyPagesSupported || this.#dirtyPagesStarted === start) return;
-    if (!this.doSetDirtyPageTracking) throw new InvariantError(`${this.id}: dirtyPagesSupported without a set-dirty-tracking hook`);
-    await this.doSetDirtyPageTracking(start);
-    this.#dirtyPagesStarted = start;
-    this.events.emit('vfio:dirty-tracking-changed', { container: this.id, started: start });
   }
 
   /**
-   * OR the IOMMU's dirty bits for [iova, iova + size) into `bitmap.incoming` (bit 0 = iova; one
-   * bit per host page); fold them in with `bitmap.mergeIncoming()`.
-   * @throws VfioError when the container cannot track dirty pages or the kernel refuses.
+   * OR the IOMMU's dirty bits for [iova, iova + size) into `bitmap.incoming` (bit 0 = iova, one bit
+   * per guest memory page); fold them in with `bitmap.mergeIncoming()`. Only while dirty tracking
+   * runs through the IOMMU; a migration's sync does this for you.
+   * @throws VfioError when the container does not track dirty pages through its IOMMU now, or the kernel refuses.
    */
   async queryDirtyBitmap(bitmap: DirtyBitmap, iova: bigint, size: bigint, options: QueryDirtyOptions = {}): Promise<void> {
-    if (!this.dirtyPagesSupported || !this.doQueryDirtyBitmap) {
-      throw new VfioError(`query dirty pages of ${this.id}`, undefined, { detail: 'the container does not track dirty pages' });
-    }
-    const pages = (size + PAGE - 1n) / PAGE;
-    if (BigInt(bitmap.pages) < pages) {
-      throw new RangeError(`dirty bitmap of ${bitmap.pages} pages is too small for 0x${size.toString(16)} bytes`);
-    }
-    await this.doQueryDirtyBitmap(bitmap, iova, size, options.noClear ?? false);
+    await this.dirtyTracking.queryIommu(bitmap, iova, size, options.noClear ?? false);
   }
 
-  /**
-   * Fold the dirty pages of [iova, iova + size) into `into` (bit 0 = iova), as QEMU's
-   * vfio_get_dirty_bitmap does for a container: from every device's DMA log when all devices
-   * log, else from the IOMMU when it tracks, else every page counts as dirty. Pass a RAM
-   * block's own dirty log to have the kernel report straight into it. Returns the pages newly
-   * marked dirty in `into`.
-   */
-  async syncDirtyBitmap(iova: bigint, size: bigint, into: DirtyBitmap): Promise<number> {
-    const pages = Number((size + PAGE - 1n) / PAGE);
-    const deviceLogs = this.devicesAllDeviceDirtyTracking();
-    if (!this.dirtyPagesSupported && !deviceLogs) return into.setRange(0, pages);
-    if (deviceLogs) {
-      for (const device of this.devices) await reportDmaLogging(this.host, device, into, iova, size);
-    } else {
-      await this.queryDirtyBitmap(into, iova, size);
-    }
-    return into.mergeIncoming();
-  }
-
-  /**
-   * `syncDirtyBitmap` for [iova, iova + size), marked in `memory`'s dirty log at the guest
-   * physical address `gpa` the range translates to. Returns the pages newly marked.
-   */
-  async syncDirtyToMemory(iova: bigint, size: bigint, memory: GuestMemory, gpa: bigint): Promise<number> {
-    const bitmap = new DirtyBitmap(Number((size + PAGE - 1n) / PAGE));
-    await this.syncDirtyBitmap(iova, size, bitmap);
-    return memory.mergeDirty(gpa, bitmap);
-  }
-
-  /** Every device supports DMA logging and none has x-device-dirty-page-tracking=off. */
-  devicesAllDeviceDirtyTracking(): boolean {
-    return this.devices.every((d) => d.deviceDirtyPageTracking !== 'off' && d.dirtyPagesSupported);
-  }
-
-  /** IOMMU tracking runs, or every device's DMA logging does. */
-  dirtyTrackingIsStarted(): boolean {
-    return this.#dirtyPagesStarted || (this.devices.length > 0 && this.devices.every((d) => d.dirtyTrackingStarted));
-  }
-
-  /** Map the address space's memory and follow it (memory_listener_register). Undone on failure. */
-  async startListening(): Promise<void> {
-    if (this.#listening) return;
-    await this.space.as.addListener(this);
-    this.#listening = true;
-  }
-
-  /** Unmap the address space's memory and stop following it. */
-  async stopListening(): Promise<void> {
-    if (!this.#listening) return;
-    this.#listening = false;
-    await this.space.as.removeListener(this);
-  }
-
+  /** @see MemoryListener: map a RAM section, or follow a guest IOMMU's window. */
   async regionAdd(section: MemorySection): Promise<void> {
-    const range = pageRange(section.start, section.size);
+    const range = pageRange(section.start, section.size, this.space.memory.pageSize);
     if (!range) return;
     if (section.kind === 'iommu') return this.#followGuestIommu(section);
-    const vaddr = section.block.hva + section.offset + (range.iova - section.start);
+    const vaddr = section.block.hva + section.offset + (range.start - section.start);
     try {
-      await this.dmaMap(range.iova, range.size, vaddr, section.readonly);
+      await this.dmaMap(range.start, range.size, vaddr, section.readonly);
     } catch (e) {
-      throw new VfioError(`map RAM block ${section.block.name} at 0x${range.iova.toString(16)} into ${this.id}`, undefined, { cause: e });
+      throw new VfioError(`map RAM block ${section.block.name} at 0x${range.start.toString(16)} into ${this.id}`, undefined, { cause: e });
     }
   }
 
+  /** @see MemoryListener: unmap a section. */
   async regionDel(section: MemorySection): Promise<void> {
-    const range = pageRange(section.start, section.size);
+    const range = pageRange(section.start, section.size, this.space.memory.pageSize);
     if (!range) return;
     if (section.kind === 'iommu') {
       const notifier = this.#guestIommuNotifiers.get(section);
@@ -212,11 +271,16 @@ export abstract class VfioContainerBase implements MemoryListener {
     }
     if (range.size === IOVA_SPACE) {
       // The unmap ioctls take a 64-bit size: a full 64-bit window goes in two halves.
-      await this.dmaUnmap(range.iova, range.size / 2n);
-      await this.dmaUnmap(range.iova + range.size / 2n, range.size / 2n);
+      await this.dmaUnmap(range.start, range.size / 2n);
+      await this.dmaUnmap(range.start + range.size / 2n, range.size / 2n);
       return;
     }
-    await this.dmaUnmap(range.iova, range.size);
+    await this.dmaUnmap(range.start, range.size);
+  }
+
+  /** A backend freed one of the IO page tables it named for dirty tracking: it tracks nothing any more. */
+  protected pageTableReleased(table: number): void {
+    this.dirtyTracking.forget(table);
   }
 
   /** Follow a guest IOMMU: its mappings become DMA mappings of guest RAM (vfio_iommu_map_notify). */
@@ -233,20 +297,44 @@ export abstract class VfioContainerBase implements MemoryListener {
     this.#guestIommuNotifiers.set(section, notifier);
   }
 
+  /** The backend's IOMMU dirty-tracking hooks, when it has all of them. */
+  #iommuDirtyHooks(): IommuDirtyHooks | undefined {
+    const { doDirtyTrackingTables, doSetDirtyTracking, doQueryDirtyBitmap, doDmaUnmapHarvest } = this;
+    if (!doDirtyTrackingTables || !doSetDirtyTracking || !doQueryDirtyBitmap || !doDmaUnmapHarvest) return undefined;
+    return {
+      tables: () => doDirtyTrackingTables.call(this),
+      set: (table, start) => doSetDirtyTracking.call(this, table, start),
+      query: (table, bitmap, iova, size, noClear) => doQueryDirtyBitmap.call(this, table, bitmap, iova, size, noClear),
+      unmapHarvest: (iova, size, bitmap, tables) => doDmaUnmapHarvest.call(this, iova, size, bitmap, tables),
+    };
+  }
+
+  /** Read the container's capabilities from the kernel (QEMU's ops->setup); defaults where left out. */
+  protected doSetup?(): VfioContainerInfo | Promise<VfioContainerInfo>;
   protected abstract doDmaMap(iova: bigint, size: bigint, vaddr: bigint, readonly: boolean): Promise<void>;
   /** Unmap a range, or everything with `all`. Unmapping nothing is not an error. */
   protected abstract doDmaUnmap(iova: bigint, size: bigint, all: boolean): Promise<void>;
-  /** Unmap a range and report its dirty bits into `bitmap.incoming` (bit 0 = iova). Needed with dirtyPagesSupported. */
-  protected doDmaUnmapHarvest?(iova: bigint, size: bigint, bitmap: DirtyBitmap): Promise<void>;
-  /** Start or stop IOMMU dirty tracking. Needed with dirtyPagesSupported. */
-  protected doSetDirtyPageTracking?(start: boolean): Promise<void>;
-  /** OR the dirty bits of a range into `bitmap.incoming`. Needed with dirtyPagesSupported. */
-  protected doQueryDirtyBitmap?(bitmap: DirtyBitmap, iova: bigint, size: bigint, noClear: boolean): Promise<void>;
+  /** Release the kernel object behind the container (free the IOAS, close the container fd). */
+  protected abstract doRelease(): void | Promise<void>;
+  /**
+   * IOMMU dirty tracking, optional as a set of four: the IO page tables a start switches on, by
+   * backend-defined id (iommufd: its dirty-tracking HWPTs; type1: the container itself).
+   */
+  protected doDirtyTrackingTables?(): readonly number[];
+  /** Switch one table's dirty tracking on or off. */
+  protected doSetDirtyTracking?(table: number, start: boolean): void | Promise<void>;
+  /** OR one table's dirty bits for a range into `bitmap.incoming` (bit 0 = iova). */
+  protected doQueryDirtyBitmap?(table: number, bitmap: DirtyBitmap, iova: bigint, size: bigint, noClear: boolean): Promise<void>;
+  /** Unmap a range and report the dirty bits of `tables` for it into `bitmap.incoming`. */
+  protected doDmaUnmapHarvest?(iova: bigint, size: bigint, bitmap: DirtyBitmap, tables: readonly number[]): Promise<void>;
 }
 
-/** The whole host pages inside [start, start + size), or undefined if none (vfio_listener_region_add). */
-function pageRange(start: bigint, size: bigint): { iova: bigint; size: bigint } | undefined {
-  const iova = ((start + PAGE - 1n) / PAGE) * PAGE;
-  const end = ((start + size) / PAGE) * PAGE;
-  return iova < end ? { iova, size: end - iova } : undefined;
+function withDefaults(info: VfioContainerInfo, pageSize: number): Required<VfioContainerInfo> {
+  return {
+    iovaRanges: info.iovaRanges?.length ? info.iovaRanges : [FULL_IOVA_RANGE],
+    pgsizes: info.pgsizes || BigInt(pageSize),
+    dmaMaxMappings: info.dmaMaxMappings ?? 0,
+    maxDirtyBitmapSize: info.maxDirtyBitmapSize ?? 0n,
+    dirtyPgsizes: info.dirtyPgsizes ?? 0n,
+  };
 }

@@ -3,7 +3,7 @@
 
 import { ConfigError } from '../errors/vmm-error.js';
 import type { OptionSchema } from '../vmm/options.js';
-import { VFIO_IOMMU_IOMMUFD, VFIO_IOMMU_LEGACY } from './vfio-iommu-class.js';
+import { VFIO_IOMMU_IOMMUFD, VFIO_IOMMU_LEGACY } from './vfio-iommu-backend.js';
 import type { VfioDeviceLocation } from './vfio-device.js';
 
 /** Options shared by VFIO device types; a device type spreads them into its own schema. */

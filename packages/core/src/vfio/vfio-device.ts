@@ -4,6 +4,7 @@
 import type { VmmObject } from '../vmm/vmm-object.js';
 import type { HostIommuDevice } from './host-iommu-device.js';
 import type { VfioContainerBase } from './vfio-container-base.js';
+import { containerOf } from './vfio-membership.js';
 
 /** on/off/auto, as QEMU's OnOffAuto properties. */
 export type OnOffAuto = 'on' | 'off' | 'auto';
@@ -35,15 +36,11 @@ export class VfioDevice {
   mdev = false;
   /** The object the device attaches through, for backends that have one (its `iommufd`). */
   iommufd: VmmObject | undefined;
-  /** The container the device is attached to. */
-  container: VfioContainerBase | undefined;
   /** The host IOMMU behind the device, realized during attach (not for mdevs). */
   hostIommuDevice: HostIommuDevice | undefined;
   info: VfioDeviceInfo | undefined;
-  /** The device supports DMA logging (device dirty tracking): probed by the device model. */
-  dirtyPagesSupported = false;
-  /** Device DMA logging is running. */
-  dirtyTrackingStarted = false;
+  /** The device can log its own DMA writes (device dirty tracking): probed by the device model. */
+  dmaLoggingSupported = false;
   /** x-device-dirty-page-tracking: 'off' forbids using device DMA logging. */
   deviceDirtyPageTracking: OnOffAuto = 'auto';
   /** The IOMMU behind the device tracks dirty pages for it (set by the backend at attach). */
@@ -60,6 +57,11 @@ export class VfioDevice {
     this.fd = location.fd ?? -1;
     this.fdPassed = location.fd !== undefined;
     this.name = name ?? (location.sysfsdev ? basename(location.sysfsdev) : `VFIO_FD${location.fd}`);
+  }
+
+  /** The container the device is attached to: its membership is the container's to keep. */
+  get container(): VfioContainerBase | undefined {
+    return containerOf(this);
   }
 
   /** VFIO_DEVICE_FLAGS_RESET was reported. */

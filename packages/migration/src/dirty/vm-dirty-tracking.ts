@@ -1,11 +1,13 @@
 // The migration dirty log of a whole VM: guest RAM writes (GuestMemory.write and the VMM's RAM
-// dirty-log providers) and every VFIO container's tracker, synced into the guest memory's
-// per-block dirty log, and handed to the sender a block at a time.
+// dirty-log providers) and every VFIO container's dirty tracking (which the container owns:
+// migration only starts, syncs and stops it), synced into the guest memory's per-block dirty
+// log, and handed to the sender a block at a time. It remembers what it started and stops
+// exactly that; what fails to stop stays on record for the next stop.
 
-import { DirtyBitmap, FirstError, VfioAddressSpaces, type GuestMemory, type Vmm } from '@vmmkit/core';
-import { ContainerDirtyTracker } from './container-tracker.js';
+import {
+  DirtyBitmap, FirstFailure, VfioAddressSpaces, type DirtyTrackingStrategy, type GuestMemory, type VfioContainerBase, type Vmm,
+} from '@vmmkit/core';
 import { RamDirtyLogProviders, type RamDirtyLogProvider } from './ram-dirty-log.js';
-import type { DirtyTrackingStrategy } from './strategy.js';
 
 /** What one sync found, and where. */
 export interface DirtySyncReport {
@@ -21,25 +23,31 @@ export interface DirtySyncReport {
 }
 
 export class VmDirtyTracking {
-  readonly trackers: readonly ContainerDirtyTracker[];
   readonly #memory: GuestMemory;
+  readonly #containers: readonly VfioContainerBase[];
   readonly #providers: readonly RamDirtyLogProvider[];
+  /** What start turned on and stop has not yet turned off. */
+  readonly #startedContainers: VfioContainerBase[] = [];
+  readonly #startedProviders: RamDirtyLogProvider[] = [];
   /** A cleared bitmap per block, swapped with the block's log when its pages are taken. */
   #spares: DirtyBitmap[] = [];
-  #started = false;
   /** Pages in the log that a sync already reported and no send has taken yet. */
   #reported = 0;
 
   constructor(vmm: Vmm) {
     this.#memory = vmm.memory;
-    const spaces = vmm.container.resolve(VfioAddressSpaces).all();
-    this.trackers = spaces.flatMap((s) => s.containers).map((c) => new ContainerDirtyTracker(c, vmm.host, vmm.memory));
+    this.#containers = vmm.container.resolve(VfioAddressSpaces).all().flatMap((s) => s.containers);
     this.#providers = vmm.container.isRegistered(RamDirtyLogProviders, true) ? vmm.container.resolveAll(RamDirtyLogProviders) : [];
+  }
+
+  /** The VFIO containers whose dirty pages this log collects. */
+  get containers(): readonly VfioContainerBase[] {
+    return this.#containers;
   }
 
   /**
    * Start the dirty log with every page dirty (the first iteration sends all of RAM), then the
-   * providers and every container's tracker. On failure whatever started is stopped again.
+   * providers and every container's tracking. On failure whatever started is stopped again.
    */
   async start(): Promise<void> {
     this.#memory.startDirtyLog();
@@ -47,10 +55,15 @@ export class VmDirtyTracking {
     this.#spares = this.#memory.blocks.map((b) => new DirtyBitmap(b.pages));
     // The initial all-dirty log is the bulk stage, not guest writes.
     this.#reported = this.dirtyPages();
-    this.#started = true;
     try {
-      for (const p of this.#providers) await p.start(this.#memory);
-      for (const t of this.trackers) await t.start();
+      for (const p of this.#providers) {
+        await p.start(this.#memory);
+        this.#startedProviders.push(p);
+      }
+      for (const c of this.#containers) {
+        await c.dirtyTracking.start();
+        this.#startedContainers.push(c);
+      }
     } catch (e) {
       await this.stop().catch(() => undefined);
       throw e;
@@ -65,7 +78,9 @@ export class VmDirtyTracking {
     const providers = [];
     for (const p of this.#providers) providers.push({ name: p.name, pages: await p.sync(this.#memory) });
     const containers = [];
-    for (const t of this.trackers) containers.push({ container: t.container.id, strategy: t.strategy, pages: await t.sync(precopy) });
+    for (const c of this.#containers) {
+      containers.push({ container: c.id, strategy: c.dirtyTracking.strategy, pages: await c.dirtyTracking.sync(precopy) });
+    }
     const pages = guestWrites + providers.reduce((n, p) => n + p.pages, 0) + containers.reduce((n, c) => n + c.pages, 0);
     const dirtyPages = this.dirtyPages();
     this.#reported = dirtyPages;
@@ -92,15 +107,27 @@ export class VmDirtyTracking {
     return taken;
   }
 
-  /** Stop every tracker and provider and drop the dirty log; carries on through failures. */
+  /**
+   * Stop exactly what start turned on, carrying on through failures: what stopped is forgotten,
+   * what failed stays on record and the next stop tries it again. The dirty log itself ends.
+   * @throws the first failure.
+   */
   async stop(): Promise<void> {
-    if (!this.#started) return;
-    this.#started = false;
-    const errors = new FirstError();
-    for (const t of this.trackers) await errors.runAsync(() => t.stop());
-    for (const p of this.#providers) await errors.runAsync(async () => p.stop(this.#memory));
-    this.#memory.stopDirtyLog();
+    const failures = new FirstFailure();
+    for (const c of [...this.#startedContainers]) {
+      await failures.runAsync(async () => {
+        await c.dirtyTracking.stop();
+        this.#startedContainers.splice(this.#startedContainers.indexOf(c), 1);
+      });
+    }
+    for (const p of [...this.#startedProviders]) {
+      await failures.runAsync(async () => {
+        await p.stop(this.#memory);
+        this.#startedProviders.splice(this.#startedProviders.indexOf(p), 1);
+      });
+    }
+    if (this.#memory.logging) this.#memory.stopDirtyLog();
     this.#spares = [];
-    errors.rethrow();
+    failures.rethrow();
   }
 }

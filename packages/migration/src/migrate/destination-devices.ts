@@ -2,7 +2,7 @@
 // (RESUMING, the data written as it comes, loaded at the end, started on GO), and every
 // device's emulated state restored before the guest runs.
 
-import { FirstError, isVfioVmmDevice, type Vmm, type VmmDevice } from '@vmmkit/core';
+import { FirstFailure, isVfioVmmDevice, type Vmm, type VmmDevice } from '@vmmkit/core';
 import { VfioMigration } from '../vfio/vfio-migration.js';
 import { MigrationRefusedError } from './migration-errors.js';
 
@@ -77,7 +77,7 @@ export class DestinationDevices {
 
   /** The migration failed here: every VFIO device is reset to a clean RUNNING. Carries on through failures. */
   abort(): void {
-    const errors = new FirstError();
+    const errors = new FirstFailure();
     for (const d of this.#devices) errors.run(() => d.vfio?.abortLoad());
     errors.rethrow();
   }

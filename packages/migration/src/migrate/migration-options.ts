@@ -1,6 +1,6 @@
 // What a user sets for a migration and what it reports back.
 
-import type { DirtyTrackingStrategy } from '../dirty/strategy.js';
+import type { DirtyTrackingStrategy } from '@vmmkit/core';
 
 /** Options of an outgoing migration (QEMU's migration parameters, the ones that matter here). */
 export interface MigrationOptions {

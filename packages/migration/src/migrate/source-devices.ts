@@ -2,7 +2,7 @@
 // P2P quiesce, stop-copy data), and every device's emulated state at the end — each record
 // tagged with the device's index in the SETUP record.
 
-import { FirstError, isVfioVmmDevice, type Vmm, type VmmDevice } from '@vmmkit/core';
+import { FirstFailure, isVfioVmmDevice, type Vmm, type VmmDevice } from '@vmmkit/core';
 import type { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { isPrecopyState } from '../vfio/mig-states.js';
 import { VfioMigration } from '../vfio/vfio-migration.js';
@@ -78,14 +78,14 @@ export class SourceDevices {
 
   /** The migration succeeded: sessions end, the devices stay stopped with the source VM. */
   finish(): void {
-    const errors = new FirstError();
+    const errors = new FirstFailure();
     for (const d of this.#devices) errors.run(() => d.vfio?.saveCleanup());
     errors.rethrow();
   }
 
   /** The migration failed or was cancelled: every device runs again. Carries on through failures. */
   resume(): void {
-    const errors = new FirstError();
+    const errors = new FirstFailure();
     for (const d of this.#devices) errors.run(() => d.vfio?.resumeRunning());
     errors.rethrow();
   }

@@ -2,11 +2,8 @@
 // dirty-tracking strategy, for every device whether and how it migrates, and every blocker
 // with QEMU's reason text.
 
-import {
-  VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, VfioAddressSpaces, isVfioVmmDevice,
-  vfioMigrationVerdict, type VfioDevice, type Vmm,
-} from '@vmmkit/core';
-import { containerStrategy, type DirtyTrackingStrategy } from '../dirty/strategy.js';
+import { VfioAddressSpaces, isVfioVmmDevice, vfioMigrationVerdict, type DirtyTrackingStrategy, type VfioDevice, type Vmm } from '@vmmkit/core';
+import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core/uapi';
 
 /** QEMU's global blocker when several devices migrate and one cannot do P2P. */
 export const MULTIPLE_DEVICES_WITHOUT_P2P =
@@ -80,9 +77,17 @@ export function planMigration(vmm: Vmm): MigrationPlan {
   }
   const spaces = vmm.container.resolve(VfioAddressSpaces).all();
   const containers = spaces.flatMap((space) => space.containers).map((c): PlannedContainer => {
-    const { strategy, reason } = containerStrategy(c);
+    const { strategy, reason } = c.dirtyTracking.decide();
+    // A device that may not go all-dirty (enable-migration=auto) in a container that would:
+    // the container's decision, not the device's own abilities, is what the migration gets.
+    if (strategy === 'all-dirty') {
+      for (const d of c.devices) {
+        const reason = `${d.name}: VFIO device doesn't support device and IOMMU dirty tracking`;
+        if (d.enableMigration === 'auto' && !blockers.some((b) => b.reason === reason)) blockers.push({ device: d.name, reason });
+      }
+    }
     return {
-      container: c.id, backend: c.iommuClass.kind, strategy, reason,
+      container: c.id, backend: c.backend.kind, strategy, reason,
       devices: c.devices.map((d) => d.name),
       guestIommu: c.space.as.sections.some((s) => s.kind === 'iommu'),
       precopySync: c.devices.every((d) => d.preCopyDirtyPageTracking),

@@ -1,8 +1,8 @@
-// A SimHost harness for the VfioIommuClass contract suite of @vmmkit/core/testing: a machine
+// A SimHost harness for the VfioIommuBackend contract suite of @vmmkit/core/testing: a machine
 // with edu devices, guest memory, DMA through the test hook, the census and fault injection.
 // Any backend (vmmkit's or a user's) can run the contract on it.
 
-import { setBusMaster, VfioDevice, type VfioIommuClass, type VmmEventBus } from '@vmmkit/core';
+import { setBusMaster, VfioDevice, type VfioIommuBackend, type VmmEventBus } from '@vmmkit/core';
 import { contractMemory, type ContractIoctl, type VfioIommuContractHarness } from '@vmmkit/core/testing';
 import type { SimHostConfig } from '../config.js';
 import { SimDmaFault } from '../iommu/dma-target.js';
@@ -13,7 +13,7 @@ export interface SimContractOptions {
   /** The machine. Default: two edu devices, each in its own group, behind one dirty-tracking IOMMU. */
   readonly machine?: SimHostConfig;
   /** The backend under test, made fresh for each test. */
-  iommuClass(host: SimHost, events: VmmEventBus): VfioIommuClass;
+  backend(host: SimHost, events: VmmEventBus): VfioIommuBackend;
   /** Adjust each new device before it is attached (give it its iommufd object, say). */
   prepareDevice?(device: VfioDevice): void;
   /** Release what the backend factory made. */
@@ -44,7 +44,7 @@ export async function simContractHarness(options: SimContractOptions): Promise<V
   const devices = [...host.kernel.devices.values()].filter((d) => d.vfioBound);
   return {
     host,
-    iommuClass: options.iommuClass(host, events),
+    backend: options.backend(host, events),
     memory,
     space,
     events,

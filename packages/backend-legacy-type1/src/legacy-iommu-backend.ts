@@ -1,14 +1,11 @@
 // The legacy VFIO backend (QEMU's vfio_legacy_attach_device and friends): devices join through
 // their IOMMU group, groups share a type1 container per address space where the kernel allows.
 
-import { inject, injectable } from 'tsyringe';
 import {
-  FirstError, HostKernel, UndoStack, VFIO_IOMMU_LEGACY, VfioError, VmmEventBus, getDeviceInfo, getHotResetInfo, isMdev,
-  pciHotResetIoctl, vfioCall, vfioStep,
-  type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuClass,
+  FirstFailure, UndoStack, VFIO_IOMMU_LEGACY, VfioError, getDeviceInfo, getHotResetInfo, isMdev, pciHotResetIoctl, vfioCall,
+  vfioStep, type HostKernel, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuBackend, type VmmEventBus,
 } from '@vmmkit/core';
 import { LegacyHostIommuDevice } from './legacy-host-iommu-device.js';
-import type { LegacyType1Container } from './legacy-type1-container.js';
 import { Type1Connector } from './type1-connector.js';
 import { VfioGroup } from './vfio-group.js';
 
@@ -18,32 +15,26 @@ export interface LegacyType1Options {
   readonly containerPath?: string;
 }
 
-@injectable()
-export class LegacyIommuClass implements VfioIommuClass {
+export class LegacyIommuBackend implements VfioIommuBackend {
   readonly kind = VFIO_IOMMU_LEGACY;
   readonly #groups = new Map<number, VfioGroup>();
   readonly #deviceGroups = new WeakMap<VfioDevice, VfioGroup>();
   readonly #connector: Type1Connector;
 
-  constructor(
-    @inject(HostKernel) private readonly host: HostKernel,
-    @inject(VmmEventBus) private readonly events: VmmEventBus,
-    options: LegacyType1Options = {},
-  ) {
+  constructor(private readonly host: HostKernel, events: VmmEventBus, options: LegacyType1Options = {}) {
     this.#connector = new Type1Connector(this, host, events, options.containerPath ?? '/dev/vfio/vfio');
   }
 
   async attachDevice(name: string, device: VfioDevice, space: VfioAddressSpace): Promise<VfioContainerBase> {
+    if (device.fdPassed) {
+      throw new VfioError('use the device', name, { detail: 'a passed device fd needs the iommufd backend; the legacy backend opens devices through their group' });
+    }
     return vfioStep(`attach through ${this.kind}`, name, () => UndoStack.run(async (undo) => {
-      if (device.fdPassed) {
-        throw new VfioError('use the device', name, { detail: 'a passed device fd needs the iommufd backend; the legacy backend opens devices through their group' });
-      }
       const groupId = this.#groupId(device);
       device.mdev = isMdev(this.host, device.sysfsdev);
       const group = await this.#getGroup(groupId, space, undo);
-      if (group.devices.some((d) => d.name === device.name)) {
-        throw new VfioError('attach', name, { detail: 'device is already attached' });
-      }
+      group.addDevice(device);
+      undo.push(() => group.removeDevice(device));
       device.fd = group.getDeviceFd(device.name);
       undo.push(() => {
         this.host.close(device.fd);
@@ -53,17 +44,15 @@ export class LegacyIommuClass implements VfioIommuClass {
       if (!device.mdev) {
         device.hostIommuDevice = new LegacyHostIommuDevice(name, device);
         await device.hostIommuDevice.realize();
+        undo.push(() => void (device.hostIommuDevice = undefined));
       }
       const container = group.container!;
       // type1's DIRTY_PAGES reports every mapped page of a vfio-pci device, which QEMU does not
       // count as IOMMU dirty tracking; vmmkit does (strategy 'iommu'), so migration can show
       // what it costs next to iommufd's exact HWPT tracking.
-      device.iommuDirtyTracking = container.dirtyPagesSupported;
-      group.devices.push(device);
-      container.devices.push(device);
-      device.container = container;
+      device.iommuDirtyTracking = container.dirtyPgsizes !== 0n;
+      container.addDevice(device);
       this.#deviceGroups.set(device, group);
-      this.events.emit('vfio:device-attached', { device: name, container: container.id, backend: this.kind });
       return container;
     }));
   }
@@ -71,19 +60,18 @@ export class LegacyIommuClass implements VfioIommuClass {
   /** Detach a device; every step runs even if one fails, and the first failure is thrown after. */
   async detachDevice(device: VfioDevice): Promise<void> {
     const group = this.#deviceGroups.get(device);
-    const container = device.container as LegacyType1Container | undefined;
+    const container = device.container;
     if (!group || !container) return;
     this.#deviceGroups.delete(device);
-    remove(container.devices, device);
-    remove(group.devices, device);
-    device.container = undefined;
+    const failures = new FirstFailure();
+    await failures.runAsync(() => container.removeDevice(device));
+    group.removeDevice(device);
     device.hostIommuDevice = undefined;
-    const errors = new FirstError();
-    errors.run(() => this.host.close(device.fd));
+    device.iommuDirtyTracking = false;
+    failures.run(() => this.host.close(device.fd));
     device.fd = -1;
-    if (group.devices.length === 0) await errors.runAsync(() => this.#putGroup(group));
-    this.events.emit('vfio:device-detached', { device: device.name, container: container.id, backend: this.kind });
-    errors.rethrow();
+    if (group.devices.length === 0) await failures.runAsync(() => this.#putGroup(group));
+    failures.rethrow();
   }
 
   /**
@@ -136,17 +124,12 @@ export class LegacyIommuClass implements VfioIommuClass {
     return group;
   }
 
-  /** The group's last device left: leave the container (freeing it if last) and close the group. */
+  /** The group's last device left: leave the container (closing it if last) and close the group. */
   async #putGroup(group: VfioGroup): Promise<void> {
     this.#groups.delete(group.id);
-    const errors = new FirstError();
-    await errors.runAsync(() => this.#connector.disconnect(group));
-    errors.run(() => group.close());
-    errors.rethrow();
+    const failures = new FirstFailure();
+    await failures.runAsync(() => this.#connector.disconnect(group));
+    failures.run(() => group.close());
+    failures.rethrow();
   }
-}
-
-function remove<T>(list: T[], item: T): void {
-  const i = list.indexOf(item);
-  if (i >= 0) list.splice(i, 1);
 }

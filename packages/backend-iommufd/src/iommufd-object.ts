@@ -11,7 +11,7 @@ import {
   iommu_iova_range, vfioCall, withKernelBuffer, type HostKernel, type IovaRange, type VmmObject,
 } from '@vmmkit/core';
 
-export class IommufdBackend implements VmmObject {
+export class IommufdObject implements VmmObject {
   readonly type = 'iommufd';
   #fd: number;
   #users = 0;

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { O_RDWR, setBusMaster, VfioDevice } from '@vmmkit/core';
 import { contractMemory } from '@vmmkit/core/testing';
 import { SimHost } from '@vmmkit/sim';
-import { IommufdBackend, IommufdIommuClass, type IommufdContainer } from '../src/index.js';
+import { IommufdObject, IommufdIommuBackend, type IommufdContainer } from '../src/index.js';
 
 const MDEV = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
@@ -28,13 +28,13 @@ describe('iommufd backend', () => {
       await parts.release();
       expect(host.census()).toEqual({ fds: 0, objects: {} });
     };
-    return { host, cls: new IommufdIommuClass(host, parts.events), ...parts };
+    return { host, cls: new IommufdIommuBackend(host, parts.events), ...parts };
   };
 
   it('uses a passed /dev/iommu fd without closing it, and a passed device fd it then owns', async () => {
     const { host, cls, space } = await setup();
     const iommuFd = host.open('/dev/iommu', O_RDWR);
-    const backend = new IommufdBackend('iommufd0', host, iommuFd);
+    const backend = new IommufdObject('iommufd0', host, iommuFd);
     const deviceFd = host.open('/dev/vfio/devices/vfio0', O_RDWR);
     const d = new VfioDevice({ fd: deviceFd });
     d.iommufd = backend;
@@ -49,7 +49,7 @@ describe('iommufd backend', () => {
 
   it('attaches an mdev to the IOAS itself: no HWPT, no host IOMMU device, no IOMMU dirty tracking', async () => {
     const { host, cls, space, memory } = await setup();
-    const backend = new IommufdBackend('iommufd0', host);
+    const backend = new IommufdObject('iommufd0', host);
     const pci = new VfioDevice({ sysfsdev: '/sys/bus/pci/devices/0000:00:03.0' });
     const mdev = new VfioDevice({ sysfsdev: `/sys/bus/mdev/devices/${MDEV}` });
     pci.iommufd = backend;
@@ -59,12 +59,12 @@ describe('iommufd backend', () => {
     expect(mdev.mdev).toBe(true);
     expect(mdev.hostIommuDevice).toBeUndefined();
     expect(c.hwpts.map((h) => h.devices.map((d) => d.name))).toEqual([['0000:00:03.0']]);
-    expect(c.dirtyPagesSupported).toBe(false); // the mdev's writes would go unreported
+    expect(c.iommuDirtyTrackingSupported).toBe(false); // the mdev's writes would go unreported
     setBusMaster(host, mdev.fd, mdev.name, true);
     host.deviceDma(MDEV, 0x6000n, new Uint8Array(4).fill(7));
     expect([...memory.read(0x6000n, 4)]).toEqual([7, 7, 7, 7]);
     await cls.detachDevice(mdev);
-    expect(c.dirtyPagesSupported).toBe(true);
+    expect(c.iommuDirtyTrackingSupported).toBe(true);
     await cls.detachDevice(pci);
   });
 

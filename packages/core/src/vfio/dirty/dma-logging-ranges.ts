@@ -4,9 +4,10 @@
 // with few range trackers can cover it. Behind a guest IOMMU the whole IOVA space up to its
 // max IOVA is tracked, as the guest may map anywhere in it during migration.
 
-import { HOST_PAGE_SIZE, type DmaLoggingRange, type MemorySection, type VfioContainerBase } from '@vmmkit/core';
+import type { MemorySection } from '../../memory/address-space.js';
+import { pageRange } from '../../memory/page-range.js';
+import type { DmaLoggingRange } from './dma-logging.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
 const U32_MAX = 0xffff_ffffn;
 const U64_MAX = 0xffff_ffff_ffff_ffffn;
 
@@ -35,17 +36,12 @@ export function collapseDmaLoggingRanges(ranges: readonly TrackedRange[]): DmaLo
     .map((b) => ({ iova: b.min, length: b.max - b.min + 1n }));
 }
 
-/** What the container maps: its RAM sections, or a guest IOMMU's whole window up to its max IOVA. */
-export function containerTrackedRanges(container: VfioContainerBase): TrackedRange[] {
-  return container.space.as.sections.flatMap((s) => sectionRanges(s));
+/** The ranges devices log while migrating, for the sections of their address space (`pageSize`: its pages). */
+export function dmaLoggingRanges(sections: readonly MemorySection[], pageSize: number): DmaLoggingRange[] {
+  return collapseDmaLoggingRanges(sections.flatMap((s) => sectionRanges(s, pageSize)));
 }
 
-/** The ranges a container's devices log while migrating. */
-export function dmaLoggingRanges(container: VfioContainerBase): DmaLoggingRange[] {
-  return collapseDmaLoggingRanges(containerTrackedRanges(container));
-}
-
-function sectionRanges(section: MemorySection): TrackedRange[] {
+function sectionRanges(section: MemorySection, pageSize: number): TrackedRange[] {
   if (section.kind === 'iommu') {
     const max = section.region.attributes.maxIova;
     // No max IOVA: migration is blocked before tracking starts (VIOMMU_WITHOUT_BOUNDS).
@@ -53,8 +49,7 @@ function sectionRanges(section: MemorySection): TrackedRange[] {
     const low = max < U32_MAX ? max : U32_MAX;
     return max > U32_MAX ? [{ iova: 0n, last: low }, { iova: U32_MAX + 1n, last: max }] : [{ iova: 0n, last: low }];
   }
-  // Whole host pages only, as the listener maps them (vfio_get_section_iova_range).
-  const iova = ((section.start + PAGE - 1n) / PAGE) * PAGE;
-  const end = ((section.start + section.size) / PAGE) * PAGE;
-  return iova < end ? [{ iova, last: end - 1n }] : [];
+  // Whole pages only, as the listener maps them (vfio_get_section_iova_range).
+  const range = pageRange(section.start, section.size, pageSize);
+  return range ? [{ iova: range.start, last: range.start + range.size - 1n }] : [];
 }
