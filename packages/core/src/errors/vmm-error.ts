@@ -60,6 +60,24 @@ export class VfioError extends VmmError {
   }
 }
 
+/**
+ * The VM is migrating, and the operation would change what the migration moves, or start a
+ * second one (QEMU refuses device_add, device_del and a second migrate the same way). Nothing
+ * was changed.
+ */
+export class MigrationInProgressError extends VmmError {
+  override readonly name = 'MigrationInProgressError';
+  readonly code = 'MIGRATION_IN_PROGRESS';
+
+  /**
+   * @param operation what was refused, as "cannot <operation>" reads (`add device 'nic1'`).
+   * @param direction the migration that runs.
+   */
+  constructor(readonly operation: string, readonly direction: 'outgoing' | 'incoming', vm: string) {
+    super(`VMM '${vm}': cannot ${operation} while ${direction === 'outgoing' ? 'it migrates out' : 'a migration comes in'}`);
+  }
+}
+
 /** Something that must not happen did (a bug in vmmkit or in a plugin). */
 export class InvariantError extends VmmError {
   override readonly name = 'InvariantError';

@@ -3,7 +3,8 @@
 // from QEMU-style descriptions and are validated before anything is created.
 
 import { container as tsyringeRoot, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { ConfigError } from '../errors/vmm-error.js';
+import { ConfigError, MigrationInProgressError } from '../errors/vmm-error.js';
+import { FirstFailure } from '../errors/first-failure.js';
 import type { VmmPlugin } from '../di/plugin.js';
 import { token } from '../di/token.js';
 import { HostKernel } from '../host/host-kernel.js';
@@ -33,6 +34,22 @@ export interface VmmCreateOptions {
   readonly incoming?: boolean;
 }
 
+/** Which way a migration moves the VM. */
+export type MigrationDirection = 'outgoing' | 'incoming';
+
+/** The migration a VM is part of, as `Vmm.migration` shows it. */
+export interface VmmMigrationState {
+  readonly direction: MigrationDirection;
+  /** Aborts when the migration is to stop: its caller cancelled it, or the VMM closes. */
+  readonly signal: AbortSignal;
+}
+
+/** What the VM keeps of the migration it runs: how to cancel it, and when it ends. */
+interface RunningMigration extends VmmMigrationState {
+  readonly controller: AbortController;
+  done?: Promise<unknown>;
+}
+
 /** The VMM a container belongs to, for plugins that work on the whole VM (migration). */
 export const VmmInstance = token<Vmm>('vmm.instance');
 
@@ -45,8 +62,10 @@ export class Vmm {
   readonly events = new VmmEventBus();
   readonly #objects = new Map<string, VmmObject>();
   readonly #devices = new Map<string, { device: VmmDevice; container: DependencyContainer }>();
-  #closed = false;
+  /** 'closing' refuses new work while a running migration is cancelled; 'closed' refuses everything. */
+  #state: 'open' | 'closing' | 'closed' = 'open';
   #running = true;
+  #migration: RunningMigration | undefined;
 
   private constructor(
     /** The VM's DI container: resolve plugin services from here. */
@@ -112,10 +131,39 @@ export class Vmm {
 
   /** Run the vCPUs again (QEMU's vm_start). Nothing happens when already running. */
   resume(reason = 'running'): void {
-    this.#assertOpen();
+    // A migration cancelled by close() still puts its guest back as it found it.
+    if (this.#state === 'closed') throw new ConfigError(`VMM '${this.name}' is closed`);
     if (this.#running) return;
     this.#running = true;
     this.events.emit('vm:run-state', { running: true, reason });
+  }
+
+  /** The migration the VM is part of now, if any. */
+  get migration(): VmmMigrationState | undefined {
+    return this.#migration;
+  }
+
+  /**
+   * Run a migration of this VM: the VM knows it migrates until `body` settles, so that a second
+   * migration, hotplug and unplug are refused meanwhile, and `close()` cancels it (through the
+   * signal `body` gets, which also follows `options.signal`) and waits for it to end.
+   * @throws MigrationInProgressError, before anything runs, when a migration runs already;
+   *   ConfigError when the VMM is closed; otherwise what `body` throws.
+   */
+  async runMigration<T>(direction: MigrationDirection, options: { readonly signal?: AbortSignal }, body: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    this.#assertOpen();
+    if (this.#migration) throw new MigrationInProgressError(`start an ${direction} migration`, this.#migration.direction, this.name);
+    const controller = new AbortController();
+    const signal = options.signal ? AbortSignal.any([options.signal, controller.signal]) : controller.signal;
+    const migration: RunningMigration = { direction, signal, controller };
+    this.#migration = migration;
+    try {
+      const done = body(signal);
+      migration.done = done;
+      return await done;
+    } finally {
+      this.#migration = undefined;
+    }
   }
 
   /** The objects, by id. */
@@ -173,6 +221,7 @@ export class Vmm {
   async addDevice(desc: Description): Promise<VmmDevice> {
     this.#assertOpen();
     const parsed = parseDescription(desc, '-device', 'driver');
+    if (this.#migration) throw new MigrationInProgressError(`add a device (${parsed.label})`, this.#migration.direction, this.name);
     const type = this.container.isRegistered(VmmDeviceTypes, true)
       ? this.container.resolveAll(VmmDeviceTypes).find((t) => t.driver === parsed.type)
       : undefined;
@@ -201,10 +250,14 @@ export class Vmm {
     }
   }
 
-  /** Unrealize a device and release everything it held. */
+  /**
+   * Unrealize a device and release everything it held.
+   * @throws ConfigError for an unknown id; MigrationInProgressError while the VM migrates.
+   */
   async removeDevice(id: string): Promise<void> {
     const entry = this.#devices.get(id);
     if (!entry) throw new ConfigError(`no device with id '${id}'`, 'id', id);
+    if (this.#migration) throw new MigrationInProgressError(`remove device '${id}'`, this.#migration.direction, this.name);
     this.#devices.delete(id);
     try {
       await entry.device.unrealize();
@@ -215,31 +268,31 @@ export class Vmm {
   }
 
   /**
-   * Unrealize every device (newest first), close every object, free guest memory. Carries on
-   * through failures and throws the first one at the end.
+   * Cancel a migration that runs (and wait for it to end), then unrealize every device (newest
+   * first), close every object, free guest memory. Carries on through failures and throws the
+   * first one at the end.
    */
   async close(): Promise<void> {
-    if (this.#closed) return;
+    if (this.#state !== 'open') return;
+    this.#state = 'closing';
+    const migration = this.#migration;
+    if (migration) {
+      migration.controller.abort(new ConfigError(`VMM '${this.name}' is closing`));
+      await migration.done?.catch(() => undefined);
+    }
+    this.#state = 'closed';
     this.pause('closing');
-    this.#closed = true;
-    let first: unknown;
-    const attempt = async (step: () => unknown): Promise<void> => {
-      try {
-        await step();
-      } catch (e) {
-        first ??= e;
-      }
-    };
-    for (const id of [...this.#devices.keys()].reverse()) await attempt(() => this.removeDevice(id));
-    for (const id of [...this.#objects.keys()].reverse()) await attempt(() => this.removeObject(id));
-    for (const s of [...this.addressSpace.sections].reverse()) await attempt(() => this.addressSpace.removeSection(s));
+    const failures = new FirstFailure();
+    for (const id of [...this.#devices.keys()].reverse()) await failures.runAsync(() => this.removeDevice(id));
+    for (const id of [...this.#objects.keys()].reverse()) await failures.runAsync(() => this.removeObject(id));
+    for (const s of [...this.addressSpace.sections].reverse()) await failures.runAsync(() => this.addressSpace.removeSection(s));
     this.memory.free();
-    await attempt(() => this.container.dispose());
-    if (first !== undefined) throw first;
+    await failures.runAsync(() => this.container.dispose());
+    failures.rethrow();
   }
 
   #assertOpen(): void {
-    if (this.#closed) throw new ConfigError(`VMM '${this.name}' is closed`);
+    if (this.#state !== 'open') throw new ConfigError(`VMM '${this.name}' is ${this.#state}`);
   }
 
   #nextDeviceId(driver: string): string {

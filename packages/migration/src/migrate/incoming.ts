@@ -12,7 +12,7 @@ import { MigrationStreamReader } from '../stream/stream-reader.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { DestinationDevices } from './destination-devices.js';
-import { MigrationFailedError, MigrationRefusedError, type MigrationPhase } from './migration-errors.js';
+import { MigrationCancelledError, MigrationFailedError, MigrationRefusedError, type MigrationPhase } from './migration-errors.js';
 import { matchSetup } from './setup-description.js';
 
 /** What the destination received. */
@@ -27,8 +27,11 @@ export interface IncomingResult {
  * Receive a migration into `vmm`, which must be paused (created with `incoming: true`) and have
  * the same RAM layout and devices as the source. Resolves once the guest runs here. The
  * transport is the migration's: ended on success, destroyed on failure.
- * @throws ConfigError without migrationPlugin() or with a running VM; MigrationFailedError
- *   otherwise (the guest stays paused, its VFIO devices reset to RUNNING).
+ * The VM migrates until this settles: hotplug and unplug are refused meanwhile, and closing the VM
+ * cancels it.
+ * @throws ConfigError without migrationPlugin() or with a running VM; MigrationInProgressError
+ *   when the VM migrates already; MigrationFailedError otherwise (the guest stays paused, its
+ *   VFIO devices reset to RUNNING).
  */
 export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport): Promise<IncomingResult> {
   if (!vmm.container.isRegistered(MigrationSupport, true)) {
@@ -39,7 +42,20 @@ export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport): 
     transport.destroy();
     throw new ConfigError(`VMM '${vmm.name}' is running: a migration destination must be created with incoming: true`, 'incoming');
   }
-  return new IncomingMigration(vmm, transport).run();
+  let ran = false;
+  try {
+    return await vmm.runMigration('incoming', {}, (signal) => {
+      ran = true;
+      // Cancelled (the VM closes): the connection goes, and the receiving side fails on it.
+      const cancel = (): void => transport.destroy(new MigrationCancelledError('the incoming migration was cancelled'));
+      if (signal.aborted) cancel();
+      signal.addEventListener('abort', cancel, { once: true });
+      return new IncomingMigration(vmm, transport).run().finally(() => signal.removeEventListener('abort', cancel));
+    });
+  } catch (e) {
+    if (!ran) transport.destroy();
+    throw e;
+  }
 }
 
 class IncomingMigration {

@@ -29,6 +29,12 @@ export class MigrationFailedError extends VmmError {
   }
 }
 
+/** The migration was cancelled: through its AbortSignal, or because the VMM is closing. */
+export class MigrationCancelledError extends VmmError {
+  override readonly name = 'MigrationCancelledError';
+  readonly code = 'MIGRATION_CANCELLED';
+}
+
 /** The destination refused what it was sent (a mismatch with its VM, or the source gave up). */
 export class MigrationRefusedError extends VmmError {
   override readonly name = 'MigrationRefusedError';

@@ -3,7 +3,7 @@
 // stop-and-copy, and the handover to the destination. Any failure or cancel before the handover
 // leaves the source as it was: running, its devices in RUNNING, dirty tracking stopped.
 
-import { ConfigError, VmmError, type Vmm } from '@vmmkit/core';
+import { ConfigError, type Vmm } from '@vmmkit/core';
 import { VmDirtyTracking, type DirtySyncReport } from '../dirty/vm-dirty-tracking.js';
 import { planMigration, type MigrationPlan } from '../plan/migration-plan.js';
 import { MigrationSupport } from '../plugin.js';
@@ -11,31 +11,42 @@ import type { MigrationTransport } from '../stream/migration-transport.js';
 import { sendDirtyPages } from '../stream/ram-pages.js';
 import { STREAM_PAGE_SIZE } from '../stream/records.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
-import { MigrationBlockedError, MigrationFailedError, type MigrationPhase } from './migration-errors.js';
+import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, type MigrationPhase } from './migration-errors.js';
 import type { ContainerResult, MigrationOptions, MigrationResult } from './migration-options.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { ReturnPath } from './return-path.js';
 import { describeSetup } from './setup-description.js';
 import { SourceDevices } from './source-devices.js';
 
-/** The migration was cancelled through its AbortSignal. */
-export class MigrationCancelledError extends VmmError {
-  override readonly name = 'MigrationCancelledError';
-  readonly code = 'MIGRATION_CANCELLED';
-}
-
 /**
  * Migrate `vmm` to the destination at the other end of `transport` (which the migration owns:
  * it is ended on success and destroyed on failure). Resolves once the destination runs the
  * guest; the source VM is then paused with its devices stopped, ready to be closed.
- * @throws ConfigError without migrationPlugin(); MigrationBlockedError listing every blocker
- *   (nothing was changed); MigrationFailedError when it fails or is cancelled (the source runs on).
+ * The VM migrates until this settles: a second migration, hotplug and unplug are refused meanwhile,
+ * and closing the VM cancels it.
+ * @throws ConfigError without migrationPlugin(); MigrationInProgressError when the VM migrates
+ *   already; MigrationBlockedError listing every blocker (nothing was changed in any of these);
+ *   MigrationFailedError when it fails or is cancelled (the source runs on).
  */
 export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions = {}): Promise<MigrationResult> {
   if (!vmm.container.isRegistered(MigrationSupport, true)) {
     transport.destroy();
     throw new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins');
   }
+  let ran = false;
+  try {
+    return await vmm.runMigration('outgoing', options, (signal) => {
+      ran = true;
+      return runOutgoing(vmm, transport, options, signal);
+    });
+  } catch (e) {
+    // Refused before it ran: the transport was given to this migration all the same.
+    if (!ran) transport.destroy();
+    throw e;
+  }
+}
+
+async function runOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
   const plan = planMigration(vmm);
   const writer = new MigrationStreamWriter(transport, { maxBandwidth: options.maxBandwidth });
   if (plan.blockers.length > 0) {
@@ -44,7 +55,7 @@ export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, o
     throw error;
   }
   vmm.events.emit('migration:started', { plan });
-  return new OutgoingMigration(vmm, transport, writer, plan, options).run();
+  return new OutgoingMigration(vmm, transport, writer, plan, options, signal).run();
 }
 
 /** Why precopy ended: what was dirty and what switching over would cost, at the deciding sync. */
@@ -76,6 +87,8 @@ class OutgoingMigration {
     private readonly writer: MigrationStreamWriter,
     private readonly plan: MigrationPlan,
     private readonly options: MigrationOptions,
+    /** The caller's cancel, or the VM closing. */
+    private readonly signal: AbortSignal,
   ) {
     this.#devices = new SourceDevices(vmm);
     this.#dirty = new VmDirtyTracking(vmm);
@@ -191,18 +204,17 @@ class OutgoingMigration {
 
   /** Throw if the migration was cancelled or the destination gave up. */
   #checkAlive(): void {
-    if (this.options.signal?.aborted) throw new MigrationCancelledError('the migration was cancelled');
+    if (this.signal.aborted) throw new MigrationCancelledError(cancelReason(this.signal));
     this.#returnPath.check();
   }
 
   /** Wait for `promise`, unless the migration is cancelled first. */
   async #wait<T>(promise: Promise<T>): Promise<T> {
-    const signal = this.options.signal;
-    if (!signal) return promise;
+    const signal = this.signal;
     this.#checkAlive();
     let onAbort: () => void = () => {};
     const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(new MigrationCancelledError('the migration was cancelled'));
+      onAbort = () => reject(new MigrationCancelledError(cancelReason(signal)));
       signal.addEventListener('abort', onAbort, { once: true });
     });
     try {
@@ -250,4 +262,9 @@ class OutgoingMigration {
       throughput: this.writer.bytesWritten / (durationMs / 1000),
     };
   }
+}
+
+/** Why a migration was cancelled: the VM closing says so; a caller's plain abort is a cancel. */
+function cancelReason(signal: AbortSignal): string {
+  return signal.reason instanceof ConfigError ? `the migration was cancelled: ${signal.reason.message}` : 'the migration was cancelled';
 }
