@@ -7,7 +7,6 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['source'] } },
   test: {
     include: ['packages/*/test/**/*.test.ts', 'examples/test/**/*.test.ts'],
-    setupFiles: ['reflect-metadata'],
     pool: 'forks',
   },
 });

@@ -9,7 +9,6 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['source'] } },
   test: {
     include: ['packages/*/test/**/*.host.test.ts'],
-    setupFiles: ['reflect-metadata'],
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 120_000,

@@ -1,7 +1,7 @@
 // The example backend as a plugin: register it and devices can ask for it with
 // `-device vfio-pci,host=...,vfio-iommu=vfio-iommu-ioas`.
 
-import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import type { DependencyContainer } from 'tsyringe';
 import { HostKernel, VfioIommuBackends, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
 import { IoasIommuBackend } from './ioas-iommu-backend.js';
 
@@ -11,7 +11,7 @@ export function ioasBackendPlugin(): VmmPlugin {
     register(container: DependencyContainer) {
       container.register(VfioIommuBackends, {
         // One backend per VM: its /dev/iommu fd is shared by the VM's devices.
-        useFactory: instanceCachingFactory((c) => new IoasIommuBackend(c.resolve(HostKernel), c.resolve(VmmEventBus))),
+        useValue: new IoasIommuBackend(container.resolve(HostKernel), container.resolve(VmmEventBus)),
       });
     },
   };

@@ -1,6 +1,6 @@
 // The iommufd backend as a plugin: the `iommufd` object type and the `vfio-iommu-iommufd` backend.
 
-import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import type { DependencyContainer } from 'tsyringe';
 import { HostKernel, VfioIommuBackends, VmmEventBus, VmmObjectTypes, type VmmPlugin } from '@vmmkit/core';
 import { IommufdIommuBackend } from './iommufd-iommu-backend.js';
 import { iommufdObjectType } from './iommufd-object-type.js';
@@ -12,7 +12,7 @@ export function iommufdPlugin(): VmmPlugin {
     register(container: DependencyContainer) {
       container.register(VmmObjectTypes, { useValue: iommufdObjectType });
       container.register(VfioIommuBackends, {
-        useFactory: instanceCachingFactory((c) => new IommufdIommuBackend(c.resolve(HostKernel), c.resolve(VmmEventBus))),
+        useValue: new IommufdIommuBackend(container.resolve(HostKernel), container.resolve(VmmEventBus)),
       });
     },
   };

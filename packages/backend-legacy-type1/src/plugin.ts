@@ -1,6 +1,6 @@
 // The legacy type1 backend as a plugin.
 
-import { instanceCachingFactory, type DependencyContainer } from 'tsyringe';
+import type { DependencyContainer } from 'tsyringe';
 import { HostKernel, VfioIommuBackends, VmmEventBus, type VmmPlugin } from '@vmmkit/core';
 import { LegacyIommuBackend, type LegacyType1Options } from './legacy-iommu-backend.js';
 
@@ -14,7 +14,7 @@ export function legacyType1Plugin(options: LegacyType1Options = {}): VmmPlugin {
     name: 'backend-legacy-type1',
     register(container: DependencyContainer) {
       container.register(VfioIommuBackends, {
-        useFactory: instanceCachingFactory((c) => new LegacyIommuBackend(c.resolve(HostKernel), c.resolve(VmmEventBus), options)),
+        useValue: new LegacyIommuBackend(container.resolve(HostKernel), container.resolve(VmmEventBus), options),
       });
     },
   };

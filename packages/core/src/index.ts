@@ -1,5 +1,7 @@
 // @vmmkit/core: contracts and shared machinery of vmmkit.
 
+import 'reflect-metadata';
+
 export * from './di/token.js';
 export * from './host/errno.js';
 export * from './host/host-error.js';

@@ -1,6 +1,6 @@
 // One place that turns a failure into a VfioError naming the step and the device.
 
-import { VfioError } from '../errors/vmm-error.js';
+import { ConfigError, VfioError } from '../errors/vmm-error.js';
 
 /** Run `call`; a failure becomes VfioError("failed to <step>") with the original as cause. */
 export function vfioCall<T>(step: string, device: string | undefined, call: () => T): T {
@@ -13,12 +13,13 @@ export function vfioCall<T>(step: string, device: string | undefined, call: () =
 
 /**
  * Run an async multi-step operation on `device`; a failure that does not already name the
- * device is wrapped as VfioError("<device>: failed to <step>: <what failed inside>").
+ * device is wrapped as VfioError("<device>: failed to <step>: <what failed inside>"). A
+ * ConfigError (an option that is wrong) goes through as it is: it names what to fix.
  */
 export async function vfioStep<T>(step: string, device: string, run: () => Promise<T>): Promise<T> {
   try {
     return await run();
   } catch (e) {
-    throw e instanceof VfioError && e.device === device ? e : new VfioError(step, device, { cause: e });
+    throw (e instanceof VfioError && e.device === device) || e instanceof ConfigError ? e : new VfioError(step, device, { cause: e });
   }
 }
