@@ -3,7 +3,7 @@
 export * from './sim-host.js';
 export * from './config.js';
 export { SimDmaFault } from './iommu/dma-target.js';
-export type { SimFault } from './kernel/fault-injector.js';
+export type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';
 export type { SimPciModel, SimBar, SimDeviceBus, SimIrq, SimMigratableState } from './devices/pci-model.js';
 export type { MemoryBacking } from './memory/backing.js';
 export { DenseBacking } from './memory/backing.js';

@@ -8,7 +8,7 @@ import {
 import type { SimHostConfig } from './config.js';
 import { AttrFile, DirFile } from './kernel/attr-file.js';
 import { EventFdFile } from './kernel/eventfd-file.js';
-import type { SimFault } from './kernel/fault-injector.js';
+import type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';
 import { fail, SimErrno } from './kernel/sim-errno.js';
 import { SimKernel } from './kernel/sim-kernel.js';
 import { buildMachine } from './machine-builder.js';
@@ -38,6 +38,7 @@ export class SimHost implements HostKernel {
 
   open(path: string, flags: number): number {
     return this.#syscall({ syscall: 'open', path }, () => {
+      this.#inject({ syscall: 'open' });
       const node = this.kernel.fs.lookup(path);
       if (node.type === 'chr') return this.kernel.fds.install(node.open(flags), path);
       if ((flags & O_ACCMODE) !== 0) fail(node.type === 'dir' ? 'EISDIR' : 'EACCES');
@@ -46,43 +47,49 @@ export class SimHost implements HostKernel {
   }
 
   close(fd: number): void {
-    this.#syscall({ syscall: 'close', fd }, () => this.kernel.fds.close(fd));
+    this.#syscall({ syscall: 'close', fd }, () => {
+      // Linux releases the fd even when close reports an error (EIO, EINTR): so does an injected one.
+      this.kernel.fds.close(fd);
+      this.#inject({ syscall: 'close' });
+    });
   }
 
   ioctl(fd: number, request: number, arg: Uint8Array | number | bigint = 0): number {
     const file = this.#file('ioctl', fd, request);
     const name = file.kind ? ioctlName(request, file.kind) : ioctlName(request);
     return this.#syscall({ syscall: 'ioctl', fd, request, ioctl: name }, () => {
-      const injected = this.kernel.faults.check(request, file.kind);
-      if (injected) fail(injected, 'injected fault');
+      this.#inject({ syscall: 'ioctl', request, kind: file.kind });
       return file.ioctl(request, arg);
     });
   }
 
   read(fd: number, buf: Uint8Array): number {
-    return this.#syscall({ syscall: 'read', fd }, () => this.kernel.fds.get(fd).read(buf));
+    return this.#syscall({ syscall: 'read', fd }, () => this.#injectOn('read', fd).read(buf));
   }
 
   write(fd: number, buf: Uint8Array): number {
-    return this.#syscall({ syscall: 'write', fd }, () => this.kernel.fds.get(fd).write(buf));
+    return this.#syscall({ syscall: 'write', fd }, () => this.#injectOn('write', fd).write(buf));
   }
 
   pread(fd: number, buf: Uint8Array, offset: bigint): number {
     return this.#syscall({ syscall: 'pread', fd }, () => {
+      const file = this.#injectOn('pread', fd);
       if (offset < 0n) fail('EINVAL');
-      return this.kernel.fds.get(fd).pread(buf, offset);
+      return file.pread(buf, offset);
     });
   }
 
   pwrite(fd: number, buf: Uint8Array, offset: bigint): number {
     return this.#syscall({ syscall: 'pwrite', fd }, () => {
+      const file = this.#injectOn('pwrite', fd);
       if (offset < 0n) fail('EINVAL');
-      return this.kernel.fds.get(fd).pwrite(buf, offset);
+      return file.pwrite(buf, offset);
     });
   }
 
   mmap(length: number, prot: number, flags: number, fd: number, offset: bigint): HostMapping {
     return this.#syscall({ syscall: 'mmap', fd: fd >= 0 ? fd : undefined }, () => {
+      this.#inject({ syscall: 'mmap', kind: fd >= 0 ? this.kernel.fds.get(fd).kind : undefined });
       const type = flags & (MAP_SHARED | MAP_PRIVATE);
       if (type !== MAP_SHARED && type !== MAP_PRIVATE) fail('EINVAL', 'exactly one of MAP_SHARED and MAP_PRIVATE');
       if (flags & MAP_FIXED) fail('EINVAL', 'the port has no address to fix a mapping at');
@@ -96,6 +103,7 @@ export class SimHost implements HostKernel {
 
   eventfd(initval: number, flags: number): number {
     return this.#syscall({ syscall: 'eventfd' }, () => {
+      this.#inject({ syscall: 'eventfd' });
       if (!Number.isInteger(initval) || initval < 0 || initval > 0xffffffff) fail('EINVAL');
       return this.kernel.fds.install(new EventFdFile(initval, flags, this.kernel.census));
     });
@@ -103,6 +111,7 @@ export class SimHost implements HostKernel {
 
   readlink(path: string): string {
     return this.#syscall({ syscall: 'readlink', path }, () => {
+      this.#inject({ syscall: 'readlink' });
       // /proc/self/fd/<n>: what an fd is (ENOENT for an fd that is not open, as Linux answers).
       const fd = /^\/proc\/self\/fd\/(\d+)$/.exec(path);
       if (fd) return this.kernel.fds.has(Number(fd[1])) ? this.kernel.fds.procLink(Number(fd[1])) : fail('ENOENT');
@@ -111,7 +120,10 @@ export class SimHost implements HostKernel {
   }
 
   readdir(path: string): string[] {
-    return this.#syscall({ syscall: 'readdir', path }, () => this.kernel.fs.readdir(path));
+    return this.#syscall({ syscall: 'readdir', path }, () => {
+      this.#inject({ syscall: 'readdir' });
+      return this.kernel.fs.readdir(path);
+    });
   }
 
   exists(path: string): boolean {
@@ -170,9 +182,18 @@ export class SimHost implements HostKernel {
     return migration.save();
   }
 
-  /** Make the nth next call (default 1) of an ioctl fail with `errno`, before it changes anything. */
+  /**
+   * Make the nth next matching call (default 1) fail with `errno`, before it changes anything
+   * (close still releases its fd, as on Linux). By default it matches one ioctl, or with no
+   * `ioctl` every ioctl; `syscall` picks another system call.
+   */
   injectFault(fault: SimFault): void {
     this.kernel.faults.arm(fault);
+  }
+
+  /** How many calls of `syscall` (default: ioctls; `'any'`: all) were made so far, to size a fail-nth sweep. */
+  callCount(syscall: SimSyscall | 'any' = 'ioctl'): number {
+    return this.kernel.faults.count(syscall);
   }
 
   /** Open fds and live kernel objects by kind, to prove nothing leaked. */
@@ -183,6 +204,18 @@ export class SimHost implements HostKernel {
   /** Let `ms` of virtual time pass: device timers fire and traffic generators run. */
   advance(ms: number): void {
     this.kernel.advance(ms);
+  }
+
+  #inject(call: SimCall): void {
+    const injected = this.kernel.faults.check(call);
+    if (injected) fail(injected, 'injected fault');
+  }
+
+  /** The file at `fd` (EBADF first, as the kernel checks the fd before anything else), after a fault check. */
+  #injectOn(syscall: SimSyscall, fd: number) {
+    const file = this.kernel.fds.get(fd);
+    this.#inject({ syscall, kind: file.kind });
+    return file;
   }
 
   #file(syscall: string, fd: number, request: number) {

@@ -23,11 +23,13 @@ export class MigDataFd {
   /**
    * @param device the device's name, for errors.
    * @param chunkSize bytes one read asks for (QEMU's data_buffer_size).
+   * @param warn told when closing the fd fails (the fd is released all the same).
    */
   constructor(
     private readonly host: HostKernel,
     private readonly device: string,
     private readonly chunkSize: number,
+    private readonly warn: (message: string) => void,
   ) {}
 
   /** The fd, or -1 without a session. */
@@ -102,11 +104,12 @@ export class MigDataFd {
     return this.#fd;
   }
 
+  /** Close `fd`; a failure is reported, and nothing more: Linux releases the fd number either way. */
   #closeQuietly(fd: number): void {
     try {
       this.host.close(fd);
-    } catch {
-      // Nothing to do about it: the fd number is released either way.
+    } catch (e) {
+      this.warn(`closing the migration data fd reported ${e instanceof HostError ? e.code : String(e)}; it is released all the same`);
     }
   }
 }

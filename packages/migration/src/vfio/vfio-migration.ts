@@ -53,7 +53,7 @@ export class VfioMigration {
     if (!(device.migrationFlags & VFIO_MIGRATION_STOP_COPY)) {
       throw new VfioError('set up migration', device.name, { detail: 'the device does not support VFIO migration v2', errno: 'EOPNOTSUPP' });
     }
-    this.#data = new MigDataFd(host, device.name, chunkSize);
+    this.#data = new MigDataFd(host, device.name, chunkSize, (message) => this.#warn(message));
   }
 
   /** The VFIO_DEVICE_STATE_* vmmkit last put the device in (RUNNING at start; ERROR when even a reset failed). */

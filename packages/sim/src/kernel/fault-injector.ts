@@ -1,11 +1,22 @@
-// Fault injection: fail the nth next call of an ioctl with a chosen errno, before it changes anything.
+// Fault injection: fail the nth next call of a system call (one ioctl, every ioctl, or a read, an
+// open, ...) with a chosen errno, before it changes anything; and a count of the calls made,
+// so that a test can fail the 1st, 2nd, ... Nth call of a step without listing them.
 
 import { errnoNumber, type ErrnoCode, type FdKind } from '@vmmkit/core';
 
-/** A fault to inject: the `nth` next call (default 1) of `ioctl` fails with `errno`. */
+/** The system calls of the host-kernel port that faults can be injected into. */
+export type SimSyscall = 'ioctl' | 'open' | 'close' | 'read' | 'write' | 'pread' | 'pwrite' | 'mmap' | 'eventfd' | 'readlink' | 'readdir';
+
+/**
+ * A fault to inject: the `nth` next matching call (default 1) fails with `errno`. A call matches
+ * when it is `syscall` (default `ioctl`), and, for ioctls, `ioctl` when given (any ioctl when
+ * not), on an fd of kind `on` when given.
+ */
 export interface SimFault {
-  /** The ioctl request number. */
-  readonly ioctl: number;
+  /** The system call, or `'any'` for every one; default `'ioctl'`. */
+  readonly syscall?: SimSyscall | 'any';
+  /** The ioctl request number; leave it out to count every ioctl. */
+  readonly ioctl?: number;
   /** The errno name to fail with, e.g. `'EIO'`. */
   readonly errno: string;
   /** Which of the next calls fails: 1 is the very next one. */
@@ -17,14 +28,22 @@ export interface SimFault {
   readonly on?: FdKind;
 }
 
+/** One call as the injector saw it. */
+export interface SimCall {
+  readonly syscall: SimSyscall;
+  readonly request?: number;
+  readonly kind?: FdKind;
+}
+
 interface Armed {
   readonly fault: SimFault;
   remaining: number;
 }
 
-/** Armed faults, consumed in the order they fire. */
+/** Armed faults, consumed in the order they fire, and the count of calls seen. */
 export class FaultInjector {
   #armed: Armed[] = [];
+  readonly #counts = new Map<SimSyscall, number>();
 
   arm(fault: SimFault): void {
     errnoNumber(fault.errno); // refuse a misspelt errno now, not when it fires
@@ -34,15 +53,23 @@ export class FaultInjector {
   }
 
   /** Count a call; returns the errno to fail it with, if an armed fault fires now. */
-  check(request: number, kind: FdKind | undefined): ErrnoCode | undefined {
+  check(call: SimCall): ErrnoCode | undefined {
+    this.#counts.set(call.syscall, (this.#counts.get(call.syscall) ?? 0) + 1);
+    if (this.#armed.length === 0) return undefined;
     let fired: ErrnoCode | undefined;
     for (const a of this.#armed) {
-      if (a.fault.ioctl !== request || (a.fault.on !== undefined && a.fault.on !== kind)) continue;
+      if (!matches(a.fault, call)) continue;
       a.remaining -= 1;
       if (a.remaining === 0 && fired === undefined) fired = a.fault.errno as ErrnoCode;
     }
     this.#armed = this.#armed.filter((a) => a.remaining > 0);
     return fired;
+  }
+
+  /** Calls of `syscall` made so far (default: ioctls; `'any'`: every call). */
+  count(syscall: SimSyscall | 'any' = 'ioctl'): number {
+    if (syscall === 'any') return [...this.#counts.values()].reduce((a, b) => a + b, 0);
+    return this.#counts.get(syscall) ?? 0;
   }
 
   /** Faults armed and not yet fired. */
@@ -53,4 +80,11 @@ export class FaultInjector {
   clear(): void {
     this.#armed = [];
   }
+}
+
+function matches(fault: SimFault, call: SimCall): boolean {
+  const syscall = fault.syscall ?? 'ioctl';
+  if (syscall !== 'any' && syscall !== call.syscall) return false;
+  if (fault.ioctl !== undefined && fault.ioctl !== call.request) return false;
+  return fault.on === undefined || fault.on === call.kind;
 }

@@ -124,7 +124,7 @@ export class VfioDirtyTracking {
       }
     } catch (e) {
       await this.stop().catch(() => undefined);
-      throw new VfioError(`start dirty page tracking (${session.strategy}) of ${id}`, device?.name, { cause: e });
+      throw new VfioError(`start dirty page tracking (${session.strategy}) of ${this.#describe()}`, device?.name, { cause: e });
     }
     session.running = true;
     session.announced = true;
@@ -159,7 +159,7 @@ export class VfioDirtyTracking {
     }
     const { id, events } = this.subject;
     if (failures.failed) {
-      const error = new VfioError(`stop dirty page tracking (${session.strategy}) of ${id}`, failedDevice?.name, { cause: failures.first });
+      const error = new VfioError(`stop dirty page tracking (${session.strategy}) of ${this.#describe()}`, failedDevice?.name, { cause: failures.first });
       events.emit('vfio:warning', { container: id, message: `${error.message}; it stays on record and the next stop tries again` });
       throw error;
     }
@@ -190,7 +190,11 @@ export class VfioDirtyTracking {
     this.#running('sync dirty pages');
     if (precopy && this.subject.devices().some((d) => !d.preCopyDirtyPageTracking)) return 0;
     let found = 0;
-    for (const section of this.subject.sections()) found += await this.#syncSection(section);
+    try {
+      for (const section of this.subject.sections()) found += await this.#syncSection(section);
+    } catch (e) {
+      throw new VfioError(`sync the dirty pages of ${this.#describe()}`, undefined, { cause: e });
+    }
     return found;
   }
 
@@ -227,6 +231,11 @@ export class VfioDirtyTracking {
     const pages = pagesIn(size, this.subject.memory.pageSize);
     if (bitmap.pages < pages) throw new VfioError(step, undefined, { errno: 'EINVAL', detail: `a bitmap of ${bitmap.pages} pages is too small for 0x${size.toString(16)} bytes` });
     for (const table of session.tables) await this.iommu!.query(table, bitmap, iova, size, noClear);
+  }
+
+  /** The container and its devices, for messages. */
+  #describe(): string {
+    return `${this.subject.id} (${this.subject.devices().map((d) => d.name).join(', ') || 'no devices'})`;
   }
 
   #running(step: string): Session {
