@@ -65,6 +65,22 @@ describe('vmmkit command line: accepted', () => {
     expect(plain.command === 'migrate' && [plain.uri, plain.parameters]).toEqual(['tcp:[::1]:4444', {}]);
   });
 
+  it('numbers at the top of their range, read exactly', () => {
+    const run = parseCommandLine(['run', '-m', '8388607.999996185302734375G', '--duration', '9007199254740.991', '--incoming', 'tcp:[::1]:0']);
+    expect(run.command === 'run' && [run.vm.ramSize, run.durationMs, run.incoming]).toEqual([(1n << 53n) - 4096n, Number.MAX_SAFE_INTEGER, 'tcp:[::1]:0']);
+    // Past 2^31 - 1 ms, the most one Node timer waits: waitFor re-arms (see cli-run's test of it).
+    const long = parseCommandLine(['run', '--duration', '2147484']);
+    expect(long.command === 'run' && long.durationMs).toBe(2_147_484_000);
+    const migrate = parseCommandLine([
+      'migrate', 'tcp:127.0.0.1:1', '--downtime-limit', '2000000', '--max-bandwidth', '9007199254740991', '--max-iterations', '9007199254740991',
+    ]);
+    expect(migrate.command === 'migrate' && [migrate.uri, migrate.parameters]).toEqual([
+      'tcp:127.0.0.1:1', { downtimeLimitMs: 2_000_000, maxBandwidth: Number.MAX_SAFE_INTEGER, maxIterations: Number.MAX_SAFE_INTEGER },
+    ]);
+    const fine = parseCommandLine(['migrate', 'unix:/s', '--downtime-limit', '12.5', '--max-bandwidth', '0.5K']);
+    expect(fine.command === 'migrate' && fine.parameters).toEqual({ downtimeLimitMs: 12.5, maxBandwidth: 512 });
+  });
+
   it.for([['help'], ['--help'], ['-h'], ['run', '--help'], ['migrate', '-h', 'tcp:x:1'], ['caps', '--help']])('%s asks for help', (argv) => {
     expect(parseCommandLine(argv)).toEqual({ command: 'help' });
   });
@@ -83,16 +99,33 @@ describe('vmmkit command line: refused, naming the option and the value', () => 
     { argv: ['run', '--sim=yes'], option: '--sim', value: 'yes', says: "option '--sim' takes no value" },
     { argv: ['run', '-name', 'a,process=b'], option: '-name', value: 'a,process=b', says: 'NAME or guest=NAME' },
     { argv: ['run', '--incoming', 'tcp:localhost'], option: '--incoming', value: 'tcp:localhost', says: 'tcp:HOST:PORT or unix:PATH' },
+    { argv: ['run', '--incoming', 'tcp:127.0.0.1:99999'], option: '--incoming', value: 'tcp:127.0.0.1:99999', says: 'with PORT 0 (any free port) to 65535' },
     { argv: ['run', '--duration', '-1'], option: '--duration', value: '-1', says: "invalid value '-1' for --duration" },
     { argv: ['run', '--duration', 'soon'], option: '--duration', value: 'soon', says: 'a number of seconds' },
     { argv: ['run', 'extra'], option: 'argument', value: 'extra', says: "unexpected argument 'extra'" },
     { argv: ['migrate'], option: 'URI', says: 'missing argument URI' },
     { argv: ['migrate', 'http://x'], option: 'URI', value: 'http://x', says: "invalid value 'http://x' for URI" },
+    { argv: ['migrate', 'tcp:127.0.0.1:0'], option: 'URI', value: 'tcp:127.0.0.1:0', says: "invalid value 'tcp:127.0.0.1:0' for URI (expected tcp:HOST:PORT or unix:PATH, with PORT 1 to 65535)" },
+    { argv: ['migrate', 'tcp:127.0.0.1:65536'], option: 'URI', value: 'tcp:127.0.0.1:65536', says: 'with PORT 1 to 65535' },
     { argv: ['migrate', 'tcp:h:1', 'tcp:h:2'], option: 'argument', value: 'tcp:h:2', says: "unexpected argument 'tcp:h:2'" },
     { argv: ['migrate', 'tcp:h:1', '--downtime-limit', '0'], option: '--downtime-limit', value: '0', says: 'a positive number of milliseconds' },
     { argv: ['migrate', 'tcp:h:1', '--max-bandwidth', 'fast'], option: '--max-bandwidth', value: 'fast', says: 'bytes per second' },
     { argv: ['migrate', 'tcp:h:1', '--max-iterations', '2.5'], option: '--max-iterations', value: '2.5', says: 'a positive integer' },
     { argv: ['migrate', 'tcp:h:1', '--incoming', 'tcp:h:2'], option: '--incoming', says: "unknown option '--incoming'" },
+    // Sizes, durations and counts past what their option can hold, or with absurdly many digits.
+    { argv: ['run', '-m', '1048576T'], option: '-m', value: '1048576T', says: "invalid value '1048576T' for -m (expected a size such as 512M or 2G, a whole number of 4 KiB pages, less than 8 PiB)" },
+    { argv: ['run', '-m', '8388608G'], option: '-m', value: '8388608G', says: 'less than 8 PiB' },
+    { argv: ['run', '-m', '9007199254740992B'], option: '-m', value: '9007199254740992B', says: 'less than 8 PiB' },
+    { argv: ['run', '-m', '16777216T'], option: '-m', value: '16777216T', says: 'less than 8 PiB' },
+    { argv: ['run', '-m', '4'.repeat(400)], option: '-m', value: '4'.repeat(400), says: `invalid value '${'4'.repeat(32)}...' (400 characters) for -m` },
+    { argv: ['run', '--duration', '9'.repeat(400)], option: '--duration', value: '9'.repeat(400), says: '(400 characters) for --duration (expected a number of seconds' },
+    { argv: ['run', '--duration', '9007199254741'], option: '--duration', value: '9007199254741', says: 'a number of seconds' },
+    { argv: ['migrate', 'tcp:h:1', '--downtime-limit', '4'.repeat(400)], option: '--downtime-limit', value: '4'.repeat(400), says: '(400 characters) for --downtime-limit' },
+    { argv: ['migrate', 'tcp:h:1', '--downtime-limit', '2000001'], option: '--downtime-limit', value: '2000001', says: 'a positive number of milliseconds, such as 300, at most 2000000' },
+    { argv: ['migrate', 'tcp:h:1', '--downtime-limit', '0.0001'], option: '--downtime-limit', value: '0.0001', says: 'a positive number of milliseconds' },
+    { argv: ['migrate', 'tcp:h:1', '--max-bandwidth', '9007199254740992'], option: '--max-bandwidth', value: '9007199254740992', says: 'at most 2^53 - 1' },
+    { argv: ['migrate', 'tcp:h:1', '--max-bandwidth', `0.${'5'.repeat(40)}K`], option: '--max-bandwidth', value: `0.${'5'.repeat(40)}K`, says: 'bytes per second' },
+    { argv: ['migrate', 'tcp:h:1', '--max-iterations', '9007199254740992'], option: '--max-iterations', value: '9007199254740992', says: 'a positive integer' },
   ])('$argv', ({ argv, option, value, says }) => {
     const e = usageError(argv);
     expect(e.message).toContain(says);
@@ -118,9 +151,16 @@ describe('vmmkit usage through the CLI', () => {
     const t = testIo();
     expect(await runCli(['run', '-m', 'lots'], t.io)).toBe(EXIT_USAGE);
     expect(t.err).toEqual([
-      "vmmkit run: invalid value 'lots' for -m (expected a size such as 512M or 2G, a whole number of 4 KiB pages)",
+      "vmmkit run: invalid value 'lots' for -m (expected a size such as 512M or 2G, a whole number of 4 KiB pages, less than 8 PiB)",
       "Try 'vmmkit help' for usage.",
     ]);
+    expect(t.out).toEqual([]);
+  });
+
+  it('more RAM than the host port can map is bad usage (exit 2) naming -m, before any memory is mapped', async () => {
+    const t = testIo();
+    expect(await runCli(['run', '--sim', '-m', '1048576T', '--duration', '0'], t.io)).toBe(EXIT_USAGE);
+    expect(t.err[0]).toMatch(/^vmmkit run: invalid value '1048576T' for -m \(/);
     expect(t.out).toEqual([]);
   });
 });

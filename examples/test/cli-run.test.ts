@@ -1,9 +1,10 @@
 // `vmmkit run` and the ways `run` and `migrate` fail before any migration starts, in process:
 // the VM is composed, described and closed, and each outcome has its exit status.
 
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../src/cli/cli.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../src/cli/exit-codes.js';
+import { MAX_TIMER_DELAY_MS, waitFor } from '../src/cli/vm/interrupt.js';
 import { testIo } from './cli-test-io.js';
 
 const TWO_NICS = [
@@ -39,11 +40,70 @@ describe('vmmkit run --sim', () => {
     expect(t.out.at(-1)).toBe('SIGTERM: stopping');
   });
 
+  it('keeps running for a --duration longer than one timer can wait (2^31 - 1 ms), until interrupted', async () => {
+    const t = testIo();
+    const status = runCli(['run', '--sim', '-m', '32M', '--duration', '2147484'], t.io);
+    let done = false;
+    void status.then(() => (done = true));
+    await t.waitForLine(/^running for 2147484 s/);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(done).toBe(false);
+    t.interrupt('SIGINT');
+    expect(await status).toBe(EXIT_OK);
+    expect(t.out.at(-1)).toBe('SIGINT: stopping');
+  });
+
   it('prints the blockers of a VM that cannot migrate, and still runs it', async () => {
     const t = testIo();
     expect(await runCli(['run', '--sim', '-m', '32M', '-device', 'vfio-pci,host=0000:00:03.0', '--duration', '0'], t.io)).toBe(EXIT_OK);
     expect(t.out).toContain('  blocker: 0000:00:03.0: VFIO migration is not supported in kernel');
     expect(t.out).toContain('  the VM cannot migrate (1 blocker)');
+  });
+});
+
+describe('waitFor', () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it('waits out a duration longer than one timer takes, re-arming the timer', async () => {
+    vi.useFakeTimers();
+    const signal = new AbortController().signal;
+    let outcome: string | undefined;
+    void waitFor(2 * MAX_TIMER_DELAY_MS + 5, signal).then((o) => (outcome = o));
+    await vi.advanceTimersByTimeAsync(2 * MAX_TIMER_DELAY_MS);
+    expect(outcome).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(4);
+    expect(outcome).toBeUndefined();
+    await vi.advanceTimersByTimeAsync(1);
+    expect(outcome).toBe('elapsed');
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('is interrupted during a long wait, leaving no timer behind', async () => {
+    const controller = new AbortController();
+    const waiting = waitFor(MAX_TIMER_DELAY_MS + 1, controller.signal);
+    let outcome: string | undefined;
+    void waiting.then((o) => (outcome = o));
+    // Node fires an oversized timer after 1 ms: a real 50 ms shows the wait was not cut short.
+    await new Promise((r) => setTimeout(r, 50));
+    expect(outcome).toBeUndefined();
+    controller.abort('SIGINT');
+    expect(await waiting).toBe('interrupted');
+  });
+
+  it('waits for exactly the duration, and not at all once interrupted', async () => {
+    vi.useFakeTimers();
+    const controller = new AbortController();
+    const short = waitFor(10, controller.signal);
+    await vi.advanceTimersByTimeAsync(10);
+    expect(await short).toBe('elapsed');
+    const forever = waitFor(undefined, controller.signal);
+    await vi.advanceTimersByTimeAsync(10 * MAX_TIMER_DELAY_MS);
+    controller.abort('SIGTERM');
+    expect(await forever).toBe('interrupted');
+    expect(await waitFor(10, controller.signal)).toBe('interrupted');
+    expect(vi.getTimerCount()).toBe(0);
   });
 });
 

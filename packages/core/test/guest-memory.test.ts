@@ -1,7 +1,9 @@
 // GuestMemory on the real kernel (LinuxHost): RAM from mmap, vCPU-style writes, the dirty log.
 
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DirtyBitmap, GuestMemory, LinuxHost } from '../src/index.js';
+import {
+  ConfigError, DirtyBitmap, GuestMemory, HostError, LinuxHost, MAX_RAM_BLOCK_SIZE, type HostKernel, type HostMapping, type RamSpec,
+} from '../src/index.js';
 
 const onLinux = process.platform === 'linux';
 const MiB = 1n << 20n;
@@ -63,5 +65,88 @@ describe.skipIf(!onLinux)('GuestMemory on LinuxHost', () => {
     } finally {
       host.close(fd);
     }
+  });
+});
+
+/** `inner`, counting mmap calls and the mappings still mapped. */
+function recordingHost(inner: HostKernel): { host: HostKernel; mmaps: () => number; live: Set<bigint> } {
+  const live = new Set<bigint>();
+  let mmaps = 0;
+  const mmap: HostKernel['mmap'] = (...args) => {
+    mmaps += 1;
+    const m = inner.mmap(...args);
+    live.add(m.addr);
+    const tracked: HostMapping = {
+      addr: m.addr, length: m.length, get bytes() { return m.bytes; }, view: (o, n) => m.view(o, n),
+      unmap: () => { live.delete(m.addr); m.unmap(); },
+    };
+    return tracked;
+  };
+  const host = new Proxy(inner, {
+    get: (target, key) => (key === 'mmap' ? mmap : Reflect.get(target, key, target)),
+  });
+  return { host, mmaps: () => mmaps, live };
+}
+
+/** The ConfigError `allocate` throws for `specs`. */
+function allocateError(host: HostKernel, specs: RamSpec[]): ConfigError {
+  try {
+    GuestMemory.allocate(host, specs).free();
+  } catch (e) {
+    if (e instanceof ConfigError) return e;
+    throw e;
+  }
+  throw new Error('allocate succeeded');
+}
+
+describe.skipIf(!onLinux)('GuestMemory sizes and addresses at the limits', () => {
+  const linux = onLinux ? new LinuxHost() : undefined!;
+
+  it('the largest block is 2^53 - 1 rounded down to whole pages: what an mmap length (a JS number) holds exactly', () => {
+    expect(MAX_RAM_BLOCK_SIZE).toBe((BigInt(Number.MAX_SAFE_INTEGER) / BigInt(GuestMemory.PAGE_SIZE)) * BigInt(GuestMemory.PAGE_SIZE));
+  });
+
+  it.for([
+    ['2^60', 1n << 60n],
+    ['2^64', 1n << 64n],
+    ['2^53', 1n << 53n],
+    ['the limit + 1 page', MAX_RAM_BLOCK_SIZE + BigInt(GuestMemory.PAGE_SIZE)],
+  ] as const)('refuses a block of %s bytes, naming the memory option and the block, before mapping anything', ([, size]) => {
+    const r = recordingHost(linux);
+    const e = allocateError(r.host, [{ gpa: 0n, size: MiB, name: 'low' }, { gpa: 1n << 32n, size, name: 'high' }]);
+    expect(e.option).toBe('memory');
+    expect(e.message).toContain(`memory block high at 0x100000000 of 0x${size.toString(16)} bytes must be at most 0x${MAX_RAM_BLOCK_SIZE.toString(16)}`);
+    expect(e.value).toBe(`high@0x100000000+0x${size.toString(16)}`);
+    expect(r.mmaps()).toBe(0);
+  });
+
+  it('refuses a block that reaches past 2^64, and takes one that ends exactly there', () => {
+    const r = recordingHost(linux);
+    const e = allocateError(r.host, [{ gpa: 0xffff_ffff_ffff_f000n, size: 0x2000n }]);
+    expect(e.option).toBe('memory');
+    expect(e.message).toContain('memory block ram0 at 0xfffffffffffff000 of 0x2000 bytes must end within the 64-bit guest physical address space');
+    expect(allocateError(r.host, [{ gpa: 1n << 64n, size: 0x1000n }]).message).toContain('must end within the 64-bit');
+    expect(r.mmaps()).toBe(0);
+    const top = GuestMemory.allocate(r.host, [{ gpa: 0xffff_ffff_ffff_f000n, size: 0x1000n }]);
+    expect(top.find(0xffff_ffff_ffff_ffffn)?.name).toBe('ram0');
+    top.free();
+  });
+
+  it('refuses a negative address and sizes given as numbers with a ConfigError, not a TypeError', () => {
+    expect(allocateError(linux, [{ gpa: -0x1000n, size: MiB }]).message).toMatch(/ram0 at -0x1000 .* must not start below address 0/);
+    const numeric = allocateError(linux, [{ gpa: 0n, size: 4096 as unknown as bigint }]);
+    expect([numeric.option, numeric.message]).toEqual(['memory', 'memory block ram0: gpa and size must be bigints (got bigint and number)']);
+  });
+
+  it('turns a block the host cannot map into a ConfigError naming it, with the HostError as cause, and unmaps the blocks before it', () => {
+    const r = recordingHost(linux);
+    // Within what the port can express, but more address space than any Linux process has (47 to 52 bits).
+    const e = allocateError(r.host, [{ gpa: 0n, size: MiB, name: 'low' }, { gpa: 1n << 32n, size: MAX_RAM_BLOCK_SIZE, name: 'huge' }]);
+    expect(e.option).toBe('memory');
+    expect(e.message).toBe(`memory block huge at 0x100000000 of 0x${MAX_RAM_BLOCK_SIZE.toString(16)} bytes cannot be mapped: mmap -> ENOMEM`);
+    expect(e.cause).toBeInstanceOf(HostError);
+    expect((e.cause as HostError).code).toBe('ENOMEM');
+    expect(r.mmaps()).toBe(2);
+    expect(r.live.size).toBe(0);
   });
 });

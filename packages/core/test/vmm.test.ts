@@ -161,4 +161,16 @@ describe.skipIf(!onLinux)('Vmm', () => {
   it('refuses a plugin given twice', async () => {
     await expect(Vmm.create({ host, plugins: [widgetPlugin([]), widgetPlugin([])] })).rejects.toThrow("plugin 'widgets' is given twice");
   });
+
+  it.for([
+    ['2^60 bytes of RAM', { gpa: 0n, size: 1n << 60n }, 'must be at most'],
+    ['2^64 bytes of RAM', { gpa: 0n, size: 1n << 64n }, 'must be at most'],
+    ['2^53 + 1 page of RAM', { gpa: 0n, size: (1n << 53n) + 4096n }, 'must be at most'],
+    ['a block past 2^64', { gpa: 0xffff_ffff_ffff_f000n, size: 0x2000n }, 'must end within the 64-bit guest physical address space'],
+  ] as const)('refuses %s with a ConfigError naming the memory option', async ([, block, says]) => {
+    const e = await Vmm.create({ host, plugins: [], memory: [block] }).catch((err: unknown) => err);
+    expect(e).toBeInstanceOf(ConfigError);
+    expect((e as ConfigError).option).toBe('memory');
+    expect((e as ConfigError).message).toContain(`memory block ram0 at 0x${block.gpa.toString(16)} of 0x${block.size.toString(16)} bytes ${says}`);
+  });
 });

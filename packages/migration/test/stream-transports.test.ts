@@ -280,6 +280,18 @@ describe('socket transports', () => {
     }
   });
 
+  it('take port 0 (any free port) only to listen on, never to connect to', async () => {
+    expect(parseSocketAddress('tcp:127.0.0.1:0', 'listen')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 0 });
+    for (const zero of ['tcp:127.0.0.1:0', 'tcp:[::1]:00']) {
+      expect(() => parseSocketAddress(zero, 'connect'), zero).toThrow(expect.objectContaining({
+        name: 'ConfigError', option: 'uri', value: zero, message: `migration address "${zero}" has port 0, which can be listened on but not connected to`,
+      }));
+      expect(() => connectMigration(zero), zero).toThrow(ConfigError);
+    }
+    expect(parseSocketAddress('tcp:127.0.0.1:1', 'connect')).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 1 });
+    expect(() => parseSocketAddress('tcp:127.0.0.1:65536', 'connect')).toThrow(ConfigError);
+  });
+
   it('name the address when they cannot listen or connect', async () => {
     const listener = await listenMigration('tcp:127.0.0.1:0');
     const taken = listener.name;

@@ -104,7 +104,7 @@ function parseRun(args: readonly string[]): CommandLine {
   return {
     command: 'run',
     vm: vmArgs('run', scanned),
-    ...(incoming && { incoming: parseMigrationUri('run', incoming) }),
+    ...(incoming && { incoming: parseMigrationUri('run', incoming, 'listen') }),
     ...(duration && { durationMs: parseSeconds('run', duration) }),
   };
 }
@@ -120,7 +120,7 @@ function parseMigrate(args: readonly string[]): CommandLine {
   const iterations = scanned.values('max-iterations')[0];
   return {
     command: 'migrate',
-    uri: parseMigrationUri('migrate', { option: 'URI', value: uri }),
+    uri: parseMigrationUri('migrate', { option: 'URI', value: uri }, 'connect'),
     vm: vmArgs('migrate', scanned),
     parameters: {
       ...(downtime && { downtimeLimitMs: parseMilliseconds('migrate', downtime) }),

@@ -28,14 +28,16 @@ Commands:
 VM options (as QEMU's):
   --sim               run on the simulated host (vmmkit's demo machine: an edu device at
                       0000:00:03.0, NICs at 0000:00:05.0 and 0000:00:06.0); the guest keeps busy
-  -m SIZE             guest RAM, MiB unless suffixed (K, M, G, T); default 128M
+  -m SIZE             guest RAM, MiB unless suffixed (K, M, G, T); whole 4 KiB pages, less
+                      than 8 PiB; default 128M
   -name NAME          the VM's name (also guest=NAME)
   -object DESC        an object, e.g. iommufd,id=iommufd0 (repeatable)
   -device DESC        a device, e.g. vfio-pci,host=0000:00:05.0[,iommufd=iommufd0] (repeatable)
 
 Migration:
-  URI                 tcp:HOST:PORT (port 0 with --incoming: any free port, printed) or unix:PATH
-  --downtime-limit MS the longest pause at switchover, in ms (default 300)
+  URI                 tcp:HOST:PORT, PORT 1-65535 (0 with --incoming: any free port, printed),
+                      or unix:PATH
+  --downtime-limit MS the longest pause at switchover, in ms, up to 2000000 (default 300)
   --max-bandwidth B/S at most this many bytes per second (suffixes K, M, G; default unlimited)
   --max-iterations N  switch over after N precopy passes even if the limit is not met (default 30)
 

@@ -4,8 +4,11 @@
 
 import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import type { HostKernel, HostMapping } from '../host/host-kernel.js';
-import { ConfigError } from '../errors/vmm-error.js';
+import { HostError } from '../host/host-error.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
+import { checkRamSpecs, ramSpecError } from './ram-specs.js';
+
+export { MAX_RAM_BLOCK_SIZE } from './ram-specs.js';
 
 const PAGE = BigInt(HOST_PAGE_SIZE);
 
@@ -60,30 +63,24 @@ export class GuestMemory {
 
   /**
    * Allocate the blocks with `host.mmap` (private, anonymous, no swap reservation).
-   * Throws ConfigError for a block that is empty, not page aligned or overlapping another.
+   * @throws ConfigError (option `memory`, naming the block) for a block that is empty, not page
+   *   aligned, larger than {@link MAX_RAM_BLOCK_SIZE}, reaching past 2^64 or overlapping another,
+   *   checked before anything is mapped; and for a block the host cannot map (ENOMEM for more
+   *   address space than it has), with the HostError as `cause` and the blocks mapped so far unmapped.
    */
   static allocate(host: HostKernel, specs: readonly RamSpec[]): GuestMemory {
-    // Unnamed blocks are named by their place in `specs`; blocks are kept in address order.
-    const sorted = specs.map((s, i) => ({ ...s, name: s.name ?? `ram${i}` })).sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
-    sorted.forEach((s, i) => {
-      const name = s.name;
-      if (s.size <= 0n || s.size % PAGE || s.gpa % PAGE || s.gpa < 0n) {
-        throw new ConfigError(`memory block ${name} at 0x${s.gpa.toString(16)} of 0x${s.size.toString(16)} bytes must be non-empty and ${HOST_PAGE_SIZE}-byte aligned`, 'memory');
-      }
-      const prev = sorted[i - 1];
-      if (prev && prev.gpa + prev.size > s.gpa) {
-        throw new ConfigError(`memory block ${name} at 0x${s.gpa.toString(16)} overlaps the block at 0x${prev.gpa.toString(16)}`, 'memory');
-      }
-    });
     const blocks: RamBlock[] = [];
-    try {
-      sorted.forEach((s) => {
-        const mapping = host.mmap(Number(s.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0n);
-        blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping));
-      });
-    } catch (e) {
-      for (const b of blocks) b.mapping.unmap();
-      throw e;
+    for (const s of checkRamSpecs(specs)) {
+      let mapping: HostMapping;
+      try {
+        // Exact: checkRamSpecs keeps every size within Number.MAX_SAFE_INTEGER.
+        mapping = host.mmap(Number(s.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0n);
+      } catch (e) {
+        for (const b of blocks) b.mapping.unmap();
+        if (!(e instanceof HostError)) throw e;
+        throw ramSpecError(s, `cannot be mapped: ${e.syscall} -> ${e.code}`, e);
+      }
+      blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping));
     }
     return new GuestMemory(blocks);
   }

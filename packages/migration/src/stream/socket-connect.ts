@@ -40,10 +40,11 @@ export async function listenMigration(address: string | SocketAddress): Promise<
 
 /**
  * Connect to a listening destination.
+ * @throws ConfigError for an address that is not one, or has port 0.
  * @throws MigrationTransportError naming the address when the connection fails or takes longer than `timeoutMs`.
  */
 export function connectMigration(address: string | SocketAddress, options: { readonly timeoutMs?: number } = {}): Promise<SocketTransport> {
-  const target = parseSocketAddress(address);
+  const target = parseSocketAddress(address, 'connect');
   const name = formatSocketAddress(target);
   return new Promise((resolve, reject) => {
     const where = target.kind === 'tcp' ? { host: target.host, port: target.port } : { path: target.path };
