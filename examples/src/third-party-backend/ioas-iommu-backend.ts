@@ -5,7 +5,7 @@
 // container base keeps the membership, the listener and the events.
 
 import {
-  FirstFailure, HostIommuDevice, UndoStack, VfioError, getDeviceInfo, vfioCall, vfioStep,
+  FirstFailure, HostIommuDevice, UndoStack, VfioError, getDeviceInfo, vfioCall, vfioClose, vfioStep,
   type HostIommuDeviceCaps, type HostKernel, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuBackend, type VmmEventBus,
 } from '@vmmkit/core';
 import {
@@ -31,7 +31,7 @@ export class IoasIommuBackend implements VfioIommuBackend {
       const container = existing instanceof IoasContainer ? existing : await this.#createContainer(name, space, undo);
       device.fd = this.#openCdev(device);
       undo.push(() => {
-        this.host.close(device.fd);
+        vfioClose(this.host, device.fd, 'the device fd', device.name);
         device.fd = -1;
       });
       vfioCall('bind to /dev/iommu', name, () =>
@@ -49,12 +49,16 @@ export class IoasIommuBackend implements VfioIommuBackend {
 
   /** Closing the device fd detaches and unbinds it; the last device takes the IOAS along. */
   async detachDevice(device: VfioDevice): Promise<void> {
+    await vfioStep(`detach through ${this.kind}`, device.name, () => this.#detach(device));
+  }
+
+  async #detach(device: VfioDevice): Promise<void> {
     const container = device.container;
     if (!(container instanceof IoasContainer)) return;
     const failures = new FirstFailure();
     await failures.runAsync(() => container.removeDevice(device));
     device.hostIommuDevice = undefined;
-    failures.run(() => vfioCall('close the device', device.name, () => this.host.close(device.fd)));
+    failures.run(() => vfioClose(this.host, device.fd, 'the device fd', device.name));
     device.fd = -1;
     if (container.devices.length === 0) await failures.runAsync(() => container.close());
     failures.rethrow();
@@ -79,7 +83,7 @@ export class IoasIommuBackend implements VfioIommuBackend {
     if (--this.#containers > 0) return;
     const fd = this.#iommufd;
     this.#iommufd = -1;
-    this.host.close(fd);
+    vfioClose(this.host, fd, '/dev/iommu');
   }
 
   /** The device's cdev, /dev/vfio/devices/vfioN, found through sysfs. */

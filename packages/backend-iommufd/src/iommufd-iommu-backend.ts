@@ -4,7 +4,7 @@
 // tracking when the IOMMU offers it. mdevs attach to the IOAS itself.
 
 import {
-  FirstFailure, UndoStack, VfioError, checkPassedDeviceFd, getDeviceInfo, getHotResetInfo, isMdev, pciHotResetIoctl,
+  FirstFailure, UndoStack, VfioError, vfioClose, checkPassedDeviceFd, getDeviceInfo, getHotResetInfo, isMdev, pciHotResetIoctl,
   VFIO_IOMMU_IOMMUFD, vfioCall, vfioStep, type HostKernel, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuBackend,
   type VmmEventBus,
 } from '@vmmkit/core';
@@ -49,7 +49,7 @@ export class IommufdIommuBackend implements VfioIommuBackend {
       if (!device.fdPassed) {
         device.fd = this.#openCdev(device);
         undo.push(() => {
-          this.host.close(device.fd);
+          vfioClose(this.host, device.fd, 'the device fd', device.name);
           device.fd = -1;
         });
       }
@@ -82,6 +82,10 @@ export class IommufdIommuBackend implements VfioIommuBackend {
    * The device fd closes before the frees, so a failed DETACH cannot keep its HWPT busy.
    */
   async detachDevice(device: VfioDevice): Promise<void> {
+    await vfioStep(`detach through ${this.kind}`, device.name, () => this.#detach(device));
+  }
+
+  async #detach(device: VfioDevice): Promise<void> {
     const binding = this.#bindings.get(device);
     const container = device.container;
     if (!binding || !(container instanceof IommufdContainer)) return;
@@ -91,7 +95,7 @@ export class IommufdIommuBackend implements VfioIommuBackend {
     await failures.runAsync(() => container.removeDevice(device));
     device.hostIommuDevice = undefined;
     failures.run(() => this.#detachPt(device));
-    failures.run(() => this.host.close(device.fd));
+    failures.run(() => vfioClose(this.host, device.fd, 'the device fd', device.name));
     device.fd = -1;
     failures.run(() => container.autodomainsPut(device));
     if (container.devices.length === 0) await failures.runAsync(() => container.close());

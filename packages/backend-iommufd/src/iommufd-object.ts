@@ -8,7 +8,7 @@ import {
   IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_UNMAP,
   O_CLOEXEC, O_RDWR, VfioError, iommu_destroy, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
   iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap,
-  iommu_iova_range, vfioCall, withKernelBuffer, type HostKernel, type IovaRange, type VmmObject,
+  iommu_iova_range, vfioCall, vfioClose, withKernelBuffer, type HostKernel, type IovaRange, type VmmObject,
 } from '@vmmkit/core';
 
 export class IommufdObject implements VmmObject {
@@ -49,7 +49,7 @@ export class IommufdObject implements VmmObject {
     if (this.#users === 0) return;
     this.#users--;
     if (this.#users === 0 && this.#owned) {
-      this.host.close(this.#fd);
+      vfioClose(this.host, this.#fd, `/dev/iommu of iommufd object '${this.id}'`);
       this.#fd = -1;
     }
   }

@@ -2,7 +2,7 @@
 // their IOMMU group, groups share a type1 container per address space where the kernel allows.
 
 import {
-  FirstFailure, UndoStack, VFIO_IOMMU_LEGACY, VfioError, getDeviceInfo, getHotResetInfo, isMdev, pciHotResetIoctl, vfioCall,
+  FirstFailure, UndoStack, vfioClose, VFIO_IOMMU_LEGACY, VfioError, getDeviceInfo, getHotResetInfo, isMdev, pciHotResetIoctl, vfioCall,
   vfioStep, type HostKernel, type VfioAddressSpace, type VfioContainerBase, type VfioDevice, type VfioIommuBackend, type VmmEventBus,
 } from '@vmmkit/core';
 import { LegacyHostIommuDevice } from './legacy-host-iommu-device.js';
@@ -37,7 +37,7 @@ export class LegacyIommuBackend implements VfioIommuBackend {
       undo.push(() => group.removeDevice(device));
       device.fd = group.getDeviceFd(device.name);
       undo.push(() => {
-        this.host.close(device.fd);
+        vfioClose(this.host, device.fd, 'the device fd', device.name);
         device.fd = -1;
       });
       device.info = getDeviceInfo(this.host, device.fd, name);
@@ -59,6 +59,10 @@ export class LegacyIommuBackend implements VfioIommuBackend {
 
   /** Detach a device; every step runs even if one fails, and the first failure is thrown after. */
   async detachDevice(device: VfioDevice): Promise<void> {
+    await vfioStep(`detach through ${this.kind}`, device.name, () => this.#detach(device));
+  }
+
+  async #detach(device: VfioDevice): Promise<void> {
     const group = this.#deviceGroups.get(device);
     const container = device.container;
     if (!group || !container) return;
@@ -68,7 +72,7 @@ export class LegacyIommuBackend implements VfioIommuBackend {
     group.removeDevice(device);
     device.hostIommuDevice = undefined;
     device.iommuDirtyTracking = false;
-    failures.run(() => this.host.close(device.fd));
+    failures.run(() => vfioClose(this.host, device.fd, 'the device fd', device.name));
     device.fd = -1;
     if (group.devices.length === 0) await failures.runAsync(() => this.#putGroup(group));
     failures.rethrow();

@@ -3,7 +3,7 @@
 // sets and unsets them), DMA mappings with VFIO_IOMMU_MAP/UNMAP_DMA and dirty tracking with
 // VFIO_IOMMU_DIRTY_PAGES.
 
-import { DirtyBitmap, FirstFailure, HostError, VfioContainerBase, VfioError, pagesIn, vfioCall, withKernelBuffer, type VfioContainerContext, type VfioContainerInfo } from '@vmmkit/core';
+import { DirtyBitmap, FirstFailure, HostError, VfioContainerBase, VfioError, pagesIn, vfioCall, vfioClose, withKernelBuffer, type VfioContainerContext, type VfioContainerInfo } from '@vmmkit/core';
 import {
   VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP,
   VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP,
@@ -78,8 +78,9 @@ export class LegacyType1Container extends VfioContainerBase {
   protected override doSetup(): VfioContainerInfo {
     const info = getType1Info(this.host, this.fd);
     const page = BigInt(this.space.memory.pageSize);
-    // Dirty pages are reported per page: only usable when that page size is offered.
-    const migration = info.migration && info.migration.pgsizeBitmap & page ? info.migration : undefined;
+    // Dirty pages are reported per page: only usable when that page size is offered. Linux reports
+    // the capability for type1 v1 too, then refuses DIRTY_PAGES there (EACCES): v2 only.
+    const migration = info.migration && info.migration.pgsizeBitmap & page && this.#iommuType === VFIO_TYPE1v2_IOMMU ? info.migration : undefined;
     return {
       pgsizes: info.pgsizes,
       dmaMaxMappings: info.dmaAvail ?? 65535,
@@ -93,7 +94,7 @@ export class LegacyType1Container extends VfioContainerBase {
   protected override doRelease(): void {
     const failures = new FirstFailure();
     for (const group of [...this.#groups]) failures.run(() => this.disconnectGroup(group));
-    failures.run(() => this.host.close(this.fd));
+    failures.run(() => vfioClose(this.host, this.fd, this.id));
     failures.rethrow();
   }
 

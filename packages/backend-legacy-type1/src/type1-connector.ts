@@ -72,11 +72,8 @@ export class Type1Connector {
     await container.open();
   }
 
+  /** VFIO_CHECK_EXTENSION: 1 when the container offers `extension`. A kernel that fails to answer fails the attach. */
   #hasExtension(fd: number, extension: number): boolean {
-    try {
-      return this.host.ioctl(fd, VFIO_CHECK_EXTENSION, extension) > 0;
-    } catch {
-      return false;
-    }
+    return vfioCall(`check extension ${extension} of ${this.containerPath}`, undefined, () => this.host.ioctl(fd, VFIO_CHECK_EXTENSION, extension)) > 0;
   }
 }

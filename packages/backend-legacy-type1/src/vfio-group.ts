@@ -1,7 +1,7 @@
 // A VFIO group (QEMU's VFIOGroup): the /dev/vfio/<n> fd that owns the devices of one IOMMU
 // group and joins them to a container.
 
-import { VfioError, vfioCall, type HostKernel, type VfioAddressSpace, type VfioDevice } from '@vmmkit/core';
+import { VfioError, vfioCall, vfioClose, type HostKernel, type VfioAddressSpace, type VfioDevice } from '@vmmkit/core';
 import { O_CLOEXEC, O_RDWR, VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, vfio_group_status } from '@vmmkit/core/uapi';
 import type { LegacyType1Container } from './legacy-type1-container.js';
 
@@ -63,6 +63,6 @@ export class VfioGroup {
   }
 
   close(): void {
-    this.host.close(this.fd);
+    vfioClose(this.host, this.fd, `group ${this.id}`);
   }
 }

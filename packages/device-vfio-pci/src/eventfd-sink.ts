@@ -1,17 +1,21 @@
 // An eventfd the kernel signals an interrupt on, and the callback that hears it: through the
 // host's watch (poll on the event loop) where it has one, else by polling every millisecond.
 
-import { EFD_CLOEXEC, EFD_NONBLOCK, HostError, vfioCall, type HostKernel } from '@vmmkit/core';
+import { EFD_CLOEXEC, EFD_NONBLOCK, HostError, vfioCall, vfioClose, type HostKernel } from '@vmmkit/core';
 
 export class EventfdSink {
   readonly fd: number;
   #stop: () => void;
 
-  /** Create the eventfd and start listening; `onSignal` gets how many signals were counted. */
+  /**
+   * Create the eventfd and start listening; `onSignal` gets how many signals were counted, and
+   * `onError` a read that failed (the event loop must not throw).
+   */
   constructor(
     private readonly host: HostKernel,
-    device: string,
+    private readonly device: string,
     onSignal: (count: bigint) => void,
+    onError: (e: unknown) => void,
   ) {
     this.fd = vfioCall('create an interrupt eventfd', device, () => host.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC));
     const buf = new Uint8Array(8);
@@ -19,7 +23,7 @@ export class EventfdSink {
       try {
         if (host.read(this.fd, buf) === 8) onSignal(new DataView(buf.buffer).getBigUint64(0, true));
       } catch (e) {
-        if (!HostError.is(e, 'EAGAIN')) throw e;
+        if (!HostError.is(e, 'EAGAIN')) onError(e);
       }
     };
     try {
@@ -30,7 +34,11 @@ export class EventfdSink {
         this.#stop = () => clearInterval(timer);
       }
     } catch (e) {
-      host.close(this.fd);
+      try {
+        host.close(this.fd);
+      } catch {
+        // The fd is released either way; the watch's failure is the one to report.
+      }
       throw e;
     }
   }
@@ -38,6 +46,6 @@ export class EventfdSink {
   /** Stop listening and close the eventfd. */
   close(): void {
     this.#stop();
-    this.host.close(this.fd);
+    vfioClose(this.host, this.fd, 'an interrupt eventfd', this.device);
   }
 }

@@ -3,7 +3,7 @@
 // VFIO_DEVICE_SET_IRQS, and every signal reported to the VMM as an interrupt.
 
 import {
-  VFIO_DEVICE_SET_IRQS, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
+  FirstFailure, VFIO_DEVICE_SET_IRQS, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VfioError,
   vfio_irq_set, vfioCall, type HostKernel, type VfioDevice,
 } from '@vmmkit/core';
@@ -30,6 +30,8 @@ export class VfioInterrupts {
     /** IRQ counts per VFIO IRQ index, from VFIO_DEVICE_GET_IRQ_INFO. */
     private readonly counts: readonly number[],
     private readonly deliver: InterruptHandler,
+    /** Told of what goes wrong where nobody waits for an answer (reading a signalled eventfd). */
+    private readonly warn: (message: string) => void,
   ) {}
 
   /** The active mode, if any. */
@@ -56,10 +58,15 @@ export class VfioInterrupts {
     this.disable();
     const sinks: EventfdSink[] = [];
     try {
-      for (let v = 0; v < vectors; v++) sinks.push(new EventfdSink(this.host, this.device.name, (n) => this.deliver(mode, v, n)));
+      for (let v = 0; v < vectors; v++) {
+        const onError = (e: unknown): void => this.warn(`failed to read the ${mode.toUpperCase()} vector ${v} eventfd: ${e instanceof Error ? e.message : String(e)}`);
+        sinks.push(new EventfdSink(this.host, this.device.name, (n) => this.deliver(mode, v, n), onError));
+      }
       this.#setIrqs(mode, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, vectors, sinks.map((s) => s.fd));
     } catch (e) {
-      for (const s of sinks) s.close();
+      // The enable's failure is the one to report; every eventfd goes regardless.
+      const failures = new FirstFailure();
+      for (const s of sinks) failures.run(() => s.close());
       throw e;
     }
     this.#mode = mode;
@@ -72,11 +79,10 @@ export class VfioInterrupts {
     if (!mode) return;
     this.#mode = undefined;
     const sinks = this.#sinks.splice(0);
-    try {
-      this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []);
-    } finally {
-      for (const s of sinks) s.close();
-    }
+    const failures = new FirstFailure();
+    failures.run(() => this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []));
+    for (const s of sinks) failures.run(() => s.close());
+    failures.rethrow();
   }
 
   /**

@@ -61,6 +61,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     readonly id: string,
     readonly vfio: VfioDevice,
     private readonly host: HostKernel,
+    private readonly events: VmmEventBus,
     readonly options: VfioPciOptions,
   ) {
     super();
@@ -77,7 +78,8 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     vfio.deviceDirtyPageTracking = ctx.options.deviceDirtyPageTracking ? 'auto' : 'off';
     vfio.enableMigration = ctx.options.enableMigration;
     vfio.preCopyDirtyPageTracking = ctx.options.preCopyDirtyPageTracking;
-    const device = new VfioPciDevice(ctx.id, vfio, ctx.host, ctx.options);
+    const events = ctx.container.resolve(VmmEventBus);
+    const device = new VfioPciDevice(ctx.id, vfio, ctx.host, events, ctx.options);
     await vfioStep('realize vfio-pci', vfio.name, () =>
       UndoStack.run(async (undo) => {
         await attachVfioDevice(ctx.container, ctx.backend, vfio, ctx.as);
@@ -85,7 +87,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
         device.#checkInfo();
         device.#setUp(undo);
         probeMigration(ctx.host, vfio);
-        checkMigration(vfio, ctx.container.resolve(VmmEventBus));
+        checkMigration(vfio, events);
       }),
     );
     return device;
@@ -243,7 +245,8 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       });
     // INTx, MSI and MSI-X only: the error and request IRQs do not exist on every device (EINVAL).
     const counts = irqCounts(this.host, this.vfio, VFIO_PCI_MSIX_IRQ_INDEX + 1);
-    this.#interrupts = new VfioInterrupts(this.host, this.vfio, counts, (mode, vector, count) => this.#deliver(mode, vector, count));
+    this.#interrupts = new VfioInterrupts(this.host, this.vfio, counts, (mode, vector, count) => this.#deliver(mode, vector, count),
+      (message) => this.events.emit('vfio:warning', { device: this.name, message }));
     undo.push(() => this.#interrupts.disable());
     const msix = this.#config.capabilities.msix;
     if (msix) this.#msix = new MsixTable(msix);

@@ -191,6 +191,13 @@ export class SimHost implements HostKernel {
     this.kernel.faults.arm(fault);
   }
 
+  /** The call the last injected fault failed, as `ioctl IOMMU_IOAS_MAP` or `close`: for a sweep's messages. */
+  get lastInjectedFault(): string | undefined {
+    const call = this.kernel.faults.lastFired;
+    if (!call) return undefined;
+    return call.syscall === 'ioctl' && call.request !== undefined ? `ioctl ${call.kind ? ioctlName(call.request, call.kind) : ioctlName(call.request)}` : call.syscall;
+  }
+
   /** How many calls of `syscall` (default: ioctls; `'any'`: all) were made so far, to size a fail-nth sweep. */
   callCount(syscall: SimSyscall | 'any' = 'ioctl'): number {
     return this.kernel.faults.count(syscall);

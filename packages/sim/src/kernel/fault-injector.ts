@@ -44,6 +44,7 @@ interface Armed {
 export class FaultInjector {
   #armed: Armed[] = [];
   readonly #counts = new Map<SimSyscall, number>();
+  #fired: SimCall | undefined;
 
   arm(fault: SimFault): void {
     errnoNumber(fault.errno); // refuse a misspelt errno now, not when it fires
@@ -63,7 +64,13 @@ export class FaultInjector {
       if (a.remaining === 0 && fired === undefined) fired = a.fault.errno as ErrnoCode;
     }
     this.#armed = this.#armed.filter((a) => a.remaining > 0);
+    if (fired) this.#fired = call;
     return fired;
+  }
+
+  /** The call the last fault fired on. */
+  get lastFired(): SimCall | undefined {
+    return this.#fired;
   }
 
   /** Calls of `syscall` made so far (default: ioctls; `'any'`: every call). */
