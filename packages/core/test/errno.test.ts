@@ -26,7 +26,7 @@ describe('HostError', () => {
   it('names the call, its fd and ioctl, and the errno', () => {
     const e = new HostError({ errno: 16, syscall: 'ioctl', fd: 7, request: 0x3b68, ioctl: 'VFIO_GROUP_SET_CONTAINER' });
     expect(e.message).toBe('ioctl(fd 7, VFIO_GROUP_SET_CONTAINER) failed: EBUSY (Device or resource busy)');
-    expect(e).toMatchObject({ errno: 16, code: 'EBUSY', syscall: 'ioctl', ioctl: 'VFIO_GROUP_SET_CONTAINER' });
+    expect(e).toMatchObject({ errnoNumber: 16, errno: 'EBUSY', syscall: 'ioctl', ioctl: 'VFIO_GROUP_SET_CONTAINER' });
     expect(HostError.is(e, 'EBUSY')).toBe(true);
     expect(HostError.is(e, 'EINVAL')).toBe(false);
   });

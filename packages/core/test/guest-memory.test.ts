@@ -145,7 +145,7 @@ describe.skipIf(!onLinux)('GuestMemory sizes and addresses at the limits', () =>
     expect(e.option).toBe('memory');
     expect(e.message).toBe(`memory block huge at 0x100000000 of 0x${MAX_RAM_BLOCK_SIZE.toString(16)} bytes cannot be mapped: mmap -> ENOMEM`);
     expect(e.cause).toBeInstanceOf(HostError);
-    expect((e.cause as HostError).code).toBe('ENOMEM');
+    expect((e.cause as HostError).errno).toBe('ENOMEM');
     expect(r.mmaps()).toBe(2);
     expect(r.live.size).toBe(0);
   });

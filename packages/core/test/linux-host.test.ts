@@ -38,7 +38,7 @@ describe.skipIf(!hasKvm)(`LinuxHost on /dev/kvm${hasKvm ? '' : ' (skipped: /dev/
     const kvm = host.open('/dev/kvm', O_RDWR | O_CLOEXEC);
     try {
       expect(() => host.ioctl(kvm, VFIO_GET_API_VERSION)).toThrow(
-        expect.objectContaining({ code: 'EINVAL', ioctl: undefined, request: VFIO_GET_API_VERSION }),
+        expect.objectContaining({ errno: 'EINVAL', ioctl: undefined, request: VFIO_GET_API_VERSION }),
       );
     } finally {
       host.close(kvm);
@@ -53,7 +53,7 @@ describe.skipIf(!onLinux)('LinuxHost on this kernel', () => {
       let err: unknown;
       try { host.ioctl(fd, 0x1234); } catch (e) { err = e; }
       expect(err).toBeInstanceOf(HostError);
-      expect(err).toMatchObject({ errno: 25, code: 'ENOTTY', syscall: 'ioctl', fd, request: 0x1234 });
+      expect(err).toMatchObject({ errnoNumber: 25, errno: 'ENOTTY', syscall: 'ioctl', fd, request: 0x1234 });
       expect((err as Error).message).toBe(`ioctl(fd ${fd}, request 0x1234) failed: ENOTTY (Inappropriate ioctl for device)`);
       // A known request is named even when the fd's kind is not.
       expect(() => host.ioctl(fd, VFIO_GROUP_GET_DEVICE_FD, new Uint8Array(8))).toThrow(
@@ -140,7 +140,7 @@ describe.skipIf(!onLinux)('LinuxHost on this kernel', () => {
       const out = new Uint8Array(8);
       expect(host.read(efd, out)).toBe(8);
       expect(new DataView(out.buffer).getBigUint64(0, true)).toBe(7n);
-      expect(() => host.read(efd, out)).toThrow(expect.objectContaining({ code: 'EAGAIN', syscall: 'read', fd: efd }));
+      expect(() => host.read(efd, out)).toThrow(expect.objectContaining({ errno: 'EAGAIN', syscall: 'read', fd: efd }));
     } finally {
       host.close(efd);
     }
@@ -179,7 +179,7 @@ describe.skipIf(!onLinux)('LinuxHost on this kernel', () => {
     expect(() => host.readlink('/sys/bus/pci/devices/0000:ff:1f.7/iommu_group')).toThrow(
       "readlink('/sys/bus/pci/devices/0000:ff:1f.7/iommu_group') failed: ENOENT",
     );
-    expect(() => host.readdir('/proc/self/stat')).toThrow(expect.objectContaining({ code: 'ENOTDIR', syscall: 'readdir' }));
+    expect(() => host.readdir('/proc/self/stat')).toThrow(expect.objectContaining({ errno: 'ENOTDIR', syscall: 'readdir' }));
   });
 
   it('reports the absence of VFIO and iommufd with the path when they are missing', () => {

@@ -133,7 +133,7 @@ export function expectErrno(call: () => unknown, code: string): HostError {
     call();
   } catch (e) {
     expect(e).toBeInstanceOf(HostError);
-    expect((e as HostError).code).toBe(code);
+    expect((e as HostError).errno).toBe(code);
     return e as HostError;
   }
   throw new Error(`expected ${code}, but the call succeeded`);
@@ -145,7 +145,7 @@ export function eventCount(host: SimHost, efd: number): bigint {
   try {
     host.read(efd, b);
   } catch (e) {
-    if (e instanceof HostError && e.code === 'EAGAIN') return 0n;
+    if (e instanceof HostError && e.errno === 'EAGAIN') return 0n;
     throw e;
   }
   return new DataView(b.buffer).getBigUint64(0, true);

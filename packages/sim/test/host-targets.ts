@@ -44,14 +44,14 @@ export function selftestUnavailable(): string | undefined {
   try {
     fd = host.open('/dev/iommu', O_RDWR | O_CLOEXEC);
   } catch (e) {
-    return `cannot open /dev/iommu (${(e as HostError).code})`;
+    return `cannot open /dev/iommu (${(e as HostError).errno})`;
   }
   try {
     // Reserving a page on object 0, which never exists: ENOENT from a CONFIG_IOMMUFD_TEST kernel, ENOTTY otherwise.
     host.ioctl(fd, IOMMU_TEST_CMD, iommu_test_cmd.encode({ op: IOMMU_TEST_OP_ADD_RESERVED, id: 0, add_reserved: { start: 0n, length: 4096n } }));
     return undefined;
   } catch (e) {
-    const code = (e as HostError).code;
+    const code = (e as HostError).errno;
     return code === 'ENOTTY' ? 'the kernel has no IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST)' : code === 'ENOENT' ? undefined : `IOMMU_TEST_CMD probe failed with ${code}`;
   } finally {
     host.close(fd);
@@ -72,7 +72,7 @@ export function iommufdUnavailable(): string | undefined {
     host.close(host.open('/dev/iommu', O_RDWR | O_CLOEXEC));
     return undefined;
   } catch (e) {
-    return `cannot open /dev/iommu (${(e as HostError).code})`;
+    return `cannot open /dev/iommu (${(e as HostError).errno})`;
   }
 }
 

@@ -137,7 +137,7 @@ describe('SimHost basics', () => {
     host.write(efd, buf);
     expect(host.read(efd, buf)).toBe(8);
     expect(new DataView(buf.buffer).getBigUint64(0, true)).toBe(7n);
-    expect(() => host.read(efd, buf)).toThrow(expect.objectContaining({ code: 'EAGAIN', syscall: 'read' }));
+    expect(() => host.read(efd, buf)).toThrow(expect.objectContaining({ errno: 'EAGAIN', syscall: 'read' }));
     expect(() => host.read(efd, new Uint8Array(4))).toThrow(/EINVAL/);
     expect(host.census().objects.eventfd).toBe(1);
     host.close(efd);

@@ -52,7 +52,7 @@ export function fails(code: string, call: () => unknown): HostError {
     caught = e;
   }
   expect(caught, `expected ${code}`).toBeInstanceOf(HostError);
-  expect((caught as HostError).code, String((caught as HostError).cause ?? caught)).toBe(code);
+  expect((caught as HostError).errno, String((caught as HostError).cause ?? caught)).toBe(code);
   return caught as HostError;
 }
 

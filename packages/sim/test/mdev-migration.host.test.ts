@@ -65,7 +65,7 @@ class MdevUnderTest {
       try {
         n = this.host.read(dataFd, buf);
       } catch (e) {
-        if (e instanceof HostError && e.code === 'ENOMSG') break;
+        if (e instanceof HostError && e.errno === 'ENOMSG') break;
         throw e;
       }
       if (n === 0) break;

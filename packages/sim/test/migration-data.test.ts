@@ -50,7 +50,7 @@ function drain(host: SimHost, dataFd: number, chunk = 1000): Uint8Array {
     try {
       n = host.read(dataFd, buf);
     } catch (e) {
-      if ((e as { code?: string }).code === 'ENOMSG') break;
+      if ((e as { errno?: string }).errno === 'ENOMSG') break;
       throw e;
     }
     if (n === 0) break;

@@ -46,7 +46,7 @@ function hugeIovaUnavailable(host: HostKernel): string | undefined {
     mockDomain(io, io.ioasAlloc(), MOCK_FLAGS_DEVICE_HUGE_IOVA);
     return undefined;
   } catch (e) {
-    if (e instanceof HostError && e.code === 'EINVAL') return 'cannot run on this kernel: its mock has no MOCK_FLAGS_DEVICE_HUGE_IOVA';
+    if (e instanceof HostError && e.errno === 'EINVAL') return 'cannot run on this kernel: its mock has no MOCK_FLAGS_DEVICE_HUGE_IOVA';
     throw e;
   } finally {
     io.close();

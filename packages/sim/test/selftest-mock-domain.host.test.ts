@@ -52,7 +52,7 @@ afterEach(() => {
     try {
       io.close();
     } catch (e) {
-      if (!(e instanceof HostError && e.code === 'EBADF')) throw e; // the test closed it itself
+      if (!(e instanceof HostError && e.errno === 'EBADF')) throw e; // the test closed it itself
     }
   }
 });
@@ -218,7 +218,7 @@ function describeMockDomains(target: HostTarget): void {
           try {
             self.host.ioctl(self.io.fd, IOMMU_IOAS_IOVA_RANGES, args);
           } catch (e) {
-            errno = (e as { code: string }).code;
+            errno = (e as { errno: string }).errno;
           }
           const out = iommu_ioas_iova_ranges.decode(args);
           const r = (i: number) => iommu_iova_range.decode(buf.bytes, i * iommu_iova_range.size);

@@ -94,6 +94,6 @@ function missing(node: DeviceNodeCaps): string {
 
 /** An error in a few words: a system call's errno name and ioctl where there is one. */
 export function describeError(e: unknown): string {
-  if (e instanceof HostError) return `${e.ioctl ?? e.syscall} -> ${e.code}`;
+  if (e instanceof HostError) return `${e.ioctl ?? e.syscall} -> ${e.errno}`;
   return e instanceof Error ? e.message : String(e);
 }

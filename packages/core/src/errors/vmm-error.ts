@@ -2,11 +2,9 @@
 // `cause` so the system call's HostError (errno, ioctl) is never lost.
 
 import { HostError } from '../host/host-error.js';
+import { VmmError } from './vmm-error-base.js';
 
-/** Base of every error vmmkit throws on purpose. `code` tells the kinds apart. */
-export abstract class VmmError extends Error {
-  abstract readonly code: string;
-}
+export { VmmError };
 
 /** A description is wrong: an option, a value, a reference to something that does not exist. */
 export class ConfigError extends VmmError {
@@ -17,8 +15,8 @@ export class ConfigError extends VmmError {
    * @param message says what is wrong, naming the option and value.
    * @param option the option at fault (`iommufd`, `host`, ...), when there is one.
    */
-  constructor(message: string, readonly option?: string, readonly value?: string) {
-    super(message);
+  constructor(message: string, readonly option?: string, readonly value?: string, options?: ErrorOptions) {
+    super(message, options);
   }
 }
 
@@ -50,12 +48,12 @@ export class VfioError extends VmmError {
     // A wrapped VfioError already says what failed underneath: keep its words.
     const why =
       cause instanceof VfioError ? `: ${device && cause.device === device ? cause.message.slice(device.length + 2) : cause.message}`
-      : cause instanceof HostError ? `: ${cause.ioctl ?? cause.syscall} -> ${cause.code}`
+      : cause instanceof HostError ? `: ${cause.ioctl ?? cause.syscall} -> ${cause.errno}`
       : cause instanceof Error && !options?.detail ? `: ${cause.message}`
       : '';
     const detail = options?.detail ? `: ${options.detail}` : '';
     super(`${device ? `${device}: ` : ''}failed to ${step}${detail}${why}`, options);
-    this.errno = host?.code ?? options?.errno;
+    this.errno = host?.errno ?? options?.errno;
     this.ioctl = host?.ioctl;
   }
 }
@@ -94,5 +92,5 @@ export function findHostError(e: unknown): HostError | undefined {
 
 /** The errno name at the root of a cause chain (`'EINVAL'`), if a system call failed. */
 export function errnoOf(e: unknown): string | undefined {
-  return findHostError(e)?.code;
+  return findHostError(e)?.errno;
 }

@@ -1,11 +1,12 @@
 // HostError: a failed system call on the host-kernel port, as errno plus what was called.
 // The analogue of Node's SystemError; higher layers wrap it (as `cause`) in their own errors.
 
+import { VmmError } from '../errors/vmm-error-base.js';
 import { errnoMessage, errnoName } from './errno.js';
 
 /** What a failed call was doing, for the error's fields and message. */
 export interface HostErrorDetails {
-  /** The errno number the kernel returned. */
+  /** The errno number the kernel returned (Linux's numbering). */
   readonly errno: number;
   /** The system call: `'open'`, `'ioctl'`, `'mmap'`, ... */
   readonly syscall: string;
@@ -26,12 +27,13 @@ export interface HostErrorDetails {
  * The message names the call, its path or fd and ioctl, and the errno name, e.g.
  * `ioctl(fd 7, VFIO_GROUP_SET_CONTAINER) failed: EBUSY (Device or resource busy)`.
  */
-export class HostError extends Error {
+export class HostError extends VmmError {
   override readonly name = 'HostError';
-  /** The errno number, e.g. 22. */
-  readonly errno: number;
-  /** The errno name, e.g. `'EINVAL'`. */
-  readonly code: string;
+  readonly code = 'HOST';
+  /** The errno name, e.g. `'EINVAL'` (`E<n>` for a number Linux does not define). */
+  readonly errno: string;
+  /** The errno number, Linux's, e.g. 22. */
+  readonly errnoNumber: number;
   readonly syscall: string;
   readonly path?: string;
   readonly fd?: number;
@@ -40,10 +42,10 @@ export class HostError extends Error {
 
   /** `options.cause` may carry an explanation the kernel does not give (the simulated host does). */
   constructor(details: HostErrorDetails, options?: ErrorOptions) {
-    const code = errnoName(details.errno);
-    super(`${HostError.describeCall(details)} failed: ${code} (${errnoMessage(details.errno)})`, options);
-    this.errno = details.errno;
-    this.code = code;
+    const name = errnoName(details.errno);
+    super(`${HostError.describeCall(details)} failed: ${name} (${errnoMessage(details.errno)})`, options);
+    this.errno = name;
+    this.errnoNumber = details.errno;
     this.syscall = details.syscall;
     this.path = details.path;
     this.fd = details.fd;
@@ -52,8 +54,8 @@ export class HostError extends Error {
   }
 
   /** True when `e` is a HostError with the given errno name. */
-  static is(e: unknown, code?: string): e is HostError {
-    return e instanceof HostError && (code === undefined || e.code === code);
+  static is(e: unknown, errno?: string): e is HostError {
+    return e instanceof HostError && (errno === undefined || e.errno === errno);
   }
 
   private static describeCall(d: HostErrorDetails): string {

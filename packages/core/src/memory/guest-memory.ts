@@ -78,7 +78,7 @@ export class GuestMemory {
       } catch (e) {
         for (const b of blocks) b.mapping.unmap();
         if (!(e instanceof HostError)) throw e;
-        throw ramSpecError(s, `cannot be mapped: ${e.syscall} -> ${e.code}`, e);
+        throw ramSpecError(s, `cannot be mapped: ${e.syscall} -> ${e.errno}`, e);
       }
       blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping));
     }

@@ -109,7 +109,7 @@ export class MigDataFd {
     try {
       this.host.close(fd);
     } catch (e) {
-      this.warn(`closing the migration data fd reported ${e instanceof HostError ? e.code : String(e)}; it is released all the same`);
+      this.warn(`closing the migration data fd reported ${e instanceof HostError ? e.errno : String(e)}; it is released all the same`);
     }
   }
 }

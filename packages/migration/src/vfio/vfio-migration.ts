@@ -124,7 +124,7 @@ export class VfioMigration {
       return queryStopCopySize(this.host, this.device.fd);
     } catch (e) {
       if (!(e instanceof HostError)) throw e;
-      this.#warn(`failed to query the stop-copy size (${e.ioctl ?? e.syscall} -> ${e.code}); assuming ${VFIO_MIG_STOP_COPY_SIZE} bytes`);
+      this.#warn(`failed to query the stop-copy size (${e.ioctl ?? e.syscall} -> ${e.errno}); assuming ${VFIO_MIG_STOP_COPY_SIZE} bytes`);
       return VFIO_MIG_STOP_COPY_SIZE;
     }
   }
@@ -306,6 +306,6 @@ export class VfioMigration {
 }
 
 function describe(e: unknown): string {
-  if (e instanceof HostError) return `${e.ioctl ?? e.syscall} -> ${e.code}`;
+  if (e instanceof HostError) return `${e.ioctl ?? e.syscall} -> ${e.errno}`;
   return e instanceof Error ? e.message : String(e);
 }
