@@ -2,9 +2,8 @@
 // BAR): the guest programs messages and masks here, and a masked vector's interrupt waits as a
 // pending bit until it is unmasked.
 
-import {
-  PCI_MSIX_ENTRY_CTRL_MASKBIT, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_ENTRY_VECTOR_CTRL, type MsixCapability,
-} from './pci-capabilities.js';
+import { PCI_MSIX_ENTRY_CTRL_MASKBIT, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_ENTRY_VECTOR_CTRL } from '@vmmkit/core/uapi';
+import { type MsixCapability } from './pci-capabilities.js';
 
 export class MsixTable {
   readonly #table: Uint8Array;

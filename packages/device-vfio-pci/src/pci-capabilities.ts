@@ -1,30 +1,9 @@
 // The PCI capabilities of a device's config space that a VMM must handle itself (QEMU's
 // vfio_msi_setup / vfio_msix_early_setup): where MSI and MSI-X sit and what they offer.
 
-export const PCI_CAPABILITY_LIST = 0x34;
-export const PCI_STATUS = 0x06;
-export const PCI_STATUS_CAP_LIST = 0x10;
-export const PCI_CAP_ID_MSI = 0x05;
-export const PCI_CAP_ID_MSIX = 0x11;
-export const PCI_CAP_ID_EXP = 0x10;
+import { PCI_CAPABILITY_LIST, PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_QSIZE, PCI_MSIX_PBA, PCI_MSIX_TABLE, PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT, PCI_MSI_FLAGS_MASKBIT, PCI_MSI_FLAGS_QMASK, PCI_STATUS, PCI_STATUS_CAP_LIST } from '@vmmkit/core/uapi';
 
-/** MSI capability registers (offsets from the capability). */
-export const PCI_MSI_FLAGS = 0x2;
-export const PCI_MSI_FLAGS_ENABLE = 0x0001;
-export const PCI_MSI_FLAGS_QMASK = 0x000e;
-export const PCI_MSI_FLAGS_QSIZE = 0x0070;
-export const PCI_MSI_FLAGS_64BIT = 0x0080;
-export const PCI_MSI_FLAGS_MASKBIT = 0x0100;
-/** MSI-X capability registers (offsets from the capability). */
-export const PCI_MSIX_FLAGS = 0x2;
-export const PCI_MSIX_FLAGS_QSIZE = 0x07ff;
-export const PCI_MSIX_FLAGS_MASKALL = 0x4000;
-export const PCI_MSIX_FLAGS_ENABLE = 0x8000;
-export const PCI_MSIX_TABLE = 0x4;
-export const PCI_MSIX_PBA = 0x8;
-export const PCI_MSIX_ENTRY_SIZE = 16;
-export const PCI_MSIX_ENTRY_VECTOR_CTRL = 12;
-export const PCI_MSIX_ENTRY_CTRL_MASKBIT = 0x1;
+
 
 export interface MsiCapability {
   readonly offset: number;

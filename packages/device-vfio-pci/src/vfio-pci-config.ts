@@ -8,19 +8,10 @@
 // Every other byte is read from and written to the device through the VFIO config region,
 // where the kernel's vfio-pci applies its own filtering.
 
-import { vfioCall, type HostKernel, type VfioRegionInfo } from '@vmmkit/core';
-import {
-  PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL,
-  parseCapabilities, type PciCapabilities,
-} from './pci-capabilities.js';
+import { ArgumentError, VfioError, vfioCall, type HostKernel, type VfioRegionInfo } from '@vmmkit/core';
+import { PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_BASE_ADDRESS_SPACE_IO, PCI_COMMAND, PCI_INTERRUPT_LINE, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE, PCI_ROM_ADDRESS } from '@vmmkit/core/uapi';
+import { parseCapabilities, type PciCapabilities } from './pci-capabilities.js';
 
-export const PCI_COMMAND = 0x04;
-export const PCI_BASE_ADDRESS_0 = 0x10;
-export const PCI_ROM_ADDRESS = 0x30;
-export const PCI_INTERRUPT_LINE = 0x3c;
-export const PCI_INTERRUPT_PIN = 0x3d;
-const PCI_BASE_ADDRESS_SPACE_IO = 0x1;
-const PCI_BASE_ADDRESS_MEM_TYPE_64 = 0x4;
 
 /** What the device does when the guest changes MSI or MSI-X enables. */
 export interface ConfigHooks {
@@ -65,7 +56,7 @@ export class VfioPciConfig {
     const size = Number(region.size);
     const initial = new Uint8Array(size);
     const n = vfioCall('read the config space', device, () => host.pread(fd, initial, region.offset));
-    if (n !== size) throw new RangeError(`${device}: read ${n} of ${size} bytes of config space`);
+    if (n !== size) throw new VfioError('read config space', device, { errno: 'EIO', detail: `a short read (${n} of ${size} bytes)` });
     const config = new VfioPciConfig(host, fd, device, region, initial, hooks);
     config.#emulateBars(barSizes);
     config.#emulate(PCI_INTERRUPT_LINE, 1);
@@ -240,7 +231,7 @@ export class VfioPciConfig {
 
   #check(offset: number, size: number): void {
     if (![1, 2, 4].includes(size) || offset < 0 || offset + size > this.size || offset % size) {
-      throw new RangeError(`${this.device}: config access of ${size} bytes at 0x${offset.toString(16)} is not aligned or outside ${this.size} bytes`);
+      throw new ArgumentError(`${this.device}: config access of ${size} bytes at 0x${offset.toString(16)} is not aligned or outside ${this.size} bytes`);
     }
   }
 }

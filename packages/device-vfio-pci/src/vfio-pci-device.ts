@@ -2,6 +2,7 @@
 // backend and sets up config space, BARs and interrupts; the VMM (its guest model) reaches the
 // device through config and BAR accessors and hears its interrupts as events.
 
+import { PCI_COMMAND, PCI_INTERRUPT_PIN } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import type { DependencyContainer } from 'tsyringe';
 import {
@@ -12,7 +13,7 @@ import {
 import { checkMigration, irqCounts, probeMigration } from './device-probes.js';
 import { MsixTable } from './msix-table.js';
 import { VfioBar, type AccessSize } from './vfio-bar.js';
-import { PCI_COMMAND, PCI_INTERRUPT_PIN, VfioPciConfig } from './vfio-pci-config.js';
+import { VfioPciConfig } from './vfio-pci-config.js';
 import { VfioInterrupts, type InterruptMode } from './vfio-interrupts.js';
 import type { VfioPciOptions } from './vfio-pci-options.js';
 

@@ -2,6 +2,7 @@
 // SimHost, and on LinuxHost where QEMU edu devices are bound to vfio-pci (the kernel tier's
 // guest, VMMKIT_TEST_EDU_DEVICES) — the same program against the model and the real kernel.
 
+import { PCI_COMMAND } from '@vmmkit/core/uapi';
 import { describe, expect, it } from 'vitest';
 import { LinuxHost, Vmm, VfioError, type HostKernel } from '@vmmkit/core';
 import { realEduDevices } from '@vmmkit/core/testing';
@@ -17,7 +18,6 @@ const EDU_IRQ_STATUS = 0x24;
 const EDU_IRQ_RAISE = 0x60;
 const EDU_IRQ_ACK = 0x64;
 const [SRC, DST, CNT, CMD] = [0x80, 0x88, 0x90, 0x98];
-const PCI_COMMAND = 0x04;
 
 /** Copy `count` bytes by edu's DMA engine: to the device (into its buffer) or from it. QEMU's edu takes a while. */
 async function eduDma(d: VfioPciDevice, src: bigint, dst: bigint, count: number, toRam: boolean): Promise<void> {

@@ -1,6 +1,8 @@
 // Multi-step setup with explicit rollback (QEMU's err_* goto ladders): push the undo of each
 // step as it succeeds; on failure unwind newest first, keeping the original error.
 
+import { FirstFailure } from './first-failure.js';
+
 export class UndoStack {
   readonly #steps: (() => void | Promise<void>)[] = [];
 
@@ -14,15 +16,7 @@ export class UndoStack {
    * rethrown after all have run (callers that are already failing use `unwindQuietly`).
    */
   async unwind(): Promise<void> {
-    let first: unknown;
-    for (const undo of this.#steps.splice(0).reverse()) {
-      try {
-        await undo();
-      } catch (e) {
-        first ??= e;
-      }
-    }
-    if (first !== undefined) throw first;
+    await FirstFailure.forEach(this.#steps.splice(0).reverse(), (undo) => undo());
   }
 
   /** Undo everything, newest first, ignoring failures (the caller is reporting an earlier one). */

@@ -1,5 +1,5 @@
-// The base of every error vmmkit throws on purpose, in a file of its own so that HostError (in
-// host/) and the errors that wrap it (in errors/) can both extend it without an import cycle.
+// The base of every error vmmkit throws on purpose, and the errors that need nothing else, in a
+// file of their own so that host/ and uapi/ (below errors/) can use them without an import cycle.
 
 /**
  * Base of every error vmmkit throws on purpose. `code` tells the kinds apart (`'CONFIG'`,
@@ -8,4 +8,24 @@
  */
 export abstract class VmmError extends Error {
   abstract readonly code: string;
+}
+
+/**
+ * A call was given an argument outside what it accepts: a bug in the caller (a bitmap of the
+ * wrong size, a view outside its mapping, an unaligned range). Names the argument.
+ */
+export class ArgumentError extends VmmError {
+  override readonly name = 'ArgumentError';
+  readonly code = 'ARGUMENT';
+
+  /** @param argument the argument at fault (`offset`, `bitmap`, `iova`). */
+  constructor(message: string, readonly argument?: string) {
+    super(message);
+  }
+}
+
+/** Something that must not happen did (a bug in vmmkit or in a plugin). */
+export class InvariantError extends VmmError {
+  override readonly name = 'InvariantError';
+  readonly code = 'INVARIANT';
 }

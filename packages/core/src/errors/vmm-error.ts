@@ -2,9 +2,9 @@
 // `cause` so the system call's HostError (errno, ioctl) is never lost.
 
 import { HostError } from '../host/host-error.js';
-import { VmmError } from './vmm-error-base.js';
+import { ArgumentError, InvariantError, VmmError } from './vmm-error-base.js';
 
-export { VmmError };
+export { ArgumentError, InvariantError, VmmError };
 
 /** A description is wrong: an option, a value, a reference to something that does not exist. */
 export class ConfigError extends VmmError {
@@ -76,11 +76,6 @@ export class MigrationInProgressError extends VmmError {
   }
 }
 
-/** Something that must not happen did (a bug in vmmkit or in a plugin). */
-export class InvariantError extends VmmError {
-  override readonly name = 'InvariantError';
-  readonly code = 'INVARIANT';
-}
 
 /** The HostError at the root of a cause chain, if any. */
 export function findHostError(e: unknown): HostError | undefined {

@@ -1,6 +1,8 @@
 // Linux errno numbers (asm-generic, as on x86_64 and arm64) with their names and messages.
 // A static table rather than the platform's own, because SimHost models Linux on any OS.
 
+import { ArgumentError } from '../errors/vmm-error-base.js';
+
 const TABLE = [
   [1, 'EPERM', 'Operation not permitted'],
   [2, 'ENOENT', 'No such file or directory'],
@@ -159,6 +161,6 @@ export function errnoMessage(errno: number): string {
 /** The errno number of a name; throws on a name Linux does not define. */
 export function errnoNumber(code: string): number {
   const n = (ERRNO as Record<string, number>)[code];
-  if (n === undefined) throw new TypeError(`unknown errno name '${code}'`);
+  if (n === undefined) throw new ArgumentError(`unknown errno name '${code}'`);
   return n;
 }

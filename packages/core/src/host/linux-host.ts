@@ -1,5 +1,6 @@
 // LinuxHost: the host-kernel port on the real Linux kernel, through libc.
 
+import { ArgumentError } from '../errors/vmm-error-base.js';
 import { readdirSync, existsSync, readlinkSync } from 'node:fs';
 import { HostError } from './host-error.js';
 import type { HostKernel, HostMapping } from './host-kernel.js';
@@ -108,7 +109,7 @@ export class LinuxHost implements HostKernel {
       length: bytes.byteLength,
       bytes,
       view: (offset, length) => {
-        if (offset < 0 || length < 0 || offset + length > bytes.byteLength) throw new RangeError(`view [${offset}, +${length}) is outside ${bytes.byteLength} bytes`);
+        if (offset < 0 || length < 0 || offset + length > bytes.byteLength) throw new ArgumentError(`view [${offset}, +${length}) is outside ${bytes.byteLength} bytes`);
         return bytes.subarray(offset, offset + length);
       },
       unmap: () => {},
@@ -170,10 +171,10 @@ class LinuxMapping implements HostMapping {
   view(offset: number, length: number): Uint8Array {
     this.#assertMapped();
     if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > this.length) {
-      throw new RangeError(`view [${offset}, +${length}) is outside a mapping of ${this.length} bytes`);
+      throw new ArgumentError(`view [${offset}, +${length}) is outside a mapping of ${this.length} bytes`);
     }
     if (length > MAX_VIEW_LENGTH) {
-      throw new RangeError(`a view of ${length} bytes exceeds the 4 GiB typed-array limit; take windows with view()`);
+      throw new ArgumentError(`a view of ${length} bytes exceeds the 4 GiB typed-array limit; take windows with view()`);
     }
     return this.libc.view(this.addr + BigInt(offset), length);
   }
@@ -186,6 +187,6 @@ class LinuxMapping implements HostMapping {
   }
 
   #assertMapped(): void {
-    if (!this.#mapped) throw new RangeError(`mapping at 0x${this.addr.toString(16)} was unmapped`);
+    if (!this.#mapped) throw new ArgumentError(`mapping at 0x${this.addr.toString(16)} was unmapped`);
   }
 }

@@ -1,6 +1,8 @@
 // An address space and its listeners (QEMU's AddressSpace + MemoryListener): sections of RAM or
 // of a guest IOMMU appear and disappear, and listeners such as VFIO containers follow them.
 
+import { FirstFailure } from '../errors/first-failure.js';
+import { ArgumentError } from '../errors/vmm-error-base.js';
 import type { IommuMemoryRegion } from './iommu-memory-region.js';
 import type { RamBlock } from './guest-memory.js';
 
@@ -62,9 +64,9 @@ export class AddressSpace {
   /** Remove a section; every listener is told (newest first), even if one fails. */
   async removeSection(section: MemorySection): Promise<void> {
     const i = this.#sections.indexOf(section);
-    if (i < 0) throw new RangeError(`${this.name}: section at 0x${section.start.toString(16)} is not present`);
+    if (i < 0) throw new ArgumentError(`${this.name}: section at 0x${section.start.toString(16)} is not present`);
     this.#sections.splice(i, 1);
-    await tellAll([...this.#listeners].reverse(), (l) => l.regionDel?.(section));
+    await FirstFailure.forEach([...this.#listeners].reverse(), (l) => l.regionDel?.(section));
   }
 
   /**
@@ -79,7 +81,7 @@ export class AddressSpace {
         replayed.push(s);
       }
     } catch (e) {
-      await tellAll(replayed.reverse(), (s) => listener.regionDel?.(s));
+      await FirstFailure.forEach(replayed.reverse(), (s) => listener.regionDel?.(s));
       throw e;
     }
     this.#listeners.push(listener);
@@ -90,19 +92,6 @@ export class AddressSpace {
     const i = this.#listeners.indexOf(listener);
     if (i < 0) return;
     this.#listeners.splice(i, 1);
-    await tellAll([...this.#sections].reverse(), (s) => listener.regionDel?.(s));
+    await FirstFailure.forEach([...this.#sections].reverse(), (s) => listener.regionDel?.(s));
   }
-}
-
-/** Call `fn` for each item even if some throw; rethrow the first failure at the end. */
-async function tellAll<T>(items: readonly T[], fn: (item: T) => void | Promise<void>): Promise<void> {
-  let first: unknown;
-  for (const item of items) {
-    try {
-      await fn(item);
-    } catch (e) {
-      first ??= e;
-    }
-  }
-  if (first !== undefined) throw first;
 }

@@ -3,6 +3,7 @@
 // the same layout, `incoming`, where kernels (IOMMU, type1, device logs) write their reports,
 // so that merging never copies.
 
+import { ArgumentError } from '../errors/vmm-error-base.js';
 import { BLOCK, createBitmapMemory, popcount32, simdAvailable, type BitmapKernels } from './dirty-bitmap-kernels.js';
 
 export interface DirtyBitmapOptions {
@@ -26,7 +27,7 @@ export class DirtyBitmap {
   readonly #padded: number;
 
   constructor(pages: number, options: DirtyBitmapOptions = {}) {
-    if (!Number.isSafeInteger(pages) || pages < 0) throw new RangeError(`DirtyBitmap: pages must be a non-negative integer, got ${pages}`);
+    if (!Number.isSafeInteger(pages) || pages < 0) throw new ArgumentError(`DirtyBitmap: pages must be a non-negative integer, got ${pages}`);
     this.pages = pages;
     const kernelBytes = Math.ceil(pages / 64) * 8;
     this.#padded = Math.ceil(kernelBytes / BLOCK) * BLOCK;
@@ -195,11 +196,11 @@ export class DirtyBitmap {
 
   #check(start: number, count: number): void {
     if (!Number.isInteger(start) || !Number.isInteger(count) || start < 0 || count < 0 || start + count > this.pages) {
-      throw new RangeError(`DirtyBitmap: bits [${start}, +${count}) outside ${this.pages} pages`);
+      throw new ArgumentError(`DirtyBitmap: bits [${start}, +${count}) outside ${this.pages} pages`);
     }
   }
 
   #sameSize(other: DirtyBitmap): void {
-    if (other.pages !== this.pages) throw new RangeError(`DirtyBitmap: merging ${other.pages} pages into ${this.pages}`);
+    if (other.pages !== this.pages) throw new ArgumentError(`DirtyBitmap: merging ${other.pages} pages into ${this.pages}`);
   }
 }

@@ -2,7 +2,7 @@
 // IOVA ranges to guest physical memory, and every notifier (a VFIO container following the
 // window) is told, in order, before the call returns.
 
-import { ConfigError } from '../errors/vmm-error.js';
+import { ArgumentError, ConfigError } from '../errors/vmm-error.js';
 import { HOST_PAGE_SIZE } from '../host/posix.js';
 import type { IommuAttributes, IommuMapping, IommuMemoryRegion, IommuNotifier } from './iommu-memory-region.js';
 
@@ -49,9 +49,9 @@ export class GuestIommu implements IommuMemoryRegion {
    */
   async map(iova: bigint, size: bigint, gpa: bigint, readonly = false): Promise<void> {
     this.#checkRange(iova, size);
-    if (gpa % PAGE || gpa < 0n) throw new RangeError(`${this.name}: GPA 0x${gpa.toString(16)} is not page aligned`);
+    if (gpa % PAGE || gpa < 0n) throw new ArgumentError(`${this.name}: GPA 0x${gpa.toString(16)} is not page aligned`);
     const clash = this.#mappings.find((m) => iova < m.iova + m.size && m.iova < iova + size);
-    if (clash) throw new RangeError(`${this.name}: IOVA 0x${iova.toString(16)} overlaps the mapping at 0x${clash.iova.toString(16)}`);
+    if (clash) throw new ArgumentError(`${this.name}: IOVA 0x${iova.toString(16)} overlaps the mapping at 0x${clash.iova.toString(16)}`);
     const mapping: IommuMapping = { iova, size, gpa, readonly };
     const told: IommuNotifier[] = [];
     try {
@@ -76,7 +76,7 @@ export class GuestIommu implements IommuMemoryRegion {
     this.#checkRange(iova, size);
     const end = iova + size;
     const straddling = this.#mappings.find((m) => m.iova < end && iova < m.iova + m.size && (m.iova < iova || m.iova + m.size > end));
-    if (straddling) throw new RangeError(`${this.name}: the mapping at 0x${straddling.iova.toString(16)} straddles the unmapped range`);
+    if (straddling) throw new ArgumentError(`${this.name}: the mapping at 0x${straddling.iova.toString(16)} straddles the unmapped range`);
     const gone = this.#mappings.filter((m) => m.iova >= iova && m.iova + m.size <= end);
     let first: unknown;
     for (const m of gone) {
@@ -129,8 +129,8 @@ export class GuestIommu implements IommuMemoryRegion {
    * @throws RangeError for a state that is not whole mappings, or mappings this IOMMU refuses.
    */
   async load(state: Uint8Array): Promise<void> {
-    if (state.byteLength % 32) throw new RangeError(`${this.name}: guest IOMMU state of ${state.byteLength} bytes is not whole mappings`);
-    if (this.#mappings.length) throw new RangeError(`${this.name}: cannot load a state over ${this.#mappings.length} mappings`);
+    if (state.byteLength % 32) throw new ArgumentError(`${this.name}: guest IOMMU state of ${state.byteLength} bytes is not whole mappings`);
+    if (this.#mappings.length) throw new ArgumentError(`${this.name}: cannot load a state over ${this.#mappings.length} mappings`);
     const dv = new DataView(state.buffer, state.byteOffset, state.byteLength);
     for (let at = 0; at < state.byteLength; at += 32) {
       await this.map(dv.getBigUint64(at, true), dv.getBigUint64(at + 8, true), dv.getBigUint64(at + 16, true), dv.getBigUint64(at + 24, true) === 1n);
@@ -139,11 +139,11 @@ export class GuestIommu implements IommuMemoryRegion {
 
   #checkRange(iova: bigint, size: bigint): void {
     if (iova % PAGE || size % PAGE || size <= 0n || iova < 0n) {
-      throw new RangeError(`${this.name}: IOVA range 0x${iova.toString(16)} (+0x${size.toString(16)}) is not page aligned and non-empty`);
+      throw new ArgumentError(`${this.name}: IOVA range 0x${iova.toString(16)} (+0x${size.toString(16)}) is not page aligned and non-empty`);
     }
     const max = this.attributes.maxIova;
     if (max !== undefined && iova + size - 1n > max) {
-      throw new RangeError(`${this.name}: IOVA range 0x${iova.toString(16)} (+0x${size.toString(16)}) is beyond the address width (max 0x${max.toString(16)})`);
+      throw new ArgumentError(`${this.name}: IOVA range 0x${iova.toString(16)} (+0x${size.toString(16)}) is beyond the address width (max 0x${max.toString(16)})`);
     }
   }
 }

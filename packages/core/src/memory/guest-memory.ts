@@ -2,6 +2,7 @@
 // migration dirty log (QEMU's DIRTY_MEMORY_MIGRATION) that vCPU-style writes and DMA dirty
 // reports feed.
 
+import { ArgumentError } from '../errors/vmm-error.js';
 import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import type { HostKernel, HostMapping } from '../host/host-kernel.js';
 import { HostError } from '../host/host-error.js';
@@ -94,7 +95,7 @@ export class GuestMemory {
   locate(gpa: bigint, length: number): { block: RamBlock; offset: number } {
     const block = this.find(gpa);
     if (!block || gpa + BigInt(length) - 1n > block.last) {
-      throw new RangeError(`guest range 0x${gpa.toString(16)} (+${length}) is not inside one RAM block`);
+      throw new ArgumentError(`guest range 0x${gpa.toString(16)} (+${length}) is not inside one RAM block`);
     }
     return { block, offset: Number(gpa - block.gpa) };
   }

@@ -1,6 +1,7 @@
 // Driving QEMU's edu device's DMA engine through BAR0 (hw/misc/edu.c), the same way on a real
 // edu in a guest and on SimHost's edu model: copy into its 4 KiB buffer, then have it DMA out.
 
+import { ArgumentError, VfioError } from '../errors/vmm-error.js';
 import type { HostKernel } from '../host/host-kernel.js';
 import { getRegionInfo } from '../vfio/region-info.js';
 import { setBusMaster } from '../vfio/pci-config.js';
@@ -25,7 +26,7 @@ function bar0(host: HostKernel, fd: number, name: string): bigint {
 
 /** A 32-bit register write: what realhost's probe used on QEMU 7.2's edu (it zero-extends addresses). */
 function write32(host: HostKernel, fd: number, name: string, at: bigint, value: bigint): void {
-  if (value > 0xffff_ffffn) throw new RangeError(`${name}: edu register value 0x${value.toString(16)} does not fit 32 bits`);
+  if (value > 0xffff_ffffn) throw new ArgumentError(`${name}: edu register value 0x${value.toString(16)} does not fit 32 bits`);
   const buf = new Uint8Array(4);
   new DataView(buf.buffer).setUint32(0, Number(value), true);
   vfioCall(`write edu register 0x${at.toString(16)}`, name, () => host.pwrite(fd, buf, at));
@@ -39,7 +40,7 @@ async function waitIdle(host: HostKernel, fd: number, name: string, cmd: bigint)
     if (!(buf[0]! & EDU_DMA_START)) return;
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
-  throw new Error(`${name}: edu DMA did not complete`);
+  throw new VfioError('complete an edu DMA', name, { errno: 'ETIMEDOUT', detail: 'the DMA engine did not finish' });
 }
 
 /** A page the device can read: where data is staged for the edu to copy in. */
@@ -64,7 +65,7 @@ async function transfer(host: HostKernel, fd: number, name: string, base: bigint
  */
 export async function eduDmaWrite(host: HostKernel, fd: number, name: string, iova: bigint, data: Uint8Array, staging: EduStaging): Promise<void> {
   if (data.byteLength > EDU_DMA_MAX || data.byteLength > staging.bytes.byteLength) {
-    throw new RangeError(`edu DMA of ${data.byteLength} bytes: at most ${Math.min(EDU_DMA_MAX, staging.bytes.byteLength)}`);
+    throw new ArgumentError(`edu DMA of ${data.byteLength} bytes: at most ${Math.min(EDU_DMA_MAX, staging.bytes.byteLength)}`);
   }
   setBusMaster(host, fd, name, true);
   const base = bar0(host, fd, name);

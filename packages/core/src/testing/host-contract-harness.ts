@@ -1,6 +1,7 @@
 // A contract harness for any host with real VFIO devices (LinuxHost, or SimHost as a cross-check):
 // the devices are QEMU edu devices bound to vfio-pci, made to DMA through their own engine.
 
+import { ArgumentError } from '../errors/vmm-error.js';
 import type { HostKernel } from '../host/host-kernel.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import type { VmmEventBus } from '../events/vmm-events.js';
@@ -39,7 +40,7 @@ export async function hostContractHarness(options: HostContractOptions): Promise
     deviceCount: options.devices.length,
     device(index) {
       const sysfsdev = options.devices[index];
-      if (!sysfsdev) throw new RangeError(`the harness has ${options.devices.length} devices, not ${index + 1}`);
+      if (!sysfsdev) throw new ArgumentError(`the harness has ${options.devices.length} devices, not ${index + 1}`);
       const device = new VfioDevice({ sysfsdev });
       options.prepareDevice?.(device);
       return device;

@@ -7,4 +7,5 @@ export * from './iommufd.js';
 export * from './iommufd-test.js';
 export * from './vfio.js';
 export * from './kvm.js';
+export * from './pci-regs.js';
 export * from '../host/posix.js';

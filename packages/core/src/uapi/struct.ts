@@ -2,6 +2,8 @@
 // Layouts follow the C rules for x86_64/arm64 (natural alignment, tail padding), like the
 // kernel's headers; tests check every layout against the kernel's own sizes and offsets.
 
+import { ArgumentError } from '../errors/vmm-error-base.js';
+
 /** A C type that can be a struct member: its size, alignment and how to read and write it. */
 export interface FieldType<T, In = T> {
   /** The C spelling, for descriptions (`__u32`, `struct vfio_bitmap`, `__u8[3]`). */
@@ -36,7 +38,7 @@ export function array<T, In>(elem: FieldType<T, In>, count: number): FieldType<T
     align: elem.align,
     read: (v, o) => Array.from({ length: count }, (_, i) => elem.read(v, o + i * elem.size)),
     write: (v, o, xs) => {
-      if (xs.length > count) throw new RangeError(`${xs.length} elements for ${elem.cType}[${count}]`);
+      if (xs.length > count) throw new ArgumentError(`${xs.length} elements for ${elem.cType}[${count}]`);
       xs.forEach((x, i) => elem.write(v, o + i * elem.size, x));
     },
   };
@@ -153,7 +155,7 @@ export class StructType<D extends StructMembers> implements FieldType<StructValu
       }
       if (openUnion) { offset = openUnion.end; openUnion = undefined; }
       if ('kind' in m) {
-        if (i !== entries.length - 1) throw new TypeError(`${name}.${memberName}: a flexible array must be last`);
+        if (i !== entries.length - 1) throw new ArgumentError(`${name}.${memberName}: a flexible array must be last`);
         offset = alignUp(offset, m.elem.align);
         align = Math.max(align, m.elem.align);
         flexible = { name: memberName, offset, elem: m.elem, bytes: m.kind === 'flex-bytes' };
@@ -211,7 +213,7 @@ export class StructType<D extends StructMembers> implements FieldType<StructValu
   /** Read `count` elements of the flexible array of the struct at `offset` in `bytes`. */
   readFlex(bytes: Uint8Array, count: number, offset = 0): FlexElementOf<D>[] {
     const flexible = this.flexible;
-    if (!flexible) throw new TypeError(`${this.cType} has no flexible array member`);
+    if (!flexible) throw new ArgumentError(`${this.cType} has no flexible array member`);
     const start = offset + flexible.offset;
     this.#check(bytes, start, count * flexible.elem.size);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -231,20 +233,20 @@ export class StructType<D extends StructMembers> implements FieldType<StructValu
     for (const [name, value] of Object.entries(values)) {
       if (value === undefined || name === this.flexible?.name) continue;
       const m = members[name];
-      if (!m) throw new TypeError(`${this.cType} has no member '${name}'`);
+      if (!m) throw new ArgumentError(`${this.cType} has no member '${name}'`);
       m.type.write(view, offset + m.offset, value);
     }
   }
 
   #member(name: string): MemberLayout {
     const m = (this.members as Record<string, MemberLayout>)[name];
-    if (!m) throw new TypeError(`${this.cType} has no member '${name}'`);
+    if (!m) throw new ArgumentError(`${this.cType} has no member '${name}'`);
     return m;
   }
 
   #check(bytes: Uint8Array, offset: number, length: number): void {
     if (offset < 0 || offset + length > bytes.byteLength) {
-      throw new RangeError(`${this.cType}: ${length} bytes at offset ${offset} exceed a ${bytes.byteLength}-byte buffer`);
+      throw new ArgumentError(`${this.cType}: ${length} bytes at offset ${offset} exceed a ${bytes.byteLength}-byte buffer`);
     }
   }
 

@@ -1,6 +1,7 @@
 // The host IOMMU behind a VFIO device (QEMU's HostIOMMUDevice): capabilities a guest IOMMU model
 // and migration consult. Each backend realizes it its own way during attach (not for mdevs).
 
+import { InvariantError } from '../errors/vmm-error-base.js';
 import type { VfioDevice } from './vfio-device.js';
 
 /** Capabilities a backend probes from the host when it realizes the device. */
@@ -22,7 +23,7 @@ export abstract class HostIommuDevice {
 
   /** The probed capabilities; throws if the device was not realized. */
   get caps(): HostIommuDeviceCaps {
-    if (!this.#caps) throw new Error(`HostIommuDevice ${this.name} is not realized`);
+    if (!this.#caps) throw new InvariantError(`HostIommuDevice ${this.name} is not realized`);
     return this.#caps;
   }
 

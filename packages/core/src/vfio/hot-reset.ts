@@ -1,6 +1,7 @@
 // VFIO_DEVICE_GET_PCI_HOT_RESET_INFO and VFIO_DEVICE_PCI_HOT_RESET: which devices a bus or slot
 // reset would affect, and the reset itself (QEMU's vfio_pci_get_pci_hot_reset_info).
 
+import { VfioError } from '../errors/vmm-error.js';
 import { HostError } from '../host/host-error.js';
 import type { HostKernel } from '../host/host-kernel.js';
 import {
@@ -53,7 +54,7 @@ export function getHotResetInfo(host: HostKernel, device: VfioDevice): HotResetI
     return { flags: info.flags, devices };
   }
   throw vfioCall('get the PCI hot reset info', device.name, () => {
-    throw new Error('the affected device count kept changing');
+    throw new VfioError('get the PCI hot reset info', device.name, { errno: 'EAGAIN', detail: 'the affected device count kept changing' });
   });
 }
 

@@ -1,22 +1,20 @@
 // Raw access to a vfio-pci device's configuration space (the VFIO config region), for what every
 // user of a PCI device needs before DMA: turning Bus Master Enable on, which vfio-pci clears on open.
 
+import { VfioError } from '../errors/vmm-error.js';
 import type { HostKernel } from '../host/host-kernel.js';
+import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../uapi/pci-regs.js';
 import { VFIO_PCI_CONFIG_REGION_INDEX } from '../uapi/vfio.js';
 import { getRegionInfo } from './region-info.js';
 import { vfioCall } from './vfio-call.js';
 
-export const PCI_COMMAND = 0x04;
-export const PCI_COMMAND_IO = 0x1;
-export const PCI_COMMAND_MEMORY = 0x2;
-export const PCI_COMMAND_MASTER = 0x4;
 
 /** Read `size` bytes (1, 2 or 4) of config space at `offset`, little-endian. */
 export function readPciConfig(host: HostKernel, fd: number, device: string, offset: number, size: 1 | 2 | 4): number {
   const region = getRegionInfo(host, fd, VFIO_PCI_CONFIG_REGION_INDEX, device);
   const buf = new Uint8Array(size);
   const n = vfioCall(`read config space at 0x${offset.toString(16)}`, device, () => host.pread(fd, buf, region.offset + BigInt(offset)));
-  if (n !== size) throw new RangeError(`${device}: short config read at 0x${offset.toString(16)} (${n} of ${size} bytes)`);
+  if (n !== size) throw new VfioError(`read config space at 0x${offset.toString(16)}`, device, { errno: 'EIO', detail: `a short read (${n} of ${size} bytes)` });
   const v = new DataView(buf.buffer);
   return size === 1 ? v.getUint8(0) : size === 2 ? v.getUint16(0, true) : v.getUint32(0, true);
 }
@@ -30,7 +28,7 @@ export function writePciConfig(host: HostKernel, fd: number, device: string, off
   else if (size === 2) v.setUint16(0, value, true);
   else v.setUint32(0, value, true);
   const n = vfioCall(`write config space at 0x${offset.toString(16)}`, device, () => host.pwrite(fd, buf, region.offset + BigInt(offset)));
-  if (n !== size) throw new RangeError(`${device}: short config write at 0x${offset.toString(16)} (${n} of ${size} bytes)`);
+  if (n !== size) throw new VfioError(`write config space at 0x${offset.toString(16)}`, device, { errno: 'EIO', detail: `a short write (${n} of ${size} bytes)` });
 }
 
 /** Turn Bus Master Enable (and memory decoding) on or off in the command register. */

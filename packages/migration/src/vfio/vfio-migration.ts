@@ -6,7 +6,7 @@ import {
   VFIO_DEVICE_STATE_PRE_COPY_P2P as PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING as RESUMING,
   VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P,
   VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, VFIO_MIGRATION_P2P,
-  VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, VfioError, type HostKernel, type VfioDevice, type VmmEventBus,
+  VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, ArgumentError, VfioError, type HostKernel, type VfioDevice, type VmmEventBus,
 } from '@vmmkit/core';
 import type {} from '../events.js';
 import { MigDataFd, type MigReadResult, type PrecopyInfo } from './mig-data-fd.js';
@@ -48,7 +48,7 @@ export class VfioMigration {
     options: VfioMigrationOptions = {},
   ) {
     const chunkSize = options.chunkSize ?? VFIO_MIG_DEFAULT_CHUNK_SIZE;
-    if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new RangeError(`chunkSize must be a positive integer, got ${chunkSize}`);
+    if (!Number.isSafeInteger(chunkSize) || chunkSize < 1) throw new ArgumentError(`chunkSize must be a positive integer, got ${chunkSize}`, 'chunkSize');
     // vfio_migration_init: without STOP_COPY there is no migration at all.
     if (!(device.migrationFlags & VFIO_MIGRATION_STOP_COPY)) {
       throw new VfioError('set up migration', device.name, { detail: 'the device does not support VFIO migration v2', errno: 'EOPNOTSUPP' });

@@ -9,7 +9,7 @@ import {
   PCI_INTERRUPT_PIN, PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT, PCI_MSI_FLAGS_ENABLE, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE,
   PCI_MSIX_PBA, PCI_MSIX_TABLE, PCI_REVISION_ID, PCI_STATUS, PCI_STATUS_CAP_LIST, PCI_SUBSYSTEM_ID,
   PCI_SUBSYSTEM_VENDOR_ID, PCI_VENDOR_ID, findCapability,
-} from './pci-regs.js';
+} from '@vmmkit/core/uapi';
 
 /** What a device's configuration space holds at power-on, once firmware has assigned its BARs. */
 export interface ConfigSpaceSpec {

@@ -1,6 +1,7 @@
 // A device of the simulated machine as the kernel holds it: its model, where it sits (IOMMU,
 // group, cdev), and its DMA path through whatever IO page table it is attached to.
 
+import { PCI_COMMAND, PCI_COMMAND_MASTER } from '@vmmkit/core/uapi';
 import {
   VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY,
 } from '@vmmkit/core';
@@ -11,8 +12,6 @@ import type { UserSpan } from '../memory/user-memory.js';
 import type { SimGroup } from './sim-group.js';
 import type { SimIommu } from './sim-iommu.js';
 
-const PCI_COMMAND = 0x04;
-const PCI_COMMAND_MASTER = 0x4;
 
 const MIGRATION_FLAGS = { STOP_COPY: VFIO_MIGRATION_STOP_COPY, P2P: VFIO_MIGRATION_P2P, PRE_COPY: VFIO_MIGRATION_PRE_COPY };
 

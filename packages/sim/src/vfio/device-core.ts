@@ -5,7 +5,7 @@
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimKernel } from '../kernel/sim-kernel.js';
 import { fail } from '../kernel/sim-errno.js';
-import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../devices/pci-regs.js';
+import { PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_IO, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '@vmmkit/core/uapi';
 import { DmaLogging } from './dma-logging.js';
 import { VfioPciIrqs } from './irq-state.js';
 import { VfioMigration } from './migration-driver.js';

@@ -10,7 +10,7 @@ import {
   vfio_region_info_cap_sparse_mmap,
 } from '@vmmkit/core';
 import type { SimBar } from '../devices/pci-model.js';
-import { PCI_CAP_ID_MSIX, PCI_MSIX_TABLE, PCI_MSIX_TABLE_BIR, findCapability } from '../devices/pci-regs.js';
+import { PCI_CAP_ID_MSIX, PCI_MSIX_TABLE, PCI_MSIX_TABLE_BIR, findCapability } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import { VFIO_PCI_OFFSET_SHIFT, type VfioPciCore } from './device-core.js';

@@ -8,7 +8,7 @@ import {
   VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_REQ_IRQ_INDEX, vfio_irq_info, vfio_irq_set,
 } from '@vmmkit/core';
-import { PCI_CAP_ID_EXP, PCI_INTERRUPT_PIN, findCapability } from '../devices/pci-regs.js';
+import { PCI_CAP_ID_EXP, PCI_INTERRUPT_PIN, findCapability } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import type { VfioPciCore } from './device-core.js';

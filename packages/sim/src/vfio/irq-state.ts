@@ -9,7 +9,7 @@ import type { SimIrq } from '../devices/pci-model.js';
 import {
   PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE, PCI_MSIX_FLAGS,
   PCI_MSIX_FLAGS_ENABLE, findCapability,
-} from '../devices/pci-regs.js';
+} from '@vmmkit/core/uapi';
 import type { Census } from '../kernel/census.js';
 import { EventFdFile } from '../kernel/eventfd-file.js';
 import { fail } from '../kernel/sim-errno.js';

@@ -7,7 +7,7 @@ import {
   PCI_INTERRUPT_PIN, PCI_LATENCY_TIMER, PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE,
   PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, PCI_ROM_ADDRESS, PCI_STATUS, PCI_STATUS_CAP_LIST,
   PCI_STD_HEADER_SIZEOF, PCI_VENDOR_ID, findCapability,
-} from '../devices/pci-regs.js';
+} from '@vmmkit/core/uapi';
 
 /** Per byte: bits served from the virtual copy (`virt`) and bits the user may write (`write`). */
 export interface ConfigPerms {

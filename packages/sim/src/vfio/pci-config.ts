@@ -8,7 +8,7 @@ import {
   PCI_BASE_ADDRESS_SPACE_IO, PCI_COMMAND, PCI_COMMAND_INTX_DISABLE, PCI_COMMAND_IO, PCI_COMMAND_MEMORY,
   PCI_CAP_ID_EXP, PCI_EXP_DEVCAP, PCI_EXP_DEVCAP_FLR, PCI_EXP_DEVCTL, PCI_EXP_DEVCTL_BCR_FLR, PCI_INTERRUPT_PIN,
   PCI_ROM_ADDRESS, findCapability,
-} from '../devices/pci-regs.js';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { configPerms, type ConfigPerms } from './pci-config-perms.js';
 

@@ -1,5 +1,6 @@
-// PCI configuration space registers and bits, named as in Linux's include/uapi/linux/pci_regs.h
-// (only what the device models and the vfio-pci model use).
+// PCI configuration space registers and bits, named as in Linux's include/uapi/linux/pci_regs.h:
+// the one declaration vmmkit has (the vfio-pci device, the simulated host's device models and
+// the tests all read it), with what they use of it.
 
 export const PCI_VENDOR_ID = 0x00;
 export const PCI_DEVICE_ID = 0x02;
@@ -45,6 +46,7 @@ export const PCI_MSI_FLAGS_ENABLE = 0x0001;
 export const PCI_MSI_FLAGS_QMASK = 0x000e;
 export const PCI_MSI_FLAGS_QSIZE = 0x0070;
 export const PCI_MSI_FLAGS_64BIT = 0x0080;
+export const PCI_MSI_FLAGS_MASKBIT = 0x0100;
 
 export const PCI_MSIX_FLAGS = 2;
 export const PCI_MSIX_FLAGS_QSIZE = 0x07ff;
@@ -54,6 +56,8 @@ export const PCI_MSIX_TABLE = 4;
 export const PCI_MSIX_TABLE_BIR = 0x7;
 export const PCI_MSIX_PBA = 8;
 export const PCI_MSIX_ENTRY_SIZE = 16;
+export const PCI_MSIX_ENTRY_VECTOR_CTRL = 12;
+export const PCI_MSIX_ENTRY_CTRL_MASKBIT = 0x1;
 
 export const PCI_EXP_FLAGS = 2;
 export const PCI_EXP_DEVCAP = 4;
