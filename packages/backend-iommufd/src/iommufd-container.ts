@@ -143,7 +143,7 @@ export class IommufdContainer extends VfioContainerBase {
 
   async #readDirty(hwptId: number, bitmap: DirtyBitmap, iova: bigint, size: bigint, flags: number): Promise<void> {
     const pageSize = this.space.memory.pageSize;
-    const bytes = bitmap.incoming.subarray(0, DirtyBitmap.byteLength(pagesIn(size, pageSize)));
+    const bytes = bitmap.incomingFor(pagesIn(size, pageSize));
     await this.iommufd.getDirtyBitmap(hwptId, iova, size, BigInt(pageSize), bytes, flags);
   }
 

@@ -166,7 +166,7 @@ export class LegacyType1Container extends VfioContainerBase {
   }
 
   #bitmapBytes(bitmap: DirtyBitmap, size: bigint): Uint8Array {
-    return bitmap.incoming.subarray(0, DirtyBitmap.byteLength(pagesIn(size, this.space.memory.pageSize)));
+    return bitmap.incomingFor(pagesIn(size, this.space.memory.pageSize));
   }
 
   #unmap(iova: bigint, size: bigint, flags: number): void {

@@ -30,6 +30,8 @@ export interface SimCensus {
 export class SimHost implements HostKernel {
   /** The simulated kernel: machine objects for white-box tests and device models. */
   readonly kernel: SimKernel;
+  /** The simulated host has x86-64's 4 KiB pages (its IO page tables and bitmaps are modelled on them). */
+  readonly pageSize = Number(PAGE);
 
   constructor(config: SimHostConfig = {}) {
     this.kernel = new SimKernel(config.features, config.fdLimit, config.transparentHugePages);

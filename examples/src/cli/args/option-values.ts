@@ -46,7 +46,7 @@ export function parseByteSize(
  * than a RAM block the host port can map (MAX_RAM_BLOCK_SIZE, just under 8 PiB).
  */
 export function parseGuestRamSize(command: string, v: OptionValue): bigint {
-  const limitPiB = (MAX_RAM_BLOCK_SIZE + PAGE) >> 50n;
+  const limitPiB = (MAX_RAM_BLOCK_SIZE + (1n << 50n) - 1n) >> 50n;
   const expected = `a size such as 512M or 2G, a whole number of 4 KiB pages, less than ${limitPiB} PiB`;
   const size = parseByteSize(command, v, 'm', { min: PAGE, max: MAX_RAM_BLOCK_SIZE }, expected);
   if (size % PAGE !== 0n) throw invalid(command, v, expected);

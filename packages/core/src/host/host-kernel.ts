@@ -13,6 +13,11 @@ import { token } from '../di/token.js';
  * Every method throws {@link HostError} on failure; none returns a negative errno.
  */
 export interface HostKernel {
+  /**
+   * The host's page size in bytes (sysconf(_SC_PAGESIZE)): the unit of mmap, of DMA mappings and
+   * of every dirty bitmap vmmkit reads, and so of guest RAM blocks and their dirty logs.
+   */
+  readonly pageSize: number;
   /** open(2). Returns the new fd. */
   open(path: string, flags: number): number;
   /** close(2). */

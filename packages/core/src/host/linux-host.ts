@@ -28,8 +28,13 @@ function kindOfPath(path: string): FdKind | undefined {
  * read straight after the call. Path lookups (readlink, readdir, exists) use Node's fs, which
  * makes the same system calls and reports the same errno.
  */
+/** sysconf's name for the page size, in Linux's <bits/confname.h> (every architecture). */
+const _SC_PAGESIZE = 30;
+
 export class LinuxHost implements HostKernel {
   readonly #libc: Libc = loadLibc();
+  /** sysconf(_SC_PAGESIZE): 4096 on x86-64, 4096, 16384 or 65536 on arm64. */
+  readonly pageSize = this.#libc.sysconf(_SC_PAGESIZE);
   readonly #kinds = new Map<number, FdKind>();
 
   open(path: string, flags: number): number {

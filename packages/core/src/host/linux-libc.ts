@@ -16,6 +16,8 @@ export interface Libc {
   mmap(length: number, prot: number, flags: number, fd: number, offset: bigint): bigint;
   munmap(addr: bigint, length: number): number;
   eventfd(initval: number, flags: number): number;
+  /** sysconf(3). */
+  sysconf(name: number): number;
   /** The calling thread's errno, read at once: anything in between (even console output) may change it. */
   errno(): number;
   /** A Uint8Array over `length` bytes of process memory at `addr` (no copy). */
@@ -50,6 +52,7 @@ export function loadLibc(): Libc {
     mmap: (length, prot, flags, fd, offset) => BigInt(mmap(null, length, prot, flags, fd, offset) ?? 0n),
     munmap: (addr, length) => munmap(addr, length),
     eventfd: lib.func('int eventfd(unsigned int initval, int flags)'),
+    sysconf: lib.func('long sysconf(int name)'),
     errno: () => koffi.errno(),
     view: (addr, length) => (length === 0 ? new Uint8Array(0) : new Uint8Array(koffi.view(addr, length))),
     address: (bytes) => BigInt(koffi.address(bytes) as bigint),

@@ -22,9 +22,6 @@ export const EFD_SEMAPHORE = 0o1;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
 
-/** The page size every VFIO and IOMMUFD structure in vmmkit assumes for the host. */
-export const HOST_PAGE_SIZE = 4096;
-
 /**
  * The largest Uint8Array (and koffi view) V8 creates: 4 GiB. Larger mappings are reached
  * through windows ({@link HostMapping.view}); koffi aborts the process on a larger view.

@@ -48,6 +48,16 @@ export class DirtyBitmap {
     return Math.ceil(pages / 64) * 8;
   }
 
+  /**
+   * The part of `incoming` a kernel report of the first `pages` pages writes: whole u64 words, as
+   * the IOMMU, type1 and device DMA logs all size their bitmaps.
+   * @throws ArgumentError for more pages than the bitmap has.
+   */
+  incomingFor(pages: number): Uint8Array {
+    if (!Number.isSafeInteger(pages) || pages < 0 || pages > this.pages) throw new ArgumentError(`DirtyBitmap: a report of ${pages} pages into ${this.pages}`, 'pages');
+    return this.incoming.subarray(0, DirtyBitmap.byteLength(pages));
+  }
+
   /** OR `incoming` into the bitmap and zero it; returns the number of newly set bits. */
   mergeIncoming(): number {
     const newly = this.#kernels.merge(0, this.#padded, this.#padded, true);

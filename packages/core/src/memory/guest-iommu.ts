@@ -3,10 +3,10 @@
 // window) is told, in order, before the call returns.
 
 import { ArgumentError, ConfigError } from '../errors/vmm-error.js';
-import { HOST_PAGE_SIZE } from '../host/posix.js';
 import type { IommuAttributes, IommuMapping, IommuMemoryRegion, IommuNotifier } from './iommu-memory-region.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
+/** The guest IOMMU's page: 4 KiB, as VT-d's and SMMU's smallest, whatever the host's. */
+const PAGE = 4096n;
 
 /** What the guest IOMMU reports about itself. */
 export interface GuestIommuOptions {

@@ -3,7 +3,7 @@
 // reports feed.
 
 import { ArgumentError } from '../errors/vmm-error.js';
-import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
+import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import type { HostKernel, HostMapping } from '../host/host-kernel.js';
 import { HostError } from '../host/host-error.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
@@ -11,7 +11,6 @@ import { checkRamSpecs, ramSpecError } from './ram-specs.js';
 
 export { MAX_RAM_BLOCK_SIZE } from './ram-specs.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
 
 /** A RAM block to allocate: where it sits in guest physical memory and how big it is. */
 export interface RamSpec {
@@ -32,8 +31,9 @@ export class RamBlock {
     readonly size: bigint,
     /** The host memory behind the block. */
     readonly mapping: HostMapping,
+    pageSize: number,
   ) {
-    this.pages = Number(size / PAGE);
+    this.pages = Number(size / BigInt(pageSize));
   }
 
   /** The host virtual address of the block's first byte (what DMA maps point at). */
@@ -49,17 +49,14 @@ export class RamBlock {
 
 /** Guest RAM made of blocks, and its migration dirty log. */
 export class GuestMemory {
-  static readonly PAGE_SIZE = HOST_PAGE_SIZE;
   readonly blocks: readonly RamBlock[];
+  /** The page size of the blocks and of their dirty logs (one bit per page): the host's. */
+  readonly pageSize: number;
 
-  /** The page size of the blocks and of their dirty logs (one bit per page). */
-  get pageSize(): number {
-    return GuestMemory.PAGE_SIZE;
-  }
-
-  /** Guest memory over blocks already mapped; `allocate` maps them for you. */
-  constructor(blocks: readonly RamBlock[]) {
+  /** Guest memory over blocks already mapped (in pages of `pageSize`); `allocate` maps them for you. */
+  constructor(blocks: readonly RamBlock[], pageSize: number) {
     this.blocks = blocks;
+    this.pageSize = pageSize;
   }
 
   /**
@@ -71,7 +68,7 @@ export class GuestMemory {
    */
   static allocate(host: HostKernel, specs: readonly RamSpec[]): GuestMemory {
     const blocks: RamBlock[] = [];
-    for (const s of checkRamSpecs(specs)) {
+    for (const s of checkRamSpecs(specs, host.pageSize)) {
       let mapping: HostMapping;
       try {
         // Exact: checkRamSpecs keeps every size within Number.MAX_SAFE_INTEGER.
@@ -81,9 +78,9 @@ export class GuestMemory {
         if (!(e instanceof HostError)) throw e;
         throw ramSpecError(s, `cannot be mapped: ${e.syscall} -> ${e.errno}`, e);
       }
-      blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping));
+      blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping, host.pageSize));
     }
-    return new GuestMemory(blocks);
+    return new GuestMemory(blocks, host.pageSize);
   }
 
   /** The block holding `gpa`. */
@@ -114,7 +111,7 @@ export class GuestMemory {
   write(gpa: bigint, data: Uint8Array): void {
     const { block, offset } = this.locate(gpa, data.byteLength);
     block.mapping.view(offset, data.byteLength).set(data);
-    if (block.dirty && data.byteLength > 0) markPages(block.dirty, offset, data.byteLength);
+    if (block.dirty && data.byteLength > 0) this.#markPages(block.dirty, offset, data.byteLength);
   }
 
   /** Whether the dirty log is on. */
@@ -142,7 +139,7 @@ export class GuestMemory {
       const start = gpa > b.gpa ? gpa : b.gpa;
       const end = gpa + length - 1n < b.last ? gpa + length - 1n : b.last;
       if (start > end || !b.dirty) continue;
-      newly += markPages(b.dirty, Number(start - b.gpa), Number(end - start + 1n));
+      newly += this.#markPages(b.dirty, Number(start - b.gpa), Number(end - start + 1n));
     }
     return newly;
   }
@@ -152,8 +149,9 @@ export class GuestMemory {
     const block = this.find(gpa);
     if (block?.dirty && gpa === block.gpa && bitmap.pages === block.pages) return block.dirty.merge(bitmap);
     let newly = 0;
+    const page = BigInt(this.pageSize);
     bitmap.forEachRun((start, length) => {
-      newly += this.markDirty(gpa + BigInt(start) * PAGE, BigInt(length) * PAGE);
+      newly += this.markDirty(gpa + BigInt(start) * page, BigInt(length) * page);
     });
     return newly;
   }
@@ -162,10 +160,10 @@ export class GuestMemory {
   free(): void {
     for (const b of this.blocks) b.mapping.unmap();
   }
-}
 
-function markPages(bitmap: DirtyBitmap, offset: number, length: number): number {
-  const first = Math.floor(offset / HOST_PAGE_SIZE);
-  const last = Math.floor((offset + length - 1) / HOST_PAGE_SIZE);
-  return bitmap.setRange(first, last - first + 1);
+  #markPages(bitmap: DirtyBitmap, offset: number, length: number): number {
+    const first = Math.floor(offset / this.pageSize);
+    const last = Math.floor((offset + length - 1) / this.pageSize);
+    return bitmap.setRange(first, last - first + 1);
+  }
 }

@@ -2,19 +2,19 @@
 // port can map, nothing past the top of the 64-bit guest physical space, no overlap (what QEMU's
 // ram_block_add and memory_region_add_subregion refuse, caught here as a ConfigError instead).
 
-import { HOST_PAGE_SIZE } from '../host/posix.js';
 import { ConfigError } from '../errors/vmm-error.js';
 import type { RamSpec } from './guest-memory.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
 const GPA_LIMIT = 1n << 64n;
+/** The largest page size of a Linux host (arm64's 64 KiB): blocks are whole pages of every one. */
+const LARGEST_PAGE = 1n << 16n;
 
 /**
  * The largest RAM block the host port can map: `HostKernel.mmap` takes its length as a JS
- * number, exact only up to 2^53 - 1, so a block is at most that, rounded down to whole pages.
- * Whether the host then has the address space for it is for `mmap` to say.
+ * number, exact only up to 2^53 - 1, so a block is at most that, rounded down to whole pages of
+ * any host. Whether the host then has the address space for it is for `mmap` to say.
  */
-export const MAX_RAM_BLOCK_SIZE = (BigInt(Number.MAX_SAFE_INTEGER) / PAGE) * PAGE;
+export const MAX_RAM_BLOCK_SIZE = (BigInt(Number.MAX_SAFE_INTEGER) / LARGEST_PAGE) * LARGEST_PAGE;
 
 /** A spec with its name settled (unnamed blocks are named by their place in the list). */
 export type NamedRamSpec = RamSpec & { readonly name: string };
@@ -29,7 +29,7 @@ export function describeRamSpec(s: NamedRamSpec): string {
  * @throws ConfigError (option `memory`, value `NAME@0xGPA+0xSIZE`) for a block that is empty, not
  *   whole pages, larger than {@link MAX_RAM_BLOCK_SIZE}, reaching past 2^64, or overlapping another.
  */
-export function checkRamSpecs(specs: readonly RamSpec[]): NamedRamSpec[] {
+export function checkRamSpecs(specs: readonly RamSpec[], pageSize: number): NamedRamSpec[] {
   const named = specs.map((s, i) => ({ ...s, name: s.name ?? `ram${i}` }));
   // Numbers mixed with bigints would throw a TypeError in the arithmetic below: say what is wrong instead.
   for (const s of named) {
@@ -39,7 +39,7 @@ export function checkRamSpecs(specs: readonly RamSpec[]): NamedRamSpec[] {
   }
   const sorted = named.sort((a, b) => (a.gpa < b.gpa ? -1 : a.gpa > b.gpa ? 1 : 0));
   sorted.forEach((s, i) => {
-    const wrong = whatIsWrong(s);
+    const wrong = whatIsWrong(s, BigInt(pageSize));
     if (wrong) throw ramSpecError(s, wrong);
     const prev = sorted[i - 1];
     if (prev && prev.gpa + prev.size > s.gpa) throw ramSpecError(s, `overlaps ${describeRamSpec(prev)}`);
@@ -58,10 +58,10 @@ export function ramSpecError(s: NamedRamSpec, what: string, cause?: unknown): Co
   return e;
 }
 
-function whatIsWrong(s: NamedRamSpec): string | undefined {
+function whatIsWrong(s: NamedRamSpec, page: bigint): string | undefined {
   if (s.size <= 0n) return 'must be non-empty';
   if (s.gpa < 0n) return 'must not start below address 0';
-  if (s.size % PAGE !== 0n || s.gpa % PAGE !== 0n) return `must be ${HOST_PAGE_SIZE}-byte aligned`;
+  if (s.size % page !== 0n || s.gpa % page !== 0n) return `must be ${page}-byte aligned (the host's page size)`;
   if (s.size > MAX_RAM_BLOCK_SIZE) return `must be at most ${hex(MAX_RAM_BLOCK_SIZE)} bytes, the most the host port can map`;
   if (s.gpa + s.size > GPA_LIMIT) return 'must end within the 64-bit guest physical address space (at most 2^64)';
   return undefined;

@@ -3,14 +3,13 @@
 // capabilities; nothing here looks at a backend's name.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { HOST_PAGE_SIZE, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import { VfioError } from '../errors/vmm-error.js';
 import { DirtyBitmap } from '../memory/dirty-bitmap.js';
 import type { VfioContainerBase } from '../vfio/vfio-container-base.js';
 import type { VfioDevice } from '../vfio/vfio-device.js';
 import type { VfioIommuContractCapabilities, VfioIommuContractHarness } from './contract-harness.js';
 
-const PAGE = BigInt(HOST_PAGE_SIZE);
 /** IOVAs for extra mappings: above guest RAM, inside every IOMMU's window and below edu's 28-bit mask. */
 const EXTRA_IOVA = 0x0800_0000n;
 
@@ -45,6 +44,8 @@ export function describeVfioIommuContract(
   describe.skipIf(unavailable !== undefined)(title, () => {
     let h: VfioIommuContractHarness;
     let baseline: unknown;
+    /** The host's page size. */
+    let PAGE = 4096n;
     const attached: VfioDevice[] = [];
 
     const attach = async (index = 0): Promise<{ device: VfioDevice; container: VfioContainerBase }> => {
@@ -60,6 +61,7 @@ export function describeVfioIommuContract(
 
     beforeEach(async () => {
       h = await make();
+      PAGE = BigInt(h.host.pageSize);
       baseline = h.census?.();
     });
 
@@ -125,12 +127,12 @@ export function describeVfioIommuContract(
 
     it('keeps read-only mappings read-only for the device', async () => {
       const { device, container } = await attach();
-      const extra = h.host.mmap(0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      const extra = h.host.mmap(2 * h.host.pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
       try {
-        await container.dmaMap(EXTRA_IOVA, 0x2000n, extra.addr, true);
+        await container.dmaMap(EXTRA_IOVA, 2n * PAGE, extra.addr, true);
         await h.dma(device, EXTRA_IOVA, bytes(8, 5));
         expect(extra.bytes.subarray(0, 8).every((b) => b === 0)).toBe(true);
-        await container.dmaUnmap(EXTRA_IOVA, 0x2000n);
+        await container.dmaUnmap(EXTRA_IOVA, 2n * PAGE);
       } finally {
         extra.unmap();
       }
@@ -138,16 +140,16 @@ export function describeVfioIommuContract(
 
     it(`never removes part of a mapping (a partial unmap is ${caps.partialUnmap === 'EINVAL' ? 'refused with EINVAL' : 'ignored'})`, async () => {
       const { device, container } = await attach();
-      const extra = h.host.mmap(0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      const extra = h.host.mmap(2 * h.host.pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
       try {
-        await container.dmaMap(EXTRA_IOVA, 0x2000n, extra.addr, false);
+        await container.dmaMap(EXTRA_IOVA, 2n * PAGE, extra.addr, false);
         const partial = container.dmaUnmap(EXTRA_IOVA, PAGE);
         if (caps.partialUnmap === 'EINVAL') await expectVfioErrno('EINVAL', partial);
         else await partial;
         await h.dma(device, EXTRA_IOVA, bytes(8, 6));
         await h.dma(device, EXTRA_IOVA + PAGE, bytes(8, 7));
-        expect(extra.bytes.subarray(0x1000, 0x1008)).toEqual(bytes(8, 7));
-        await container.dmaUnmap(EXTRA_IOVA, 0x2000n);
+        expect(extra.bytes.subarray(h.host.pageSize, h.host.pageSize + 8)).toEqual(bytes(8, 7));
+        await container.dmaUnmap(EXTRA_IOVA, 2n * PAGE);
       } finally {
         extra.unmap();
       }
@@ -253,18 +255,18 @@ export function describeVfioIommuContract(
 
     it.runIf(caps.faultInjection)('leaves mappings as they were when map or unmap fails', async () => {
       const { device, container } = await attach();
-      const extra = h.host.mmap(0x2000, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
+      const extra = h.host.mmap(2 * h.host.pageSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0n);
       try {
         h.injectFault!({ ioctl: h.mapIoctl!.ioctl, on: h.mapIoctl!.on, errno: 'ENOMEM' });
-        await expectVfioErrno('ENOMEM', container.dmaMap(EXTRA_IOVA, 0x2000n, extra.addr, false));
+        await expectVfioErrno('ENOMEM', container.dmaMap(EXTRA_IOVA, 2n * PAGE, extra.addr, false));
         await h.dma(device, EXTRA_IOVA, bytes(8, 12));
         expect(extra.bytes.subarray(0, 8), 'the failed map mapped nothing').toEqual(new Uint8Array(8));
-        await container.dmaMap(EXTRA_IOVA, 0x2000n, extra.addr, false);
+        await container.dmaMap(EXTRA_IOVA, 2n * PAGE, extra.addr, false);
         h.injectFault!({ ioctl: h.unmapIoctl!.ioctl, on: h.unmapIoctl!.on, errno: 'EIO' });
-        await expectVfioErrno('EIO', container.dmaUnmap(EXTRA_IOVA, 0x2000n));
+        await expectVfioErrno('EIO', container.dmaUnmap(EXTRA_IOVA, 2n * PAGE));
         await h.dma(device, EXTRA_IOVA, bytes(8, 13));
         expect(extra.bytes.subarray(0, 8)).toEqual(bytes(8, 13));
-        await container.dmaUnmap(EXTRA_IOVA, 0x2000n);
+        await container.dmaUnmap(EXTRA_IOVA, 2n * PAGE);
       } finally {
         extra.unmap();
       }

@@ -2,7 +2,7 @@
 // travels), and the destination's check that its own VM matches, refusing with the first
 // difference named.
 
-import { HOST_PAGE_SIZE, isVfioVmmDevice, vfioMigrationVerdict, type Vmm, type VmmDevice } from '@vmmkit/core';
+import { isVfioVmmDevice, vfioMigrationVerdict, type Vmm, type VmmDevice } from '@vmmkit/core';
 import { MigrationRefusedError } from './migration-errors.js';
 
 /** One device whose state travels: by its index in the stream. */
@@ -32,7 +32,7 @@ export function migratingDevices(vmm: Vmm): VmmDevice[] {
 export function describeSetup(vmm: Vmm): SetupDescription {
   return {
     vm: vmm.name,
-    pageSize: HOST_PAGE_SIZE,
+    pageSize: vmm.memory.pageSize,
     ram: vmm.memory.blocks.map((b) => ({ name: b.name, gpa: hex(b.gpa), size: hex(b.size) })),
     devices: migratingDevices(vmm).map((d) => ({ id: d.id, driver: d.driver, vfio: isVfioVmmDevice(d), state: d.saveState !== undefined })),
   };
@@ -45,7 +45,7 @@ export function describeSetup(vmm: Vmm): SetupDescription {
  */
 export function matchSetup(vmm: Vmm, json: unknown): VmmDevice[] {
   const setup = parse(json);
-  if (setup.pageSize !== HOST_PAGE_SIZE) refuse(`the source migrates ${setup.pageSize}-byte pages, this host ${HOST_PAGE_SIZE}`);
+  if (setup.pageSize !== vmm.memory.pageSize) refuse(`the source migrates ${setup.pageSize}-byte pages, this host has ${vmm.memory.pageSize}-byte pages`);
   const blocks = vmm.memory.blocks;
   if (setup.ram.length !== blocks.length) refuse(`the source has ${setup.ram.length} RAM blocks, this VM ${blocks.length}`);
   setup.ram.forEach((r, i) => {

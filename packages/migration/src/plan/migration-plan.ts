@@ -4,6 +4,7 @@
 
 import { VfioAddressSpaces, isVfioVmmDevice, vfioMigrationVerdict, type DirtyTrackingStrategy, type VfioDevice, type Vmm } from '@vmmkit/core';
 import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core/uapi';
+import { STREAM_PAGE_SIZE } from '../stream/records.js';
 
 /** QEMU's global blocker when several devices migrate and one cannot do P2P. */
 export const MULTIPLE_DEVICES_WITHOUT_P2P =
@@ -93,6 +94,10 @@ export function planMigration(vmm: Vmm): MigrationPlan {
       precopySync: c.devices.every((d) => d.preCopyDirtyPageTracking),
     };
   });
+  // The stream's RAM records carry 4 KiB pages, and the dirty log has one bit per host page.
+  if (vmm.memory.pageSize !== STREAM_PAGE_SIZE) {
+    blockers.push({ reason: `guest RAM is in ${vmm.memory.pageSize}-byte host pages; the migration stream carries ${STREAM_PAGE_SIZE}-byte pages` });
+  }
   return { devices, containers, blockers, warnings };
 }
 

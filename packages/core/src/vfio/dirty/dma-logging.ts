@@ -4,7 +4,8 @@
 
 import type { HostKernel } from '../../host/host-kernel.js';
 import { withKernelBuffer } from '../../memory/kernel-buffer.js';
-import { DirtyBitmap } from '../../memory/dirty-bitmap.js';
+import type { DirtyBitmap } from '../../memory/dirty-bitmap.js';
+import { pagesIn } from '../../memory/page-range.js';
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_SET, vfio_device_feature_dma_logging_control,
@@ -45,7 +46,7 @@ export function stopDmaLogging(host: HostKernel, device: VfioDevice): void {
 export async function reportDmaLogging(
   host: HostKernel, device: VfioDevice, bitmap: DirtyBitmap, iova: bigint, length: bigint, pageSize: number,
 ): Promise<void> {
-  const bytes = bitmap.incoming.subarray(0, DirtyBitmap.byteLength(Number(length / BigInt(pageSize))));
+  const bytes = bitmap.incomingFor(pagesIn(length, pageSize));
   await withKernelBuffer(host, bytes, (addr) =>
     vfioCall('read the device DMA log', device.name, () =>
       deviceFeature(host, device.fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
