@@ -1,7 +1,6 @@
 // `-object iommufd,id=<id>[,fd=<n>]` as a VMM object type.
 
-import type { DependencyContainer } from 'tsyringe';
-import { HostKernel, type VmmObjectType } from '@vmmkit/core';
+import type { VmmObjectType } from '@vmmkit/core';
 import { IommufdObject } from './iommufd-object.js';
 
 export const iommufdObjectType: VmmObjectType = {
@@ -9,7 +8,7 @@ export const iommufdObjectType: VmmObjectType = {
   options: {
     fd: { kind: 'uint', doc: 'an already opened /dev/iommu fd to use instead of opening one (it stays the caller\'s)' },
   },
-  create(options, container: DependencyContainer) {
-    return new IommufdObject(options.id, container.resolve(HostKernel), options.fd as number | undefined);
+  create(options, { host }) {
+    return new IommufdObject(options.id, host, options.fd as number | undefined);
   },
 };

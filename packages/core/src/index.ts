@@ -36,7 +36,7 @@ export * from './vmm/options.js';
 export * from './vmm/vmm.js';
 export * from './vmm/vmm-device.js';
 export * from './vmm/vmm-object.js';
-export * from './vfio/vfio-attach.js';
+export * from './vfio/vm-vfio.js';
 export * from './vfio/vfio-device-options.js';
 export * from './vfio/device-info.js';
 export * from './vfio/region-info.js';

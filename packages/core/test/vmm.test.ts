@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { DependencyContainer } from 'tsyringe';
 import {
   AddressSpace, ConfigError, LinuxHost, VFIO_DEVICE_OPTIONS, VfioContainerBase, VfioDevice, VfioIommuBackends, VmmDeviceTypes,
-  VmmEventBus, VmmObjectTypes, Vmm, attachVfioDevice, detachVfioDevice, resolveVfioDevice,
+  VmmEventBus, VmmObjectTypes, Vmm, resolveVfioDevice,
   type HostKernel, type VfioAddressSpace, type VfioContainerContext, type VfioIommuBackend, type VmmObject, type VmmPlugin,
 } from '../src/index.js';
 
@@ -73,7 +73,7 @@ const fakeDevicePlugin = (backends: FakeBackend[]): VmmPlugin => ({
           const device = new VfioDevice(resolved.location);
           if (resolved.iommufd) users++;
           try {
-            await attachVfioDevice(ctx.container, resolved.backend, device, ctx.container.resolve(AddressSpace));
+            await ctx.vfio.attach(device, resolved.backend, ctx.pciBus.deviceAddressSpace());
           } catch (e) {
             if (resolved.iommufd) users--;
             throw e;
@@ -81,7 +81,7 @@ const fakeDevicePlugin = (backends: FakeBackend[]): VmmPlugin => ({
           return {
             id: ctx.id, driver: 'vfio-fake', name: device.name,
             unrealize: async () => {
-              await detachVfioDevice(device);
+              await ctx.vfio.detach(device);
               if (resolved.iommufd) users--;
             },
           };

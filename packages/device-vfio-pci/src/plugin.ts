@@ -1,7 +1,7 @@
 // The vfio-pci device type as a plugin.
 
 import type { DependencyContainer } from 'tsyringe';
-import { HostKernel, PciBus, VmmDeviceTypes, resolveVfioDevice, type VmmPlugin } from '@vmmkit/core';
+import { VmmDeviceTypes, resolveVfioDevice, type VmmPlugin } from '@vmmkit/core';
 import { VfioPciDevice } from './vfio-pci-device.js';
 import { VFIO_PCI_OPTIONS, vfioPciOptions } from './vfio-pci-options.js';
 
@@ -18,9 +18,10 @@ export function vfioPciPlugin(): VmmPlugin {
             const resolved = resolveVfioDevice('-device vfio-pci', ctx.options);
             return VfioPciDevice.realize({
               id: ctx.id,
-              host: ctx.container.resolve(HostKernel),
-              container: ctx.container,
-              as: ctx.container.resolve(PciBus).deviceAddressSpace(),
+              host: ctx.host,
+              events: ctx.events,
+              vfio: ctx.vfio,
+              as: ctx.pciBus.deviceAddressSpace(),
               backend: resolved.backend,
               location: resolved.location,
               iommufd: resolved.iommufd === undefined ? undefined : ctx.object(resolved.iommufd),

@@ -4,11 +4,10 @@
 
 import { PCI_COMMAND, PCI_INTERRUPT_PIN } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
-import type { DependencyContainer } from 'tsyringe';
 import {
   FirstFailure, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-  VfioDevice, VfioError, VmmEventBus, attachVfioDevice, detachVfioDevice, getRegionInfo, vfioCall, vfioStep,
-  type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject,
+  VfioDevice, VfioError, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
+  type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject, type VmVfio,
 } from '@vmmkit/core';
 import { checkMigration, irqCounts, probeMigration } from './device-probes.js';
 import { MsixTable } from './msix-table.js';
@@ -39,8 +38,9 @@ export interface VfioPciEvents {
 export interface VfioPciRealizeContext {
   readonly id: string;
   readonly host: HostKernel;
-  /** The device's DI container (backends are resolved from it). */
-  readonly container: DependencyContainer;
+  readonly events: VmmEventBus;
+  /** The VM's VFIO side, which attaches the device through its backend. */
+  readonly vfio: VmVfio;
   /** The address space the device DMAs in. */
   readonly as: AddressSpace;
   readonly backend: string;
@@ -79,12 +79,12 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     vfio.deviceDirtyPageTracking = ctx.options.deviceDirtyPageTracking ? 'auto' : 'off';
     vfio.enableMigration = ctx.options.enableMigration;
     vfio.preCopyDirtyPageTracking = ctx.options.preCopyDirtyPageTracking;
-    const events = ctx.container.resolve(VmmEventBus);
+    const events = ctx.events;
     const device = new VfioPciDevice(ctx.id, vfio, ctx.host, events, ctx.options);
     await vfioStep('realize vfio-pci', vfio.name, () =>
       UndoStack.run(async (undo) => {
-        await attachVfioDevice(ctx.container, ctx.backend, vfio, ctx.as);
-        undo.push(() => detachVfioDevice(vfio));
+        await ctx.vfio.attach(vfio, ctx.backend, ctx.as);
+        undo.push(() => ctx.vfio.detach(vfio));
         device.#checkInfo();
         device.#setUp(undo);
         probeMigration(ctx.host, vfio);
@@ -100,7 +100,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     errors.run(() => this.#interrupts.disable());
     for (const bar of this.#bars) errors.run(() => bar?.close());
     this.#bars = [];
-    await errors.runAsync(() => detachVfioDevice(this.vfio));
+    await errors.runAsync(() => this.vfio.container?.backend.detachDevice(this.vfio));
     this.removeAllListeners();
     errors.rethrow();
   }

@@ -5,7 +5,6 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { VmmPlugin } from '../di/plugin.js';
 import { GuestIommu } from '../memory/guest-iommu.js';
-import { PciBus } from './pci-bus.js';
 import { VmmDeviceTypes, type VmmDevice } from './vmm-device.js';
 
 /** A realized guest IOMMU. */
@@ -38,7 +37,7 @@ export function guestIommuPlugin(): VmmPlugin {
               awBits: typeof awBits === 'number' ? awBits : undefined,
               dmaTranslation: (ctx.options['dma-translation'] as boolean | undefined) ?? true,
             });
-            const bus = ctx.container.resolve(PciBus);
+            const bus = ctx.pciBus;
             await bus.setIommu(iommu);
             const device: GuestIommuDevice = {
               id: ctx.id,

@@ -26,6 +26,9 @@ export interface OptionSpec {
 /** The options an object or device type accepts. `id` is always accepted. */
 export type OptionSchema = Readonly<Record<string, OptionSpec>>;
 
+/** Option values after validation: on-off as booleans, on-off-auto as strings, uint as numbers. */
+export type OptionValues = Readonly<Record<string, string | number | boolean>>;
+
 /** A description as given: a QEMU-style string, or an object of option values. */
 export type Description = string | Readonly<Record<string, string | number | boolean | undefined>>;
 

@@ -1,9 +1,13 @@
 // Devices (QEMU's -device): what a device type plugin provides, and what it gets to realize one.
 
-import type { DependencyContainer } from 'tsyringe';
 import { token } from '../di/token.js';
-import type { OptionSchema } from './options.js';
+import type { VmmEventBus } from '../events/vmm-events.js';
+import type { HostKernel } from '../host/host-kernel.js';
+import type { GuestMemory } from '../memory/guest-memory.js';
+import type { OptionSchema, OptionValues } from './options.js';
 import type { VfioDevice } from '../vfio/vfio-device.js';
+import type { VmVfio } from '../vfio/vm-vfio.js';
+import type { PciBus } from './pci-bus.js';
 import type { VmmObject } from './vmm-object.js';
 
 /** A realized device of a VMM. */
@@ -37,13 +41,21 @@ export function isVfioVmmDevice(device: VmmDevice): device is VfioVmmDevice {
   return typeof (device as Partial<VfioVmmDevice>).vfio === 'object' && (device as Partial<VfioVmmDevice>).vfio !== null;
 }
 
-/** What a device type gets to realize a device. */
+/**
+ * What a device type gets to realize a device: the VM's services it may use, given, not looked
+ * up (the DI container is for plugins registering what they provide, not for devices finding it).
+ */
 export interface DeviceRealizeContext {
   readonly id: string;
   /** Validated options (object references are ids; look them up with `object`). */
-  readonly options: Readonly<Record<string, string | number | boolean>>;
-  /** The device's own DI container, a child of the VM's. */
-  readonly container: DependencyContainer;
+  readonly options: OptionValues;
+  readonly host: HostKernel;
+  readonly events: VmmEventBus;
+  readonly memory: GuestMemory;
+  /** The bus the device sits on: where its DMA goes (system memory, or a guest IOMMU's window). */
+  readonly pciBus: PciBus;
+  /** Attaching VFIO devices through the backend each asks for. */
+  readonly vfio: VmVfio;
   /** An object of the VMM by id (validated to exist when referenced by an option). */
   object(id: string): VmmObject;
 }

@@ -1,8 +1,9 @@
 // User-creatable objects (QEMU's -object): what an object type plugin provides.
 
-import type { DependencyContainer } from 'tsyringe';
 import { token } from '../di/token.js';
-import type { OptionSchema } from './options.js';
+import type { VmmEventBus } from '../events/vmm-events.js';
+import type { HostKernel } from '../host/host-kernel.js';
+import type { OptionSchema, OptionValues } from './options.js';
 
 /** A live object of a VMM, such as an `iommufd`. */
 export interface VmmObject {
@@ -14,12 +15,18 @@ export interface VmmObject {
   close(): void | Promise<void>;
 }
 
+/** What an object type gets to create an object: the VM's services it may use. */
+export interface ObjectCreateContext {
+  readonly host: HostKernel;
+  readonly events: VmmEventBus;
+}
+
 /** An object type (`-object <type>,id=...`), registered by a plugin. */
 export interface VmmObjectType {
   readonly type: string;
   readonly options: OptionSchema;
   /** Create the object from validated options (`id` included). */
-  create(options: Readonly<Record<string, string | number | boolean>> & { id: string }, container: DependencyContainer): VmmObject;
+  create(options: OptionValues & { readonly id: string }, context: ObjectCreateContext): VmmObject;
 }
 
 /** Multi-registration token: every object type a VMM knows. */

@@ -2,7 +2,7 @@
 // host, guest memory, the event bus and whatever the plugins register; objects and devices come
 // from QEMU-style descriptions and are validated before anything is created.
 
-import { container as tsyringeRoot, instanceCachingFactory, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { container as tsyringeRoot, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { ConfigError, MigrationInProgressError } from '../errors/vmm-error.js';
 import { FirstFailure } from '../errors/first-failure.js';
 import type { VmmPlugin } from '../di/plugin.js';
@@ -11,7 +11,8 @@ import { HostKernel } from '../host/host-kernel.js';
 import { VmmEventBus } from '../events/vmm-events.js';
 import { AddressSpace } from '../memory/address-space.js';
 import { GuestMemory, type RamSpec } from '../memory/guest-memory.js';
-import { VfioAddressSpaces } from '../vfio/vfio-address-spaces.js';
+import { VfioIommuBackends } from '../vfio/vfio-iommu-backend.js';
+import { VmVfio } from '../vfio/vm-vfio.js';
 import { PciBus } from './pci-bus.js';
 import { parseDescription, validateOptions, type Description } from './options.js';
 import { VmmDeviceTypes, type VmmDevice } from './vmm-device.js';
@@ -61,14 +62,22 @@ export class Vmm {
   readonly name: string;
   readonly events = new VmmEventBus();
   readonly #objects = new Map<string, VmmObject>();
-  readonly #devices = new Map<string, { device: VmmDevice; container: DependencyContainer }>();
+  readonly #devices = new Map<string, VmmDevice>();
   /** 'closing' refuses new work while a running migration is cancelled; 'closed' refuses everything. */
   #state: 'open' | 'closing' | 'closed' = 'open';
   #running = true;
   #migration: RunningMigration | undefined;
 
+  /** The bus devices sit on: where their DMA goes (system memory, or a guest IOMMU's window). */
+  readonly pciBus: PciBus;
+  /** The VM's VFIO backends, address spaces and containers. */
+  readonly vfio: VmVfio;
+
   private constructor(
-    /** The VM's DI container: resolve plugin services from here. */
+    /**
+     * The VM's DI container, where plugins register what they provide (device and object types,
+     * backends, RAM dirty-log providers) and look up what the VM offers them.
+     */
     readonly container: DependencyContainer,
     readonly host: HostKernel,
     readonly memory: GuestMemory,
@@ -77,6 +86,8 @@ export class Vmm {
     name: string,
   ) {
     this.name = name;
+    this.pciBus = new PciBus(addressSpace);
+    this.vfio = new VmVfio(memory, () => this.#registered(VfioIommuBackends));
   }
 
   /**
@@ -99,8 +110,6 @@ export class Vmm {
     container.register(VmmEventBus, { useValue: vmm.events });
     container.register(GuestMemory, { useValue: memory });
     container.register(AddressSpace, { useValue: as });
-    container.register(PciBus, { useValue: new PciBus(as) });
-    container.register(VfioAddressSpaces, { useFactory: instanceCachingFactory(() => new VfioAddressSpaces(memory)) });
     try {
       for (const p of options.plugins) p.register(container);
       for (const block of memory.blocks) {
@@ -173,12 +182,12 @@ export class Vmm {
 
   /** The realized devices, in the order they were added. */
   get devices(): VmmDevice[] {
-    return [...this.#devices.values()].map((d) => d.device);
+    return [...this.#devices.values()];
   }
 
   /** A device by id. */
   device(id: string): VmmDevice | undefined {
-    return this.#devices.get(id)?.device;
+    return this.#devices.get(id);
   }
 
   /**
@@ -188,15 +197,13 @@ export class Vmm {
   addObject(desc: Description): VmmObject {
     this.#assertOpen();
     const parsed = parseDescription(desc, '-object', 'type');
-    const type = this.container.isRegistered(VmmObjectTypes, true)
-      ? this.container.resolveAll(VmmObjectTypes).find((t) => t.type === parsed.type)
-      : undefined;
+    const type = this.#registered(VmmObjectTypes).find((t) => t.type === parsed.type);
     if (!type) throw new ConfigError(`${parsed.label}: unknown object type '${parsed.type}' (known: ${this.#known(VmmObjectTypes, (t) => t.type)})`);
     const options = validateOptions(parsed, type.options, (t, id) => this.#objects.get(id)?.type === t);
     const id = options.id;
     if (typeof id !== 'string') throw new ConfigError(`${parsed.label}: an object needs id=`, 'id');
     if (this.#objects.has(id)) throw new ConfigError(`${parsed.label}: an object with id '${id}' already exists`, 'id', id);
-    const object = type.create({ ...options, id }, this.container);
+    const object = type.create({ ...options, id }, { host: this.host, events: this.events });
     this.#objects.set(id, object);
     this.events.emit('object:added', { id, type: object.type });
     return object;
@@ -222,32 +229,28 @@ export class Vmm {
     this.#assertOpen();
     const parsed = parseDescription(desc, '-device', 'driver');
     if (this.#migration) throw new MigrationInProgressError(`add a device (${parsed.label})`, this.#migration.direction, this.name);
-    const type = this.container.isRegistered(VmmDeviceTypes, true)
-      ? this.container.resolveAll(VmmDeviceTypes).find((t) => t.driver === parsed.type)
-      : undefined;
+    const type = this.#registered(VmmDeviceTypes).find((t) => t.driver === parsed.type);
     if (!type) throw new ConfigError(`${parsed.label}: unknown device driver '${parsed.type}' (known: ${this.#known(VmmDeviceTypes, (t) => t.driver)})`);
     const options = validateOptions(parsed, type.options, (t, id) => this.#objects.get(id)?.type === t);
     const id = typeof options.id === 'string' ? options.id : this.#nextDeviceId(type.driver);
     if (this.#devices.has(id)) throw new ConfigError(`${parsed.label}: a device with id '${id}' already exists`, 'id', id);
-    const container = this.container.createChildContainer();
-    try {
-      const device = await type.realize({
-        id,
-        options,
-        container,
-        object: (objectId) => {
-          const o = this.#objects.get(objectId);
-          if (!o) throw new ConfigError(`no object with id '${objectId}'`, 'id', objectId);
-          return o;
-        },
-      });
-      this.#devices.set(id, { device, container });
-      this.events.emit('device:realized', { id, driver: device.driver, name: device.name });
-      return device;
-    } catch (e) {
-      await container.dispose();
-      throw e;
-    }
+    const device = await type.realize({
+      id,
+      options,
+      host: this.host,
+      events: this.events,
+      memory: this.memory,
+      pciBus: this.pciBus,
+      vfio: this.vfio,
+      object: (objectId) => {
+        const o = this.#objects.get(objectId);
+        if (!o) throw new ConfigError(`no object with id '${objectId}'`, 'id', objectId);
+        return o;
+      },
+    });
+    this.#devices.set(id, device);
+    this.events.emit('device:realized', { id, driver: device.driver, name: device.name });
+    return device;
   }
 
   /**
@@ -259,12 +262,8 @@ export class Vmm {
     if (!entry) throw new ConfigError(`no device with id '${id}'`, 'id', id);
     if (this.#migration) throw new MigrationInProgressError(`remove device '${id}'`, this.#migration.direction, this.name);
     this.#devices.delete(id);
-    try {
-      await entry.device.unrealize();
-    } finally {
-      await entry.container.dispose();
-    }
-    this.events.emit('device:unrealized', { id, driver: entry.device.driver, name: entry.device.name });
+    await entry.unrealize();
+    this.events.emit('device:unrealized', { id, driver: entry.driver, name: entry.name });
   }
 
   /**
@@ -301,8 +300,13 @@ export class Vmm {
     return `${driver}.${n}`;
   }
 
+  /** Everything the plugins registered under a multi-registration token. */
+  #registered<T>(token: InjectionToken<T>): T[] {
+    return this.container.isRegistered(token, true) ? this.container.resolveAll<T>(token) : [];
+  }
+
   #known<T>(token: InjectionToken<T>, name: (t: T) => string): string {
-    const all = this.container.isRegistered(token, true) ? this.container.resolveAll<T>(token) : [];
+    const all = this.#registered(token);
     return all.map(name).join(', ') || 'none; is its plugin missing?';
   }
 }

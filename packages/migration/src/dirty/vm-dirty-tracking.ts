@@ -5,7 +5,7 @@
 // exactly that; what fails to stop stays on record for the next stop.
 
 import {
-  DirtyBitmap, FirstFailure, VfioAddressSpaces, type DirtyTrackingStrategy, type GuestMemory, type VfioContainerBase, type Vmm,
+  DirtyBitmap, FirstFailure, type DirtyTrackingStrategy, type GuestMemory, type VfioContainerBase, type Vmm,
 } from '@vmmkit/core';
 import { RamDirtyLogProviders, type RamDirtyLogProvider } from './ram-dirty-log.js';
 
@@ -36,7 +36,7 @@ export class VmDirtyTracking {
 
   constructor(vmm: Vmm) {
     this.#memory = vmm.memory;
-    this.#containers = vmm.container.resolve(VfioAddressSpaces).all().flatMap((s) => s.containers);
+    this.#containers = vmm.vfio.containers;
     this.#providers = vmm.container.isRegistered(RamDirtyLogProviders, true) ? vmm.container.resolveAll(RamDirtyLogProviders) : [];
   }
 

@@ -2,7 +2,7 @@
 // dirty-tracking strategy, for every device whether and how it migrates, and every blocker
 // with QEMU's reason text.
 
-import { VfioAddressSpaces, isVfioVmmDevice, vfioMigrationVerdict, type DirtyTrackingStrategy, type VfioDevice, type Vmm } from '@vmmkit/core';
+import { isVfioVmmDevice, vfioMigrationVerdict, type DirtyTrackingStrategy, type VfioDevice, type Vmm } from '@vmmkit/core';
 import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core/uapi';
 import { STREAM_PAGE_SIZE } from '../stream/records.js';
 
@@ -76,8 +76,7 @@ export function planMigration(vmm: Vmm): MigrationPlan {
   if (migratable.length > 1 && migratable.some((v) => !(v.migrationFlags & VFIO_MIGRATION_P2P))) {
     blockers.push({ reason: MULTIPLE_DEVICES_WITHOUT_P2P });
   }
-  const spaces = vmm.container.resolve(VfioAddressSpaces).all();
-  const containers = spaces.flatMap((space) => space.containers).map((c): PlannedContainer => {
+  const containers = vmm.vfio.containers.map((c): PlannedContainer => {
     const { strategy, reason } = c.dirtyTracking.decide();
     // A device that may not go all-dirty (enable-migration=auto) in a container that would:
     // the container's decision, not the device's own abilities, is what the migration gets.
