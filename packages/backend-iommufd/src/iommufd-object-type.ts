@@ -1,14 +1,16 @@
 // `-object iommufd,id=<id>[,fd=<n>]` as a VMM object type.
 
-import type { VmmObjectType } from '@vmmkit/core';
+import type { OptionSchema, VmmObjectType } from '@vmmkit/core';
 import { IommufdObject } from './iommufd-object.js';
 
-export const iommufdObjectType: VmmObjectType = {
+const IOMMUFD_OPTIONS = {
+  fd: { kind: 'uint', doc: 'an already opened /dev/iommu fd to use instead of opening one (it stays the caller\'s)' },
+} as const satisfies OptionSchema;
+
+export const iommufdObjectType: VmmObjectType<typeof IOMMUFD_OPTIONS> = {
   type: 'iommufd',
-  options: {
-    fd: { kind: 'uint', doc: 'an already opened /dev/iommu fd to use instead of opening one (it stays the caller\'s)' },
-  },
+  options: IOMMUFD_OPTIONS,
   create(options, { host }) {
-    return new IommufdObject(options.id, host, options.fd as number | undefined);
+    return new IommufdObject(options.id, host, options.fd);
   },
 };

@@ -1,14 +1,14 @@
 // The options of -device vfio-pci that vmmkit takes (QEMU-compatible), on top of those every VFIO
 // device has (host=, sysfsdev=, fd=, iommufd=).
 
-import { VFIO_DEVICE_OPTIONS, type OnOffAuto, type OptionSchema } from '@vmmkit/core';
+import { VFIO_DEVICE_OPTIONS, type OnOffAuto, type OptionSchema, type OptionsOf } from '@vmmkit/core';
 
-export const VFIO_PCI_OPTIONS: OptionSchema = {
+export const VFIO_PCI_OPTIONS = {
   ...VFIO_DEVICE_OPTIONS,
   'enable-migration': { kind: 'on-off-auto', doc: 'migrate the device: on, off, or auto (only with dirty tracking)' },
   'x-device-dirty-page-tracking': { kind: 'on-off', doc: 'let migration use the device\'s own DMA logging (default on)' },
   'x-pre-copy-dirty-page-tracking': { kind: 'on-off', doc: 'sync dirty pages during pre-copy too (default on)' },
-};
+} as const satisfies OptionSchema;
 
 /** The vfio-pci options beyond locating the device. */
 export interface VfioPciOptions {
@@ -18,10 +18,10 @@ export interface VfioPciOptions {
 }
 
 /** Read the vfio-pci options from validated values, with QEMU's defaults. */
-export function vfioPciOptions(values: Readonly<Record<string, string | number | boolean>>): VfioPciOptions {
+export function vfioPciOptions(values: OptionsOf<typeof VFIO_PCI_OPTIONS>): VfioPciOptions {
   return {
-    enableMigration: (values['enable-migration'] as OnOffAuto | undefined) ?? 'auto',
-    deviceDirtyPageTracking: (values['x-device-dirty-page-tracking'] as boolean | undefined) ?? true,
-    preCopyDirtyPageTracking: (values['x-pre-copy-dirty-page-tracking'] as boolean | undefined) ?? true,
+    enableMigration: values['enable-migration'] ?? 'auto',
+    deviceDirtyPageTracking: values['x-device-dirty-page-tracking'] ?? true,
+    preCopyDirtyPageTracking: values['x-pre-copy-dirty-page-tracking'] ?? true,
   };
 }

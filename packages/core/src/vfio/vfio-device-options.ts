@@ -2,12 +2,12 @@
 // locate the device and pick its backend (vfio_device_get_name, vfio_attach_device).
 
 import { ConfigError } from '../errors/vmm-error.js';
-import type { OptionSchema } from '../vmm/options.js';
+import type { OptionSchema, OptionsOf } from '../vmm/options.js';
 import { VFIO_IOMMU_IOMMUFD, VFIO_IOMMU_LEGACY } from './vfio-iommu-backend.js';
 import type { VfioDeviceLocation } from './vfio-device.js';
 
 /** Options shared by VFIO device types; a device type spreads them into its own schema. */
-export const VFIO_DEVICE_OPTIONS: OptionSchema = {
+export const VFIO_DEVICE_OPTIONS = {
   host: { kind: 'string', doc: 'host PCI address, [domain:]bus:slot.function' },
   sysfsdev: { kind: 'string', doc: 'sysfs path of the host device (PCI function or mdev)' },
   fd: { kind: 'uint', doc: 'an already opened VFIO device cdev (fd passing); needs iommufd=' },
@@ -16,7 +16,10 @@ export const VFIO_DEVICE_OPTIONS: OptionSchema = {
     kind: 'string',
     doc: 'vmmkit: the VFIO IOMMU backend kind (legacy, iommufd, or a plugin\'s kind); default iommufd when iommufd= is given, else legacy',
   },
-};
+} as const satisfies OptionSchema;
+
+/** The validated VFIO device options. */
+export type VfioDeviceOptions = OptionsOf<typeof VFIO_DEVICE_OPTIONS>;
 
 /** Where a VFIO device is, what to call it, and which backend attaches it. */
 export interface ResolvedVfioDevice {
@@ -44,11 +47,8 @@ export function parsePciHostAddress(label: string, value: string): string {
  * @throws ConfigError for no device given, both host= and sysfsdev=, fd= without iommufd=,
  *   or a bad host address.
  */
-export function resolveVfioDevice(label: string, options: Readonly<Record<string, string | number | boolean>>): ResolvedVfioDevice {
-  const host = options.host as string | undefined;
-  const sysfsdev = options.sysfsdev as string | undefined;
-  const fd = options.fd as number | undefined;
-  const iommufd = options.iommufd as string | undefined;
+export function resolveVfioDevice(label: string, options: VfioDeviceOptions): ResolvedVfioDevice {
+  const { host, sysfsdev, fd, iommufd } = options;
   if (host !== undefined && sysfsdev !== undefined) {
     throw new ConfigError(`${label}: give host= or sysfsdev=, not both`, 'sysfsdev', sysfsdev);
   }
@@ -61,7 +61,7 @@ export function resolveVfioDevice(label: string, options: Readonly<Record<string
   const path = sysfsdev ?? (host !== undefined ? `/sys/bus/pci/devices/${parsePciHostAddress(label, host)}` : undefined);
   return {
     location: { sysfsdev: path, fd },
-    backend: backendKind(options['vfio-iommu'] as string | undefined, iommufd),
+    backend: backendKind(options['vfio-iommu'], iommufd),
     iommufd,
   };
 }

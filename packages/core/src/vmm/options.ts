@@ -29,6 +29,16 @@ export type OptionSchema = Readonly<Record<string, OptionSpec>>;
 /** Option values after validation: on-off as booleans, on-off-auto as strings, uint as numbers. */
 export type OptionValues = Readonly<Record<string, string | number | boolean>>;
 
+/** The value an option of kind `K` has once validated. */
+export type OptionValue<K extends OptionKind> =
+  K extends 'on-off' ? boolean : K extends 'on-off-auto' ? 'on' | 'off' | 'auto' : K extends 'uint' ? number : string;
+
+/**
+ * The validated options of a schema, typed option by option (each optional: given or not), and
+ * `id`. Declare a schema `as const satisfies OptionSchema` to get its record typed.
+ */
+export type OptionsOf<S extends OptionSchema> = { readonly [K in keyof S]?: OptionValue<S[K]['kind']> } & { readonly id?: string };
+
 /** A description as given: a QEMU-style string, or an object of option values. */
 export type Description = string | Readonly<Record<string, string | number | boolean | undefined>>;
 

@@ -4,7 +4,7 @@ import { token } from '../di/token.js';
 import type { VmmEventBus } from '../events/vmm-events.js';
 import type { HostKernel } from '../host/host-kernel.js';
 import type { GuestMemory } from '../memory/guest-memory.js';
-import type { OptionSchema, OptionValues } from './options.js';
+import type { OptionSchema, OptionsOf } from './options.js';
 import type { VfioDevice } from '../vfio/vfio-device.js';
 import type { VmVfio } from '../vfio/vm-vfio.js';
 import type { PciBus } from './pci-bus.js';
@@ -45,10 +45,10 @@ export function isVfioVmmDevice(device: VmmDevice): device is VfioVmmDevice {
  * What a device type gets to realize a device: the VM's services it may use, given, not looked
  * up (the DI container is for plugins registering what they provide, not for devices finding it).
  */
-export interface DeviceRealizeContext {
+export interface DeviceRealizeContext<S extends OptionSchema = OptionSchema> {
   readonly id: string;
-  /** Validated options (object references are ids; look them up with `object`). */
-  readonly options: OptionValues;
+  /** Validated options, typed by the device type's schema (object references are ids; look them up with `object`). */
+  readonly options: OptionsOf<S>;
   readonly host: HostKernel;
   readonly events: VmmEventBus;
   readonly memory: GuestMemory;
@@ -60,12 +60,15 @@ export interface DeviceRealizeContext {
   object(id: string): VmmObject;
 }
 
-/** A device type (`-device <driver>,...`), registered by a plugin. */
-export interface VmmDeviceType {
+/**
+ * A device type (`-device <driver>,...`), registered by a plugin. Declare its schema `as const
+ * satisfies OptionSchema` and `realize` gets the options typed.
+ */
+export interface VmmDeviceType<S extends OptionSchema = OptionSchema> {
   readonly driver: string;
-  readonly options: OptionSchema;
+  readonly options: S;
   /** Realize a device; on failure everything done is undone and the error says why. */
-  realize(context: DeviceRealizeContext): Promise<VmmDevice>;
+  realize(context: DeviceRealizeContext<S>): Promise<VmmDevice>;
 }
 
 /** Multi-registration token: every device type a VMM knows. */

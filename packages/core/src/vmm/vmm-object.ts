@@ -3,7 +3,7 @@
 import { token } from '../di/token.js';
 import type { VmmEventBus } from '../events/vmm-events.js';
 import type { HostKernel } from '../host/host-kernel.js';
-import type { OptionSchema, OptionValues } from './options.js';
+import type { OptionSchema, OptionsOf } from './options.js';
 
 /** A live object of a VMM, such as an `iommufd`. */
 export interface VmmObject {
@@ -21,12 +21,12 @@ export interface ObjectCreateContext {
   readonly events: VmmEventBus;
 }
 
-/** An object type (`-object <type>,id=...`), registered by a plugin. */
-export interface VmmObjectType {
+/** An object type (`-object <type>,id=...`), registered by a plugin; options typed as for devices. */
+export interface VmmObjectType<S extends OptionSchema = OptionSchema> {
   readonly type: string;
-  readonly options: OptionSchema;
+  readonly options: S;
   /** Create the object from validated options (`id` included). */
-  create(options: OptionValues & { readonly id: string }, context: ObjectCreateContext): VmmObject;
+  create(options: OptionsOf<S> & { readonly id: string }, context: ObjectCreateContext): VmmObject;
 }
 
 /** Multi-registration token: every object type a VMM knows. */
