@@ -18,7 +18,7 @@ export interface MigrationOptions {
   /**
    * Checksum the stream end to end (a CRC-32 per pass, a digest per RAM page), so that the
    * destination refuses a corrupted stream before the guest starts instead of running it.
-   * Default false: computing the digests at both ends costs about a quarter to a third of the
+   * Default false: computing the digests at both ends costs a fifth to a third of the
    * stream's throughput (`npm run bench`, migration stream integrity).
    */
   readonly integrity?: boolean;
