@@ -5,8 +5,12 @@
 // The stream can beat the raw socket: its reader has the kernel write page data straight into
 // guest memory, in reads as large as the rest of the record, where the raw receiver gets Node's
 // freshly allocated 64 KiB buffers.
+// Then the cost of integrity: the stream with its checksums against the same stream without (the
+// default), and zlib's CRC-32 over every page at both ends (the native alternative) against the
+// stream without. Both ends' work lands on this one thread.
 
 import { randomFillSync } from 'node:crypto';
+import { crc32 } from 'node:zlib';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -20,6 +24,7 @@ import { compareAsync, type Benchmark, type Row } from './harness.js';
 
 const SIZE = 256 << 20;
 const RAW_CHUNK = 1 << 20;
+const PAGE = 4096;
 
 type Kind = 'tcp' | 'unix';
 
@@ -35,15 +40,34 @@ async function connectStream(address: string): Promise<[MigrationTransport, Migr
   return [source, destination];
 }
 
+/** How a stream trial checks its data. */
+interface Integrity {
+  /** The stream's own checksums (page digests and a CRC per pass). */
+  readonly checksums: boolean;
+  /** zlib's CRC-32 of every page at both ends, beside the stream (instead of its checksums). */
+  readonly crc32?: boolean;
+}
+
 /** One stream trial: every dirty page of `source` into `destination`; returns the stream bytes. */
-async function streamOnce(address: string, source: GuestMemory, destination: GuestMemory, dirty: DirtyBitmap): Promise<number> {
+async function streamOnce(address: string, source: GuestMemory, destination: GuestMemory, dirty: DirtyBitmap, integrity: Integrity): Promise<number> {
   const [s, d] = await connectStream(address);
   const receiving = (async () => {
     const reader = new MigrationStreamReader(d, { memory: destination });
-    for (let r = await reader.next(); r; r = await reader.next()) if (r.name === 'RAM_PAGES' || r.name === 'RAM_ZERO') applyRamRecord(destination, r);
+    for (let r = await reader.next(); r; r = await reader.next()) {
+      if (r.name !== 'RAM_PAGES' && r.name !== 'RAM_ZERO') continue;
+      applyRamRecord(destination, r);
+      if (integrity.crc32 && r.name === 'RAM_PAGES') for (let at = 0; at < r.payload.byteLength; at += PAGE) crc32(r.payload.subarray(at, at + PAGE));
+    }
     return reader.bytesRead;
   })();
-  const writer = new MigrationStreamWriter(s);
+  const writer = new MigrationStreamWriter(s, { checksums: integrity.checksums });
+  if (integrity.crc32) {
+    const write = writer.write.bind(writer);
+    writer.write = (record) => {
+      if (record.name === 'RAM_PAGES') for (const p of [record.payload].flat()) for (let at = 0; at < p.byteLength; at += PAGE) crc32(p.subarray(at, at + PAGE));
+      return write(record);
+    };
+  }
   await sendDirtyPages(writer, source, 0, dirty);
   await writer.end();
   const bytes = await receiving;
@@ -95,23 +119,39 @@ export const migrationStreamBenchmark: Benchmark = {
       const dirty = new DirtyBitmap(random.blocks[0]!.pages);
       dirty.fill();
       let n = 0;
+      const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
+      const stream = (kind: Kind, source: GuestMemory, integrity: Integrity) => () => streamOnce(addressOf(kind, dir, n++), source, destination, dirty, integrity);
       for (const kind of ['tcp', 'unix'] as const) {
+        const over = kind === 'tcp' ? 'TCP loopback' : 'Unix socket';
         for (const [label, source] of [['random pages', random], ['zero pages', zero]] as const) {
           let streamBytes = 0;
           const r = await compareAsync({
             trials: 9,
             baseline: () => rawOnce(kind, addressOf(kind, dir, n++), source),
             subject: async () => {
-              streamBytes = await streamOnce(addressOf(kind, dir, n++), source, destination, dirty);
+              streamBytes = await stream(kind, source, { checksums: false })();
             },
           });
-          const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
           rows.push({
             benchmark: 'migration stream, 256 MiB guest RAM, all dirty',
-            case: `${kind === 'tcp' ? 'TCP loopback' : 'Unix socket'}: ${label}`,
+            case: `${over}: ${label}`,
             ratio: r.ratio,
             baseline: `raw 256 MiB over ${kind === 'tcp' ? 'TCP' : 'Unix'}`,
             note: `stream ${rate(r.subjectMs)} of guest RAM (${streamBytes} stream bytes), raw ${rate(r.baselineMs)}`,
+          });
+        }
+        const integrity = [
+          ['checksums (PageDigest + pass CRC-32)', { checksums: true }],
+          ['zlib.crc32 of every page at both ends', { checksums: false, crc32: true }],
+        ] as const;
+        for (const [what, subject] of integrity) {
+          const r = await compareAsync({ trials: 9, baseline: async () => void (await stream(kind, random, { checksums: false })()), subject: async () => void (await stream(kind, random, subject)()) });
+          rows.push({
+            benchmark: 'migration stream integrity, 256 MiB random pages',
+            case: `${over}: ${what}`,
+            ratio: r.ratio,
+            baseline: 'the stream without checksums',
+            note: `${rate(r.subjectMs)} against ${rate(r.baselineMs)}: costs ${((1 - r.ratio) * 100).toFixed(1)}% of the throughput`,
           });
         }
       }

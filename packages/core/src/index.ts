@@ -10,6 +10,7 @@ export * from './host/linux-host.js';
 export * from './host/posix.js';
 export * from './uapi/index.js';
 export * from './memory/dirty-bitmap.js';
+export * from './memory/page-digest.js';
 export * from './di/plugin.js';
 export * from './errors/vmm-error.js';
 export * from './errors/undo-stack.js';

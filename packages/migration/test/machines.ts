@@ -39,12 +39,16 @@ export function allPlugins() {
   return [legacyType1Plugin(), iommufdPlugin(), vfioPciPlugin(), guestIommuPlugin(), migrationPlugin()];
 }
 
-/** 32 MiB of RAM below 4 GiB and 16 MiB above, with every plugin and an iommufd object. */
-export async function vmOn(host: SimHost, options: { incoming?: boolean } = {}): Promise<Vmm> {
+/**
+ * 32 MiB of RAM below 4 GiB and 16 MiB above (`small`: 4 MiB and 1 MiB, still room for a nic ring
+ * at 1 MiB), with every plugin and an iommufd object.
+ */
+export async function vmOn(host: SimHost, options: { incoming?: boolean; small?: boolean } = {}): Promise<Vmm> {
+  const [low, high] = options.small ? [4n << 20n, 1n << 20n] : [32n << 20n, 16n << 20n];
   const vmm = await Vmm.create({
     host,
     plugins: allPlugins(),
-    memory: [{ gpa: 0n, size: 32n << 20n, name: 'low' }, { gpa: 1n << 32n, size: 16n << 20n, name: 'high' }],
+    memory: [{ gpa: 0n, size: low, name: 'low' }, { gpa: 1n << 32n, size: high, name: 'high' }],
     incoming: options.incoming,
   });
   vmm.addObject('iommufd,id=iommufd0');

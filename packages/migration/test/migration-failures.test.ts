@@ -7,10 +7,11 @@ import { ConfigError, VFIO_DEVICE_FEATURE, Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
 import {
   MigrationBlockedError, MigrationFailedError, MigrationStreamError, PREAMBLE_SIZE, RECORD_HEADER_SIZE, describeSetup, migrate, migrateIncoming,
-  migrateOutgoing, transportPair, type MigrationTransport,
+  migrateOutgoing, transportPair,
 } from '../src/index.js';
 import { GuestWorkload, ramHash } from './guest-workload.js';
 import { EDU, NIC_A, addNic, allPlugins, machine, vmOn } from './machines.js';
+import { relay } from './stream-replay.js';
 
 /** A source with a busy nic on iommufd (device logging), and a matching incoming destination. */
 async function pair(options: { destinationMemory?: 'different' } = {}) {
@@ -174,22 +175,3 @@ it('a running VM cannot be a destination, and a VMM without the plugin cannot mi
   await bare.close();
   await running.close();
 });
-
-/** Copy everything between `a` and `b`, letting `edit` change forward chunks (given their stream offset). */
-function relay(a: MigrationTransport, b: MigrationTransport, edit: (chunk: Uint8Array, offset: number) => void): void {
-  const pump = async (from: MigrationTransport, to: MigrationTransport, change?: typeof edit) => {
-    let offset = 0;
-    try {
-      for (let chunk = await from.read(); chunk; chunk = await from.read()) {
-        change?.(chunk, offset);
-        offset += chunk.byteLength;
-        await to.write([chunk]);
-      }
-      await to.end();
-    } catch (e) {
-      to.destroy(e as Error);
-    }
-  };
-  void pump(a, b, edit);
-  void pump(b, a);
-}

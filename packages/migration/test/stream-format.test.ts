@@ -10,9 +10,9 @@ import {
 const PAGE = 4096;
 
 /** The bytes a writer produces for `records`. */
-async function encode<D extends StreamDirection>(direction: D, records: readonly RecordInit[]): Promise<Uint8Array> {
+async function encode<D extends StreamDirection>(direction: D, records: readonly RecordInit[], checksums = false): Promise<Uint8Array> {
   const [a, b] = transportPair();
-  const writer = new MigrationStreamWriter(a, { direction });
+  const writer = new MigrationStreamWriter(a, { direction, checksums });
   for (const r of records) await writer.write(r as never);
   await writer.end();
   return concat(await drain(b));
@@ -47,7 +47,7 @@ function preamble(o: { magic?: string; version?: number; flags?: number; reserve
   const b = new Uint8Array(16);
   b.set(new TextEncoder().encode(o.magic ?? 'VMMKITMG'));
   const v = new DataView(b.buffer);
-  v.setUint16(8, o.version ?? 1, true);
+  v.setUint16(8, o.version ?? 2, true);
   v.setUint16(10, o.flags ?? 0, true);
   v.setUint32(12, o.reserved ?? 0, true);
   return b;
@@ -102,8 +102,12 @@ describe('the record table', () => {
 });
 
 describe('round trip', () => {
-  it.for([1, 3, 4096, 1 << 20])('carries every forward record, fed in %i-byte chunks', async (chunk) => {
-    const bytes = await encode('forward', EVERY_FORWARD);
+  it.for([1, 3, 4096, 1 << 20])('carries every forward record, fed in %i-byte chunks, with and without checksums', async (chunk) => {
+    for (const checksums of [false, true]) await roundTrip(chunk, checksums);
+  });
+
+  async function roundTrip(chunk: number, checksums: boolean): Promise<void> {
+    const bytes = await encode('forward', EVERY_FORWARD, checksums);
     expect(bytes.subarray(0, 8)).toEqual(new TextEncoder().encode('VMMKITMG'));
     const got = await decode(bytes, { chunk });
     expect(got.map((r) => r.name)).toEqual(EVERY_FORWARD.map((r) => r.name));
@@ -118,7 +122,7 @@ describe('round trip', () => {
     expect([iteration.iteration, iteration.dirtyPages]).toEqual([5, 2n ** 60n + 3n]);
     expect([complete.ramPages, complete.zeroPages, complete.deviceBytes]).toEqual([2n, 2n ** 64n - 1n, 3n]);
     expect(abort.text).toBe('cancelled by the user: ünïcødé');
-  });
+  }
 
   it('carries the return path', async () => {
     const bytes = await encode('return', [{ name: 'READY' }, { name: 'ERROR', text: 'device 0 refused its state' }, { name: 'LOADED' }]);
@@ -144,8 +148,8 @@ describe('round trip', () => {
 describe('the reader refuses', () => {
   it('a bad preamble', async () => {
     await expectFault(concat([preamble({ magic: 'QEVMFILE' }), rec(0x0a)]), 'bad-magic', 'preamble', 0, /magic "QEVMFILE" is not VMMKITMG/);
-    await expectFault(preamble({ version: 2 }), 'bad-version', 'preamble', 0, /version 2 is not supported/);
-    await expectFault(preamble({ flags: 1 }), 'bad-preamble', 'preamble', 0, /flags 0x1 are not zero/);
+    await expectFault(preamble({ version: 1 }), 'bad-version', 'preamble', 0, /version 1 is not supported \(this reader knows 2\)/);
+    await expectFault(preamble({ flags: 3 }), 'bad-preamble', 'preamble', 0, /flags 0x3 have unknown bits \(only 0x1 is defined\)/);
     await expectFault(preamble({ reserved: 9 }), 'bad-preamble', 'preamble', 0, /reserved bytes are not zero/);
   });
 
@@ -159,13 +163,13 @@ describe('the reader refuses', () => {
     await expectFault(stream(rec(0x0a, undefined, { flags: 0x80 })), 'nonzero-flags', 'GO', 16, /flags 0x80 are not zero/);
     await expectFault(stream(rec(0x06, u32(0), { reserved: 1 })), 'nonzero-reserved', 'DEVICE_END', 16, /header reserved bytes/);
     await expectFault(stream(rec(0x03, ramBody(0, 0, 1, 0, 5))), 'nonzero-reserved', 'RAM_ZERO', 16, /reserved field reserved is 0x5/);
-    await expectFault(stream(rec(0x07, concat([u32(1, 1), new Uint8Array(8)]))), 'nonzero-reserved', 'ITERATION', 16, /reserved field/);
+    await expectFault(stream(rec(0x07, concat([u32(1, 1), new Uint8Array(12)]))), 'nonzero-reserved', 'ITERATION', 16, /reserved field/);
   });
 
   it.for([
     ['GO', rec(0x0a, new Uint8Array(1)), /body length 1 is not 0$/],
     ['DEVICE_END', rec(0x06, u32(0, 0)), /body length 8 is not 4$/],
-    ['COMPLETE', rec(0x08, new Uint8Array(16)), /body length 16 is not 24$/],
+    ['COMPLETE', rec(0x08, new Uint8Array(16)), /body length 16 is not 28$/],
     ['DEVICE_DATA', rec(0x04, u32(0)), /body length 4 is not 5\.\.1048580/],
     ['DEVICE_CONFIG', rec(0x05, new Uint8Array(4 + 65537)), /is not 4\.\.65540/],
     ['ABORT', rec(0x09, new Uint8Array(4097).fill(65)), /is not 0\.\.4096/],
@@ -219,7 +223,7 @@ describe('the reader refuses', () => {
 
 describe('a truncated stream', () => {
   it('is refused at every byte offset inside a record, and ends cleanly at every record boundary', async () => {
-    const bytes = await encode('forward', EVERY_FORWARD);
+    const bytes = await encode('forward', EVERY_FORWARD, true);
     const whole = await decode(bytes);
     const starts = [16, ...whole.map((r) => r.offset + r.size)];
     for (let cut = 0; cut <= bytes.byteLength; cut++) {
@@ -242,15 +246,16 @@ describe('a truncated stream', () => {
 });
 
 describe('the writer refuses', () => {
-  const refuse = async (record: RecordInit, message: RegExp, direction: StreamDirection = 'forward'): Promise<void> => {
+  const refuse = async (record: RecordInit, message: RegExp, direction: StreamDirection = 'forward', checksums = false): Promise<void> => {
     const [a] = transportPair();
-    const writer = new MigrationStreamWriter(a, { direction });
+    const writer = new MigrationStreamWriter(a, { direction, checksums });
     await expect(writer.write(record as never)).rejects.toThrow(message);
     expect(writer.bytesWritten).toBe(16);
   };
 
   it('records the reader would refuse, before they leave', async () => {
-    await refuse({ name: 'RAM_PAGES', block: 0, first: 0, count: 2, payload: new Uint8Array(PAGE) }, /RAM_PAGES record at offset 16: body length 4112 is not 16 \+ 2 pages/);
+    await refuse({ name: 'RAM_PAGES', block: 0, first: 0, count: 2, payload: new Uint8Array(PAGE) }, /RAM_PAGES record at offset 16: body length 4112 is not 16 \+ 2 pages of 4096$/);
+    await refuse({ name: 'RAM_PAGES', block: 0, first: 0, count: 2, payload: new Uint8Array(PAGE) }, /body length 4116 is not 16 \+ 2 pages of 4096 with their 4-byte digests/, 'forward', true);
     await refuse({ name: 'RAM_ZERO', block: 0, first: 0, count: 0 }, /count 0 is outside/);
     await refuse({ name: 'DEVICE_DATA', device: 0, payload: new Uint8Array(0) }, /body length 4 is not 5\.\./);
     await refuse({ name: 'ABORT', text: 'x'.repeat(4097) }, /body length 4097/);

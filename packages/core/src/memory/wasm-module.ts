@@ -1,4 +1,4 @@
-// A minimal WebAssembly binary writer: just enough to emit the dirty-bitmap kernels from
+// A minimal WebAssembly binary writer: just enough to emit the dirty-bitmap and page-digest kernels from
 // TypeScript, so no assembler joins the toolchain. Opcodes from the WebAssembly core and
 // fixed-width SIMD specifications.
 
@@ -35,6 +35,12 @@ export const op = {
   i32GtU: [0x4b],
   select: [0x1b],
   i32Eqz: [0x45],
+  i32Mul: [0x6c],
+  i32Xor: [0x73],
+  i32Shl: [0x74],
+  i32ShrU: [0x76],
+  i32Rotl: [0x77],
+  i32Store: (offset: number) => [0x36, 2, ...uleb(offset)],
   i64ExtendI32U: [0xad],
   i64Add: [0x7c],
   block: [0x02, 0x40],
@@ -58,6 +64,12 @@ export const op = {
   i32x4ExtaddPairwiseI16x8U: [0xfd, ...uleb(0x7f)],
   i32x4Add: [0xfd, ...uleb(0xae)],
   i32x4ExtractLane: (lane: number) => [0xfd, ...uleb(0x1b), lane],
+  i32x4Splat: [0xfd, ...uleb(0x11)],
+  i32x4Shl: [0xfd, ...uleb(0xab)],
+  i32x4ShrU: [0xfd, ...uleb(0xad)],
+  i32x4Mul: [0xfd, ...uleb(0xb5)],
+  /** v128.const of four i32 lanes (little-endian, lane 0 first). */
+  v128ConstI32x4: (lanes: readonly number[]) => [0xfd, ...uleb(0x0c), ...lanes.flatMap((v) => [v & 0xff, (v >>> 8) & 0xff, (v >>> 16) & 0xff, (v >>> 24) & 0xff])],
 } as const;
 
 /** Signed LEB128 (i32 constants). */

@@ -1,10 +1,12 @@
 // The destination side of a live migration (QEMU's -incoming and qemu_loadvm_state): check the
-// SETUP against this VM, put its VFIO devices in RESUMING, apply records as they come, load
-// everything at COMPLETE, and start the guest only on the source's GO. Any failure leaves the
-// guest paused with its devices reset, and the source is told why.
+// SETUP against this VM, put its VFIO devices in RESUMING, apply records as they come, check the
+// stream's checksums, load everything at COMPLETE, and start the guest only on the source's GO.
+// Any failure, a source silent for too long, or a cancel leaves the guest paused with its devices
+// reset, and the source is told why.
 
 import { ConfigError, type Vmm } from '@vmmkit/core';
 import { MigrationSupport } from '../plugin.js';
+import { CorruptPages } from '../stream/corrupt-pages.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
 import { applyRamRecord } from '../stream/ram-pages.js';
 import type { RecordNameOf, StreamRecord } from '../stream/records.js';
@@ -13,6 +15,7 @@ import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { DestinationDevices } from './destination-devices.js';
 import { MigrationCancelledError, MigrationFailedError, MigrationRefusedError, type MigrationPhase } from './migration-errors.js';
+import { DEFAULT_INCOMING_IDLE_TIMEOUT_MS, type IncomingOptions } from './migration-options.js';
 import { matchSetup } from './setup-description.js';
 
 /** What the destination received. */
@@ -29,30 +32,28 @@ export interface IncomingResult {
  * transport is the migration's: ended on success, destroyed on failure.
  * The VM migrates until this settles: hotplug and unplug are refused meanwhile, and closing the VM
  * cancels it.
- * @throws ConfigError without migrationPlugin() or with a running VM; MigrationInProgressError
- *   when the VM migrates already; MigrationFailedError otherwise (the guest stays paused, its
- *   VFIO devices reset to RUNNING).
+ * @throws ConfigError without migrationPlugin(), with a running VM or a bad option;
+ *   MigrationInProgressError when the VM migrates already; MigrationFailedError otherwise, its
+ *   cause a `MigrationTimeoutError` when the source went silent and a `MigrationCancelledError`
+ *   when `signal` fired or the VM closed (the guest stays paused, its VFIO devices reset to RUNNING).
  */
-export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport): Promise<IncomingResult> {
-  if (!vmm.container.isRegistered(MigrationSupport, true)) {
+export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport, options: IncomingOptions = {}): Promise<IncomingResult> {
+  const refuse = (error: ConfigError): never => {
     transport.destroy();
-    throw new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins');
-  }
-  if (vmm.running) {
-    transport.destroy();
-    throw new ConfigError(`VMM '${vmm.name}' is running: a migration destination must be created with incoming: true`, 'incoming');
-  }
+    throw error;
+  };
+  if (!vmm.container.isRegistered(MigrationSupport, true)) refuse(new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins'));
+  if (vmm.running) refuse(new ConfigError(`VMM '${vmm.name}' is running: a migration destination must be created with incoming: true`, 'incoming'));
+  const idle = options.idleTimeoutMs ?? DEFAULT_INCOMING_IDLE_TIMEOUT_MS;
+  if (!(idle >= 0)) refuse(new ConfigError(`idleTimeoutMs must be a number of ms >= 0 (0 or Infinity: none), got ${idle}`, 'idleTimeoutMs'));
   let ran = false;
   try {
-    return await vmm.runMigration('incoming', {}, (signal) => {
+    return await vmm.runMigration('incoming', options, (signal) => {
       ran = true;
-      // Cancelled (the VM closes): the connection goes, and the receiving side fails on it.
-      const cancel = (): void => transport.destroy(new MigrationCancelledError('the incoming migration was cancelled'));
-      if (signal.aborted) cancel();
-      signal.addEventListener('abort', cancel, { once: true });
-      return new IncomingMigration(vmm, transport).run().finally(() => signal.removeEventListener('abort', cancel));
+      return new IncomingMigration(vmm, transport, idle, signal).run();
     });
   } catch (e) {
+    // Refused before it ran: the transport was given to this migration all the same.
     if (!ran) transport.destroy();
     throw e;
   }
@@ -61,19 +62,31 @@ export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport): 
 class IncomingMigration {
   readonly #reader: MigrationStreamReader;
   readonly #writer: MigrationStreamWriter<'return'>;
+  readonly #corrupt: CorruptPages;
   #devices: DestinationDevices | undefined;
   #phase: MigrationPhase = 'setup';
+  /** GO arrived: the guest is ours to run, too late to cancel. */
+  #committed = false;
   #pages = 0;
   #zeroPages = 0;
   #deviceBytes = 0;
 
-  constructor(private readonly vmm: Vmm, private readonly transport: MigrationTransport) {
-    this.#reader = new MigrationStreamReader(transport, { memory: vmm.memory });
+  constructor(
+    private readonly vmm: Vmm,
+    private readonly transport: MigrationTransport,
+    idleTimeoutMs: number,
+    private readonly signal: AbortSignal | undefined,
+  ) {
+    this.#reader = new MigrationStreamReader(transport, { memory: vmm.memory, idleTimeoutMs });
     this.#writer = new MigrationStreamWriter(transport, { direction: 'return' });
+    this.#corrupt = new CorruptPages(vmm.memory);
   }
 
   async run(): Promise<IncomingResult> {
+    const cancel = (): void => void this.#cancel();
+    this.signal?.addEventListener('abort', cancel, { once: true });
     try {
+      if (this.signal?.aborted) throw cancelled();
       await this.#setup();
       this.#phase = 'precopy';
       await this.#receive();
@@ -81,9 +94,13 @@ class IncomingMigration {
       await this.#devices!.load();
       await this.#writer.write({ name: 'LOADED' });
       await this.#expect('GO');
+      this.#committed = true;
       this.#devices!.start();
     } catch (e) {
       throw await this.#fail(e);
+    } finally {
+      this.signal?.removeEventListener('abort', cancel);
+      this.#reader.stop();
     }
     this.vmm.resume('migrated');
     void this.#writer.end().catch(() => this.transport.destroy());
@@ -111,6 +128,7 @@ class IncomingMigration {
         case 'RAM_PAGES':
         case 'RAM_ZERO': {
           const pages = applyRamRecord(this.vmm.memory, record);
+          this.#corrupt.note(record);
           if (record.name === 'RAM_PAGES') this.#pages += pages;
           else this.#zeroPages += pages;
           break;
@@ -135,6 +153,8 @@ class IncomingMigration {
           if (sent.some((n, i) => n !== got[i])) {
             throw new MigrationRefusedError(`COMPLETE says ${sent.join('/')} RAM pages/zero pages/device bytes were sent, ${got.join('/')} arrived`);
           }
+          // The last pass's checksum held (the reader checked it): every page must be good by now.
+          this.#corrupt.check();
           return;
         }
         default:
@@ -160,10 +180,30 @@ class IncomingMigration {
     return new MigrationRefusedError(`${record.name} record at offset ${record.offset} where ${expected} was due`);
   }
 
-  /** Reset the devices, tell the source (best effort); returns the error to throw. */
+  /**
+   * The signal fired: tell the source, then tear the connection down with the cancellation as
+   * its error, which ends whatever the migration waits for (a read, a write) with it.
+   */
+  async #cancel(): Promise<void> {
+    if (this.#committed) return;
+    const error = cancelled();
+    await this.#lastWord(new MigrationFailedError('destination', this.#phase, error));
+    this.transport.destroy(error);
+  }
+
+  /** Send ERROR and end this side, or give up on that after a while. */
+  #lastWord(error: MigrationFailedError): Promise<void> {
+    return closeGently(this.transport, () => this.#writer.write({ name: 'ERROR', text: lastWord(error) }), () => this.#writer.end());
+  }
+
+  /**
+   * Tell the source (best effort), close the connection (a source that never closes its side
+   * must not keep it open), reset the devices; returns the error to throw.
+   */
   async #fail(cause: unknown): Promise<MigrationFailedError> {
     const error = new MigrationFailedError('destination', this.#phase, cause);
-    await closeGently(this.transport, () => this.#writer.write({ name: 'ERROR', text: lastWord(error) }), () => this.#writer.end());
+    await this.#lastWord(error);
+    this.transport.destroy();
     try {
       this.#devices?.abort();
     } catch (e) {
@@ -173,3 +213,5 @@ class IncomingMigration {
     return error;
   }
 }
+
+const cancelled = (): MigrationCancelledError => new MigrationCancelledError('the migration was cancelled on the destination');

@@ -48,7 +48,7 @@ export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, o
 
 async function runOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
   const plan = planMigration(vmm);
-  const writer = new MigrationStreamWriter(transport, { maxBandwidth: options.maxBandwidth });
+  const writer = new MigrationStreamWriter(transport, { maxBandwidth: options.maxBandwidth, checksums: options.integrity });
   if (plan.blockers.length > 0) {
     const error = new MigrationBlockedError(plan.blockers);
     await closeGently(transport, () => writer.write({ name: 'ABORT', text: lastWord(error) }), () => writer.end());

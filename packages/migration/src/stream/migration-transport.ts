@@ -12,6 +12,11 @@ export interface MigrationTransport {
   /** What to call the transport in messages: its address, e.g. `tcp:127.0.0.1:4444`. */
   readonly name: string;
   /**
+   * Optional: bytes received from the peer so far, read or not. An idle timeout uses it to tell
+   * a slow peer from a silent one inside one long `readInto`.
+   */
+  readonly bytesReceived?: number;
+  /**
    * Send `chunks` in order. The bytes now belong to the transport: the caller must not change
    * them afterwards (they may be sent later, without a copy). Resolves when the transport can
    * take more (backpressure); rejects when the connection is lost or the transport destroyed.

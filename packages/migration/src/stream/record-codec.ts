@@ -2,7 +2,8 @@
 // reader and the writer share every check, so a record the writer lets out is one the reader takes.
 
 import {
-  layoutByType, PREAMBLE_SIZE, RECORD_HEADER_SIZE, STREAM_MAGIC, STREAM_PAGE_SIZE, STREAM_VERSION, type RecordLayout, type StreamDirection,
+  layoutByType, PAGE_DIGEST_BYTES, PREAMBLE_SIZE, RECORD_HEADER_SIZE, STREAM_CHECKSUMS, STREAM_MAGIC, STREAM_PAGE_SIZE, STREAM_VERSION,
+  type RecordLayout, type StreamDirection,
 } from './records.js';
 import { MigrationStreamError } from './stream-errors.js';
 
@@ -12,16 +13,21 @@ const utf8 = new TextDecoder('utf-8', { fatal: true });
 /** Decoded field values by name (u32 as number, u64 as bigint). */
 export type FieldValues = Record<string, number | bigint>;
 
-/** The 16 bytes of a version-1 preamble. */
-export function encodePreamble(): Uint8Array {
+/** The 16 bytes of a preamble of this version; `checksums` sets {@link STREAM_CHECKSUMS}. */
+export function encodePreamble(checksums: boolean): Uint8Array {
   const bytes = new Uint8Array(PREAMBLE_SIZE);
   bytes.set(MAGIC);
-  new DataView(bytes.buffer).setUint16(8, STREAM_VERSION, true);
+  const view = new DataView(bytes.buffer);
+  view.setUint16(8, STREAM_VERSION, true);
+  view.setUint16(10, checksums ? STREAM_CHECKSUMS : 0, true);
   return bytes;
 }
 
-/** Refuse a preamble with a wrong magic, an unknown version, or nonzero flags or reserved bytes. */
-export function checkPreamble(bytes: Uint8Array): void {
+/**
+ * Refuse a preamble with a wrong magic, an unknown version, an unknown flag or nonzero reserved
+ * bytes. Returns whether the stream carries checksums.
+ */
+export function checkPreamble(bytes: Uint8Array): { checksums: boolean } {
   const fail = (fault: 'bad-magic' | 'bad-version' | 'bad-preamble', detail: string): never => {
     throw new MigrationStreamError(fault, 'preamble', 0, detail);
   };
@@ -30,8 +36,14 @@ export function checkPreamble(bytes: Uint8Array): void {
   const version = view.getUint16(8, true);
   if (version !== STREAM_VERSION) fail('bad-version', `version ${version} is not supported (this reader knows ${STREAM_VERSION})`);
   const flags = view.getUint16(10, true);
-  if (flags !== 0) fail('bad-preamble', `flags 0x${flags.toString(16)} are not zero`);
+  if ((flags & ~STREAM_CHECKSUMS) !== 0) fail('bad-preamble', `flags 0x${flags.toString(16)} have unknown bits (only 0x${STREAM_CHECKSUMS.toString(16)} is defined)`);
   if (view.getUint32(12, true) !== 0) fail('bad-preamble', 'reserved bytes are not zero');
+  return { checksums: (flags & STREAM_CHECKSUMS) !== 0 };
+}
+
+/** Bytes of a RAM_PAGES payload of `count` pages: the pages, after their digests with checksums. */
+export function pagesPayloadLength(count: number, checksums: boolean): number {
+  return count * (STREAM_PAGE_SIZE + (checksums ? PAGE_DIGEST_BYTES : 0));
 }
 
 /**
@@ -67,7 +79,7 @@ export function checkBodyLength({ name, spec, fixed }: RecordLayout, length: num
   }
 }
 
-/** Decode the fixed fields at `view[at]`, refusing nonzero reserved fields. */
+/** Decode the fixed fields at `view[at]` (a checksum as a u32), refusing nonzero reserved fields. */
 export function decodeFields({ name, fields }: RecordLayout, view: DataView, at: number, offset: number): FieldValues {
   const values: FieldValues = {};
   for (const [field, type] of fields) {
@@ -78,20 +90,24 @@ export function decodeFields({ name, fields }: RecordLayout, view: DataView, at:
     }
     const value = view.getUint32(at, true);
     at += 4;
-    if (type === 'u32') values[field] = value;
+    if (type === 'u32' || type === 'crc32') values[field] = value;
     else if (value !== 0) throw new MigrationStreamError('nonzero-reserved', name, offset, `reserved field ${field} is 0x${value.toString(16)}, not zero`);
   }
   return values;
 }
 
-/** Check field values against the table: `count` in range, and a RAM_PAGES body of exactly count pages. */
-export function checkFields({ name, spec, fixed }: RecordLayout, values: FieldValues, length: number, offset: number): void {
+/**
+ * Check field values against the table: `count` in range, and a RAM_PAGES body of exactly count
+ * pages (after their digests, with `checksums`).
+ */
+export function checkFields({ name, spec, fixed }: RecordLayout, values: FieldValues, length: number, offset: number, checksums: boolean): void {
   if (!spec.count) return;
   const count = values['count'] as number;
   const [min, max] = spec.count;
   if (!(count >= min && count <= max)) throw new MigrationStreamError('bad-count', name, offset, `count ${count} is outside ${min}..${max}`);
-  if (spec.payload?.kind === 'pages' && length !== fixed + count * STREAM_PAGE_SIZE) {
-    throw new MigrationStreamError('bad-length', name, offset, `body length ${length} is not ${fixed} + ${count} pages of ${STREAM_PAGE_SIZE}`);
+  if (spec.payload?.kind === 'pages' && length !== fixed + pagesPayloadLength(count, checksums)) {
+    const digests = checksums ? ` with their ${PAGE_DIGEST_BYTES}-byte digests` : '';
+    throw new MigrationStreamError('bad-length', name, offset, `body length ${length} is not ${fixed} + ${count} pages of ${STREAM_PAGE_SIZE}${digests}`);
   }
 }
 
@@ -100,14 +116,17 @@ export function checkValues({ name, fields }: RecordLayout, values: Readonly<Rec
   for (const [field, type] of fields) {
     const v = values[field];
     const ok =
-      type === 'reserved32' ? true
+      type === 'reserved32' || type === 'crc32' ? true
       : type === 'u32' ? typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff
       : typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
     if (!ok) throw new RangeError(`migration stream: ${name} record at offset ${offset}: field ${field} = ${String(v)} is not a ${type}`);
   }
 }
 
-/** Write the header and fixed fields of a record into `view[at]`; returns the bytes written. */
+/**
+ * Write the header and fixed fields of a record into `view[at]` (a checksum as zero: the writer
+ * fills it in); returns the bytes written.
+ */
 export function encodeHead({ spec, fields }: RecordLayout, values: Readonly<Record<string, unknown>>, length: number, view: DataView, at: number): number {
   view.setUint8(at, spec.type);
   view.setUint8(at + 1, 0);

@@ -1,16 +1,31 @@
-// The migration stream's wire format, version 1 (little-endian): the preamble and one declarative
+// The migration stream's wire format, version 2 (little-endian): the preamble and one declarative
 // table of record types, from which the codec, the reader's validation and the record types derive.
-// The analogue of QEMU's RAM_SAVE_FLAG_* / QEMU_VM_* section constants, but with a length per record.
+// The analogue of QEMU's RAM_SAVE_FLAG_* / QEMU_VM_* section constants, but with a length per record
+// and (new in version 2) end-to-end checksums.
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
 /** The 8 ASCII bytes that open each direction of a stream. */
 export const STREAM_MAGIC = 'VMMKITMG';
-/** The one version this code reads and writes. */
-export const STREAM_VERSION = 1;
-/** Preamble: magic[8], version u16, flags u16 (0), reserved u32 (0). */
+/**
+ * The one version this code reads and writes. Version 2 added checksums: the `checksum` field
+ * that ends ITERATION and COMPLETE, and RAM_PAGES page digests (both only with
+ * {@link STREAM_CHECKSUMS}).
+ */
+export const STREAM_VERSION = 2;
+/** Preamble: magic[8], version u16, flags u16, reserved u32 (0). */
 export const PREAMBLE_SIZE = 16;
+/**
+ * Preamble flag: the stream carries checksums. Each pass (the records up to and including an
+ * ITERATION or COMPLETE) ends with the CRC-32 (zlib's) of every byte of it before the `checksum`
+ * field, preamble included for the first, page data excepted; and each RAM_PAGES payload opens
+ * with a u32 digest (`PageDigest`) of each of its pages. Without the flag the `checksum` fields are
+ * zero and RAM_PAGES carries its pages alone. The only flag: any other bit is refused.
+ */
+export const STREAM_CHECKSUMS = 0x1;
+/** Bytes of one page digest in a RAM_PAGES payload. */
+export const PAGE_DIGEST_BYTES = 4;
 /** Record header: type u8, flags u8 (0), reserved u16 (0), body length u32. */
 export const RECORD_HEADER_SIZE = 8;
 /** The page size of RAM records (the host page size vmmkit migrates at). */
@@ -26,12 +41,19 @@ export const MAX_ZERO_PAGES = 1 << 20;
  */
 export type StreamDirection = 'forward' | 'return';
 
-/** A fixed field of a record body: `u32` and `u64` carry values, `reserved32` must be zero. */
-export type FieldType = 'u32' | 'u64' | 'reserved32';
+/**
+ * A fixed field of a record body: `u32` and `u64` carry values, `reserved32` must be zero, and
+ * `crc32` (a u32, always the last field) is the pass checksum the writer computes and the reader
+ * checks (see {@link STREAM_CHECKSUMS}).
+ */
+export type FieldType = 'u32' | 'u64' | 'reserved32' | 'crc32';
 
 /** The variable tail of a record body, after its fixed fields. */
 export interface PayloadSpec {
-  /** `binary` bytes, `utf8` text, `json` (UTF-8 JSON text), or `pages`: `count` × 4096 bytes. */
+  /**
+   * `binary` bytes, `utf8` text, `json` (UTF-8 JSON text), or `pages`: `count` × 4096 bytes, after
+   * `count` page digests when the stream carries checksums.
+   */
   readonly kind: 'binary' | 'utf8' | 'json' | 'pages';
   /** Smallest and largest payload length in bytes (for `pages`, implied by `count`). */
   readonly min: number;
@@ -57,7 +79,7 @@ const RAM_RUN = { block: 'u32', first: 'u32', count: 'u32', reserved: 'reserved3
 const DEVICE = { device: 'u32' } as const;
 const REASON = { kind: 'utf8', min: 0, max: 4 * KiB } as const;
 
-/** Every record type of version 1. */
+/** Every record type of version 2. */
 export const RECORDS = {
   SETUP: { type: 0x01, direction: 'forward', fields: {}, payload: { kind: 'json', min: 1, max: MiB }, flush: true },
   RAM_PAGES: {
@@ -68,8 +90,8 @@ export const RECORDS = {
   DEVICE_DATA: { type: 0x04, direction: 'forward', fields: DEVICE, payload: { kind: 'binary', min: 1, max: MiB } },
   DEVICE_CONFIG: { type: 0x05, direction: 'forward', fields: DEVICE, payload: { kind: 'binary', min: 0, max: 64 * KiB } },
   DEVICE_END: { type: 0x06, direction: 'forward', fields: DEVICE },
-  ITERATION: { type: 0x07, direction: 'forward', fields: { iteration: 'u32', reserved: 'reserved32', dirtyPages: 'u64' }, flush: true },
-  COMPLETE: { type: 0x08, direction: 'forward', fields: { ramPages: 'u64', zeroPages: 'u64', deviceBytes: 'u64' }, flush: true },
+  ITERATION: { type: 0x07, direction: 'forward', fields: { iteration: 'u32', reserved: 'reserved32', dirtyPages: 'u64', checksum: 'crc32' }, flush: true },
+  COMPLETE: { type: 0x08, direction: 'forward', fields: { ramPages: 'u64', zeroPages: 'u64', deviceBytes: 'u64', checksum: 'crc32' }, flush: true },
   ABORT: { type: 0x09, direction: 'forward', fields: {}, payload: REASON, flush: true },
   GO: { type: 0x0a, direction: 'forward', fields: {}, flush: true },
   READY: { type: 0x81, direction: 'return', fields: {}, flush: true },
@@ -91,9 +113,12 @@ type Spec<N extends RecordName> = (typeof RECORDS)[N];
 type FieldValue<T> = T extends 'u64' ? bigint : T extends 'u32' ? number : never;
 type Payload<N extends RecordName> = Spec<N> extends { payload: { kind: infer K } } ? K : 'none';
 
-/** The value fields of record `N` (reserved fields are not values: they are always zero). */
+/**
+ * The value fields of record `N` (reserved fields are always zero, and checksums belong to the
+ * writer and the reader: neither is a value).
+ */
 export type RecordFields<N extends RecordName> = {
-  readonly [K in keyof Spec<N>['fields'] as Spec<N>['fields'][K] extends 'reserved32' ? never : K]: FieldValue<Spec<N>['fields'][K]>;
+  readonly [K in keyof Spec<N>['fields'] as Spec<N>['fields'][K] extends 'reserved32' | 'crc32' ? never : K]: FieldValue<Spec<N>['fields'][K]>;
 };
 
 /** What a writer needs for the payload of record `N`. */
@@ -118,7 +143,16 @@ export type PayloadRead<N extends RecordName> =
     readonly parts: readonly Uint8Array[];
     /** The payload in one piece: a view when it is one part, else a copy made on first use. */
     readonly payload: Uint8Array;
-  }
+  } & (N extends 'RAM_PAGES' ? {
+    /**
+     * The pages of the run (block page numbers) whose data did not match its digest; empty when
+     * all matched or the stream has no checksums. Page data can change between the source's
+     * digest and its send while the guest runs (such a page is dirty and is sent again), so a
+     * mismatch is not an error by itself: the destination refuses only a page that no later copy
+     * replaced.
+     */
+    readonly corruptPages: readonly number[];
+  } : unknown)
   : unknown;
 
 /** A record as read and validated, with where it stood in the stream. */
@@ -144,6 +178,8 @@ export interface RecordLayout {
   readonly fields: readonly (readonly [name: string, type: FieldType])[];
   /** Their size in bytes. */
   readonly fixed: number;
+  /** Whether the record ends a pass: its last field is the pass checksum. */
+  readonly checkpoint: boolean;
 }
 
 /** The layout of a record type, by name. */
@@ -161,7 +197,8 @@ const BY_TYPE: Record<StreamDirection, Map<number, RecordLayout>> = { forward: n
 for (const [name, spec] of Object.entries(RECORDS) as [RecordName, RecordSpec][]) {
   const fields = Object.entries(spec.fields);
   const fixed = fields.reduce((n, [, type]) => n + (type === 'u64' ? 8 : 4), 0);
-  const layout: RecordLayout = { name, spec, fields, fixed };
+  const checkpoint = fields.at(-1)?.[1] === 'crc32';
+  const layout: RecordLayout = { name, spec, fields, fixed, checkpoint };
   LAYOUTS.set(name, layout);
   BY_TYPE[spec.direction].set(spec.type, layout);
 }

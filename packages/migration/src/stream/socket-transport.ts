@@ -15,6 +15,11 @@ const READ_SIZE = 64 << 10;
 const COPY_OUT = 16 << 10;
 // Node's write buffer per socket before `write` waits: big enough for a few 1 MiB RAM records.
 const WRITE_HIGH_WATER = 4 << 20;
+// TCP keepalive: after this much silence the kernel probes the peer (libuv then sends up to 10
+// probes 1 s apart), so a peer whose host died or whose network went away without a reset is
+// found in about 20 s instead of never. That matters where a side only waits (the source for
+// READY or LOADED, the destination for GO); a silent but alive peer is the idle timeout's job.
+const KEEPALIVE_IDLE_MS = 10_000;
 
 type Waiter<T> = { resolve: (value: T) => void; reject: (e: unknown) => void };
 
@@ -30,6 +35,7 @@ interface Target extends Waiter<number> {
 export class SocketTransport implements MigrationTransport {
   readonly #socket: Socket;
   readonly #inbox = new ChunkQueue();
+  #received = 0;
   #spare = Buffer.allocUnsafe(READ_SIZE);
   #target: Target | undefined;
   #paused = false;
@@ -44,10 +50,12 @@ export class SocketTransport implements MigrationTransport {
    * @param make creates the socket with the `onread` option given (see `connect` and `adopt`).
    */
   private constructor(readonly name: string, make: (onread: OnReadOpts) => Socket) {
-    this.#socket = make({ buffer: () => this.#nextBuffer(), callback: (n, buf) => this.#received(n, buf) });
+    this.#socket = make({ buffer: () => this.#nextBuffer(), callback: (n, buf) => this.#onRead(n, buf) });
     const socket = this.#socket;
     // Records are batched by the writer; handshake records must not wait for Nagle.
     socket.setNoDelay(true);
+    // A no-op on Unix sockets (no TCP); on a socket still connecting it applies on connect.
+    socket.setKeepAlive(true, KEEPALIVE_IDLE_MS);
     socket.on('end', () => {
       this.#eof = true;
       this.#settleTarget();
@@ -84,6 +92,11 @@ export class SocketTransport implements MigrationTransport {
   /** The socket (to wait for `connect`, or read its addresses). */
   get socket(): Socket {
     return this.#socket;
+  }
+
+  /** Bytes received from the peer so far, read or not. */
+  get bytesReceived(): number {
+    return this.#received;
   }
 
   async write(chunks: readonly Uint8Array[]): Promise<void> {
@@ -147,8 +160,11 @@ export class SocketTransport implements MigrationTransport {
   destroy(error?: Error): void {
     if (this.#socket.destroyed && this.#error) return;
     this.#fail(error ?? new MigrationTransportError(this.name, 'destroyed'), true);
+    // After end() the peer is to read what was written and then the end, so the socket closes
+    // normally (a reset would drop data still in the kernel's send queue). Otherwise a reset
+    // (TCP only) makes the peer's pending calls fail at once instead of reading an end.
+    if (this.#ended) return void this.#socket.destroy();
     try {
-      // A reset (TCP only) makes the peer's pending calls fail at once instead of reading an end.
       this.#socket.resetAndDestroy();
     } catch {
       this.#socket.destroy();
@@ -164,7 +180,8 @@ export class SocketTransport implements MigrationTransport {
   }
 
   /** A read completed into `buf`. Returns false to stop reading (the inbox is full). */
-  #received(n: number, buf: Uint8Array): boolean {
+  #onRead(n: number, buf: Uint8Array): boolean {
+    this.#received += n;
     const target = this.#target;
     if (target && buf === target.armed) {
       target.filled += n;

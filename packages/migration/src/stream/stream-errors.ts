@@ -1,5 +1,6 @@
-// The typed errors of the migration stream: a record that breaks the format (refused by the reader,
-// or by the writer before it leaves), and a transport that failed or lost its connection.
+// The typed errors of the migration stream: a record that breaks the format or fails its checksum
+// (refused by the reader, or by the writer before it leaves), a peer that went quiet, and a
+// transport that failed or lost its connection.
 
 import { VmmError } from '@vmmkit/core';
 
@@ -15,6 +16,7 @@ export type StreamFault =
   | 'bad-count'
   | 'outside-ram'
   | 'bad-payload'
+  | 'bad-checksum'
   | 'truncated';
 
 /**
@@ -68,5 +70,33 @@ export class MigrationTransportError extends VmmError {
     const errno = typeof cause?.code === 'string' ? cause.code : undefined;
     super(`migration transport ${transport}: ${detail}${cause instanceof Error ? `: ${cause.message}` : ''}`, options);
     this.errno = errno;
+  }
+}
+
+/**
+ * The peer sent nothing for longer than the reader's idle timeout while it waited for bytes.
+ * Names the transport, how long it waited, and where in the stream, e.g.
+ * `migration transport tcp:10.0.0.2:4444: no bytes for 30004 ms (idle timeout 30000 ms) at stream offset 4136, inside the RAM_PAGES record at offset 4120`.
+ */
+export class MigrationTimeoutError extends VmmError {
+  override readonly name = 'MigrationTimeoutError';
+  readonly code = 'MIGRATION_TIMEOUT';
+
+  /**
+   * @param transport the transport's name.
+   * @param timeoutMs the idle timeout that expired.
+   * @param waitedMs how long nothing arrived.
+   * @param offset the stream offset of the next byte due.
+   * @param record the record it arrives inside, when it is inside one.
+   */
+  constructor(
+    readonly transport: string,
+    readonly timeoutMs: number,
+    readonly waitedMs: number,
+    readonly offset: number,
+    readonly record?: { readonly name: string; readonly offset: number },
+  ) {
+    const inside = record ? `, inside the ${record.name} record at offset ${record.offset}` : ', where a record starts';
+    super(`migration transport ${transport}: no bytes for ${Math.round(waitedMs)} ms (idle timeout ${timeoutMs} ms) at stream offset ${offset}${inside}`);
   }
 }

@@ -1,15 +1,21 @@
 // The reading side of a migration stream (QEMU's QEMUFile get side plus the checks of
 // ram_load/qemu_loadvm_state): the preamble, then one validated record at a time, its payload
-// left as views of the transport's chunks.
+// left as views of the transport's chunks, each pass checked against its checksum.
 
 import { GuestMemory } from '@vmmkit/core';
+import { IdleWatch } from './idle-watch.js';
 import type { MigrationTransport } from './migration-transport.js';
 import { ramView } from './ram-view.js';
-import { checkFields, checkHeader, checkPreamble, checkRamRun, decodeFields, decodeText } from './record-codec.js';
-import { layoutByType, PREAMBLE_SIZE, RECORD_HEADER_SIZE, type RecordNameOf, type StreamDirection, type StreamRecord } from './records.js';
-import { MigrationStreamError } from './stream-errors.js';
+import { checkFields, checkHeader, checkPreamble, checkRamRun, decodeFields, decodeText, type FieldValues } from './record-codec.js';
+import {
+  layoutByType, MAX_DATA_PAGES, PAGE_DIGEST_BYTES, PREAMBLE_SIZE, RECORD_HEADER_SIZE, STREAM_PAGE_SIZE, type RecordLayout, type RecordNameOf, type StreamDirection,
+  type StreamRecord,
+} from './records.js';
+import { concat, ReceivedRecord } from './received-record.js';
+import { digestPages, PassChecksum } from './stream-checksums.js';
+import { MigrationStreamError, MigrationTimeoutError } from './stream-errors.js';
 
-// The largest header plus fixed fields of any record (COMPLETE: 8 + 24).
+// Room for the largest header plus fixed fields of any record (COMPLETE: 8 + 28).
 const SCRATCH = 64;
 
 /** The shape of guest RAM a reader checks RAM runs against (a `GuestMemory` is one). */
@@ -33,14 +39,22 @@ export interface StreamReaderOptions {
    * does not copy again. Default: true when `memory` is a `GuestMemory`.
    */
   readonly inPlace?: boolean;
+  /**
+   * Refuse a peer that sends nothing for this long (ms) while the reader waits for bytes: the
+   * call rejects with `MigrationTimeoutError`. Time the reader's owner spends between calls does
+   * not count. Default: none (0 and Infinity also mean none).
+   */
+  readonly idleTimeoutMs?: number;
 }
+
+type RamRun = { block: number; first: number; count: number };
 
 /**
  * Reads a migration stream and validates every record: an unknown type, nonzero flags or reserved
  * bytes, a body length wrong for the type, a count out of range, a RAM run outside `memory`, a
- * payload that is not the text it should be, or a stream that ends inside a record, each rejects
- * with a `MigrationStreamError` naming the record type and its stream offset. After an error the
- * reader rejects every later call with the same error.
+ * payload that is not the text it should be, a pass whose checksum does not match, or a stream
+ * that ends inside a record, each rejects with a `MigrationStreamError` naming the record type and
+ * its stream offset. After an error the reader rejects every later call with the same error.
  */
 export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
   readonly direction: D;
@@ -57,6 +71,14 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
   #eof = false;
   #started: Promise<void> | undefined;
   #failed: unknown;
+  /** The pass checksum so far, when the stream carries checksums (known after the preamble). */
+  #pass: PassChecksum | undefined;
+  /** Where the current pass began, for messages. */
+  #passStart = 0;
+  #digests = new Uint32Array(MAX_DATA_PAGES);
+  readonly #idle: IdleWatch | undefined;
+  /** The record being read, for the idle timeout's message. */
+  #inside: { name: string; offset: number } | undefined;
   readonly #scratch = new Uint8Array(SCRATCH);
   readonly #view = new DataView(this.#scratch.buffer);
   readonly #readRecord = (): Promise<StreamRecord<RecordNameOf<D>> | undefined> => this.#read();
@@ -67,6 +89,16 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     const memory = options.memory;
     this.#memory = memory;
     this.#ram = memory instanceof GuestMemory && options.inPlace !== false ? memory : undefined;
+    const idle = options.idleTimeoutMs;
+    if (idle !== undefined && idle > 0 && idle !== Infinity) {
+      const at = (): number => transport.bytesReceived ?? this.#offset + this.#buffered;
+      this.#idle = new IdleWatch(idle, transport, (quiet) => new MigrationTimeoutError(transport.name, idle, quiet, at(), this.#inside));
+    }
+  }
+
+  /** Whether the stream carries checksums (false until the preamble is read). */
+  get checksums(): boolean {
+    return this.#pass !== undefined;
   }
 
   /** The transport the stream comes from. */
@@ -86,7 +118,10 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
         throw new MigrationStreamError('truncated', 'preamble', 0, `stream ended after ${this.#buffered} of ${PREAMBLE_SIZE} bytes`);
       }
       this.#peek(PREAMBLE_SIZE);
-      checkPreamble(this.#scratch);
+      if (checkPreamble(this.#scratch).checksums) {
+        this.#pass = new PassChecksum();
+        this.#pass.update(this.#scratch.subarray(0, PREAMBLE_SIZE));
+      }
       this.#skip(PREAMBLE_SIZE);
     });
     return this.#started;
@@ -114,12 +149,18 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     throw error;
   }
 
+  /** Stop the idle timeout's timer: the owner reads no more (a failed reader stops by itself). */
+  stop(): void {
+    this.#idle?.stop();
+  }
+
   async #guard<T>(fn: () => Promise<T>): Promise<T> {
     if (this.#failed !== undefined) throw this.#failed;
     try {
       return await fn();
     } catch (e) {
       this.#failed = e;
+      this.#idle?.stop();
       throw e;
     }
   }
@@ -131,29 +172,95 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     if (this.#buffered < RECORD_HEADER_SIZE) await this.#need(RECORD_HEADER_SIZE, offset);
     this.#peek(RECORD_HEADER_SIZE);
     const { layout, length } = checkHeader(this.#view, 0, offset, this.direction);
+    this.#inside = { name: layout.name, offset };
     const head = RECORD_HEADER_SIZE + layout.fixed;
     if (this.#buffered < head) await this.#need(head, offset);
     this.#peek(head);
     const values = decodeFields(layout, this.#view, RECORD_HEADER_SIZE, offset);
-    checkFields(layout, values, length, offset);
-    if (layout.spec.count && this.#memory) checkRamRun(this.#memory.blocks, layout.name, values as { block: number; first: number; count: number }, offset);
-    let parts: readonly Uint8Array[];
-    if (this.#ram && layout.spec.payload?.kind === 'pages') {
-      const run = values as { block: number; first: number; count: number };
-      const target = ramView(this.#ram.blocks[run.block]!, run.first, run.count);
-      this.#skip(head);
-      await this.#receiveInto(target, offset, head);
-      parts = [target];
-    } else {
-      if (this.#buffered < RECORD_HEADER_SIZE + length) await this.#need(RECORD_HEADER_SIZE + length, offset);
-      this.#skip(head);
-      parts = length > layout.fixed ? this.#take(length - layout.fixed) : NO_PARTS;
-    }
+    checkFields(layout, values, length, offset, this.#pass !== undefined);
+    if (layout.spec.count && this.#memory) checkRamRun(this.#memory.blocks, layout.name, values as RamRun, offset);
+    this.#checkPass(layout, values, head, offset);
+    const { parts, corruptPages } = layout.spec.payload?.kind === 'pages'
+      ? await this.#pages(layout, values as RamRun, length, head, offset)
+      : await this.#payload(layout, length, head, offset);
+    this.#inside = undefined;
     const record = new ReceivedRecord(layout.name, layout.spec.type, offset, RECORD_HEADER_SIZE + length, parts);
     Object.assign(record, values);
+    if (layout.checkpoint) delete (record as { checksum?: number }).checksum;
+    if (corruptPages) Object.assign(record, { corruptPages });
     const kind = layout.spec.payload?.kind;
     if (kind === 'utf8' || kind === 'json') Object.assign(record, decodeText(layout, record.payload, offset));
     return record as unknown as StreamRecord<RecordNameOf<D>>;
+  }
+
+  /**
+   * Add the record's header and fixed fields (in the scratch area) to the pass checksum; at a
+   * checkpoint, compare the pass's CRC with its checksum field and start the next pass.
+   */
+  #checkPass({ name, checkpoint }: RecordLayout, values: FieldValues, head: number, offset: number): void {
+    const pass = this.#pass;
+    if (!checkpoint) {
+      pass?.update(this.#scratch.subarray(0, head));
+      return;
+    }
+    const sent = values['checksum'] as number;
+    if (!pass) {
+      if (sent !== 0) throw new MigrationStreamError('bad-checksum', name, offset, `checksum 0x${hex(sent)} in a stream without checksums`);
+      return;
+    }
+    pass.update(this.#scratch.subarray(0, head - 4));
+    if (pass.value !== sent) {
+      throw new MigrationStreamError('bad-checksum', name, offset,
+        `the pass from offset ${this.#passStart} has CRC-32 0x${hex(pass.value)}, the record says 0x${hex(sent)}: the stream was corrupted`);
+    }
+    pass.reset();
+    this.#passStart = offset + head;
+  }
+
+  /** A payload other than pages: views of the buffered chunks, added to the pass checksum. */
+  async #payload(layout: RecordLayout, length: number, head: number, offset: number): Promise<{ parts: readonly Uint8Array[]; corruptPages?: undefined }> {
+    if (this.#buffered < RECORD_HEADER_SIZE + length) await this.#need(RECORD_HEADER_SIZE + length, offset);
+    this.#skip(head);
+    const parts = length > layout.fixed ? this.#take(length - layout.fixed) : NO_PARTS;
+    if (this.#pass) for (const p of parts) this.#pass.update(p);
+    return { parts };
+  }
+
+  /**
+   * RAM_PAGES data: its page digests first (with checksums, added to the pass checksum), then the
+   * pages, received in place where the reader has the guest memory; each page checked against its
+   * digest.
+   */
+  async #pages(layout: RecordLayout, run: RamRun, length: number, head: number, offset: number): Promise<{ parts: readonly Uint8Array[]; corruptPages: number[] }> {
+    const table = this.#pass ? run.count * PAGE_DIGEST_BYTES : 0;
+    if (this.#buffered < head + table) await this.#need(head + table, offset, { size: RECORD_HEADER_SIZE + length });
+    this.#skip(head);
+    const digests = table > 0 ? this.#digestTable(run.count) : undefined;
+    const bytes = run.count * STREAM_PAGE_SIZE;
+    let parts: readonly Uint8Array[];
+    if (this.#ram) {
+      const target = ramView(this.#ram.blocks[run.block]!, run.first, run.count);
+      await this.#receiveInto(target, offset, head + table);
+      parts = [target];
+    } else {
+      if (this.#buffered < bytes) await this.#need(bytes, offset, { name: layout.name, consumed: head + table });
+      parts = this.#take(bytes);
+    }
+    const corruptPages: number[] = [];
+    if (digests) {
+      const got = this.#digests.subarray(0, run.count);
+      digestPages(parts, got);
+      for (let i = 0; i < run.count; i++) if (got[i] !== digests.getUint32(i * PAGE_DIGEST_BYTES, true)) corruptPages.push(run.first + i);
+    }
+    return { parts, corruptPages };
+  }
+
+  /** Take the next `count` page digests (buffered), adding them to the pass checksum. */
+  #digestTable(count: number): DataView {
+    const parts = this.#take(count * PAGE_DIGEST_BYTES);
+    const table = parts.length === 1 ? parts[0]! : concat(parts);
+    this.#pass!.update(table);
+    return new DataView(table.buffer, table.byteOffset, table.byteLength);
   }
 
   /**
@@ -171,7 +278,8 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
       done += n;
     }
     if (done < target.byteLength && !this.#eof && this.#transport.readInto) {
-      const n = await this.#transport.readInto(target.subarray(done));
+      const pending = this.#transport.readInto(target.subarray(done));
+      const n = await (this.#idle ? this.#idle.wait(pending) : pending);
       this.#offset += n;
       done += n;
       if (done < target.byteLength) this.#eof = true;
@@ -186,19 +294,28 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     }
   }
 
-  /** Buffer `bytes` bytes of the record at `offset`, or refuse the stream as truncated. */
-  async #need(bytes: number, offset: number): Promise<void> {
+  /**
+   * Buffer `bytes` more bytes of the record at `offset`, or refuse the stream as truncated. Once
+   * `consumed` bytes of the record are consumed, its `name` must be given; `size` is the record's
+   * size for the message (default: the bytes asked for).
+   */
+  async #need(bytes: number, offset: number, o: { name?: string; consumed?: number; size?: number } = {}): Promise<void> {
     if (await this.#fill(bytes)) return;
-    const type = this.#chunks[this.#head]![this.#pos]!;
-    const name = layoutByType(type, this.direction)?.name ?? `type 0x${type.toString(16).padStart(2, '0')}`;
-    throw new MigrationStreamError('truncated', name, offset, `stream ended after ${this.#buffered} of the record's ${bytes} bytes`);
+    const consumed = o.consumed ?? 0;
+    let name = o.name;
+    if (name === undefined) {
+      const type = this.#chunks[this.#head]![this.#pos]!;
+      name = layoutByType(type, this.direction)?.name ?? `type 0x${type.toString(16).padStart(2, '0')}`;
+    }
+    throw new MigrationStreamError('truncated', name, offset, `stream ended after ${consumed + this.#buffered} of the record's ${o.size ?? consumed + bytes} bytes`);
   }
 
   /** Whether `bytes` bytes are buffered, reading from the transport until they are or it ends. */
   async #fill(bytes: number): Promise<boolean> {
     while (this.#buffered < bytes) {
       if (this.#eof) return false;
-      const chunk = await this.#transport.read();
+      const pending = this.#transport.read();
+      const chunk = await (this.#idle ? this.#idle.wait(pending) : pending);
       if (chunk === undefined) this.#eof = true;
       else if (chunk.byteLength > 0) {
         this.#chunks.push(chunk);
@@ -253,29 +370,5 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
 }
 
 const NO_PARTS: readonly Uint8Array[] = [];
-const EMPTY = new Uint8Array(0);
 
-/** A record as the reader builds it: metadata, decoded fields (assigned on), payload parts. */
-class ReceivedRecord {
-  #payload: Uint8Array | undefined;
-
-  constructor(
-    readonly name: string,
-    readonly type: number,
-    readonly offset: number,
-    readonly size: number,
-    readonly parts: readonly Uint8Array[],
-  ) {}
-
-  get payload(): Uint8Array {
-    if (this.#payload) return this.#payload;
-    if (this.parts.length <= 1) return (this.#payload = this.parts[0] ?? EMPTY);
-    const whole = new Uint8Array(this.parts.reduce((n, p) => n + p.byteLength, 0));
-    let at = 0;
-    for (const p of this.parts) {
-      whole.set(p, at);
-      at += p.byteLength;
-    }
-    return (this.#payload = whole);
-  }
-}
+const hex = (n: number): string => n.toString(16).padStart(8, '0');

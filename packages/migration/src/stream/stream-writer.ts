@@ -1,10 +1,12 @@
 // The writing side of a migration stream (QEMU's QEMUFile put side): the preamble, then records,
-// batched into slabs and handed to the transport with backpressure and optional bandwidth pacing.
+// batched into slabs and handed to the transport with backpressure and optional bandwidth pacing,
+// and checksummed as they are queued.
 
 import { BandwidthPacer } from './bandwidth-pacer.js';
 import type { MigrationTransport } from './migration-transport.js';
 import { checkBodyLength, checkFields, checkValues, encodeHead, encodePreamble, type FieldValues } from './record-codec.js';
-import { layoutOf, RECORD_HEADER_SIZE, type RecordInit, type RecordNameOf, type RecordSpec, type StreamDirection } from './records.js';
+import { layoutOf, PAGE_DIGEST_BYTES, RECORD_HEADER_SIZE, STREAM_PAGE_SIZE, type RecordInit, type RecordNameOf, type RecordSpec, type StreamDirection } from './records.js';
+import { digestPages, PassChecksum } from './stream-checksums.js';
 import { MigrationStreamError } from './stream-errors.js';
 
 // Headers and payloads up to INLINE bytes are copied into a slab, so that small records go out
@@ -22,6 +24,12 @@ export interface StreamWriterOptions {
   readonly direction?: StreamDirection;
   /** At most this many bytes per second go to the transport (QEMU's max-bandwidth); unlimited if absent. */
   readonly maxBandwidth?: number;
+  /**
+   * Checksum the stream (`STREAM_CHECKSUMS`): a CRC-32 ends each pass and RAM pages carry
+   * digests, so that the destination refuses a corrupted stream before the guest starts.
+   * Default false. Only the forward stream checksums (the return path has no passes).
+   */
+  readonly checksums?: boolean;
 }
 
 /**
@@ -34,6 +42,8 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
   readonly direction: D;
   readonly #transport: MigrationTransport;
   readonly #pacer: BandwidthPacer | undefined;
+  readonly #pass: PassChecksum | undefined;
+  #digests = new Uint32Array(0);
   #slab = new Uint8Array(SLAB);
   #view = new DataView(this.#slab.buffer);
   /** The slab's bytes from #start to #pos are queued but not yet cut into #queue. */
@@ -49,9 +59,17 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
     this.#transport = transport;
     this.direction = options.direction ?? ('forward' as D);
     this.#pacer = options.maxBandwidth === undefined ? undefined : new BandwidthPacer(options.maxBandwidth);
-    const preamble = encodePreamble();
+    const checksums = this.direction === 'forward' && options.checksums === true;
+    this.#pass = checksums ? new PassChecksum() : undefined;
+    const preamble = encodePreamble(checksums);
     this.#append(preamble);
+    this.#pass?.update(preamble);
     this.#written = preamble.byteLength;
+  }
+
+  /** Whether the stream carries checksums. */
+  get checksums(): boolean {
+    return this.#pass !== undefined;
   }
 
   /** The transport the stream goes to. */
@@ -79,20 +97,26 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
       throw new MigrationStreamError('unknown-type', record.name, offset, `is not a record of the ${this.direction} stream`);
     }
     const parts = payloadOf(spec, record);
+    const pages = spec.payload?.kind === 'pages';
     let payloadLength = 0;
     for (const p of parts) payloadLength += p.byteLength;
-    const length = fixed + payloadLength;
+    // Page digests go first in a RAM_PAGES payload, inline: the pages follow as views.
+    const digests = this.#pass && pages ? (payloadLength / STREAM_PAGE_SIZE) * PAGE_DIGEST_BYTES : 0;
+    const length = fixed + digests + payloadLength;
     checkBodyLength(layout, length, offset);
     checkValues(layout, record, offset);
-    checkFields(layout, record as unknown as FieldValues, length, offset);
+    checkFields(layout, record as unknown as FieldValues, length, offset, this.#pass !== undefined);
 
-    const inline = payloadLength <= INLINE && spec.payload?.kind !== 'pages';
+    const inline = payloadLength <= INLINE && !pages;
     // A record whose payload goes out as views starts a chunk of its own: [header][payload...].
     if (!inline) this.#cut();
-    this.#reserve(RECORD_HEADER_SIZE + fixed + (inline ? payloadLength : 0));
+    this.#reserve(RECORD_HEADER_SIZE + fixed + digests + (inline ? payloadLength : 0));
+    const start = this.#pos;
     this.#pos += encodeHead(layout, record, length, this.#view, this.#pos);
+    if (digests > 0) this.#appendDigests(parts, digests / PAGE_DIGEST_BYTES);
     if (inline) for (const p of parts) this.#append(p);
-    else {
+    if (this.#pass) this.#checksum(layout.checkpoint, start, inline || pages ? NONE : parts);
+    if (!inline) {
       this.#cut();
       for (const p of parts) this.#queue.push(p);
       this.#queued += payloadLength;
@@ -100,6 +124,29 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
     this.#written += RECORD_HEADER_SIZE + length;
     if (spec.flush || this.#queued + this.#pos - this.#start >= HANDOFF) return this.#handOff();
     return this.#tail;
+  }
+
+  /**
+   * Add the record just encoded at slab[start..pos) and its `views` to the pass checksum; a
+   * checkpoint record gets the pass's CRC in its last field, and the next pass starts.
+   */
+  #checksum(checkpoint: boolean, start: number, views: readonly Uint8Array[]): void {
+    const pass = this.#pass!;
+    if (!checkpoint) {
+      pass.update(this.#slab.subarray(start, this.#pos));
+      for (const v of views) pass.update(v);
+      return;
+    }
+    pass.update(this.#slab.subarray(start, this.#pos - 4));
+    this.#view.setUint32(this.#pos - 4, pass.value, true);
+    pass.reset();
+  }
+
+  /** Write the digests of the `count` pages in `parts` into the slab. */
+  #appendDigests(parts: readonly Uint8Array[], count: number): void {
+    const digests = (this.#digests.length >= count ? this.#digests : (this.#digests = new Uint32Array(count))).subarray(0, count);
+    digestPages(parts, digests);
+    for (let i = 0; i < count; i++, this.#pos += PAGE_DIGEST_BYTES) this.#view.setUint32(this.#pos, digests[i]!, true);
   }
 
   /** Hand everything queued to the transport; resolves when the transport can take more. */

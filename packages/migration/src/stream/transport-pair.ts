@@ -38,6 +38,8 @@ class PairEnd implements MigrationTransport {
   #peerEnded = false;
   #ended = false;
   #error: Error | undefined;
+  #destroyed = false;
+  #received = 0;
   #readWaiter: Waiter | undefined;
   /** The peer's writes waiting for this end to read its inbox below the high-water mark. */
   #drainWaiters: Waiter[] = [];
@@ -61,10 +63,18 @@ class PairEnd implements MigrationTransport {
     if (this.#error) throw this.#error;
   }
 
+  /** Bytes the peer has delivered to this end so far, read or not. */
+  get bytesReceived(): number {
+    return this.#received;
+  }
+
   async read(): Promise<Uint8Array | undefined> {
-    if (this.#error) throw this.#error;
+    // What the peer delivered (and its end) before the connection was lost is still read, as
+    // over a socket; a destroyed end reads nothing more.
     if (this.#inbox.empty) {
+      if (this.#destroyed) throw this.#error;
       if (this.#peerEnded) return undefined;
+      if (this.#error) throw this.#error;
       await new Promise<void>((resolve, reject) => (this.#readWaiter = { resolve, reject }));
     }
     const chunk = this.#inbox.shift();
@@ -81,16 +91,22 @@ class PairEnd implements MigrationTransport {
   }
 
   destroy(error?: Error): void {
-    if (this.#error) return;
+    if (this.#destroyed) return;
+    this.#destroyed = true;
     // Both ends fail: set both errors first, since each end's blocked writes wait on the other.
-    this.#error = error ?? new MigrationTransportError(this.name, 'destroyed');
-    this.peer.#error = new MigrationTransportError(this.peer.name, 'connection lost: the peer destroyed its end', { cause: error });
+    // Only this end drops what it received; the peer still reads what reached it.
+    this.#error = error ?? this.#error ?? new MigrationTransportError(this.name, 'destroyed');
+    this.#inbox.clear();
+    this.peer.#error ??= new MigrationTransportError(this.peer.name, 'connection lost: the peer destroyed its end', { cause: error });
     this.#rejectWaiters();
     this.peer.#rejectWaiters();
   }
 
   #deliver(chunks: readonly Uint8Array[]): void {
-    for (const c of chunks) this.#inbox.push(c);
+    for (const c of chunks) {
+      this.#inbox.push(c);
+      this.#received += c.byteLength;
+    }
     this.#wakeReader();
   }
 
@@ -101,7 +117,7 @@ class PairEnd implements MigrationTransport {
   }
 
   #rejectWaiters(): void {
-    this.#inbox.clear();
+    // A waiting reader has an empty inbox: it fails now.
     this.#readWaiter?.reject(this.#error);
     this.#readWaiter = undefined;
     // The writes blocked on this end's inbox are the peer's: they fail with the peer's error.
