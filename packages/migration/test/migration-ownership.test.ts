@@ -168,3 +168,41 @@ describe('close() during a migration', () => {
     await p.source.close();
   });
 });
+
+describe('the handover after GO', () => {
+  it('a destination that fails to start its devices says so, and the source runs the guest again', async () => {
+    const p = await pair({}, 'iommufd');
+    const dst = await destinationOn(p.dstHost, 'iommufd');
+    const dstCensus = p.dstHost.census();
+    // The destination's last device call is the RUNNING arc after GO.
+    p.source.events.on('migration:switchover', () => p.dstHost.injectFault({ ioctl: VFIO_DEVICE_FEATURE, on: 'vfio-device', errno: 'EIO', nth: 2 }));
+    const [out, into] = transportPair();
+    const [sent, received] = await Promise.all([failure(migrateOutgoing(p.source, out)), failure(migrateIncoming(dst, into))]);
+    expect(received).toBeInstanceOf(MigrationFailedError);
+    expect((received as MigrationFailedError).phase).toBe('handover');
+    expect(sent).toBeInstanceOf(MigrationFailedError);
+    expect(String(sent)).toContain('the destination refused the migration');
+    expect(p.source.running).toBe(true);
+    expect(p.srcHost.census()).toEqual(p.srcCensus);
+    expect(dst.running).toBe(false);
+    expect(p.dstHost.census()).toEqual(dstCensus);
+    await Promise.all([dst.close(), p.source.close()]);
+  });
+
+  it('a connection lost after GO leaves the source paused: the guest may be running on the destination', async () => {
+    const p = await pair({}, 'iommufd');
+    const dst = await destinationOn(p.dstHost, 'iommufd');
+    const [out, into] = transportPair();
+    // The destination starts the guest, and its STARTED never reaches the source.
+    dst.events.on('vm:run-state', (e) => e.running && into.destroy());
+    const [sent, received] = await Promise.all([failure(migrateOutgoing(p.source, out)), failure(migrateIncoming(dst, into))]);
+    expect(received).toBeUndefined();
+    expect(dst.running).toBe(true);
+    expect(sent).toBeInstanceOf(MigrationFailedError);
+    expect(String(sent)).toContain('the destination may be running the guest: the source stays paused');
+    expect(p.source.running).toBe(false);
+    expect(ramHash(dst)).toBe(ramHash(p.source));
+    await Promise.all([dst.close(), p.source.close()]);
+    expect(p.srcHost.census()).toEqual({ fds: 0, objects: {} });
+  });
+});

@@ -102,8 +102,9 @@ class IncomingMigration {
       this.signal?.removeEventListener('abort', cancel);
       this.#reader.stop();
     }
+    // The devices run: the guest is this side's now, whatever becomes of the connection.
     this.vmm.resume('migrated');
-    void this.#writer.end().catch(() => this.transport.destroy());
+    void this.#writer.write({ name: 'STARTED' }).then(() => this.#writer.end()).catch(() => this.transport.destroy());
     const result = { pages: this.#pages, zeroPages: this.#zeroPages, deviceBytes: this.#deviceBytes, bytesReceived: this.#reader.bytesRead };
     this.vmm.events.emit('migration:incoming-completed', result);
     return result;

@@ -17,15 +17,19 @@ export class MigrationBlockedError extends VmmError {
 }
 
 /**
- * The migration failed or was cancelled; on the source the VM runs on, its devices back in
- * RUNNING and dirty tracking stopped. `cause` has the failure itself.
+ * The migration failed or was cancelled. On the source the VM runs on, its devices back in RUNNING
+ * and dirty tracking stopped, except when the connection was lost after GO without the
+ * destination saying whether it started the guest: the source then stays paused (the message
+ * says so), since the guest may be running there. `cause` has the failure itself.
  */
 export class MigrationFailedError extends VmmError {
   override readonly name = 'MigrationFailedError';
   readonly code = 'MIGRATION_FAILED';
 
-  constructor(readonly side: 'source' | 'destination', readonly phase: MigrationPhase, cause: unknown) {
-    super(`migration failed on the ${side} during ${phase}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+  /** @param options.detail what state the failure left things in, when it is not the usual one. */
+  constructor(readonly side: 'source' | 'destination', readonly phase: MigrationPhase, cause: unknown, options: { detail?: string } = {}) {
+    const why = cause instanceof Error ? cause.message : String(cause);
+    super(`migration failed on the ${side} during ${phase}: ${why}${options.detail ? ` (${options.detail})` : ''}`, { cause });
   }
 }
 

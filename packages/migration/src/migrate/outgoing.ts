@@ -73,6 +73,8 @@ class OutgoingMigration {
   readonly #maxIterations: number;
   #phase: MigrationPhase = 'setup';
   #pausedByUs = false;
+  /** GO went out: the guest is the destination's unless it says it did not start it. */
+  #goSent = false;
   #iteration = 0;
   #pagesSent = 0;
   #zeroPages = 0;
@@ -114,6 +116,9 @@ class OutgoingMigration {
       await this.#wait(this.#returnPath.expect('LOADED'));
       await this.writer.write({ name: 'GO' });
       await this.writer.flush();
+      // Past GO the destination may be starting the guest: no cancel, and only its word counts.
+      this.#goSent = true;
+      await this.#returnPath.expect('STARTED');
     } catch (e) {
       throw await this.#rollback(e);
     }
@@ -224,8 +229,14 @@ class OutgoingMigration {
     }
   }
 
-  /** Undo everything on the source and tell the destination; returns the error to throw. */
+  /**
+   * Undo everything on the source and tell the destination; returns the error to throw. After
+   * GO, only a destination that said it did not start (ERROR) gives the guest back: a connection
+   * lost then leaves it unknown whether the destination runs the guest, so the source stays
+   * paused rather than risk two running copies.
+   */
   async #rollback(cause: unknown): Promise<MigrationFailedError> {
+    if (this.#goSent && !this.#returnPath.refused) return this.#inDoubt(cause);
     const error = new MigrationFailedError('source', this.#phase, cause);
     await closeGently(this.transport, () => this.writer.write({ name: 'ABORT', text: lastWord(error) }), () => this.writer.end());
     const undo = async (step: () => unknown): Promise<void> => {
@@ -238,6 +249,18 @@ class OutgoingMigration {
     await undo(() => this.#devices.resume());
     await undo(() => this.#dirty.stop());
     if (this.#pausedByUs) this.vmm.resume('migration failed');
+    this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message });
+    return error;
+  }
+
+  /** GO went out and the destination's word never came back. */
+  async #inDoubt(cause: unknown): Promise<MigrationFailedError> {
+    const error = new MigrationFailedError('source', this.#phase, cause, {
+      detail: 'the destination may be running the guest: the source stays paused, its devices stopped',
+    });
+    this.transport.destroy();
+    // As after a migration that completed: the device sessions end, the devices stay stopped.
+    this.#finish();
     this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message });
     return error;
   }

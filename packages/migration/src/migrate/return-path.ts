@@ -6,11 +6,12 @@ import { MigrationRefusedError } from './migration-errors.js';
 import { MigrationStreamReader } from '../stream/stream-reader.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
 
-type Reply = 'READY' | 'LOADED';
+type Reply = 'READY' | 'LOADED' | 'STARTED';
 
 export class ReturnPath {
   readonly #replies: Reply[] = [];
   #failure: unknown;
+  #refused = false;
   #wake: (() => void) | undefined;
   readonly #done: Promise<void>;
 
@@ -33,6 +34,14 @@ export class ReturnPath {
     if (reply !== expected) throw new MigrationRefusedError(`the destination replied ${reply} where ${expected} was due`);
   }
 
+  /**
+   * The destination said, with ERROR, that it gave up: after GO, that it did not start the guest.
+   * (A connection lost says nothing of the kind.)
+   */
+  get refused(): boolean {
+    return this.#refused;
+  }
+
   /** Resolves when the return path ended (the destination closed it, or it failed). */
   get done(): Promise<void> {
     return this.#done;
@@ -43,10 +52,13 @@ export class ReturnPath {
       for (;;) {
         const record = await reader.next();
         if (!record) throw new MigrationRefusedError('the destination closed the connection');
-        if (record.name === 'ERROR') throw new MigrationRefusedError(`the destination refused the migration: ${record.text}`);
+        if (record.name === 'ERROR') {
+          this.#refused = true;
+          throw new MigrationRefusedError(`the destination refused the migration: ${record.text}`);
+        }
         this.#replies.push(record.name);
         this.#wake?.();
-        if (record.name === 'LOADED') return;
+        if (record.name === 'STARTED') return;
       }
     } catch (e) {
       this.#failure = e;

@@ -97,6 +97,8 @@ export const RECORDS = {
   READY: { type: 0x81, direction: 'return', fields: {}, flush: true },
   LOADED: { type: 0x82, direction: 'return', fields: {}, flush: true },
   ERROR: { type: 0x83, direction: 'return', fields: {}, payload: REASON, flush: true },
+  /** After GO: the destination's devices run and its guest starts (the source may let go of its own). */
+  STARTED: { type: 0x84, direction: 'return', fields: {}, flush: true },
 } as const satisfies Record<string, RecordSpec>;
 
 /** A record type's name: `'SETUP'`, `'RAM_PAGES'`, ... */
