@@ -2,7 +2,7 @@
 
 import '@vmmkit/core';
 import type { DirtySyncReport } from './dirty/vm-dirty-tracking.js';
-import type { MigrationPhase } from './migrate/migration-errors.js';
+import type { MigrationPhase } from './migration-errors.js';
 import type { MigrationResult } from './migrate/migration-options.js';
 import type { MigrationPlan, MigrationBlocker } from './plan/migration-plan.js';
 

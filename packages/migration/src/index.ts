@@ -8,7 +8,7 @@ export * from './plugin.js';
 export * from './plan/migration-plan.js';
 export * from './dirty/ram-dirty-log.js';
 export * from './dirty/vm-dirty-tracking.js';
-export * from './migrate/migration-errors.js';
+export * from './migration-errors.js';
 export * from './migrate/migration-options.js';
 export * from './migrate/outgoing.js';
 export * from './migrate/incoming.js';

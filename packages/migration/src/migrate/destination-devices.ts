@@ -4,7 +4,7 @@
 
 import { FirstFailure, isVfioVmmDevice, type Vmm, type VmmDevice } from '@vmmkit/core';
 import { VfioMigration } from '../vfio/vfio-migration.js';
-import { MigrationRefusedError } from './migration-errors.js';
+import { MigrationRefusedError } from '../migration-errors.js';
 
 interface DestinationDevice {
   readonly device: VmmDevice;

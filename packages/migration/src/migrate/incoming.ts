@@ -14,7 +14,7 @@ import { MigrationStreamReader } from '../stream/stream-reader.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { DestinationDevices } from './destination-devices.js';
-import { MigrationCancelledError, MigrationFailedError, MigrationRefusedError, type MigrationPhase } from './migration-errors.js';
+import { MigrationCancelledError, MigrationFailedError, MigrationRefusedError, type MigrationPhase } from '../migration-errors.js';
 import { DEFAULT_INCOMING_IDLE_TIMEOUT_MS, type IncomingOptions } from './migration-options.js';
 import { matchSetup } from './setup-description.js';
 

@@ -11,7 +11,7 @@ import type { MigrationTransport } from '../stream/migration-transport.js';
 import { sendDirtyPages } from '../stream/ram-pages.js';
 import { STREAM_PAGE_SIZE } from '../stream/records.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
-import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, type MigrationPhase } from './migration-errors.js';
+import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, type MigrationPhase } from '../migration-errors.js';
 import type { ContainerResult, MigrationOptions, MigrationResult } from './migration-options.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { ReturnPath } from './return-path.js';

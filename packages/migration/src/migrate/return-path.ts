@@ -2,7 +2,7 @@
 // as they arrive, so that a destination that gives up (ERROR, or the connection lost) stops the
 // source at its next step rather than at the end.
 
-import { MigrationRefusedError } from './migration-errors.js';
+import { MigrationRefusedError } from '../migration-errors.js';
 import { MigrationStreamReader } from '../stream/stream-reader.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
 

@@ -3,7 +3,7 @@
 // difference named.
 
 import { isVfioVmmDevice, vfioMigrationVerdict, type Vmm, type VmmDevice } from '@vmmkit/core';
-import { MigrationRefusedError } from './migration-errors.js';
+import { MigrationRefusedError } from '../migration-errors.js';
 
 /** One device whose state travels: by its index in the stream. */
 export interface SetupDevice {

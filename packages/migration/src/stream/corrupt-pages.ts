@@ -4,7 +4,7 @@
 
 import { DirtyBitmap, type GuestMemory } from '@vmmkit/core';
 import type { RamRecord } from './records.js';
-import { MigrationStreamError } from './stream-errors.js';
+import { MigrationStreamError } from '../migration-errors.js';
 
 export class CorruptPages {
   /** Per RAM block, the pages waiting for a good copy; allocated on the first mismatch. */

@@ -1,7 +1,6 @@
 // The migration stream: its versioned record format, transports, and the RAM page path.
 
 export * from './records.js';
-export * from './stream-errors.js';
 export * from './migration-transport.js';
 export * from './stream-writer.js';
 export * from './stream-reader.js';

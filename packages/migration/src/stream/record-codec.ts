@@ -5,7 +5,7 @@ import {
   layoutByType, PAGE_DIGEST_BYTES, PREAMBLE_SIZE, RECORD_HEADER_SIZE, STREAM_CHECKSUMS, STREAM_MAGIC, STREAM_PAGE_SIZE, STREAM_VERSION,
   type RecordLayout, type StreamDirection,
 } from './records.js';
-import { MigrationStreamError } from './stream-errors.js';
+import { MigrationStreamError } from '../migration-errors.js';
 
 const MAGIC = new TextEncoder().encode(STREAM_MAGIC);
 const utf8 = new TextDecoder('utf-8', { fatal: true });

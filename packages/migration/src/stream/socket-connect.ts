@@ -4,7 +4,7 @@
 import net from 'node:net';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './socket-address.js';
 import { SocketTransport } from './socket-transport.js';
-import { MigrationTransportError } from './stream-errors.js';
+import { MigrationTransportError } from '../migration-errors.js';
 
 /** A listening socket that accepts one migration connection. */
 export interface SocketListener {

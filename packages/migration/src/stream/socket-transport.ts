@@ -5,7 +5,7 @@
 import net, { type OnReadOpts, type Socket } from 'node:net';
 import { ChunkQueue } from './chunk-queue.js';
 import type { MigrationTransport } from './migration-transport.js';
-import { MigrationTransportError } from './stream-errors.js';
+import { MigrationTransportError } from '../migration-errors.js';
 
 // Bytes received and not yet read that make the socket stop reading (TCP then pushes back).
 const READ_HIGH_WATER = 4 << 20;

@@ -13,7 +13,7 @@ import {
 } from './records.js';
 import { concat, ReceivedRecord } from './received-record.js';
 import { digestPages, PassChecksum } from './stream-checksums.js';
-import { MigrationStreamError, MigrationTimeoutError } from './stream-errors.js';
+import { MigrationStreamError, MigrationTimeoutError } from '../migration-errors.js';
 
 // Room for the largest header plus fixed fields of any record (COMPLETE: 8 + 28).
 const SCRATCH = 64;

@@ -7,7 +7,7 @@ import type { MigrationTransport } from './migration-transport.js';
 import { checkBodyLength, checkFields, checkValues, encodeHead, encodePreamble, type FieldValues } from './record-codec.js';
 import { layoutOf, PAGE_DIGEST_BYTES, RECORD_HEADER_SIZE, STREAM_PAGE_SIZE, type RecordInit, type RecordNameOf, type RecordSpec, type StreamDirection } from './records.js';
 import { digestPages, PassChecksum } from './stream-checksums.js';
-import { MigrationStreamError } from './stream-errors.js';
+import { MigrationStreamError } from '../migration-errors.js';
 
 // Headers and payloads up to INLINE bytes are copied into a slab, so that small records go out
 // as one buffer; larger payloads and all RAM page data are handed over as views, uncopied.

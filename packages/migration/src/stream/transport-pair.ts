@@ -4,7 +4,7 @@
 import { BandwidthPacer } from './bandwidth-pacer.js';
 import { ChunkQueue } from './chunk-queue.js';
 import type { MigrationTransport } from './migration-transport.js';
-import { MigrationTransportError } from './stream-errors.js';
+import { MigrationTransportError } from '../migration-errors.js';
 
 /** Options of {@link transportPair}. */
 export interface TransportPairOptions {
