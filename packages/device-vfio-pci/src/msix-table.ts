@@ -2,6 +2,7 @@
 // BAR): the guest programs messages and masks here, and a masked vector's interrupt waits as a
 // pending bit until it is unmasked.
 
+import { ArgumentError } from '@vmmkit/core';
 import { PCI_MSIX_ENTRY_CTRL_MASKBIT, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_ENTRY_VECTOR_CTRL } from '@vmmkit/core/uapi';
 import { type MsixCapability } from './pci-capabilities.js';
 
@@ -81,7 +82,7 @@ export class MsixTable {
   /** Restore what `save` returned. @throws RangeError when it is not a table of this size. */
   load(state: Uint8Array): void {
     if (state.byteLength !== this.#table.byteLength + this.#pba.byteLength) {
-      throw new RangeError(`MSI-X state of ${state.byteLength} bytes does not fit ${this.cap.vectors} vectors`);
+      throw new ArgumentError(`MSI-X state of ${state.byteLength} bytes does not fit ${this.cap.vectors} vectors`);
     }
     this.#table.set(state.subarray(0, this.#table.byteLength));
     this.#pba.set(state.subarray(this.#table.byteLength));

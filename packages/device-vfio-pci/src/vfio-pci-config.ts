@@ -131,7 +131,7 @@ export class VfioPciConfig {
    * @throws RangeError when the snapshot is not of this config space's size.
    */
   restore(saved: Uint8Array): void {
-    if (saved.byteLength !== this.size) throw new RangeError(`config space of ${saved.byteLength} bytes, the device has ${this.size}`);
+    if (saved.byteLength !== this.size) throw new ArgumentError(`config space of ${saved.byteLength} bytes, the device has ${this.size}`);
     const { msi, msix } = this.capabilities;
     const enables = new Set<number>();
     if (msi) enables.add(msi.offset + PCI_MSI_FLAGS).add(msi.offset + PCI_MSI_FLAGS + 1);

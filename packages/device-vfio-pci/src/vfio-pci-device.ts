@@ -5,7 +5,7 @@
 import { PCI_COMMAND, PCI_INTERRUPT_PIN } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
-  FirstFailure, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  ArgumentError, FirstFailure, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
   VfioDevice, VfioError, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
   type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject, type VmVfio,
 } from '@vmmkit/core';
@@ -131,13 +131,13 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     vfioCall('load the migrated config state', this.name, () => {
       const dv = new DataView(state.buffer, state.byteOffset, state.byteLength);
       if (state.byteLength < CONFIG_STATE_HEADER || dv.getUint32(0, true) !== CONFIG_STATE_MAGIC) {
-        throw new RangeError('not a vfio-pci config state');
+        throw new ArgumentError('not a vfio-pci config state', 'state');
       }
       const configLength = dv.getUint32(4, true);
       const msixLength = dv.getUint32(8, true);
-      if (CONFIG_STATE_HEADER + configLength + msixLength !== state.byteLength) throw new RangeError('config state lengths do not add up');
+      if (CONFIG_STATE_HEADER + configLength + msixLength !== state.byteLength) throw new ArgumentError('config state lengths do not add up', 'state');
       const msix = state.subarray(CONFIG_STATE_HEADER + configLength);
-      if (msixLength > 0 && !this.#msix) throw new RangeError('the state has an MSI-X table, the device has no MSI-X');
+      if (msixLength > 0 && !this.#msix) throw new ArgumentError('the state has an MSI-X table, the device has no MSI-X', 'state');
       this.#msix?.load(msix);
       this.#config.restore(state.subarray(CONFIG_STATE_HEADER, CONFIG_STATE_HEADER + configLength));
     });

@@ -2,6 +2,7 @@
 // moves (an xxHash32-style round on 32 lanes, WebAssembly SIMD with a JS fallback of identical
 // results). It detects corruption, not tampering: it is no cryptographic hash.
 
+import { ArgumentError } from '../errors/vmm-error-base.js';
 import { encodeModule, I32, op, V128, type WasmFunction } from './wasm-module.js';
 
 /** The bytes one digest covers. */
@@ -157,8 +158,8 @@ export class PageDigest {
    */
   compute(pages: Uint8Array, out: Uint32Array, at = 0): void {
     const count = pages.byteLength / DIGEST_PAGE_SIZE;
-    if (!Number.isInteger(count)) throw new RangeError(`PageDigest: ${pages.byteLength} bytes are not whole pages of ${DIGEST_PAGE_SIZE}`);
-    if (at + count > out.length) throw new RangeError(`PageDigest: ${count} digests do not fit at ${at} of ${out.length}`);
+    if (!Number.isInteger(count)) throw new ArgumentError(`PageDigest: ${pages.byteLength} bytes are not whole pages of ${DIGEST_PAGE_SIZE}`);
+    if (at + count > out.length) throw new ArgumentError(`PageDigest: ${count} digests do not fit at ${at} of ${out.length}`);
     if (!this.#kernel) {
       const view = new DataView(pages.buffer, pages.byteOffset, pages.byteLength);
       for (let p = 0; p < count; p++) out[at + p] = digestJs(view, p * DIGEST_PAGE_SIZE);

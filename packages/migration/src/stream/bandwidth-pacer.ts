@@ -1,6 +1,7 @@
 // A bandwidth limit (QEMU's max-bandwidth / rate limiting of the migration stream): callers account
 // for the bytes they send and wait until the running rate is back under the limit.
 
+import { ConfigError } from '@vmmkit/core';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 // How far behind its schedule a sender may fall and then catch up in a burst.
@@ -12,7 +13,7 @@ export class BandwidthPacer {
 
   /** @throws RangeError unless `bytesPerSecond` is a positive finite number. */
   constructor(readonly bytesPerSecond: number) {
-    if (!(bytesPerSecond > 0 && Number.isFinite(bytesPerSecond))) throw new RangeError(`bandwidth limit must be a positive number of bytes per second, got ${bytesPerSecond}`);
+    if (!(bytesPerSecond > 0 && Number.isFinite(bytesPerSecond))) throw new ConfigError(`maxBandwidth must be a positive number of bytes per second, got ${bytesPerSecond}`, 'maxBandwidth', String(bytesPerSecond));
   }
 
   /** Account for `bytes` sent now; resolves when sending more keeps within the limit. */

@@ -2,7 +2,7 @@
 // out as runs of page data straight from guest memory, zero pages as markers only; the destination
 // writes them straight into its guest memory.
 
-import type { DirtyBitmap, GuestMemory } from '@vmmkit/core';
+import { ArgumentError, type DirtyBitmap, type GuestMemory } from '@vmmkit/core';
 import { ramView, ramWindow, WINDOW_PAGES, wholeBlock } from './ram-view.js';
 import { checkRamRun } from './record-codec.js';
 import { MAX_DATA_PAGES, MAX_ZERO_PAGES, STREAM_PAGE_SIZE, type RamRecord } from './records.js';
@@ -33,12 +33,12 @@ export function isZeroPage(view: Uint8Array, offset: number): boolean {
  * runs of non-zero pages as RAM_PAGES records of at most 256 pages, their data handed to the
  * transport as views of guest memory (no copy), and runs of zero pages as RAM_ZERO markers only.
  * The bitmap is left as it is. Resolves once the writer can take more.
- * @throws RangeError when the block does not exist or the bitmap is not the block's size.
+ * @throws ArgumentError when the block does not exist or the bitmap is not the block's size.
  */
 export async function sendDirtyPages(writer: MigrationStreamWriter, memory: GuestMemory, blockIndex: number, dirty: DirtyBitmap): Promise<RamSendResult> {
   const block = memory.blocks[blockIndex];
-  if (!block) throw new RangeError(`sendDirtyPages: RAM block ${blockIndex} does not exist (there are ${memory.blocks.length})`);
-  if (dirty.pages !== block.pages) throw new RangeError(`sendDirtyPages: a bitmap of ${dirty.pages} pages for RAM block ${block.name} of ${block.pages}`);
+  if (!block) throw new ArgumentError(`sendDirtyPages: RAM block ${blockIndex} does not exist (there are ${memory.blocks.length})`);
+  if (dirty.pages !== block.pages) throw new ArgumentError(`sendDirtyPages: a bitmap of ${dirty.pages} pages for RAM block ${block.name} of ${block.pages}`);
   const words = new Uint32Array(dirty.bytes.buffer, dirty.bytes.byteOffset, dirty.bytes.byteLength >>> 2);
   const start = writer.bytesWritten;
   let pages = 0;

@@ -119,7 +119,7 @@ export function checkValues({ name, fields }: RecordLayout, values: Readonly<Rec
       type === 'reserved32' || type === 'crc32' ? true
       : type === 'u32' ? typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xffffffff
       : typeof v === 'bigint' && v >= 0n && v < 1n << 64n;
-    if (!ok) throw new RangeError(`migration stream: ${name} record at offset ${offset}: field ${field} = ${String(v)} is not a ${type}`);
+    if (!ok) throw new MigrationStreamError('bad-count', name, offset, `field ${field} = ${String(v)} is not a ${type}`);
   }
 }
 
