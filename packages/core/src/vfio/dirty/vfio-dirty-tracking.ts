@@ -114,7 +114,6 @@ export class VfioDirtyTracking {
           session.logging.push(device);
         }
       } else if (session.strategy === 'iommu') {
-        device = undefined;
         const tables = this.iommu!.tables();
         if (tables.length === 0) throw new InvariantError(`${id}: IOMMU dirty tracking decided, but the backend names no IO page table to track`);
         for (const table of tables) {
