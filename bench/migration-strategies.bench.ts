@@ -1,6 +1,6 @@
 // Pages sent and downtime per dirty-tracking strategy, for the same workload: a 128 MiB guest
 // whose vCPUs write a little between iterations while a nic DMA-writes 20000 packets/s into a
-// 512 KiB ring (the examples' GuestActivity). Five precopy passes, then stop-copy, in one process
+// 512 KiB ring (@vmmkit/sim/testing's timed guest, as the demos run it). Five precopy passes, then stop-copy, in one process
 // on SimHost. The baseline is type1's tracking, which reports every mapped page dirty at every
 // sync; device DMA logging and iommufd HWPT tracking report only what was written.
 
@@ -10,10 +10,9 @@ import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrate, migrationPlugin, type MigrationResult } from '@vmmkit/migration';
 import { SimHost, type SimHostConfig } from '@vmmkit/sim';
-import { GuestActivity } from '@vmmkit/examples';
+import { NIC_A, simMachine, timedGuest } from '@vmmkit/sim/testing';
 import type { Benchmark, Row } from './harness.js';
 
-const NIC = '0000:00:05.0';
 const RAM = 128n << 20n;
 const TRIALS = 3;
 
@@ -31,11 +30,9 @@ const STRATEGIES: readonly Strategy[] = [
   { name: 'all-dirty (enable-migration=on)', iommuDirty: false, dmaLogging: false, device: ',iommufd=iommufd0,enable-migration=on' },
 ];
 
+/** One migratable nic, tracked as the strategy needs. */
 function machine(s: Strategy): SimHostConfig {
-  return {
-    iommus: [{ id: 'iommu0', dirtyTracking: s.iommuDirty }],
-    devices: [{ bdf: NIC, model: 'nic', group: 5, migration: { flags: ['STOP_COPY', 'P2P', 'PRE_COPY'], dmaLogging: s.dmaLogging } }],
-  };
+  return simMachine({ edus: 0, nics: 1, iommuDirtyTracking: s.iommuDirty, dmaLogging: s.dmaLogging });
 }
 
 async function vm(host: SimHost, s: Strategy, incoming: boolean): Promise<{ vmm: Vmm; nic: VfioPciDevice }> {
@@ -44,7 +41,7 @@ async function vm(host: SimHost, s: Strategy, incoming: boolean): Promise<{ vmm:
     plugins: [legacyType1Plugin(), iommufdPlugin(), vfioPciPlugin(), migrationPlugin()],
   });
   vmm.addObject('iommufd,id=iommufd0');
-  const nic = (await vmm.addDevice(`vfio-pci,host=${NIC}${s.device}`)) as VfioPciDevice;
+  const nic = (await vmm.addDevice(`vfio-pci,host=${NIC_A}${s.device}`)) as VfioPciDevice;
   return { vmm, nic };
 }
 
@@ -53,10 +50,10 @@ async function migrateOnce(s: Strategy): Promise<MigrationResult> {
   const source = await vm(srcHost, s, false);
   const destination = await vm(new SimHost(machine(s)), s, true);
   // 256 stores of 64 bytes per 5 ms tick: the same guest writes for every strategy.
-  const guest = new GuestActivity(source.vmm, srcHost, [source.nic], { writeBytesPerSecond: 256 * 64 * 200 });
+  const guest = timedGuest(source.vmm, srcHost, [source.nic], { writeBytesPerSecond: 256 * 64 * 200 });
   // Data in all of RAM, so that zero pages do not flatter any strategy.
-  guest.populate();
-  guest.setUpNics();
+  guest.guest.populate();
+  guest.guest.setUpNics();
   source.vmm.events.on('migration:iteration', () => guest.tick(5));
   try {
     return await migrate(source.vmm, destination.vmm, { maxIterations: 5, downtimeLimitMs: 0 });

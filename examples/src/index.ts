@@ -1,6 +1,4 @@
-// @vmmkit/examples: the demo machine and guest that the demo, the CLI and the examples share.
+// @vmmkit/examples: the demo VM that the demo, the CLI and the examples share (its machine and
+// guest are @vmmkit/sim/testing's).
 
-export * from './guest/demo-machine.js';
 export * from './guest/demo-vm.js';
-export * from './guest/guest-activity.js';
-export * from './guest/ram-hash.js';

@@ -6,10 +6,9 @@ import { IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, VFIO
 import { describeVfioIommuContract } from '@vmmkit/core/testing';
 import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
 import { SimHost } from '@vmmkit/sim';
-import { simContractHarness } from '@vmmkit/sim/testing';
+import { NIC_A, NIC_B, simContractHarness, simMachine } from '@vmmkit/sim/testing';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { IoasIommuBackend, ioasBackendPlugin } from '../src/third-party-backend/index.js';
-import { NIC_A, NIC_B, demoMachine } from '../src/index.js';
 
 describeVfioIommuContract(
   'the example IOAS backend (SimHost)',
@@ -42,7 +41,7 @@ describeVfioIommuContract(
 );
 
 it('serves the devices that ask for it, beside vmmkit\'s own backends', async () => {
-  const host = new SimHost(demoMachine());
+  const host = new SimHost(simMachine());
   const vmm = await Vmm.create({ host, plugins: [iommufdPlugin(), vfioPciPlugin(), ioasBackendPlugin()], memory: [{ gpa: 0n, size: 16n << 20n }] });
   vmm.addObject('iommufd,id=iommufd0');
   await vmm.addDevice(`vfio-pci,id=a,host=${NIC_A},vfio-iommu=vfio-iommu-ioas`);

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { LinuxHost } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
-import { demoMachine } from '../src/index.js';
+import { simMachine } from '@vmmkit/sim/testing';
 import { main as composeAVmm } from '../src/tour/01-compose-a-vmm.js';
 import { main as backendPerDevice } from '../src/tour/02-backend-per-device.js';
 import { main as migrateTwoRoles } from '../src/tour/04-migrate-two-processes.js';
@@ -41,7 +41,7 @@ describe('the tour', () => {
 
   it('5: on a host without VFIO, says what is missing; with a bound device, realizes it', async () => {
     await expect(realLinuxHost([], new LinuxHost())).rejects.toThrow(/neither \/dev\/iommu .* nor \/dev\/vfio\/vfio .* exists|no device given/);
-    const lines = await realLinuxHost(['0000:00:05.0'], new SimHost(demoMachine()));
+    const lines = await realLinuxHost(['0000:00:05.0'], new SimHost(simMachine()));
     expect(lines[0]).toMatch(/^0000:00:05.0: vendor 0x1234 device 0x4e49, through vfio-iommu-iommufd$/);
     expect(lines.some((l) => /^migration would track iommufd-ioas-\d+-\d+ by device$/.test(l))).toBe(true);
   });

@@ -2,9 +2,8 @@
 // and the destination VMM on a second SimHost, created paused (incoming) with the same VM.
 
 import { SimHost } from '@vmmkit/sim';
-import { demoMachine, NIC_A, NIC_B } from '../guest/demo-machine.js';
+import { NIC_A, NIC_B, simMachine, timedGuest, type SimGuestRunner } from '@vmmkit/sim/testing';
 import { createDemoVm, type DemoVm } from '../guest/demo-vm.js';
-import { GuestActivity } from '../guest/guest-activity.js';
 import { DEMO_WORKLOAD, type DemoScenario } from './demo-scenario.js';
 
 /** The NICs by name, as the demo shows them. */
@@ -21,7 +20,7 @@ export interface DemoPair {
   readonly source: DemoSide;
   readonly destination: DemoSide;
   /** The guest, running on the source. */
-  readonly activity: GuestActivity;
+  readonly activity: SimGuestRunner;
   /** Stop the guest and close both VMMs. */
   close(): Promise<void>;
 }
@@ -31,8 +30,8 @@ export interface DemoPair {
  * set filled with data. The guest's work starts with `activity.start()`.
  */
 export async function createDemoPair(scenario: DemoScenario, memoryMiB: number): Promise<DemoPair> {
-  const sourceHost = new SimHost(demoMachine(scenario.machine));
-  const destinationHost = new SimHost(demoMachine(scenario.machine));
+  const sourceHost = new SimHost(simMachine(scenario.machine));
+  const destinationHost = new SimHost(simMachine(scenario.machine));
   const source = await createDemoVm(sourceHost, { ...scenario.vm, memoryMiB, name: 'source' });
   let destination: DemoVm;
   try {
@@ -41,8 +40,8 @@ export async function createDemoPair(scenario: DemoScenario, memoryMiB: number):
     await source.vmm.close();
     throw e;
   }
-  const activity = new GuestActivity(source.vmm, sourceHost, source.nics, DEMO_WORKLOAD);
-  activity.populate();
+  const activity = timedGuest(source.vmm, sourceHost, source.nics, DEMO_WORKLOAD);
+  activity.guest.populate();
   return {
     scenario, activity,
     source: { host: sourceHost, vm: source },

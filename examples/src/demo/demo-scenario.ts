@@ -1,15 +1,14 @@
 // What the demo runs for each dirty-tracking strategy: the simulated machine, how the VM's NICs
 // are set up, and the guest's workload (the same for every strategy, so runs compare).
 
-import type { DemoMachineOptions } from '../guest/demo-machine.js';
+import type { SimMachineOptions, TimedGuestOptions } from '@vmmkit/sim/testing';
 import type { DemoVmOptions } from '../guest/demo-vm.js';
-import type { GuestActivityOptions } from '../guest/guest-activity.js';
 import type { DemoStrategy } from './demo-args.js';
 
 /** The machine and VM setup that gives every container one strategy. */
 export interface DemoScenario {
   readonly strategy: DemoStrategy;
-  readonly machine: DemoMachineOptions;
+  readonly machine: SimMachineOptions;
   readonly vm: Pick<DemoVmOptions, 'noDeviceDirtyTracking' | 'enableMigration' | 'type1ContainerPath'>;
   /** How it is set up, in words. */
   readonly setup: string;
@@ -40,7 +39,7 @@ export function demoScenario(strategy: DemoStrategy): DemoScenario {
  * a fraction of the default bandwidth, so that with device tracking the migration converges in
  * a few passes.
  */
-export const DEMO_WORKLOAD: Required<Pick<GuestActivityOptions, 'writeBytesPerSecond' | 'packetsPerSecond' | 'workingSet' | 'seed'>> = {
+export const DEMO_WORKLOAD: Required<Pick<TimedGuestOptions, 'writeBytesPerSecond' | 'packetsPerSecond' | 'workingSet' | 'seed'>> = {
   writeBytesPerSecond: 384 << 10,
   packetsPerSecond: 20_000,
   workingSet: 0.25,

@@ -42,7 +42,7 @@ export function introText(pair: DemoPair, plan: MigrationPlan, plugins: readonly
     ['hosts', 'two SimHosts (source, destination): one IOMMU, two migratable NICs, an edu device'],
     ['guest', `${formatBytes(total)} of RAM: ${ram}`],
     ...nics,
-    ['workload', `vCPUs store ${formatBytes(w.writeBytesPerSecond)}/s at random in a ${formatBytes(pair.activity.workingSetBytes)} working set `
+    ['workload', `vCPUs store ${formatBytes(w.writeBytesPerSecond)}/s at random in a ${formatBytes(pair.activity.guest.workingSetBytes)} working set `
       + `(filled at boot); each NIC receives ${formatCount(w.packetsPerSecond)} packets/s into its ring in guest RAM`],
     ['tracking', pair.scenario.setup],
   ]);

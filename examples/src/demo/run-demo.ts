@@ -90,7 +90,7 @@ async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, 
 async function migrateWithView(pair: DemoPair, plan: MigrationPlan, options: DemoOptions, io: DemoIo, label: string): Promise<ReportRun> {
   const maxBandwidth = options.maxBandwidthMiBs * 2 ** 20;
   const view = options.json ? undefined : new ProgressView(io.out, {
-    downtimeLimitMs: options.downtimeLimitMs, bandwidth: maxBandwidth, firstPassBytes: pair.activity.workingSetBytes, names: containerNames(plan),
+    downtimeLimitMs: options.downtimeLimitMs, bandwidth: maxBandwidth, firstPassBytes: pair.activity.guest.workingSetBytes, names: containerNames(plan),
   });
   const detach = view?.attach(pair.source.vm.vmm);
   try {

@@ -2,7 +2,7 @@
 // on each side, and each NIC's device state (the device model's saved state on each SimHost).
 
 import { createHash } from 'node:crypto';
-import { guestRamSha256 } from '../guest/ram-hash.js';
+import { ramHash } from '@vmmkit/sim/testing';
 import type { VerificationRecord } from '../report/migration-record.js';
 import { DEMO_NICS, type DemoPair } from './demo-pair.js';
 
@@ -11,8 +11,8 @@ const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes)
 /** Compare both ends of `pair` (after the migration: the source paused, the destination running). */
 export function verifyMigration(pair: DemoPair): VerificationRecord {
   // The same hash the CLI prints at both ends of a migration.
-  const source = guestRamSha256(pair.source.vm.vmm.memory);
-  const destination = guestRamSha256(pair.destination.vm.vmm.memory);
+  const source = ramHash(pair.source.vm.vmm.memory);
+  const destination = ramHash(pair.destination.vm.vmm.memory);
   const devices = DEMO_NICS.map((nic) => {
     const before = pair.source.host.deviceState(nic.host);
     const after = pair.destination.host.deviceState(nic.host);

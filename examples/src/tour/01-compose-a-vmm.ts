@@ -11,13 +11,13 @@ import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrationPlugin, planMigration } from '@vmmkit/migration';
 import { SimHost } from '@vmmkit/sim';
-import { NIC_A, NIC_B, demoMachine } from '../guest/demo-machine.js';
+import { NIC_A, NIC_B, simMachine } from '@vmmkit/sim/testing';
 import { runIfMain } from './run-if-main.js';
 
 export async function main(): Promise<string[]> {
   const lines: string[] = [];
   const say = (line: string): void => void (lines.push(line), console.log(line));
-  const host = new SimHost(demoMachine());
+  const host = new SimHost(simMachine());
   const vmm = await Vmm.create({
     host,
     plugins: [legacyType1Plugin(), iommufdPlugin(), vfioPciPlugin(), migrationPlugin()],

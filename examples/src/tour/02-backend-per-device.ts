@@ -10,12 +10,12 @@ import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
 import { SimHost } from '@vmmkit/sim';
-import { EDU, NIC_A, NIC_B, demoMachine } from '../guest/demo-machine.js';
+import { EDU, NIC_A, NIC_B, simMachine } from '@vmmkit/sim/testing';
 import { ioasBackendPlugin } from '../third-party-backend/plugin.js';
 import { runIfMain } from './run-if-main.js';
 
 export async function main(): Promise<Record<string, string>> {
-  const host = new SimHost(demoMachine());
+  const host = new SimHost(simMachine());
   const vmm = await Vmm.create({
     host,
     plugins: [legacyType1Plugin(), iommufdPlugin(), ioasBackendPlugin(), vfioPciPlugin()],

@@ -14,10 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectMigration, listenMigration, migrateIncoming, migrateOutgoing } from '@vmmkit/migration';
 import { SimHost } from '@vmmkit/sim';
-import { demoMachine } from '../guest/demo-machine.js';
+import { ramHash, simMachine, timedGuest } from '@vmmkit/sim/testing';
 import { createDemoVm } from '../guest/demo-vm.js';
-import { GuestActivity } from '../guest/guest-activity.js';
-import { guestRamSha256 } from '../guest/ram-hash.js';
 import { runIfMain } from './run-if-main.js';
 
 /** What each role prints as its last line. */
@@ -67,10 +65,10 @@ function run(script: string, role: string, uri: string): Promise<RoleResult> {
 
 async function destination(uri: string): Promise<RoleResult> {
   const listener = await listenMigration(uri);
-  const { vmm } = await createDemoVm(new SimHost(demoMachine()), { incoming: true, memoryMiB: 64 });
+  const { vmm } = await createDemoVm(new SimHost(simMachine()), { incoming: true, memoryMiB: 64 });
   try {
     const received = await migrateIncoming(vmm, await listener.accept({ timeoutMs: 30_000 }));
-    return report({ role: 'destination', ramSha256: guestRamSha256(vmm.memory), pages: received.pages });
+    return report({ role: 'destination', ramSha256: ramHash(vmm.memory), pages: received.pages });
   } finally {
     await listener.close();
     await vmm.close();
@@ -78,15 +76,15 @@ async function destination(uri: string): Promise<RoleResult> {
 }
 
 async function source(uri: string): Promise<RoleResult> {
-  const host = new SimHost(demoMachine());
+  const host = new SimHost(simMachine());
   const { vmm, nics } = await createDemoVm(host, { memoryMiB: 64 });
-  const guest = new GuestActivity(vmm, host, nics, { writeBytesPerSecond: 64 << 10 });
+  const guest = timedGuest(vmm, host, nics, { writeBytesPerSecond: 64 << 10 });
   guest.start();
   try {
     await new Promise((resolve) => setTimeout(resolve, 100)); // the guest runs a while first
     const result = await migrateOutgoing(vmm, await connectWithRetry(uri), { maxBandwidth: 256 << 20 });
     // The source is paused now: its RAM is the switchover state.
-    return report({ role: 'source', ramSha256: guestRamSha256(vmm.memory), pages: result.pagesSent });
+    return report({ role: 'source', ramSha256: ramHash(vmm.memory), pages: result.pagesSent });
   } finally {
     guest.stop();
     await vmm.close();

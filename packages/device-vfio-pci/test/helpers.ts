@@ -3,21 +3,14 @@
 import { Vmm } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
-import { SimHost, type SimHostConfig } from '@vmmkit/sim';
+import type { SimHost, SimHostConfig } from '@vmmkit/sim';
+import { simMachine } from '@vmmkit/sim/testing';
 import { vfioPciPlugin, type VfioPciDevice, type VfioPciInterrupt } from '../src/index.js';
 
-export const EDU = '0000:00:03.0';
-export const EDU2 = '0000:00:04.0';
-export const NIC = '0000:00:05.0';
+export { EDU, EDU2, NIC_A as NIC } from '@vmmkit/sim/testing';
 
-export const MACHINE: SimHostConfig = {
-  iommus: [{ id: 'iommu0', dirtyTracking: true, awBits: 39 }],
-  devices: [
-    { bdf: EDU, model: 'edu', group: 3 },
-    { bdf: EDU2, model: 'edu', group: 4 },
-    { bdf: NIC, model: 'nic', group: 5, migration: { flags: ['STOP_COPY', 'P2P', 'PRE_COPY'], dmaLogging: true } },
-  ],
-};
+/** Two edus and a nic that migrates (every flag, its own DMA logging), behind one dirty-tracking IOMMU. */
+export const MACHINE: SimHostConfig = simMachine({ edus: 2, nics: 1, awBits: 39 });
 
 export async function vmmOn(host: SimHost): Promise<Vmm> {
   return Vmm.create({ host, plugins: [legacyType1Plugin(), iommufdPlugin(), vfioPciPlugin()], memory: [{ gpa: 0n, size: 16n << 20n }] });

@@ -3,19 +3,12 @@
 
 import { describe, expect, it } from 'vitest';
 import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core';
-import { SimHost } from '@vmmkit/sim';
+import {
+  NIC_CTRL, NIC_DOORBELL, NIC_IRQ_BATCH, NIC_IRQ_STATUS, NIC_MSIX_PBA, NIC_MSIX_TABLE, NIC_RATE_PPS, NIC_RX_RING_BASE, NIC_RX_RING_SIZE,
+  SimHost,
+} from '@vmmkit/sim';
 import type { VfioPciDevice } from '../src/index.js';
 import { described, EDU, findCap, MACHINE, NIC, nextInterrupt, tick, vmmOn } from './helpers.js';
-
-const NIC_CTRL = 0x04;
-const NIC_IRQ_STATUS = 0x0c;
-const NIC_RX_RING_BASE = 0x10;
-const NIC_RX_RING_SIZE = 0x18;
-const NIC_RATE_PPS = 0x28;
-const NIC_IRQ_BATCH = 0x2c;
-const NIC_MSIX_TABLE = 0x2000;
-const NIC_MSIX_PBA = 0x3000;
-const NIC_DOORBELL = 0x4000;
 
 describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (backend) => {
   const realize = async () => {

@@ -5,16 +5,17 @@
 import { describe, expect, it } from 'vitest';
 import { VFIO_DEVICE_FEATURE, VfioError, collapseDmaLoggingRanges, dmaLoggingRanges, isGuestIommuDevice, type VfioContainerBase, type Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
+import { NIC_A, NIC_B, simMachine, type SimMachineOptions } from '@vmmkit/sim/testing';
 import {
   VmDirtyTracking, planMigration,
 } from '../src/index.js';
-import { NIC_A, NIC_B, addNic, machine, vmOn, type Backend, type MachineOptions } from './machines.js';
+import { addNic, vmOn, type Backend } from './machines.js';
 
 const PAGE = 4096n;
 const G = 1n << 32n;
 
-async function vmWith(o: MachineOptions, nics: [string, Backend, string?][]) {
-  const host = new SimHost(machine(o));
+async function vmWith(o: SimMachineOptions, nics: [string, Backend, string?][]) {
+  const host = new SimHost(simMachine(o));
   const baseline = host.census();
   const vmm = await vmOn(host);
   for (const [bdf, backend, extra] of nics) await addNic(vmm, bdf, backend, extra);
@@ -44,7 +45,7 @@ describe('strategy per container', () => {
     ['iommufd HWPT tracking with x-device-dirty-page-tracking=off', { dmaLogging: true }, 'iommufd', ',x-device-dirty-page-tracking=off', 'iommu'],
     ['iommufd HWPT tracking when the device cannot log', { dmaLogging: false }, 'iommufd', '', 'iommu'],
     ['type1 tracking when the device cannot log', { dmaLogging: false }, 'legacy', '', 'iommu'],
-    ['all-dirty with enable-migration=on and no tracker at all', { dmaLogging: false, iommuDirty: false }, 'iommufd', ',enable-migration=on', 'all-dirty'],
+    ['all-dirty with enable-migration=on and no tracker at all', { dmaLogging: false, iommuDirtyTracking: false }, 'iommufd', ',enable-migration=on', 'all-dirty'],
   ] as const)('%s', async (_, o, backend, extra, strategy) => {
     const { vmm } = await vmWith(o, [[NIC_A, backend, extra]]);
     const plan = planMigration(vmm);
@@ -65,7 +66,7 @@ describe('strategy per container', () => {
 
 describe('blockers, in QEMU words', () => {
   it('names every device that cannot migrate, and why', async () => {
-    const host = new SimHost(machine({ dmaLogging: false, iommuDirty: false }));
+    const host = new SimHost(simMachine({ dmaLogging: false, iommuDirtyTracking: false }));
     const vmm = await vmOn(host);
     const blockers: string[][] = [];
     vmm.events.on('migration:blockers-changed', (e) => blockers.push(e.blockers.map((b) => b.reason)));
@@ -85,7 +86,7 @@ describe('blockers, in QEMU words', () => {
   });
 
   it('blocks several devices when one lacks P2P, and a vIOMMU without an address width', async () => {
-    const host = new SimHost(machine({ flags: ['STOP_COPY'] }));
+    const host = new SimHost(simMachine({ migrationFlags: ['STOP_COPY'] }));
     const vmm = await vmOn(host);
     await vmm.addDevice('guest-iommu');
     await addNic(vmm, NIC_A, 'iommufd');
@@ -118,7 +119,7 @@ describe('DMA logging ranges, collapsed as QEMU does', () => {
     expect(dmaLoggingRanges(container.space.as.sections, 4096)).toEqual([{ iova: 0n, length: 32n << 20n }, { iova: G, length: 16n << 20n }]);
     await vmm.close();
 
-    const host = new SimHost(machine());
+    const host = new SimHost(simMachine());
     const v = await vmOn(host);
     await v.addDevice('guest-iommu,aw-bits=39');
     const nic = await addNic(v, NIC_A, 'iommufd');
@@ -145,7 +146,7 @@ describe('trackers find what devices wrote', () => {
 
   it.each([
     ['type1 tracking reports every mapped page', { dmaLogging: false }, 'legacy', ''],
-    ['all-dirty marks every mapped page', { dmaLogging: false, iommuDirty: false }, 'iommufd', ',enable-migration=on'],
+    ['all-dirty marks every mapped page', { dmaLogging: false, iommuDirtyTracking: false }, 'iommufd', ',enable-migration=on'],
   ] as const)('%s', async (_, o, backend, extra) => {
     const { host, vmm } = await vmWith(o, [[NIC_A, backend, extra]]);
     const { tracking, report } = await dmaAndSync(host, vmm, [[NIC_A, 0x5000n]]);
@@ -155,7 +156,7 @@ describe('trackers find what devices wrote', () => {
   });
 
   it('translates IOVAs to guest RAM through a guest IOMMU', async () => {
-    const host = new SimHost(machine());
+    const host = new SimHost(simMachine());
     const vmm = await vmOn(host);
     const viommu = await vmm.addDevice('guest-iommu,aw-bits=39');
     await addNic(vmm, NIC_A, 'iommufd');
@@ -168,7 +169,7 @@ describe('trackers find what devices wrote', () => {
   });
 
   it('fails to start when the IOVA space to track is beyond what the device can log, naming it', async () => {
-    const host = new SimHost(machine());
+    const host = new SimHost(simMachine());
     const vmm = await vmOn(host);
     await vmm.addDevice('guest-iommu,aw-bits=52'); // the nic logs at most 2^48 bytes of IOVA
     await addNic(vmm, NIC_A, 'iommufd');

@@ -7,12 +7,12 @@
 import { describe, expect, it } from 'vitest';
 import { VmmError, Vmm, errnoOf } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
+import { NIC_A, SimGuest, ramHash, simMachine, type SimMachineOptions } from '@vmmkit/sim/testing';
 import { MigrationFailedError, migrate, migrateIncoming, migrateOutgoing, transportPair, type MigrationOptions } from '../src/index.js';
-import { GuestWorkload, ramHash } from './guest-workload.js';
-import { NIC_A, addNic, allPlugins, machine, type Backend, type MachineOptions } from './machines.js';
+import { addNic, allPlugins, type Backend } from './machines.js';
 
 /** Each dirty-tracking strategy, on the backend that gives it. */
-const VARIANTS: readonly { name: string; machine: MachineOptions; backend: Backend }[] = [
+const VARIANTS: readonly { name: string; machine: SimMachineOptions; backend: Backend }[] = [
   { name: 'device DMA logging (iommufd)', machine: {}, backend: 'iommufd' },
   { name: 'IOMMU HWPT tracking (iommufd)', machine: { dmaLogging: false }, backend: 'iommufd' },
   { name: 'type1 tracking (legacy)', machine: { dmaLogging: false }, backend: 'legacy' },
@@ -29,17 +29,17 @@ async function vm(host: SimHost, incoming = false): Promise<Vmm> {
 
 /** A source with a nic receiving traffic into RAM, ready to migrate. */
 async function source(variant: (typeof VARIANTS)[number]) {
-  const host = new SimHost(machine(variant.machine));
+  const host = new SimHost(simMachine(variant.machine));
   const vmm = await vm(host);
   const nic = await addNic(vmm, NIC_A, variant.backend);
-  const workload = new GuestWorkload(vmm, host, [{ nic, ring: 0x10_0000n }], { writesPerStep: 16, msPerStep: 2 });
-  workload.startNics();
+  const workload = new SimGuest(vmm, host, [{ nic, ring: 0x10_0000n }], { storesPerStep: 16, msPerStep: 2 });
+  workload.setUpNics();
   workload.step();
   vmm.events.on('migration:iteration', () => workload.step());
   return { host, vmm, workload, census: host.census(), containers: vmm.devices.map((d) => (d as unknown as { vfio: { container: { id: string } } }).vfio.container.id) };
 }
 
-async function destination(variant: (typeof VARIANTS)[number], host = new SimHost(machine(variant.machine))) {
+async function destination(variant: (typeof VARIANTS)[number], host = new SimHost(simMachine(variant.machine))) {
   const vmm = await vm(host, true);
   await addNic(vmm, NIC_A, variant.backend);
   return { host, vmm };
@@ -108,7 +108,7 @@ describe.each(VARIANTS)('fail the nth call of a migration: $name', (variant) => 
     for (let nth = 1; nth <= calls; nth++) {
       const what = `${phase.name}, call ${nth} of ${calls}`;
       const src = await source(variant);
-      const dstHost = new SimHost(machine(variant.machine));
+      const dstHost = new SimHost(simMachine(variant.machine));
       const dst = await destination(variant, dstHost);
       const names = [NIC_A, ...src.containers];
       const faulty = phase.side === 'source' ? src.host : dstHost;
@@ -131,7 +131,7 @@ describe.each(VARIANTS)('fail the nth call of a migration: $name', (variant) => 
       if (sent === undefined && received === undefined) {
         // Worked around (QEMU does too, e.g. an unknown stop-copy size): said so, and nothing lost.
         expectWarned(warnings, names, what);
-        expect(ramHash(dst.vmm), what).toBe(ramHash(src.vmm));
+        expect(ramHash(dst.vmm.memory), what).toBe(ramHash(src.vmm.memory));
         expect(dstHost.deviceState(NIC_A), what).toEqual(deviceState);
         await Promise.all([src.vmm.close(), dst.vmm.close()]);
         expect(src.host.census(), what).toEqual({ fds: 0, objects: {} });
@@ -148,7 +148,7 @@ describe.each(VARIANTS)('fail the nth call of a migration: $name', (variant) => 
       // And the source migrates now.
       const retry = await destination(variant);
       await migrate(src.vmm, retry.vmm, OPTIONS);
-      expect(ramHash(retry.vmm), what).toBe(ramHash(src.vmm));
+      expect(ramHash(retry.vmm.memory), what).toBe(ramHash(src.vmm.memory));
       await Promise.all([src.vmm.close(), retry.vmm.close()]);
       expect(src.host.census(), what).toEqual({ fds: 0, objects: {} });
     }

@@ -6,12 +6,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
+import { NIC_A, SimGuest, ramHash, simMachine } from '@vmmkit/sim/testing';
 import {
   MigrationCancelledError, MigrationFailedError, MigrationTimeoutError, migrate, migrateIncoming, migrateOutgoing, transportPair,
   type MigrationPhase,
 } from '../src/index.js';
-import { GuestWorkload, ramHash } from './guest-workload.js';
-import { addNic, machine, NIC_A, vmOn } from './machines.js';
+import { addNic, vmOn } from './machines.js';
 import { freshDestination, recordMigration, replay, type Recording } from './stream-replay.js';
 
 let recording: Recording;
@@ -33,7 +33,7 @@ const text = (bytes: Uint8Array): string => Buffer.from(bytes).toString('latin1'
 
 /** The destination's host, a fresh destination on it, and its census before the migration. */
 async function destination() {
-  const host = new SimHost(machine());
+  const host = new SimHost(simMachine());
   const vmm = await freshDestination(host);
   return { host, vmm, baseline: host.census() };
 }
@@ -45,7 +45,7 @@ async function expectCleanAndUsable(d: Awaited<ReturnType<typeof destination>>):
   const again = await replay(recording.bytes, d.vmm);
   expect('result' in again, String((again as { error?: unknown }).error)).toBe(true);
   expect(d.vmm.running).toBe(true);
-  expect(ramHash(d.vmm)).toBe(recording.ramHash);
+  expect(ramHash(d.vmm.memory)).toBe(recording.ramHash);
   expect(Buffer.compare(d.host.deviceState(NIC_A), recording.deviceState)).toBe(0);
   await d.vmm.close();
 }
@@ -105,7 +105,7 @@ describe('a source that goes silent', () => {
     }
     await out.end();
     await incoming;
-    expect(ramHash(d.vmm)).toBe(recording.ramHash);
+    expect(ramHash(d.vmm.memory)).toBe(recording.ramHash);
     await d.vmm.close();
   });
 
@@ -147,11 +147,11 @@ describe('a cancelled destination', () => {
   });
 
   it('a live source is told, rolls back, and runs on', async () => {
-    const srcHost = new SimHost(machine());
+    const srcHost = new SimHost(simMachine());
     const source = await vmOn(srcHost, { small: true });
     const nic = await addNic(source, NIC_A, 'iommufd');
-    const workload = new GuestWorkload(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-    workload.startNics();
+    const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
+    workload.setUpNics();
     workload.step();
     const srcBaseline = srcHost.census();
     const d = await destination();
@@ -174,7 +174,7 @@ describe('a cancelled destination', () => {
     await d.vmm.close();
     const fresh = await freshDestination(d.host);
     await migrate(source, fresh, { maxIterations: 2, downtimeLimitMs: 0 });
-    expect(ramHash(fresh)).toBe(ramHash(source));
+    expect(ramHash(fresh.memory)).toBe(ramHash(source.memory));
     await fresh.close();
     await source.close();
   });

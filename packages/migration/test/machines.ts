@@ -1,38 +1,12 @@
-// Machines and VMMs for the migration tests: nics that migrate (with or without their own DMA
-// logging) behind IOMMUs with or without dirty tracking, on either backend.
+// VMMs for the migration tests: every plugin, guest RAM, and nics realized on either backend.
+// The machines they run on are @vmmkit/sim/testing's simMachine().
 
 import { Vmm, guestIommuPlugin } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import { SimHost, type SimHostConfig, type SimMigrationFlag } from '@vmmkit/sim';
+import type { SimHost } from '@vmmkit/sim';
 import { migrationPlugin } from '../src/index.js';
-
-export const NIC_A = '0000:00:05.0';
-export const NIC_B = '0000:00:06.0';
-export const EDU = '0000:00:03.0';
-export const ALL_FLAGS: SimMigrationFlag[] = ['STOP_COPY', 'P2P', 'PRE_COPY'];
-
-export interface MachineOptions {
-  /** The IOMMU tracks dirty IOPTEs. Default true. */
-  readonly iommuDirty?: boolean;
-  /** The nics log their own DMA. Default true. */
-  readonly dmaLogging?: boolean;
-  readonly flags?: readonly SimMigrationFlag[];
-}
-
-/** Two nics and an edu behind one IOMMU. */
-export function machine(o: MachineOptions = {}): SimHostConfig {
-  const migration = { flags: o.flags ?? ALL_FLAGS, dmaLogging: o.dmaLogging ?? true };
-  return {
-    iommus: [{ id: 'iommu0', dirtyTracking: o.iommuDirty ?? true, awBits: 48 }],
-    devices: [
-      { bdf: NIC_A, model: 'nic', group: 5, migration },
-      { bdf: NIC_B, model: 'nic', group: 6, migration },
-      { bdf: EDU, model: 'edu', group: 3 },
-    ],
-  };
-}
 
 /** Every plugin a test VMM is composed of. */
 export function allPlugins() {

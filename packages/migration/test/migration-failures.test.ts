@@ -5,18 +5,18 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, VFIO_DEVICE_FEATURE, Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
+import { EDU, NIC_A, SimGuest, ramHash, simMachine } from '@vmmkit/sim/testing';
 import {
   MigrationBlockedError, MigrationFailedError, MigrationStreamError, PREAMBLE_SIZE, RECORD_HEADER_SIZE, describeSetup, migrate, migrateIncoming,
   migrateOutgoing, transportPair,
 } from '../src/index.js';
-import { GuestWorkload, ramHash } from './guest-workload.js';
-import { EDU, NIC_A, addNic, allPlugins, machine, vmOn } from './machines.js';
+import { addNic, allPlugins, vmOn } from './machines.js';
 import { relay } from './stream-replay.js';
 
 /** A source with a busy nic on iommufd (device logging), and a matching incoming destination. */
 async function pair(options: { destinationMemory?: 'different' } = {}) {
-  const srcHost = new SimHost(machine());
-  const dstHost = new SimHost(machine());
+  const srcHost = new SimHost(simMachine());
+  const dstHost = new SimHost(simMachine());
   const source = await vmOn(srcHost);
   const destination = options.destinationMemory
     ? await Vmm.create({ host: dstHost, plugins: allPlugins(), memory: [{ gpa: 0n, size: 8n << 20n }], incoming: true })
@@ -24,8 +24,8 @@ async function pair(options: { destinationMemory?: 'different' } = {}) {
   if (options.destinationMemory) destination.addObject('iommufd,id=iommufd0');
   const nic = await addNic(source, NIC_A, 'iommufd');
   await addNic(destination, NIC_A, 'iommufd');
-  const workload = new GuestWorkload(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-  workload.startNics();
+  const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
+  workload.setUpNics();
   workload.step();
   const states: string[] = [];
   source.events.on('migration:device-state', (e) => states.push(e.to));
@@ -51,7 +51,7 @@ async function expectRetryMigrates(p: Pair): Promise<void> {
   await addNic(fresh, NIC_A, 'iommufd');
   p.workload.step();
   await migrate(p.source, fresh, { maxIterations: 2, downtimeLimitMs: 0 });
-  expect(ramHash(fresh)).toBe(ramHash(p.source));
+  expect(ramHash(fresh.memory)).toBe(ramHash(p.source.memory));
   expect(p.dstHost.deviceState(NIC_A)).toEqual(p.srcHost.deviceState(NIC_A));
   await fresh.close();
   await p.source.close();
@@ -166,7 +166,7 @@ describe('the destination refusing', () => {
 });
 
 it('a running VM cannot be a destination, and a VMM without the plugin cannot migrate', async () => {
-  const host = new SimHost(machine());
+  const host = new SimHost(simMachine());
   const running = await vmOn(host);
   await expect(migrateIncoming(running, transportPair()[1])).rejects.toThrow(ConfigError);
   await expect(migrateIncoming(running, transportPair()[1])).rejects.toThrow('must be created with incoming: true');

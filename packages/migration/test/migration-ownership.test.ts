@@ -5,26 +5,26 @@
 import { describe, expect, it } from 'vitest';
 import { IOMMU_HWPT_SET_DIRTY_TRACKING, MigrationInProgressError, VFIO_DEVICE_FEATURE, VFIO_IOMMU_DIRTY_PAGES, type Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
+import { EDU, NIC_A, NIC_B, SimGuest, ramHash, simMachine, type SimMachineOptions } from '@vmmkit/sim/testing';
 import {
   MigrationCancelledError, MigrationFailedError, migrate, migrateIncoming, migrateOutgoing, transportPair,
 } from '../src/index.js';
-import { GuestWorkload, ramHash } from './guest-workload.js';
-import { EDU, NIC_A, NIC_B, addNic, machine, vmOn, type Backend, type MachineOptions } from './machines.js';
+import { addNic, vmOn, type Backend } from './machines.js';
 
 /** A dirty-tracking strategy, the machine and backend that give it, and the ioctl that stops it. */
 const STRATEGIES = [
   { strategy: 'device', machine: {}, backend: 'iommufd', stop: { ioctl: VFIO_DEVICE_FEATURE, on: 'vfio-device' } },
   { strategy: 'iommu', machine: { dmaLogging: false }, backend: 'iommufd', stop: { ioctl: IOMMU_HWPT_SET_DIRTY_TRACKING, on: 'iommufd' } },
   { strategy: 'iommu', machine: { dmaLogging: false }, backend: 'legacy', stop: { ioctl: VFIO_IOMMU_DIRTY_PAGES, on: 'vfio-container' } },
-] as const satisfies readonly { strategy: string; machine: MachineOptions; backend: Backend; stop: object }[];
+] as const satisfies readonly { strategy: string; machine: SimMachineOptions; backend: Backend; stop: object }[];
 
-async function pair(o: MachineOptions, backend: Backend) {
-  const srcHost = new SimHost(machine(o));
-  const dstHost = new SimHost(machine(o));
+async function pair(o: SimMachineOptions, backend: Backend) {
+  const srcHost = new SimHost(simMachine(o));
+  const dstHost = new SimHost(simMachine(o));
   const source = await vmOn(srcHost);
   const nic = await addNic(source, NIC_A, backend);
-  const workload = new GuestWorkload(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-  workload.startNics();
+  const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
+  workload.setUpNics();
   workload.step();
   return { srcHost, dstHost, source, workload, srcCensus: srcHost.census() };
 }
@@ -56,7 +56,7 @@ describe('a stop that fails at the end of stop-copy leaves nothing on', () => {
     const second = await destinationOn(p.dstHost, backend);
     p.workload.step();
     await migrate(p.source, second, { maxIterations: 2 });
-    expect(ramHash(second)).toBe(ramHash(p.source));
+    expect(ramHash(second.memory)).toBe(ramHash(p.source.memory));
     await second.close();
     await p.source.close();
   });
@@ -66,7 +66,7 @@ describe('one migration at a time', () => {
   it('refuses a second migration of the VM before it changes anything, and the first completes', async () => {
     const p = await pair({}, 'iommufd');
     const dst1 = await destinationOn(p.dstHost, 'iommufd');
-    const dst2Host = new SimHost(machine());
+    const dst2Host = new SimHost(simMachine());
     const dst2 = await destinationOn(dst2Host, 'iommufd');
     const dst2Census = dst2Host.census();
     let second: Promise<unknown> | undefined;
@@ -81,13 +81,13 @@ describe('one migration at a time', () => {
     expect(String(sent)).toContain('while it migrates out');
     expect(received, 'the refused migration\'s destination hears the connection end').toBeInstanceOf(MigrationFailedError);
     expect(result.iterations).toBeGreaterThan(0);
-    expect(ramHash(dst1)).toBe(ramHash(p.source));
+    expect(ramHash(dst1.memory)).toBe(ramHash(p.source.memory));
     expect(dst2Host.census()).toEqual(dst2Census);
     await Promise.all([dst1.close(), dst2.close(), p.source.close()]);
   });
 
   it('refuses a second incoming migration into a VM that is receiving one', async () => {
-    const dstHost = new SimHost(machine());
+    const dstHost = new SimHost(simMachine());
     const dst = await destinationOn(dstHost, 'iommufd');
     const [, into] = transportPair();
     const receiving = failure(migrateIncoming(dst, into));
@@ -101,7 +101,7 @@ describe('one migration at a time', () => {
 
 describe('hotplug and unplug while migrating', () => {
   it('are refused with a typed error, change nothing, and the migration completes with every device', async () => {
-    const p = await pair({ iommuDirty: false }, 'iommufd');
+    const p = await pair({ iommuDirtyTracking: false }, 'iommufd');
     await addNic(p.source, NIC_B, 'legacy');
     const dst = await destinationOn(p.dstHost, 'iommufd');
     await addNic(dst, NIC_B, 'legacy');
@@ -201,7 +201,7 @@ describe('the handover after GO', () => {
     expect(sent).toBeInstanceOf(MigrationFailedError);
     expect(String(sent)).toContain('the destination may be running the guest: the source stays paused');
     expect(p.source.running).toBe(false);
-    expect(ramHash(dst)).toBe(ramHash(p.source));
+    expect(ramHash(dst.memory)).toBe(ramHash(p.source.memory));
     await Promise.all([dst.close(), p.source.close()]);
     expect(p.srcHost.census()).toEqual({ fds: 0, objects: {} });
   });

@@ -6,23 +6,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { SimHost } from '@vmmkit/sim';
+import { NIC_A, NIC_B, SimGuest, ramHash, simMachine } from '@vmmkit/sim/testing';
 import {
   connectMigration, listenMigration, migrate, migrateIncoming, migrateOutgoing, type MigrationProgress, type MigrationResult,
 } from '../src/index.js';
-import { GuestWorkload, ramHash } from './guest-workload.js';
-import { NIC_A, NIC_B, addNic, machine, vmOn } from './machines.js';
+import { addNic, vmOn } from './machines.js';
 
 async function busyPair() {
-  const srcHost = new SimHost(machine());
-  const dstHost = new SimHost(machine());
+  const srcHost = new SimHost(simMachine());
+  const dstHost = new SimHost(simMachine());
   const source = await vmOn(srcHost);
   const destination = await vmOn(dstHost, { incoming: true });
   const a = await addNic(source, NIC_A, 'iommufd');
   const b = await addNic(source, NIC_B, 'legacy', ',x-device-dirty-page-tracking=off');
   await addNic(destination, NIC_A, 'iommufd');
   await addNic(destination, NIC_B, 'legacy', ',x-device-dirty-page-tracking=off');
-  const workload = new GuestWorkload(source, srcHost, [{ nic: a, ring: 0x10_0000n }, { nic: b, ring: 0x20_0000n }]);
-  workload.startNics();
+  const workload = new SimGuest(source, srcHost, [{ nic: a, ring: 0x10_0000n }, { nic: b, ring: 0x20_0000n }]);
+  workload.setUpNics();
   source.events.on('migration:iteration', () => workload.step());
   return { srcHost, dstHost, source, destination, workload };
 }
@@ -72,7 +72,7 @@ describe('progress', () => {
     expect(result.pagesSent).toBe(progress.reduce((n, p) => n + p.pagesSent, 0));
     expect(result.containers.map((c) => c.dirtyPages).every((n) => n > 0)).toBe(true);
     expect(result.downtimeMs).toBeGreaterThan(0);
-    expect(ramHash(destination)).toBe(ramHash(source));
+    expect(ramHash(destination.memory)).toBe(ramHash(source.memory));
     await source.close();
     await destination.close();
   });
@@ -83,7 +83,7 @@ describe('progress', () => {
     expect(result.converged).toBe(true);
     expect(result.iterations).toBeLessThan(30);
     expect(result.expectedDowntimeMs).toBeLessThanOrEqual(2000);
-    expect(ramHash(destination)).toBe(ramHash(source));
+    expect(ramHash(destination.memory)).toBe(ramHash(source.memory));
     await source.close();
     await destination.close();
   });
@@ -101,7 +101,7 @@ describe.each([
     const received = await incoming;
     await listener.close();
     expect(received.pages).toBe(result.pagesSent);
-    expect(ramHash(destination)).toBe(ramHash(source));
+    expect(ramHash(destination.memory)).toBe(ramHash(source.memory));
     for (const bdf of [NIC_A, NIC_B]) expect(dstHost.deviceState(bdf)).toEqual(srcHost.deviceState(bdf));
     await source.close();
     await destination.close();

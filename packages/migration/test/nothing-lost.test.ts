@@ -4,14 +4,17 @@
 
 import { describe, expect, it } from 'vitest';
 import { isGuestIommuDevice, type DirtyTrackingStrategy, type Vmm, type VfioContainerBase } from '@vmmkit/core';
+import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { SimHost } from '@vmmkit/sim';
+import {
+  NIC_A, NIC_B, SIM_GUEST_RING, SimGuest, nicRingBytes, nicRingsAt, ramHash, simMachine, type SimMachineOptions,
+} from '@vmmkit/sim/testing';
 import { migrate, type MigrationResult } from '../src/index.js';
-import { GuestWorkload, RING_BYTES, ramHash, type NicRing } from './guest-workload.js';
-import { NIC_A, NIC_B, addNic, machine, vmOn, type Backend, type MachineOptions } from './machines.js';
+import { addNic, vmOn, type Backend } from './machines.js';
 
 interface Scenario {
   readonly name: string;
-  readonly machine: MachineOptions;
+  readonly machine: SimMachineOptions;
   readonly nics: readonly (readonly [bdf: string, backend: Backend, extra?: string])[];
   readonly strategies: readonly DirtyTrackingStrategy[];
   readonly viommu?: boolean;
@@ -22,7 +25,7 @@ const SCENARIOS: Scenario[] = [
   { name: 'iommufd HWPT dirty tracking', machine: { dmaLogging: false }, nics: [[NIC_A, 'iommufd']], strategies: ['iommu'] },
   { name: 'type1 dirty tracking', machine: { dmaLogging: false }, nics: [[NIC_A, 'legacy']], strategies: ['iommu'] },
   {
-    name: 'the all-dirty fallback (enable-migration=on)', machine: { dmaLogging: false, iommuDirty: false },
+    name: 'the all-dirty fallback (enable-migration=on)', machine: { dmaLogging: false, iommuDirtyTracking: false },
     nics: [[NIC_A, 'iommufd', ',enable-migration=on']], strategies: ['all-dirty'],
   },
   {
@@ -36,11 +39,12 @@ const SCENARIOS: Scenario[] = [
 
 const RING_IOVA = 0x10_0000_0000n;
 const RING_GPAS = [0x10_0000n, (1n << 32n) + 0x20_0000n] as const;
+const RING_BYTES = nicRingBytes(SIM_GUEST_RING);
 
 /** A source and a destination VM of the scenario, the source's guest at work. */
 async function setUp(s: Scenario) {
-  const srcHost = new SimHost(machine(s.machine));
-  const dstHost = new SimHost(machine(s.machine));
+  const srcHost = new SimHost(simMachine(s.machine));
+  const dstHost = new SimHost(simMachine(s.machine));
   const baseline = dstHost.census();
   const source = await vmOn(srcHost);
   const destination = await vmOn(dstHost, { incoming: true });
@@ -48,14 +52,12 @@ async function setUp(s: Scenario) {
     if (s.viommu) await vm.addDevice('guest-iommu,id=viommu0,aw-bits=39');
     for (const [bdf, backend, extra] of s.nics) await addNic(vm, bdf, backend, extra);
   }
-  const rings: NicRing[] = s.nics.map(([bdf], i) => ({
-    nic: source.devices.find((d) => d.name === bdf) as NicRing['nic'],
-    ring: s.viommu ? RING_IOVA + BigInt(i) * RING_BYTES : RING_GPAS[0] + BigInt(i) * RING_BYTES,
-  }));
+  const nics = s.nics.map(([bdf]) => source.devices.find((d) => d.name === bdf) as VfioPciDevice);
+  const rings = nicRingsAt(s.viommu ? RING_IOVA : RING_GPAS[0], nics);
   const viommu = source.devices.find(isGuestIommuDevice);
   if (viommu) await viommu.iommu.map(RING_IOVA, RING_BYTES, RING_GPAS[0]);
-  const workload = new GuestWorkload(source, srcHost, rings, viommu ? { remap: { iommu: viommu.iommu, iova: RING_IOVA, gpas: RING_GPAS } } : {});
-  workload.startNics();
+  const workload = new SimGuest(source, srcHost, rings, viommu ? { remap: { iommu: viommu.iommu, iova: RING_IOVA, gpas: RING_GPAS } } : {});
+  workload.setUpNics();
   for (let i = 0; i < 5; i++) workload.step();
   return { srcHost, dstHost, source, destination, workload, baseline };
 }
@@ -64,7 +66,7 @@ async function setUp(s: Scenario) {
  * Migrate with the guest running throughout precopy, and the nics still receiving between the
  * vCPUs pausing and the devices stopping (what only the last sync can catch).
  */
-async function migrateBusy(source: Vmm, destination: Vmm, workload: GuestWorkload, srcHost: SimHost): Promise<MigrationResult> {
+async function migrateBusy(source: Vmm, destination: Vmm, workload: SimGuest, srcHost: SimHost): Promise<MigrationResult> {
   const remaps: Promise<void>[] = [];
   source.events.on('migration:iteration', () => {
     workload.step();
@@ -88,7 +90,7 @@ describe.each(SCENARIOS)('nothing is lost: $name', (s) => {
     expect(result.iterations).toBe(4);
     expect(source.running).toBe(false);
     expect(destination.running).toBe(true);
-    expect(ramHash(destination)).toBe(ramHash(source));
+    expect(ramHash(destination.memory)).toBe(ramHash(source.memory));
     for (const [bdf] of s.nics) expect(dstHost.deviceState(bdf), `${bdf} state`).toEqual(srcHost.deviceState(bdf));
     expect(workload.writes).toBeGreaterThan(4 * 64);
     await source.close();
@@ -103,7 +105,7 @@ describe('a broken tracker is caught', () => {
     const container = (source.devices[0] as unknown as { vfio: { container: VfioContainerBase } }).vfio.container;
     container.dirtyTracking.sync = async () => 0; // the tracker "forgets" every device write
     await migrateBusy(source, destination, workload, srcHost);
-    expect(ramHash(destination)).not.toBe(ramHash(source));
+    expect(ramHash(destination.memory)).not.toBe(ramHash(source.memory));
     await source.close();
     await destination.close();
   });

@@ -4,12 +4,12 @@
 
 import type { Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
+import { NIC_A, SimGuest, ramHash, simMachine } from '@vmmkit/sim/testing';
 import {
   migrateIncoming, migrateOutgoing, PREAMBLE_SIZE, RECORD_HEADER_SIZE, RECORDS, transportPair, type IncomingOptions, type IncomingResult,
   type MigrationTransport, type RecordName,
 } from '../src/index.js';
-import { GuestWorkload, ramHash } from './guest-workload.js';
-import { addNic, machine, NIC_A, vmOn } from './machines.js';
+import { addNic, vmOn } from './machines.js';
 
 /** Where a record stands in a stream. */
 export interface RecordMark {
@@ -48,13 +48,13 @@ function markAt(view: DataView, at: number): RecordMark {
  * device data) in two precopy passes and stop-copy, with checksums, recording the forward stream.
  */
 export async function recordMigration(options: { writesPerStep?: number } = {}): Promise<Recording> {
-  const srcHost = new SimHost(machine());
+  const srcHost = new SimHost(simMachine());
   const source = await vmOn(srcHost, { small: true });
-  const destination = await vmOn(new SimHost(machine()), { incoming: true, small: true });
+  const destination = await vmOn(new SimHost(simMachine()), { incoming: true, small: true });
   const nic = await addNic(source, NIC_A, 'iommufd');
   await addNic(destination, NIC_A, 'iommufd');
-  const workload = new GuestWorkload(source, srcHost, [{ nic, ring: 0x10_0000n }], { writesPerStep: options.writesPerStep ?? 16 });
-  workload.startNics();
+  const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }], { storesPerStep: options.writesPerStep ?? 16 });
+  workload.setUpNics();
   workload.step();
   source.events.on('migration:iteration', () => workload.step());
   const [out, wire] = transportPair();
@@ -62,7 +62,7 @@ export async function recordMigration(options: { writesPerStep?: number } = {}):
   const chunks: Uint8Array[] = [];
   relay(wire, tap, (chunk) => void chunks.push(chunk.slice()));
   await Promise.all([migrateOutgoing(source, out, { maxIterations: 2, downtimeLimitMs: 0, integrity: true }), migrateIncoming(destination, into)]);
-  const recording = { bytes: Buffer.concat(chunks), ramHash: ramHash(source), deviceState: srcHost.deviceState(NIC_A) };
+  const recording = { bytes: Buffer.concat(chunks), ramHash: ramHash(source.memory), deviceState: srcHost.deviceState(NIC_A) };
   await source.close();
   await destination.close();
   return { ...recording, bytes: new Uint8Array(recording.bytes), records: recordMarks(recording.bytes) };

@@ -6,9 +6,8 @@ import { Vmm, type VfioDevice } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import {
-  NIC_CTRL, NIC_CTRL_RX_EN, NIC_RATE_PPS, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, SimHost, type SimMigrationFlag,
-} from '@vmmkit/sim';
+import { NIC_RX_RING_BASE, SimHost, type SimMigrationFlag } from '@vmmkit/sim';
+import { startNicRing } from '@vmmkit/sim/testing';
 import { VfioMigration, type DeviceStateChange } from '../src/index.js';
 
 export const NIC = '0000:00:05.0';
@@ -86,12 +85,7 @@ export async function rig(backend: Backend, options: RigOptions = {}): Promise<R
 
 /** Receive 1000 packets per second into a 64-slot ring in guest memory. */
 export function startTraffic(nic: VfioPciDevice): void {
-  nic.configWrite(0x04, 2, nic.configRead(0x04, 2) | 0x6); // memory space and bus master
-  nic.barWrite(0, NIC_RX_RING_BASE, 8, RING);
-  nic.barWrite(0, NIC_RX_RING_SIZE, 4, 64n);
-  nic.barWrite(0, NIC_RX_PKT_SIZE, 4, 256n);
-  nic.barWrite(0, NIC_RATE_PPS, 4, 1000n);
-  nic.barWrite(0, NIC_CTRL, 4, BigInt(NIC_CTRL_RX_EN));
+  startNicRing(nic, RING, { slots: 64, packetSize: 256, packetsPerSecond: 1000 });
 }
 
 /** Read chunks until the data fd says 'empty' or 'end'; returns copies of the chunks and which it said. */

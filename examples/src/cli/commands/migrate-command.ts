@@ -3,6 +3,7 @@
 // at switchover.
 
 import { connectMigration, MigrationBlockedError, migrateOutgoing, planMigration } from '@vmmkit/migration';
+import { ramHash } from '@vmmkit/sim/testing';
 import type { MigrateParameters, VmArgs } from '../args/command-line.js';
 import type { CliIo } from '../cli-io.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit-codes.js';
@@ -11,7 +12,6 @@ import { composeVm } from '../vm/compose-vm.js';
 import { describeDevices, describePlan } from '../vm/describe-vm.js';
 import { GuestLoad } from '../vm/guest-load.js';
 import { waitFor, watchInterrupt } from '../vm/interrupt.js';
-import { guestRamSha256 } from '../../guest/ram-hash.js';
 import { withVm } from '../vm/with-vm.js';
 import { describeResult, followMigration } from './migration-report.js';
 
@@ -62,7 +62,7 @@ export async function migrateCommand(options: MigrateOptions, io: CliIo): Promis
         load?.stop();
       }
       // The source stays paused after a successful migration: its RAM is the state at switchover.
-      io.out(`guest RAM sha256 ${guestRamSha256(vmm.memory)}`);
+      io.out(`guest RAM sha256 ${ramHash(vmm.memory)}`);
       return EXIT_OK;
     });
   } finally {

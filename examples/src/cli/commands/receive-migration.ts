@@ -3,10 +3,10 @@
 
 import type { Vmm } from '@vmmkit/core';
 import { listenMigration, migrateIncoming } from '@vmmkit/migration';
+import { ramHash } from '@vmmkit/sim/testing';
 import type { CliIo } from '../cli-io.js';
 import { formatBytes } from '../../report/format.js';
 import { unlessInterrupted } from '../vm/interrupt.js';
-import { guestRamSha256 } from '../../guest/ram-hash.js';
 
 /**
  * Receive a migration into the paused `vmm`. Resolves true once the guest runs here, false when
@@ -32,7 +32,7 @@ export async function receiveMigration(vmm: Vmm, uri: string, io: CliIo, signal:
       signal.removeEventListener('abort', drop);
     }
     // The guest runs from here on: hash now, before any of its work lands in RAM.
-    const hash = guestRamSha256(vmm.memory);
+    const hash = ramHash(vmm.memory);
     io.out(
       `migration received: ${result.pages} pages, ${result.zeroPages} zero pages, ` +
         `device state ${formatBytes(result.deviceBytes)}, ${formatBytes(result.bytesReceived)} in total`,

@@ -3,7 +3,7 @@
 
 import { LinuxHost, type HostKernel } from '@vmmkit/core';
 import { SimHost, type SimHostConfig } from '@vmmkit/sim';
-import { demoMachine } from '../../guest/demo-machine.js';
+import { simMachine } from '@vmmkit/sim/testing';
 
 /** A host, and on the simulated host the machine it models. */
 export interface CliHost {
@@ -17,7 +17,7 @@ export interface CliHost {
 /** This machine's kernel, or (with `sim`) a new simulated demo machine. */
 export function openHost(sim: boolean): CliHost {
   if (!sim) return { kernel: new LinuxHost(), kind: 'linux' };
-  const machine = demoMachine();
+  const machine = simMachine();
   const host = new SimHost(machine);
   return { kernel: host, kind: 'sim', sim: { host, machine } };
 }

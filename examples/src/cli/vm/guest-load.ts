@@ -1,14 +1,15 @@
-// Keeping the guest busy on the simulated host (GuestActivity): vCPU stores into RAM and traffic
-// on every NIC of the demo machine that the VM was given, so that migration has dirty pages.
+// Keeping the guest busy on the simulated host (@vmmkit/sim/testing's timed guest): vCPU stores
+// into RAM and traffic on every NIC of the demo machine that the VM was given, so that migration
+// has dirty pages.
 
 import { isVfioVmmDevice, type Vmm } from '@vmmkit/core';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import { GuestActivity } from '../../guest/guest-activity.js';
+import { timedGuest, type SimGuestRunner } from '@vmmkit/sim/testing';
 import type { CliHost } from './cli-host.js';
 
 /** The guest at work on the simulated host. */
 export class GuestLoad {
-  readonly #activity: GuestActivity;
+  readonly #guest: SimGuestRunner;
 
   /** The load for `vmm`, or undefined on a real host (where a real guest would do the work). */
   static of(vmm: Vmm, host: CliHost): GuestLoad | undefined {
@@ -16,27 +17,27 @@ export class GuestLoad {
     const { machine } = host.sim;
     const isNic = (bdf: string): boolean => machine.devices?.some((d) => d.bdf === bdf && d.model === 'nic') ?? false;
     const nics = vmm.devices.filter((d) => d.driver === 'vfio-pci' && isVfioVmmDevice(d) && isNic(d.vfio.name));
-    return new GuestLoad(new GuestActivity(vmm, host.sim.host, nics as VfioPciDevice[]));
+    return new GuestLoad(timedGuest(vmm, host.sim.host, nics as VfioPciDevice[]));
   }
 
-  private constructor(activity: GuestActivity) {
-    this.#activity = activity;
+  private constructor(guest: SimGuestRunner) {
+    this.#guest = guest;
   }
 
   /** A freshly booted guest: its drivers set the NICs up, then it works. */
   start(): void {
-    this.#activity.start();
+    this.#guest.start();
   }
 
   /**
    * A migrated guest: its drivers' setup arrived with the device state, so it only goes on
-   * working (GuestActivity.start would program the NICs again).
+   * working (start() would program the NICs again).
    */
   resume(): void {
-    this.#activity.resume();
+    this.#guest.resume();
   }
 
   stop(): void {
-    this.#activity.stop();
+    this.#guest.stop();
   }
 }

@@ -7,6 +7,7 @@ import { contractMemory, type ContractIoctl, type VfioIommuContractHarness } fro
 import type { SimHostConfig } from '../config.js';
 import { SimDmaFault } from '../iommu/dma-target.js';
 import { SimHost } from '../sim-host.js';
+import { TWO_EDU_MACHINE } from './sim-machines.js';
 
 /** How to build the harness for one backend. */
 export interface SimContractOptions {
@@ -27,15 +28,6 @@ export interface SimContractOptions {
   readonly queryDirtyIoctl?: ContractIoctl;
   readonly dirtyTrackingIoctl?: ContractIoctl;
 }
-
-/** Two edu devices in separate groups behind one IOMMU unit that tracks dirty pages. */
-export const TWO_EDU_MACHINE: SimHostConfig = {
-  iommus: [{ id: 'iommu0', dirtyTracking: true, awBits: 39 }],
-  devices: [
-    { bdf: '0000:00:03.0', model: 'edu', iommu: 'iommu0', group: 3 },
-    { bdf: '0000:00:04.0', model: 'edu', iommu: 'iommu0', group: 4 },
-  ],
-};
 
 /** Build a fresh contract harness on a new SimHost. */
 export async function simContractHarness(options: SimContractOptions): Promise<VfioIommuContractHarness> {

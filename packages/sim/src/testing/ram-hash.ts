@@ -7,7 +7,7 @@ import type { GuestMemory } from '@vmmkit/core';
 const CHUNK = 64 << 20;
 
 /** SHA-256 (hex) of every RAM block's bytes, in guest-physical order. */
-export function guestRamSha256(memory: GuestMemory): string {
+export function ramHash(memory: GuestMemory): string {
   const hash = createHash('sha256');
   const blocks = [...memory.blocks].sort((a, b) => (a.gpa < b.gpa ? -1 : 1));
   for (const block of blocks) {
