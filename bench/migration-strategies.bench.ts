@@ -1,6 +1,6 @@
 // Pages sent and downtime per dirty-tracking strategy, for the same workload: a 128 MiB guest
 // whose vCPUs write a little between iterations while a nic DMA-writes 20000 packets/s into a
-// 512 KiB ring (@vmmkit/sim/testing's timed guest, as the demos run it). Five precopy passes, then stop-copy, in one process
+// 512 KiB ring (@vmmkit/sim's timed guest, as the demos run it). Five precopy passes, then stop-copy, in one process
 // on SimHost. The baseline is type1's tracking, which reports every mapped page dirty at every
 // sync; device DMA logging and iommufd HWPT tracking report only what was written.
 
@@ -9,8 +9,7 @@ import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrate, migrationPlugin, type MigrationResult } from '@vmmkit/migration';
-import { SimHost, type SimHostConfig } from '@vmmkit/sim';
-import { NIC_A, simMachine, timedGuest } from '@vmmkit/sim/testing';
+import { NIC_A, SimHost, simMachine, timedGuest, type SimHostConfig } from '@vmmkit/sim';
 import type { Benchmark, Row } from './harness.js';
 
 const RAM = 128n << 20n;

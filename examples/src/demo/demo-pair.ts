@@ -1,8 +1,7 @@
 // The two ends of the demo's migration: the source VMM on its SimHost with the guest at work,
 // and the destination VMM on a second SimHost, created paused (incoming) with the same VM.
 
-import { SimHost } from '@vmmkit/sim';
-import { NIC_A, NIC_B, simMachine, timedGuest, type SimGuestRunner } from '@vmmkit/sim/testing';
+import { NIC_A, NIC_B, SimHost, simMachine, timedGuest, type SimGuestRunner } from '@vmmkit/sim';
 import { createDemoVm, type DemoVm } from '../guest/demo-vm.js';
 import { DEMO_WORKLOAD, type DemoScenario } from './demo-scenario.js';
 

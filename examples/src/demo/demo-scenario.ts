@@ -1,7 +1,7 @@
 // What the demo runs for each dirty-tracking strategy: the simulated machine, how the VM's NICs
 // are set up, and the guest's workload (the same for every strategy, so runs compare).
 
-import type { SimMachineOptions, TimedGuestOptions } from '@vmmkit/sim/testing';
+import type { SimMachineOptions, TimedGuestOptions } from '@vmmkit/sim';
 import type { DemoVmOptions } from '../guest/demo-vm.js';
 import type { DemoStrategy } from './demo-args.js';
 

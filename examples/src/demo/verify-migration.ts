@@ -2,7 +2,7 @@
 // on each side, and each NIC's device state (the device model's saved state on each SimHost).
 
 import { createHash } from 'node:crypto';
-import { ramHash } from '@vmmkit/sim/testing';
+import { ramHash } from '@vmmkit/sim';
 import type { VerificationRecord } from '../report/migration-record.js';
 import { DEMO_NICS, type DemoPair } from './demo-pair.js';
 

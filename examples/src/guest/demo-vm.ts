@@ -6,7 +6,7 @@ import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrationPlugin } from '@vmmkit/migration';
-import { NIC_A, NIC_B } from '@vmmkit/sim/testing';
+import { NIC_A, NIC_B } from '@vmmkit/sim';
 
 /** How the shipped plugins are set up. */
 export interface DemoPluginOptions {

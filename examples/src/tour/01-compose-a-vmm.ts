@@ -10,8 +10,7 @@ import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrationPlugin, planMigration } from '@vmmkit/migration';
-import { SimHost } from '@vmmkit/sim';
-import { NIC_A, NIC_B, simMachine } from '@vmmkit/sim/testing';
+import { NIC_A, NIC_B, SimHost, simMachine } from '@vmmkit/sim';
 import { runIfMain } from './run-if-main.js';
 
 export async function main(): Promise<string[]> {

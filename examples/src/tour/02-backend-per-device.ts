@@ -9,8 +9,7 @@ import { Vmm, isVfioVmmDevice } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
-import { SimHost } from '@vmmkit/sim';
-import { EDU, NIC_A, NIC_B, simMachine } from '@vmmkit/sim/testing';
+import { EDU, NIC_A, NIC_B, SimHost, simMachine } from '@vmmkit/sim';
 import { ioasBackendPlugin } from '../third-party-backend/plugin.js';
 import { runIfMain } from './run-if-main.js';
 

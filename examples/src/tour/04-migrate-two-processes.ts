@@ -13,8 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { connectMigration, listenMigration, migrateIncoming, migrateOutgoing } from '@vmmkit/migration';
-import { SimHost } from '@vmmkit/sim';
-import { ramHash, simMachine, timedGuest } from '@vmmkit/sim/testing';
+import { ramHash, SimHost, simMachine, timedGuest } from '@vmmkit/sim';
 import { createDemoVm } from '../guest/demo-vm.js';
 import { runIfMain } from './run-if-main.js';
 

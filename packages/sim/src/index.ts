@@ -12,3 +12,5 @@ export * from './devices/edu.js';
 export * from './devices/nic-regs.js';
 export { NicModel } from './devices/nic.js';
 export { makePacket } from './devices/nic-traffic.js';
+// A simulated guest at work, and the machines it runs on.
+export * from './guest/index.js';

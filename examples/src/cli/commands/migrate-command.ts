@@ -3,7 +3,7 @@
 // at switchover.
 
 import { connectMigration, MigrationBlockedError, migrateOutgoing, planMigration } from '@vmmkit/migration';
-import { ramHash } from '@vmmkit/sim/testing';
+import { ramHash } from '@vmmkit/sim';
 import type { MigrateParameters, VmArgs } from '../args/command-line.js';
 import type { CliIo } from '../cli-io.js';
 import { EXIT_FAILURE, EXIT_OK } from '../exit-codes.js';

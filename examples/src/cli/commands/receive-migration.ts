@@ -3,7 +3,7 @@
 
 import type { Vmm } from '@vmmkit/core';
 import { listenMigration, migrateIncoming } from '@vmmkit/migration';
-import { ramHash } from '@vmmkit/sim/testing';
+import { ramHash } from '@vmmkit/sim';
 import type { CliIo } from '../cli-io.js';
 import { formatBytes } from '../../report/format.js';
 import { unlessInterrupted } from '../vm/interrupt.js';

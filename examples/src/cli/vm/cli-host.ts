@@ -2,8 +2,7 @@
 // simulated host (--sim), whose description the CLI keeps to know which devices are NICs.
 
 import { LinuxHost, type HostKernel } from '@vmmkit/core';
-import { SimHost, type SimHostConfig } from '@vmmkit/sim';
-import { simMachine } from '@vmmkit/sim/testing';
+import { SimHost, simMachine, type SimHostConfig } from '@vmmkit/sim';
 
 /** A host, and on the simulated host the machine it models. */
 export interface CliHost {

@@ -1,10 +1,10 @@
-// Keeping the guest busy on the simulated host (@vmmkit/sim/testing's timed guest): vCPU stores
+// Keeping the guest busy on the simulated host (@vmmkit/sim's timed guest): vCPU stores
 // into RAM and traffic on every NIC of the demo machine that the VM was given, so that migration
 // has dirty pages.
 
 import { isVfioVmmDevice, type Vmm } from '@vmmkit/core';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import { timedGuest, type SimGuestRunner } from '@vmmkit/sim/testing';
+import { timedGuest, type SimGuestRunner } from '@vmmkit/sim';
 import type { CliHost } from './cli-host.js';
 
 /** The guest at work on the simulated host. */

@@ -1,9 +1,5 @@
-// @vmmkit/sim/testing: harnesses that run vmmkit's contract suites on SimHost, the simulated
-// machines, and a simulated guest at work on them (for tests, examples and benchmarks).
+// @vmmkit/sim/testing: harnesses that run vmmkit's contract suites on SimHost, with the
+// simulated machines and guest the tests share (also exported from @vmmkit/sim).
 
 export * from './vfio-contract-harness.js';
-export * from './sim-machines.js';
-export * from './sim-nic-driver.js';
-export * from './sim-guest.js';
-export * from './sim-guest-runner.js';
-export * from './ram-hash.js';
+export * from '../guest/index.js';

@@ -7,7 +7,7 @@ import { contractMemory, type ContractIoctl, type VfioIommuContractHarness } fro
 import type { SimHostConfig } from '../config.js';
 import { SimDmaFault } from '../iommu/dma-target.js';
 import { SimHost } from '../sim-host.js';
-import { TWO_EDU_MACHINE } from './sim-machines.js';
+import { TWO_EDU_MACHINE } from '../guest/sim-machines.js';
 
 /** How to build the harness for one backend. */
 export interface SimContractOptions {
