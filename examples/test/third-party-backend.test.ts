@@ -2,7 +2,11 @@
 // suite of @vmmkit/core/testing runs against it on SimHost, and a VMM uses it per device.
 
 import { expect, it } from 'vitest';
-import { IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO, Vmm } from '@vmmkit/core';
+import { Vmm } from '@vmmkit/core';
+import {
+  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO,
+} from '@vmmkit/core/uapi';
 import { describeVfioIommuContract } from '@vmmkit/core/testing';
 import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
 import { SimHost } from '@vmmkit/sim';

@@ -3,13 +3,16 @@
 // the iommufd ioctls the backend makes through it.
 
 import {
-  HostError, IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
+  HostError, VfioError, vfioCall, vfioClose, withKernelBuffer, type HostKernel, type IovaRange, type VmmObject,
+} from '@vmmkit/core';
+import {
+  IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
   IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
   IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_UNMAP,
-  O_CLOEXEC, O_RDWR, VfioError, iommu_destroy, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
+  O_CLOEXEC, O_RDWR, iommu_destroy, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
   iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap,
-  iommu_iova_range, vfioCall, vfioClose, withKernelBuffer, type HostKernel, type IovaRange, type VmmObject,
-} from '@vmmkit/core';
+  iommu_iova_range,
+} from '@vmmkit/core/uapi';
 
 export class IommufdObject implements VmmObject {
   readonly type = 'iommufd';

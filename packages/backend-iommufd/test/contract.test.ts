@@ -2,9 +2,9 @@
 
 import {
   IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING,
-  IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, VFIO_DEVICE_DETACH_IOMMUFD_PT,
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO,
-} from '@vmmkit/core';
+  IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_INFO,
+} from '@vmmkit/core/uapi';
 import { describeVfioIommuContract } from '@vmmkit/core/testing';
 import { simContractHarness } from '@vmmkit/sim/testing';
 import { IommufdObject, IommufdIommuBackend } from '../src/index.js';

@@ -1,7 +1,8 @@
 // What only the iommufd backend does: a passed /dev/iommu fd, a passed device fd, and mdevs on the IOAS.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { O_RDWR, setBusMaster, VfioDevice } from '@vmmkit/core';
+import { setBusMaster, VfioDevice } from '@vmmkit/core';
+import { O_RDWR } from '@vmmkit/core/uapi';
 import { contractMemory } from '@vmmkit/core/testing';
 import { SimHost } from '@vmmkit/sim';
 import { IommufdObject, IommufdIommuBackend, type IommufdContainer } from '../src/index.js';

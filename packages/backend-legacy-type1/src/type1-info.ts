@@ -1,12 +1,12 @@
 // VFIO_IOMMU_GET_INFO of a type1 container and its capability chain (QEMU's
 // vfio_get_iommu_info and the vfio_get_info_* readers).
 
+import { vfioCall, type HostKernel, type IovaRange } from '@vmmkit/core';
 import {
   VFIO_IOMMU_GET_INFO, VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
   VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, vfio_info_cap_header, vfio_iommu_type1_info,
   vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_cap_migration, vfio_iommu_type1_info_dma_avail,
-  vfioCall, type HostKernel, type IovaRange,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 
 /** What a type1 container reports about itself. */
 export interface Type1Info {

@@ -3,8 +3,9 @@
 import { describe } from 'vitest';
 import {
   VFIO_DEVICE_GET_INFO, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS,
-  VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_UNMAP_DMA, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_SET_IOMMU,
-} from '@vmmkit/core';
+  VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_UNMAP_DMA,
+  VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_SET_IOMMU,
+} from '@vmmkit/core/uapi';
 import { describeVfioIommuContract, type ContractIoctl } from '@vmmkit/core/testing';
 import { simContractHarness } from '@vmmkit/sim/testing';
 import { LegacyIommuBackend } from '../src/index.js';

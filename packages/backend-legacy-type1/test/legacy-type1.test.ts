@@ -2,7 +2,8 @@
 // GET_INFO, and QEMU's E2BIG refusal of an unmap bitmap over the kernel's limit.
 
 import { afterEach, describe, expect, it } from 'vitest';
-import { DirtyBitmap, VFIO_TYPE1v2_IOMMU, VfioDevice, VfioError } from '@vmmkit/core';
+import { DirtyBitmap, VfioDevice, VfioError } from '@vmmkit/core';
+import { VFIO_TYPE1v2_IOMMU } from '@vmmkit/core/uapi';
 import { contractMemory } from '@vmmkit/core/testing';
 import { SimHost, type SimHostConfig } from '@vmmkit/sim';
 import { LegacyIommuBackend, type LegacyType1Container } from '../src/index.js';

@@ -7,8 +7,6 @@ export * from './host/errno.js';
 export * from './host/host-error.js';
 export * from './host/host-kernel.js';
 export * from './host/linux-host.js';
-export * from './host/posix.js';
-export * from './uapi/index.js';
 export * from './memory/dirty-bitmap.js';
 export * from './memory/page-digest.js';
 export * from './di/plugin.js';

@@ -4,11 +4,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { HostError, LinuxHost } from '../src/index.js';
 import {
-  EFD_CLOEXEC, EFD_NONBLOCK, HostError, KVM_API_VERSION, KVM_CAP_USER_MEMORY, KVM_CHECK_EXTENSION,
-  KVM_GET_API_VERSION, LinuxHost, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_RDONLY,
-  O_RDWR, PROT_READ, PROT_WRITE, VFIO_GET_API_VERSION, VFIO_GROUP_GET_DEVICE_FD,
-} from '../src/index.js';
+  EFD_CLOEXEC, EFD_NONBLOCK, KVM_API_VERSION, KVM_CAP_USER_MEMORY, KVM_CHECK_EXTENSION, KVM_GET_API_VERSION, MAP_ANONYMOUS,
+  MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, O_CLOEXEC, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE, VFIO_GET_API_VERSION,
+  VFIO_GROUP_GET_DEVICE_FD,
+} from '../src/uapi/index.js';
 import { ArgumentError } from '../src/errors/vmm-error-base.js';
 
 const onLinux = process.platform === 'linux';

@@ -3,10 +3,13 @@
 // DMA_LOGGING_START), as QEMU's vfio_migration_init and vfio_dma_logging_supported do.
 
 import {
-  HostError, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
-  VFIO_DEVICE_GET_IRQ_INFO, VfioError, deviceFeature, probeDeviceFeature, vfioMigrationVerdict, vfio_device_feature_migration,
-  vfio_irq_info, vfioCall, type HostKernel, type VfioDevice, type VmmEventBus,
+  HostError, VfioError, deviceFeature, probeDeviceFeature, vfioMigrationVerdict, vfioCall, type HostKernel, type
+  VfioDevice, type VmmEventBus,
 } from '@vmmkit/core';
+import {
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_GET_IRQ_INFO, vfio_device_feature_migration, vfio_irq_info,
+} from '@vmmkit/core/uapi';
 
 /** IRQ counts for VFIO IRQ indexes 0..n-1. */
 export function irqCounts(host: HostKernel, device: VfioDevice, n: number): number[] {

@@ -1,7 +1,8 @@
 // An eventfd the kernel signals an interrupt on, and the callback that hears it: through the
 // host's watch (poll on the event loop) where it has one, else by polling every millisecond.
 
-import { EFD_CLOEXEC, EFD_NONBLOCK, HostError, vfioCall, vfioClose, type HostKernel } from '@vmmkit/core';
+import { HostError, vfioCall, vfioClose, type HostKernel } from '@vmmkit/core';
+import { EFD_CLOEXEC, EFD_NONBLOCK } from '@vmmkit/core/uapi';
 
 export class EventfdSink {
   readonly fd: number;

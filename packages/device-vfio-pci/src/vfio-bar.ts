@@ -1,10 +1,11 @@
 // A BAR of a vfio-pci device (QEMU's VFIORegion): its region in the device fd, mmapped where the
 // kernel allows (whole, or sparse areas), reached by pread/pwrite elsewhere.
 
+import { VfioError, vfioCall, type HostKernel, type HostMapping, type VfioRegionInfo } from '@vmmkit/core';
 import {
-  MAP_SHARED, PROT_READ, PROT_WRITE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
-  VfioError, vfioCall, type HostKernel, type HostMapping, type VfioRegionInfo,
-} from '@vmmkit/core';
+  MAP_SHARED, PROT_READ, PROT_WRITE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE,
+} from '@vmmkit/core/uapi';
 
 /** A mapped part of a BAR. */
 interface MappedArea {

@@ -2,11 +2,11 @@
 // one mode at a time (INTx, MSI or MSI-X), each vector on an eventfd given to the kernel with
 // VFIO_DEVICE_SET_IRQS, and every signal reported to the VMM as an interrupt.
 
+import { FirstFailure, VfioError, vfioCall, type HostKernel, type VfioDevice } from '@vmmkit/core';
 import {
-  FirstFailure, VFIO_DEVICE_SET_IRQS, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
-  VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VfioError,
-  vfio_irq_set, vfioCall, type HostKernel, type VfioDevice,
-} from '@vmmkit/core';
+  VFIO_DEVICE_SET_IRQS, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, vfio_irq_set,
+} from '@vmmkit/core/uapi';
 import { EventfdSink } from './eventfd-sink.js';
 
 export type InterruptMode = 'intx' | 'msi' | 'msix';

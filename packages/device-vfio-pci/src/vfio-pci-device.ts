@@ -2,12 +2,15 @@
 // backend and sets up config space, BARs and interrupts; the VMM (its guest model) reaches the
 // device through config and BAR accessors and hears its interrupts as events.
 
-import { PCI_COMMAND, PCI_INTERRUPT_PIN } from '@vmmkit/core/uapi';
+import {
+  PCI_COMMAND, PCI_INTERRUPT_PIN, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_MSIX_IRQ_INDEX,
+} from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
-  ArgumentError, FirstFailure, UndoStack, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
-  VfioDevice, VfioError, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
-  type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject, type VmVfio,
+  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
+  type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
+  VmmObject, type VmVfio,
 } from '@vmmkit/core';
 import { checkMigration, irqCounts, probeMigration } from './device-probes.js';
 import { MsixTable } from './msix-table.js';

@@ -2,9 +2,8 @@
 // and nothing is left behind. Also bad options, and hot reset's ownership rules.
 
 import { describe, expect, it } from 'vitest';
-import {
-  ConfigError, IOMMU_IOAS_IOVA_RANGES, LinuxHost, VFIO_CHECK_EXTENSION, VfioError, Vmm, ioctlName, type FdKind,
-} from '@vmmkit/core';
+import { ConfigError, LinuxHost, VfioError, Vmm } from '@vmmkit/core';
+import { IOMMU_IOAS_IOVA_RANGES, VFIO_CHECK_EXTENSION, ioctlName, type FdKind } from '@vmmkit/core/uapi';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { SimHost } from '@vmmkit/sim';

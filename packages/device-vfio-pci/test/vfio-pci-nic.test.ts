@@ -2,7 +2,7 @@
 // and what realize learns for migration.
 
 import { describe, expect, it } from 'vitest';
-import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core';
+import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core/uapi';
 import {
   NIC_CTRL, NIC_DOORBELL, NIC_IRQ_BATCH, NIC_IRQ_STATUS, NIC_MSIX_PBA, NIC_MSIX_TABLE, NIC_RATE_PPS, NIC_RX_RING_BASE, NIC_RX_RING_SIZE,
   SimHost,

@@ -3,7 +3,10 @@
 // all-dirty fallback, and a guest IOMMU in between.
 
 import { describe, expect, it } from 'vitest';
-import { VFIO_DEVICE_FEATURE, VfioError, collapseDmaLoggingRanges, dmaLoggingRanges, isGuestIommuDevice, type VfioContainerBase, type Vmm } from '@vmmkit/core';
+import {
+  VfioError, collapseDmaLoggingRanges, dmaLoggingRanges, isGuestIommuDevice, type VfioContainerBase, type Vmm,
+} from '@vmmkit/core';
+import { VFIO_DEVICE_FEATURE } from '@vmmkit/core/uapi';
 import { SimHost } from '@vmmkit/sim';
 import { NIC_A, NIC_B, simMachine, type SimMachineOptions } from '@vmmkit/sim/testing';
 import {

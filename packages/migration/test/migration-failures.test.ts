@@ -3,7 +3,8 @@
 // then migrates everything.
 
 import { describe, expect, it } from 'vitest';
-import { ConfigError, VFIO_DEVICE_FEATURE, Vmm } from '@vmmkit/core';
+import { ConfigError, Vmm } from '@vmmkit/core';
+import { VFIO_DEVICE_FEATURE } from '@vmmkit/core/uapi';
 import { SimHost } from '@vmmkit/sim';
 import { EDU, NIC_A, SimGuest, ramHash, simMachine } from '@vmmkit/sim/testing';
 import {

@@ -3,7 +3,8 @@
 // a running migration cleanly (issue 11, defects 1-3).
 
 import { describe, expect, it } from 'vitest';
-import { IOMMU_HWPT_SET_DIRTY_TRACKING, MigrationInProgressError, VFIO_DEVICE_FEATURE, VFIO_IOMMU_DIRTY_PAGES, type Vmm } from '@vmmkit/core';
+import { MigrationInProgressError, type Vmm } from '@vmmkit/core';
+import { IOMMU_HWPT_SET_DIRTY_TRACKING, VFIO_DEVICE_FEATURE, VFIO_IOMMU_DIRTY_PAGES } from '@vmmkit/core/uapi';
 import { SimHost } from '@vmmkit/sim';
 import { EDU, NIC_A, NIC_B, SimGuest, ramHash, simMachine, type SimMachineOptions } from '@vmmkit/sim/testing';
 import {

@@ -4,10 +4,11 @@
 // leaks on any path.
 
 import { describe, expect, it } from 'vitest';
+import { VfioError } from '@vmmkit/core';
 import {
-  VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET, VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY,
-  VFIO_DEVICE_STATE_RUNNING as RUNNING, VfioError,
-} from '@vmmkit/core';
+  VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_RUNNING as RUNNING,
+  VFIO_DEVICE_FEATURE, VFIO_DEVICE_RESET,
+} from '@vmmkit/core/uapi';
 import type { SimMigrationFlag } from '@vmmkit/sim';
 import { migStateName, type VfioMigration } from '../src/index.js';
 import {

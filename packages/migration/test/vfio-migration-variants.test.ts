@@ -2,7 +2,7 @@
 // mediated device. Each migrates a receiving nic to a second host, byte for byte.
 
 import { describe, expect, it } from 'vitest';
-import { VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_STOP as STOP } from '@vmmkit/core';
+import { VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_STOP as STOP } from '@vmmkit/core/uapi';
 import type { SimMigrationFlag } from '@vmmkit/sim';
 import { BACKENDS, FLAGS, concat, drain, rig, startTraffic, type Backend, type RigOptions } from './vfio-migration-harness.js';
 

@@ -3,10 +3,11 @@
 // the device state arriving byte for byte, on both backends.
 
 import { describe, expect, it } from 'vitest';
+import { HostError, errnoNumber, VfioError } from '@vmmkit/core';
 import {
-  HostError, VFIO_DEVICE_FEATURE, errnoNumber, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_RUNNING as RUNNING,
-  VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, VfioError,
-} from '@vmmkit/core';
+  VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_STOP as STOP,
+  VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, VFIO_DEVICE_FEATURE,
+} from '@vmmkit/core/uapi';
 import { ArgumentError } from '@vmmkit/core';
 import { VFIO_MIG_STOP_COPY_SIZE, VfioMigration, migStateName } from '../src/index.js';
 import { BACKENDS, concat, drain, rig, startTraffic } from './vfio-migration-harness.js';

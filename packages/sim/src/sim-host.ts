@@ -1,10 +1,8 @@
 // SimHost: the host-kernel port over an in-process model of Linux's VFIO and IOMMUFD uAPI,
 // with test hooks to drive device DMA, inject faults and count what is left behind.
 
-import {
-  ERRNO, HostError, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName,
-  type HostErrorDetails, type HostKernel, type HostMapping,
-} from '@vmmkit/core';
+import { ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping } from '@vmmkit/core';
+import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName } from '@vmmkit/core/uapi';
 import type { SimHostConfig } from './config.js';
 import { AttrFile, DirFile } from './kernel/attr-file.js';
 import { EventFdFile } from './kernel/eventfd-file.js';

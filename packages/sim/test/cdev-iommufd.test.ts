@@ -7,7 +7,7 @@ import {
   EFD_CLOEXEC, O_RDWR, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
   VFIO_DEVICE_GET_INFO, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
   vfio_device_info,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { SimDmaFault } from '../src/index.js';
 import {
   anon, busMaster, call, Cdev, fails, groupDeviceFd, Iommufd, Legacy, machine, MDEV, PAGE,

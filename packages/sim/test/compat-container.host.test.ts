@@ -3,17 +3,18 @@
 // SimHost, and in the kernel tier on the real kernel's mock), and VFIO groups set to an iommufd.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { type HostKernel } from '@vmmkit/core';
 import {
   IOMMU_OPTION, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_VFIO_IOAS, IOMMU_VFIO_IOAS_SET,
   MOCK_APERTURE_LAST, MOCK_APERTURE_START, O_RDWR, VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU,
   VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_VADDR, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL,
-  VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_DMA_UNMAP_FLAG_VADDR, VFIO_GET_API_VERSION, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_GET_INFO,
-  VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
-  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
-  VFIO_UPDATE_VADDR, iommu_option, iommu_vfio_ioas, vfio_iommu_type1_dirty_bitmap, vfio_iommu_type1_dma_map,
-  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
-  vfio_iommu_type1_info_dma_avail, type HostKernel,
-} from '@vmmkit/core';
+  VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_DMA_UNMAP_FLAG_VADDR, VFIO_GET_API_VERSION, VFIO_GROUP_UNSET_CONTAINER,
+  VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU,
+  VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UPDATE_VADDR, iommu_option, iommu_vfio_ioas,
+  vfio_iommu_type1_dirty_bitmap, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
+  vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_dma_avail,
+} from '@vmmkit/core/uapi';
 import { SimDmaFault } from '../src/index.js';
 import {
   anon, busMaster, call, fails, groupDeviceFd, Iommufd, Legacy, machine, mockDomain, PAGE, setContainer, type1Info,

@@ -5,15 +5,15 @@
 import { describe, expect, it } from 'vitest';
 import {
   EFD_NONBLOCK, MAP_SHARED, O_RDWR, PROT_READ, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
-  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_INFO,
-  VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_PCI_HOT_RESET,
-  VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING,
-  VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_MIG_GET_PRECOPY_INFO,
-  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX,
-  vfio_device_feature, vfio_device_feature_dma_logging_control, vfio_device_feature_dma_logging_range,
-  vfio_device_feature_mig_state, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_pci_hot_reset,
-  vfio_pci_hot_reset_info, vfio_precopy_info, vfio_region_info,
-} from '@vmmkit/core';
+  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_RUNNING, VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_MIG_GET_PRECOPY_INFO, VFIO_PCI_ERR_IRQ_INDEX,
+  VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_REQ_IRQ_INDEX, vfio_device_feature,
+  vfio_device_feature_dma_logging_control, vfio_device_feature_dma_logging_range, vfio_device_feature_mig_state,
+  vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_pci_hot_reset, vfio_pci_hot_reset_info, vfio_precopy_info,
+  vfio_region_info,
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { anon, bar, expectErrno, getMigState, openDevice, setIrqEventfds, setMigState } from './device-harness.js';
 

@@ -2,12 +2,13 @@
 // give a device an IO page table over plain user memory, and small ioctl/region wrappers.
 
 import { expect } from 'vitest';
+import { HostError, type HostMapping, type HostKernel } from '@vmmkit/core';
 import {
-  HostError, MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET,
+  MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE, VFIO_DEVICE_FEATURE, VFIO_DEVICE_FEATURE_GET,
   VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_SET_IRQS,
-  VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, type HostMapping, vfio_device_feature,
-  vfio_device_feature_mig_state, vfio_irq_set, vfio_region_info, type HostKernel,
-} from '@vmmkit/core';
+  VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, vfio_device_feature, vfio_device_feature_mig_state,
+  vfio_irq_set, vfio_region_info,
+} from '@vmmkit/core/uapi';
 import type { SimHost } from '../src/index.js';
 import type { DmaTarget } from '../src/iommu/dma-target.js';
 import type { IommufdFile } from '../src/iommufd/iommufd-file.js';

@@ -8,7 +8,7 @@ import {
   VFIO_IRQ_INFO_NORESIZE, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_CAP_SPARSE_MMAP,
   VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
   vfio_device_info, vfio_irq_info, vfio_region_info, vfio_region_info_cap_sparse_mmap,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { expectErrno, openDevice, regionInfo } from './device-harness.js';
 import { plainModel } from './plain-model.js';

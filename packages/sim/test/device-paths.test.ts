@@ -4,11 +4,12 @@
 
 import { describe, expect, it } from 'vitest';
 import {
-  O_RDWR, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET, VFIO_DMA_MAP_FLAG_READ,
-  VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_MAP_DMA,
-  VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU,
-  vfio_device_info, vfio_iommu_type1_dma_map, vfio_pci_dependent_device, vfio_pci_hot_reset, vfio_pci_hot_reset_info,
-} from '@vmmkit/core';
+  O_RDWR, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET,
+  VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER,
+  VFIO_IOMMU_MAP_DMA, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, VFIO_SET_IOMMU,
+  VFIO_TYPE1v2_IOMMU, vfio_device_info, vfio_iommu_type1_dma_map, vfio_pci_dependent_device, vfio_pci_hot_reset,
+  vfio_pci_hot_reset_info,
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import {
   EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID, EDU_LIVENESS,

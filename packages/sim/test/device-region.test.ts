@@ -2,7 +2,7 @@
 // register access sizes and errors, the MSI-X table hidden from the user, and mmap.
 
 import { describe, expect, it } from 'vitest';
-import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '@vmmkit/core';
+import { MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE } from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { EDU_ID, EDU_LIVENESS } from '../src/devices/edu.js';
 import { NIC_DOORBELL, NIC_ID, NIC_ID_VALUE, NIC_MSIX_TABLE, NIC_RX_PACKETS, NIC_RX_RING_BASE } from '../src/devices/nic-regs.js';

@@ -8,7 +8,7 @@ import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP as STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_PROBE,
   VFIO_DEVICE_FEATURE_SET, vfio_device_feature_dma_logging_control, vfio_device_feature_dma_logging_range,
   vfio_device_feature_dma_logging_report,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import * as R from '../src/devices/nic-regs.js';
 import { anon, bar, enableBusMaster, expectErrno, feature, identityDma, openDevice, write32, write64 } from './device-harness.js';

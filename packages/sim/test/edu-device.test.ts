@@ -2,7 +2,7 @@
 // map, the factorial and interrupt registers, and the DMA engine through an IO page table.
 
 import { describe, expect, it } from 'vitest';
-import { EFD_NONBLOCK, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX } from '@vmmkit/core';
+import { EFD_NONBLOCK, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX } from '@vmmkit/core/uapi';
 import { SimDmaFault, SimHost } from '../src/index.js';
 import {
   type EduModel,

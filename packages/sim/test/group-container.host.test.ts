@@ -4,10 +4,11 @@
 // tier, on the real kernel with the groups of its two edu devices.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { type HostKernel } from '@vmmkit/core';
 import {
   EFD_CLOEXEC, O_RDWR, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE,
-  VFIO_GROUP_GET_STATUS, VFIO_GROUP_UNSET_CONTAINER, VFIO_TYPE1v2_IOMMU, vfio_group_status, type HostKernel,
-} from '@vmmkit/core';
+  VFIO_GROUP_GET_STATUS, VFIO_GROUP_UNSET_CONTAINER, VFIO_TYPE1v2_IOMMU, vfio_group_status,
+} from '@vmmkit/core/uapi';
 import { SimDmaFault } from '../src/index.js';
 import {
   anon, busMaster, call, fails, groupDeviceFd, Legacy, MACHINE, machine, MDEV, PAGE, setContainer,

@@ -3,9 +3,8 @@
 
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
 import { basename } from 'node:path';
-import {
-  HostError, IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED, iommu_test_cmd, LinuxHost, O_CLOEXEC, O_RDWR, type HostKernel,
-} from '@vmmkit/core';
+import { HostError, LinuxHost, type HostKernel } from '@vmmkit/core';
+import { IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED, iommu_test_cmd, O_CLOEXEC, O_RDWR } from '@vmmkit/core/uapi';
 import { SimHost, type SimHostConfig } from '../src/index.js';
 
 /** One host a suite runs on. */

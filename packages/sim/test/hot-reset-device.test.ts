@@ -8,7 +8,7 @@ import {
   VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_STOP, VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED,
   VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, vfio_device_info, vfio_pci_dependent_device,
   vfio_pci_hot_reset, vfio_pci_hot_reset_info,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { SimHost, type SimDeviceConfig } from '../src/index.js';
 import { EDU_LIVENESS } from '../src/devices/edu.js';
 import * as R from '../src/devices/nic-regs.js';

@@ -2,9 +2,10 @@
 // files, fds, paths and the census.
 
 import { describe, expect, it } from 'vitest';
+import { HostError } from '@vmmkit/core';
 import {
-  EFD_NONBLOCK, HostError, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE,
-} from '@vmmkit/core';
+  EFD_NONBLOCK, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDONLY, O_RDWR, PROT_READ, PROT_WRITE,
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { ChunkedBacking } from '../src/memory/backing.js';
 import { RangeMap } from '../src/kernel/range-map.js';

@@ -13,7 +13,7 @@ import {
   VFIO_TYPE1v2_IOMMU, iommu_hwpt_alloc, iommu_ioas_alloc, iommu_ioas_copy, iommu_ioas_map, iommu_test_cmd,
   PROT_READ, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_iommu_type1_dma_map,
   vfio_iommu_type1_dma_unmap,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import {
   anon, call, Cdev, fails, groupDeviceFd, Iommufd, machine, mockDomain, mockSetDirty, PAGE, RW, runWithFault,
   setContainer, type FlowState, type FlowStep, type1Info,

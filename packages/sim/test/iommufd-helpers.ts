@@ -3,22 +3,23 @@
 // kernel wrote back, and `fails(code, ...)` checks the errno of a call that must fail.
 
 import { expect } from 'vitest';
+import { HostError, type HostMapping, type HostKernel } from '@vmmkit/core';
 import {
-  HostError, IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
+  IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES,
   IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_UNMAP,
   IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, O_RDWR, PROT_READ,
   PROT_WRITE, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, iommu_destroy,
   iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc,
   iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range, vfio_device_attach_iommufd_pt,
-  vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt, type HostMapping, type StructInput, type StructMembers,
-  type StructType, type StructValue, IOMMU_TEST_CMD, IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MOCK_DOMAIN,
-  IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, iommu_test_cmd, VFIO_CHECK_EXTENSION,
-  VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER,
-  VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA,
-  VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU, vfio_bitmap, vfio_info_cap_header,
-  vfio_iommu_type1_dirty_bitmap, vfio_iommu_type1_dirty_bitmap_get, vfio_iommu_type1_dma_map,
-  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info, type FdKind, type HostKernel,
-} from '@vmmkit/core';
+  vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt, type StructInput, type StructMembers, type StructType,
+  type StructValue, IOMMU_TEST_CMD, IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS,
+  IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, iommu_test_cmd, VFIO_CHECK_EXTENSION, VFIO_DMA_MAP_FLAG_READ,
+  VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_SET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES,
+  VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
+  VFIO_SET_IOMMU, VFIO_TYPE1v2_IOMMU, vfio_bitmap, vfio_info_cap_header, vfio_iommu_type1_dirty_bitmap,
+  vfio_iommu_type1_dirty_bitmap_get, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
+  type FdKind,
+} from '@vmmkit/core/uapi';
 import { SimHost, type SimHostConfig } from '../src/index.js';
 import { plainModel } from './plain-model.js';
 

@@ -9,7 +9,7 @@ import {
   IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_OPTION,
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, iommu_hw_info, iommu_hw_info_vtd, iommu_hwpt_alloc,
   iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, iommu_option,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { anon, busMaster, call, Cdev, fails, Iommufd, machine, MACHINE, MDEV, PAGE, setBits } from './iommufd-helpers.js';
 
 const DEV = '0000:00:03.0';

@@ -4,14 +4,15 @@
 // QEMU's VT-d with the same 39-bit aperture as SimHost's first IOMMU here).
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { type HostKernel } from '@vmmkit/core';
 import {
   IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
   IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_UNMAP, IOMMU_OPTION,
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE, IOMMU_VFIO_IOAS,
   IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, iommu_ioas_alloc, iommu_ioas_allow_iovas,
   iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range, iommu_option,
-  iommu_vfio_ioas, PROT_READ, type HostKernel,
-} from '@vmmkit/core';
+  iommu_vfio_ioas, PROT_READ,
+} from '@vmmkit/core/uapi';
 import { anon, busMaster, call, Cdev, fails, Iommufd, MACHINE, machine, PAGE, RW } from './iommufd-helpers.js';
 import { iommufdTargets, isSim, onTarget, pciCdev, type HostTarget } from './host-targets.js';
 

@@ -3,10 +3,11 @@
 // kernel tier, on the real kernel (the cases that bind a device use one of its edu devices).
 
 import { describe, expect, it } from 'vitest';
+import { type HostKernel } from '@vmmkit/core';
 import {
   _IOWR, IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_TEST_CMD, IOMMUFD_TYPE,
-  iommu_destroy, iommu_hw_info, iommu_ioas_alloc, iommu_ioas_map, iommu_test_cmd, O_RDWR, u32, type HostKernel,
-} from '@vmmkit/core';
+  iommu_destroy, iommu_hw_info, iommu_ioas_alloc, iommu_ioas_map, iommu_test_cmd, O_RDWR, u32,
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { anon, call, Cdev, fails, Iommufd, MACHINE, machine, PAGE, RW } from './iommufd-helpers.js';
 import { iommufdTargets, isSim, onTarget, pciCdev, type HostTarget } from './host-targets.js';

@@ -7,7 +7,7 @@ import {
   VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
   VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_PCI_REQ_IRQ_INDEX, vfio_irq_set,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { SimHost, type SimDeviceConfig, type SimPciModel } from '../src/index.js';
 import { EDU_IRQ_ACK, EDU_IRQ_RAISE, EduModel } from '../src/devices/edu.js';
 import { CONFIG, bar, eventCount, expectErrno, openDevice, read16, setIrqEventfds, write16, write32 } from './device-harness.js';

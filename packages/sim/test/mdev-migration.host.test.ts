@@ -3,17 +3,17 @@
 // and RESUMING. On SimHost with a migrating nic mdev, and in the kernel tier on Linux's mtty sample.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { HostError, type HostKernel } from '@vmmkit/core';
 import {
-  HostError, IOMMU_IOAS_ALLOC, iommu_ioas_alloc, O_CLOEXEC, O_RDWR, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
-  VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-  VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET,
-  VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_RESUMING as RESUMING,
-  VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P,
-  VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, VFIO_MIG_GET_PRECOPY_INFO,
-  VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, vfio_device_attach_iommufd_pt,
-  vfio_device_bind_iommufd, vfio_device_feature_mig_data_size, vfio_device_feature_migration, vfio_precopy_info,
-  type HostKernel,
-} from '@vmmkit/core';
+  VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_RESUMING as
+  RESUMING, VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P,
+  VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, IOMMU_IOAS_ALLOC, iommu_ioas_alloc,
+  O_CLOEXEC, O_RDWR, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_FEATURE_GET,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_PROBE,
+  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, VFIO_MIG_GET_PRECOPY_INFO, VFIO_MIGRATION_P2P,
+  VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd,
+  vfio_device_feature_mig_data_size, vfio_device_feature_migration, vfio_precopy_info,
+} from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { expectErrno, feature, getMigState, setMigState } from './device-harness.js';
 import { call } from './iommufd-helpers.js';

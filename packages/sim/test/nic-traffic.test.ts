@@ -2,7 +2,7 @@
 // as virtual time passes, interrupts per batch, ring-full drops, DMA errors, and its state.
 
 import { describe, expect, it } from 'vitest';
-import { EFD_NONBLOCK, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX } from '@vmmkit/core';
+import { EFD_NONBLOCK, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX } from '@vmmkit/core/uapi';
 import { SimHost } from '../src/index.js';
 import { SimErrno } from '../src/kernel/sim-errno.js';
 import { NicModel } from '../src/devices/nic.js';

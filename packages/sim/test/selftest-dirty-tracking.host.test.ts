@@ -3,12 +3,12 @@
 // IOMMU_HWPT_GET_DIRTY_BITMAP, on SimHost and, in the kernel tier, on the real kernel's mock.
 
 import { afterEach, beforeEach, describe, expect, it, test } from 'vitest';
+import { HostError, type HostKernel, type HostMapping } from '@vmmkit/core';
 import {
-  HostError, IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
-  IOMMU_OPTION, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, iommu_option, MOCK_APERTURE_START,
-  MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_HUGE_PAGE_SIZE, MOCK_IO_PAGE_SIZE, type HostKernel,
-  type HostMapping,
-} from '@vmmkit/core';
+  IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOMMU_OPTION,
+  IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_SET, iommu_option, MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_HUGE_IOVA,
+  MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_HUGE_PAGE_SIZE, MOCK_IO_PAGE_SIZE,
+} from '@vmmkit/core/uapi';
 import { call, anon, fails, Iommufd, mockDomain, mockSetDirty, PAGE } from './iommufd-helpers.js';
 import { isSim, onTarget, selftestTargets, type HostTarget } from './host-targets.js';
 

@@ -3,13 +3,14 @@
 // domains, on SimHost and, in the kernel tier, on the real kernel's mock.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { HostError, type HostKernel, type HostMapping } from '@vmmkit/core';
 import {
   IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_IOAS_ALLOW_IOVAS,
-  IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED,
-  IOMMU_TEST_OP_MD_CHECK_MAP, iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_iova_range,
-  iommu_test_cmd, iommu_test_hw_info, MOCK_APERTURE_LAST, MOCK_APERTURE_START, MOCK_IO_PAGE_SIZE, O_RDWR,
-  HostError, type HostKernel, type HostMapping,
-} from '@vmmkit/core';
+  IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_TEST_CMD,
+  IOMMU_TEST_OP_ADD_RESERVED, IOMMU_TEST_OP_MD_CHECK_MAP, iommu_ioas_allow_iovas, iommu_ioas_copy,
+  iommu_ioas_iova_ranges, iommu_iova_range, iommu_test_cmd, iommu_test_hw_info, MOCK_APERTURE_LAST,
+  MOCK_APERTURE_START, MOCK_IO_PAGE_SIZE, O_RDWR,
+} from '@vmmkit/core/uapi';
 import {
   anon, call, fails, Iommufd, machine, mockDomain, mockReplace, PAGE, testCmd,
 } from './iommufd-helpers.js';

@@ -4,15 +4,16 @@
 // real kernel with an edu device's group (behind QEMU's VT-d, as SimHost's group 3 is here).
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { type HostKernel } from '@vmmkit/core';
 import {
-  VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU, VFIO_DMA_MAP_FLAG_READ,
-  VFIO_DMA_MAP_FLAG_VADDR, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_VADDR,
-  VFIO_GET_API_VERSION, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_VADDR,
+  VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_VADDR, VFIO_GET_API_VERSION,
+  VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
   VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_NOIOMMU_IOMMU, VFIO_TYPE1_IOMMU,
   VFIO_TYPE1_NESTING_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR, _IO, VFIO_TYPE, VFIO_BASE,
   vfio_iommu_type1_dma_map, vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_cap_migration,
-  vfio_iommu_type1_info_dma_avail, type HostKernel,
-} from '@vmmkit/core';
+  vfio_iommu_type1_info_dma_avail,
+} from '@vmmkit/core/uapi';
 import {
   anon, busMaster, call, fails, groupDeviceFd, Legacy, MACHINE, machine, PAGE, type1Info,
 } from './iommufd-helpers.js';

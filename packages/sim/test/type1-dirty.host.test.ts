@@ -4,11 +4,12 @@
 // run on SimHost and, in the kernel tier, on the real kernel with an edu device's group.
 
 import { afterEach, describe, expect, it } from 'vitest';
+import { type HostKernel } from '@vmmkit/core';
 import {
   VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_IOMMU_DIRTY_PAGES,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
-  VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, vfio_iommu_type1_dirty_bitmap, type HostKernel,
-} from '@vmmkit/core';
+  VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, vfio_iommu_type1_dirty_bitmap,
+} from '@vmmkit/core/uapi';
 import { anon, busMaster, fails, groupDeviceFd, Legacy, MACHINE, machine, MDEV, PAGE, setBits } from './iommufd-helpers.js';
 import { isSim, onTarget, pciGroup, type HostTarget, type1Targets } from './host-targets.js';
 

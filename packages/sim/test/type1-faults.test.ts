@@ -8,7 +8,7 @@ import {
   VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_DIRTY_PAGES_FLAG_START,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU,
   vfio_group_status,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import {
   anon, call, groupDeviceFd, Legacy, machine, PAGE, runWithFault, setContainer, type FlowState, type FlowStep,
   type1Info,

@@ -2,10 +2,11 @@
 // container and KVM for their API versions and extensions (VFIO_GET_API_VERSION,
 // VFIO_CHECK_EXTENSION, KVM_GET_API_VERSION). Every fd opened here is closed again.
 
+import { HostError, type HostKernel } from '@vmmkit/core';
 import {
-  HostError, KVM_API_VERSION, KVM_GET_API_VERSION, O_CLOEXEC, O_RDWR, VFIO_API_VERSION, VFIO_CHECK_EXTENSION,
-  VFIO_GET_API_VERSION, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, type HostKernel,
-} from '@vmmkit/core';
+  KVM_API_VERSION, KVM_GET_API_VERSION, O_CLOEXEC, O_RDWR, VFIO_API_VERSION, VFIO_CHECK_EXTENSION,
+  VFIO_GET_API_VERSION, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
+} from '@vmmkit/core/uapi';
 import type { DeviceNodeCaps, KvmCaps, VfioBackendCaps, VfioBackendId } from './host-caps.js';
 
 export const IOMMUFD_PATH = '/dev/iommu';

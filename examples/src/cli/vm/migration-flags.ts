@@ -1,6 +1,6 @@
 // VFIO_MIGRATION_* flags by name (include/uapi/linux/vfio.h), for reports.
 
-import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core';
+import { VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY } from '@vmmkit/core/uapi';
 
 const NAMES: readonly [number, string][] = [
   [VFIO_MIGRATION_STOP_COPY, 'STOP_COPY'],

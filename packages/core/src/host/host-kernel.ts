@@ -4,6 +4,12 @@
 import { token } from '../di/token.js';
 
 /**
+ * The largest Uint8Array (and koffi view) V8 creates: 4 GiB. Larger mappings are reached
+ * through windows ({@link HostMapping.view}); koffi aborts the process on a larger view.
+ */
+export const MAX_VIEW_LENGTH = 2 ** 32;
+
+/**
  * The system calls vmmkit makes, with the exact binary structs of the Linux uAPI.
  *
  * A struct argument is a `Uint8Array` holding the struct's little-endian bytes; the kernel reads

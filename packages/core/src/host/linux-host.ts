@@ -5,7 +5,7 @@ import { readdirSync, existsSync, readlinkSync } from 'node:fs';
 import { HostError } from './host-error.js';
 import type { HostKernel, HostMapping } from './host-kernel.js';
 import { loadLibc, MAP_FAILED, type Libc } from './linux-libc.js';
-import { MAX_VIEW_LENGTH } from './posix.js';
+import { MAX_VIEW_LENGTH } from './host-kernel.js';
 import type { FdKind } from '../uapi/ioctl.js';
 import { ioctlName } from '../uapi/ioctl-names.js';
 import {

@@ -21,9 +21,3 @@ export const MAP_NORESERVE = 0x4000;
 export const EFD_SEMAPHORE = 0o1;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
-
-/**
- * The largest Uint8Array (and koffi view) V8 creates: 4 GiB. Larger mappings are reached
- * through windows ({@link HostMapping.view}); koffi aborts the process on a larger view.
- */
-export const MAX_VIEW_LENGTH = 2 ** 32;

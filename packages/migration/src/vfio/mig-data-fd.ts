@@ -2,7 +2,8 @@
 // data_buffer): who owns it, reads into one reusable buffer, writes that loop on short writes,
 // and VFIO_MIG_GET_PRECOPY_INFO.
 
-import { HostError, VFIO_MIG_GET_PRECOPY_INFO, VfioError, vfio_precopy_info, vfioCall, type HostKernel } from '@vmmkit/core';
+import { HostError, VfioError, vfioCall, type HostKernel } from '@vmmkit/core';
+import { VFIO_MIG_GET_PRECOPY_INFO, vfio_precopy_info } from '@vmmkit/core/uapi';
 
 /** What one read of the data fd gave: bytes, nothing for now (precopy drained), or end of stream. */
 export type MigReadResult = Uint8Array | 'empty' | 'end';

@@ -1,11 +1,11 @@
 // The device-fd ioctls of migration v2: VFIO_DEVICE_FEATURE MIG_DEVICE_STATE (SET) and
 // MIG_DATA_SIZE (GET), and VFIO_DEVICE_RESET, the way out of ERROR. Failures throw HostError.
 
+import { deviceFeature, type HostKernel } from '@vmmkit/core';
 import {
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
-  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, deviceFeature, vfio_device_feature_mig_data_size,
-  vfio_device_feature_mig_state, type HostKernel,
-} from '@vmmkit/core';
+  VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_RESET, vfio_device_feature_mig_data_size, vfio_device_feature_mig_state,
+} from '@vmmkit/core/uapi';
 
 /**
  * Ask the kernel to move the device to `state` (it walks the arcs itself). Returns the data fd of

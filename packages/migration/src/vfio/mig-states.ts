@@ -2,8 +2,9 @@
 // their names for events and errors, and which of them carry a data transfer session.
 
 import {
-  VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_STOP_COPY,
-} from '@vmmkit/core';
+  VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING,
+  VFIO_DEVICE_STATE_STOP_COPY,
+} from '@vmmkit/core/uapi';
 
 // Indexed by state number, as the uAPI numbers them.
 const NAMES = ['ERROR', 'STOP', 'RUNNING', 'STOP_COPY', 'RESUMING', 'RUNNING_P2P', 'PRE_COPY', 'PRE_COPY_P2P'] as const;

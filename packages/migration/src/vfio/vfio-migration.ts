@@ -2,12 +2,14 @@
 // vmmkit put it in, state changes with recovery or reset, and the source and destination steps.
 
 import {
-  HostError, VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY,
-  VFIO_DEVICE_STATE_PRE_COPY_P2P as PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING as RESUMING,
-  VFIO_DEVICE_STATE_RUNNING as RUNNING, VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P,
-  VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as STOP_COPY, VFIO_MIGRATION_P2P,
-  VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, ArgumentError, VfioError, type HostKernel, type VfioDevice, type VmmEventBus,
+  HostError, ArgumentError, VfioError, type HostKernel, type VfioDevice, type   VmmEventBus,
 } from '@vmmkit/core';
+import {
+  VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P as
+  PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING as RESUMING, VFIO_DEVICE_STATE_RUNNING   as RUNNING,
+  VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P, VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as
+  STOP_COPY, VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY,
+} from '@vmmkit/core/uapi';
 import type {} from '../events.js';
 import { MigDataFd, type MigReadResult, type PrecopyInfo } from './mig-data-fd.js';
 import { queryStopCopySize, resetDevice, setMigDeviceState } from './mig-device-ioctls.js';

@@ -2,7 +2,7 @@
 // blob copied up to data_len (the rest of the user's buffer zeroed), the kernel's length back in
 // data_len, and the capability bits.
 
-import { IOMMU_HW_CAP_DIRTY_TRACKING, iommu_hw_info } from '@vmmkit/core';
+import { IOMMU_HW_CAP_DIRTY_TRACKING, iommu_hw_info } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { Idev } from './idev.js';
 import type { IommufdFile } from './iommufd-file.js';

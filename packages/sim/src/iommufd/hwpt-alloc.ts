@@ -3,7 +3,7 @@
 
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_FAULT_ID_VALID,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { Hwpt } from './hwpt.js';
 import type { Idev } from './idev.js';

@@ -4,9 +4,9 @@
 
 import {
   _IO, defineStruct, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, IOMMU_HWPT_FAULT_ID_VALID,
-  IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
-  iommu_hwpt_set_dirty_tracking, u32, u64,
-} from '@vmmkit/core';
+  IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, iommu_hwpt_alloc,
+  iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, u32, u64,
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { readDirtyBitmap } from './dirty-bitmap.js';
 import type { Hwpt } from './hwpt.js';

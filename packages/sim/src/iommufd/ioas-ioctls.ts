@@ -3,8 +3,9 @@
 
 import {
   IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, iommu_ioas_alloc,
-  iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_iova_range,
-} from '@vmmkit/core';
+  iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap,
+  iommu_iova_range,
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { IoptPages, type AreaProt } from './area.js';
 import { Ioas } from './ioas.js';

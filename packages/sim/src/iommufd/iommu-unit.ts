@@ -1,7 +1,9 @@
 // The IOMMU driver side iommufd and type1 talk to (struct iommu_ops and a device's iommu caps):
 // the machine's IOMMU units (an Intel VT-d-like driver) and the selftest's mock IOMMU implement it.
 
-import { IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_FAULT_ID_VALID } from '@vmmkit/core';
+import {
+  IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_FAULT_ID_VALID,
+} from '@vmmkit/core/uapi';
 import type { DmaTarget } from '../iommu/dma-target.js';
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimGroup } from '../kernel/sim-group.js';

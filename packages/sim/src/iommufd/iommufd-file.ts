@@ -2,7 +2,7 @@
 // its object table, the ioctl dispatch of iommufd_fops_ioctl, and the kernel-internal API that
 // VFIO uses to bind and attach devices (iommufd_device_bind/attach, iommufd_access_*).
 
-import { IOMMUFD_CMD_BASE } from '@vmmkit/core';
+import { IOMMUFD_CMD_BASE } from '@vmmkit/core/uapi';
 import type { SimDevice } from '../kernel/sim-device.js';
 import { fail } from '../kernel/sim-errno.js';
 import { SimFile, type IoctlArg } from '../kernel/sim-file.js';

@@ -3,12 +3,12 @@
 
 import {
   IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING,
-  IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,
-  IOMMU_OPTION, IOMMU_TEST_CMD, IOMMU_VFIO_IOAS, IOMMUFD_CMD_BASE, iommu_destroy, iommu_hw_info, iommu_hwpt_alloc,
-  iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc, iommu_ioas_allow_iovas,
-  iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_option, iommu_test_cmd,
-  iommu_vfio_ioas, type StructType,
-} from '@vmmkit/core';
+  IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
+  IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_TEST_CMD, IOMMU_VFIO_IOAS, IOMMUFD_CMD_BASE, iommu_destroy, iommu_hw_info,
+  iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc,
+  iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_option,
+  iommu_test_cmd, iommu_vfio_ioas, type StructType,
+} from '@vmmkit/core/uapi';
 import { getHwInfo } from './hw-info.js';
 import {
   getDirtyBitmap, hwptAlloc, hwptInvalidate, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_INVALIDATE, iommu_fault_alloc,

@@ -6,7 +6,7 @@ import {
   IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT, iommu_test_hw_info, MOCK_APERTURE_LAST, MOCK_APERTURE_START,
   MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_HUGE_PAGE_SIZE, MOCK_IO_PAGE_SIZE,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import type { DmaTarget } from '../iommu/dma-target.js';
 import { fail } from '../kernel/sim-errno.js';
 import type { IommuClient, IommuUnit } from './iommu-unit.js';

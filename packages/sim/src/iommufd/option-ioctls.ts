@@ -4,7 +4,7 @@
 import {
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
   IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, iommu_option, iommu_vfio_ioas, u64,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { Ioas } from './ioas.js';
 import type { IommufdFile } from './iommufd-file.js';

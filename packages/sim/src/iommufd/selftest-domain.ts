@@ -1,7 +1,7 @@
 // The selftest ops that look inside a mock domain (selftest.c): IOMMU_TEST_OP_DIRTY, which sets
 // IOPTE dirty bits the way a device write would, and IOMMU_TEST_OP_MD_CHECK_MAP.
 
-import { MOCK_IO_PAGE_SIZE, type iommu_test_cmd } from '@vmmkit/core';
+import { MOCK_IO_PAGE_SIZE, type iommu_test_cmd } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserSpan } from '../memory/user-memory.js';
 import type { Hwpt } from './hwpt.js';

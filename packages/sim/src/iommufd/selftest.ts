@@ -5,7 +5,7 @@ import {
   IOMMU_TEST_OP_ADD_RESERVED, IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MD_CHECK_MAP, IOMMU_TEST_OP_MOCK_DOMAIN,
   IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
   iommu_test_cmd,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { changePt, detachPt } from './device-attach.js';
 import { Idev } from './idev.js';

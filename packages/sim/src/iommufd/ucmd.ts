@@ -1,7 +1,7 @@
 // An iommufd ioctl's command buffer (struct iommufd_ucmd): the extensible-struct rules of
 // iommufd_fops_ioctl and copy_struct_from_user, and iommufd_ucmd_respond (drivers/iommu/iommufd/main.c).
 
-import type { StructMembers, StructType, StructValue, StructInput } from '@vmmkit/core';
+import type { StructMembers, StructType, StructValue, StructInput } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 

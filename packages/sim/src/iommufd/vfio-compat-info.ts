@@ -3,10 +3,10 @@
 // capabilities, DMA_AVAIL (U32_MAX) then IOVA_RANGE, each starting 8-byte aligned (since 6.6).
 
 import {
-  VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL,
-  vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_dma_avail, vfio_iova_range,
-  u32,
-} from '@vmmkit/core';
+  VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
+  vfio_iommu_type1_info_dma_avail, vfio_iova_range, u32,
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import type { Ioas } from './ioas.js';

@@ -7,7 +7,7 @@ import {
   VFIO_DMA_UNMAP_FLAG_ALL, VFIO_GET_API_VERSION, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
   VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, vfio_iommu_type1_dma_map,
   vfio_iommu_type1_dma_unmap,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import type { SimDevice } from '../kernel/sim-device.js';
 import { fail } from '../kernel/sim-errno.js';
 import type { IoctlArg } from '../kernel/sim-file.js';

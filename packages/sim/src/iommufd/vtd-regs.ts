@@ -2,7 +2,9 @@
 // (struct iommu_hw_info_vtd, drivers/iommu/intel/iommu.c intel_iommu_hw_info), derived from the
 // unit's address width, page sizes and dirty-tracking support.
 
-import { IOMMU_HW_INFO_TYPE_INTEL_VTD, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, iommu_hw_info_vtd } from '@vmmkit/core';
+import {
+  IOMMU_HW_INFO_TYPE_INTEL_VTD, IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17, iommu_hw_info_vtd,
+} from '@vmmkit/core/uapi';
 import type { SimIommu } from '../kernel/sim-iommu.js';
 
 // QEMU's emulated VT-d as the realhost probe read it (cap 0xd2008c22260286, ecap 0xf00f4a): the

@@ -1,6 +1,6 @@
 // eventfd(2): a 64-bit counter that interrupts are signalled on.
 
-import { EFD_NONBLOCK, EFD_SEMAPHORE } from '@vmmkit/core';
+import { EFD_NONBLOCK, EFD_SEMAPHORE } from '@vmmkit/core/uapi';
 import type { Census } from './census.js';
 import { fail } from './sim-errno.js';
 import { SimFile } from './sim-file.js';

@@ -2,7 +2,8 @@
 // open, ...) with a chosen errno, before it changes anything; and a count of the calls made,
 // so that a test can fail the 1st, 2nd, ... Nth call of a step without listing them.
 
-import { errnoNumber, type ErrnoCode, type FdKind } from '@vmmkit/core';
+import { errnoNumber, type ErrnoCode } from '@vmmkit/core';
+import { type FdKind } from '@vmmkit/core/uapi';
 
 /** The system calls of the host-kernel port that faults can be injected into. */
 export type SimSyscall = 'ioctl' | 'open' | 'close' | 'read' | 'write' | 'pread' | 'pwrite' | 'mmap' | 'eventfd' | 'readlink' | 'readdir';

@@ -1,10 +1,9 @@
 // A device of the simulated machine as the kernel holds it: its model, where it sits (IOMMU,
 // group, cdev), and its DMA path through whatever IO page table it is attached to.
 
-import { PCI_COMMAND, PCI_COMMAND_MASTER } from '@vmmkit/core/uapi';
 import {
-  VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY,
-} from '@vmmkit/core';
+  PCI_COMMAND, PCI_COMMAND_MASTER, VFIO_MIGRATION_P2P, VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY,
+} from '@vmmkit/core/uapi';
 import type { SimDeviceConfig } from '../config.js';
 import { SimDmaFault, type DmaTarget } from '../iommu/dma-target.js';
 import type { SimDeviceBus, SimIrq, SimPciModel } from '../devices/pci-model.js';

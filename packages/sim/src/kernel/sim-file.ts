@@ -2,7 +2,7 @@
 // refcounted like the kernel's: an fd holds one reference, and so does every kernel object
 // that keeps the file alive (a group holds its container, a bound device holds its iommufd).
 
-import type { FdKind } from '@vmmkit/core';
+import type { FdKind } from '@vmmkit/core/uapi';
 import type { MemoryBacking } from '../memory/backing.js';
 import { fail } from './sim-errno.js';
 

@@ -2,7 +2,8 @@
 // (user_va, data_uptr, bitmaps) refer to. Kernel code resolves user addresses here, failing
 // with EFAULT exactly where copy_from_user / pin_user_pages would.
 
-import { PROT_READ, PROT_WRITE, type HostMapping } from '@vmmkit/core';
+import { type HostMapping } from '@vmmkit/core';
+import { PROT_READ, PROT_WRITE } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { RangeMap } from '../kernel/range-map.js';
 import type { Census } from '../kernel/census.js';

@@ -2,7 +2,10 @@
 // VFIO_SET_IOMMU then opens the type1 backend over them, and every other ioctl goes to that
 // backend. Groups hold the container, so it outlives its fd until the last group leaves.
 
-import { VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU, VFIO_TYPE1_NESTING_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL } from '@vmmkit/core';
+import {
+  VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_SET_IOMMU, VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1_NESTING_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL,
+} from '@vmmkit/core/uapi';
 import { claimGroup, releaseDmaOwner } from '../iommufd/dma-owner.js';
 import type { SimGroup } from '../kernel/sim-group.js';
 import type { SimKernel } from '../kernel/sim-kernel.js';

@@ -3,12 +3,12 @@
 // MIG_DATA_SIZE; DMA logging is in dma-logging-ioctl.ts.
 
 import {
-  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
-  VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE,
-  VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_PROBE,
-  VFIO_DEVICE_FEATURE_SET, vfio_device_feature, vfio_device_feature_mig_data_size, vfio_device_feature_mig_state,
-  vfio_device_feature_migration,
-} from '@vmmkit/core';
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_MIGRATION,
+  VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, vfio_device_feature, vfio_device_feature_mig_data_size,
+  vfio_device_feature_mig_state, vfio_device_feature_migration,
+} from '@vmmkit/core/uapi';
 import { fail, SimErrno } from '../kernel/sim-errno.js';
 import type { SimFile } from '../kernel/sim-file.js';
 import type { UserArg } from '../kernel/user-arg.js';

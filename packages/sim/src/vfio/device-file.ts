@@ -5,7 +5,7 @@
 import {
   VFIO_DEVICE_FEATURE, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
   VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import type { IommufdFile } from '../iommufd/iommufd-file.js';
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimKernel } from '../kernel/sim-kernel.js';

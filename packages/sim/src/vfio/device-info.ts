@@ -5,12 +5,11 @@
 import {
   VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_ROM_REGION_INDEX, VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE,
-  VFIO_REGION_INFO_CAP_SPARSE_MMAP, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
-  VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_info_cap_header, vfio_region_info,
-  vfio_region_info_cap_sparse_mmap,
-} from '@vmmkit/core';
+  VFIO_REGION_INFO_CAP_SPARSE_MMAP, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP,
+  VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_info_cap_header, vfio_region_info,
+  vfio_region_info_cap_sparse_mmap, PCI_CAP_ID_MSIX, PCI_MSIX_TABLE, PCI_MSIX_TABLE_BIR, findCapability,
+} from '@vmmkit/core/uapi';
 import type { SimBar } from '../devices/pci-model.js';
-import { PCI_CAP_ID_MSIX, PCI_MSIX_TABLE, PCI_MSIX_TABLE_BIR, findCapability } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import { VFIO_PCI_OFFSET_SHIFT, type VfioPciCore } from './device-core.js';

@@ -2,9 +2,9 @@
 // and VFIO_DEVICE_DETACH_IOMMUFD_PT (drivers/vfio/device_cdev.c, vfio_main.c, iommufd.c).
 
 import {
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, vfio_device_attach_iommufd_pt,
-  vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
-} from '@vmmkit/core';
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
+  vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
+} from '@vmmkit/core/uapi';
 import { IommufdFile } from '../iommufd/iommufd-file.js';
 import { fail } from '../kernel/sim-errno.js';
 import type { IoctlArg } from '../kernel/sim-file.js';

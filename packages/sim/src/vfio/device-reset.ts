@@ -3,9 +3,9 @@
 // after proving ownership with group fds (legacy) or the calling device's iommufd (cdev).
 
 import {
-  VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
-  vfio_pci_dependent_device, vfio_pci_hot_reset, vfio_pci_hot_reset_info,
-} from '@vmmkit/core';
+  VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED, VFIO_PCI_HOT_RESET_FLAG_DEV_ID,
+  VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED, vfio_pci_dependent_device, vfio_pci_hot_reset, vfio_pci_hot_reset_info,
+} from '@vmmkit/core/uapi';
 import type { IommufdFile } from '../iommufd/iommufd-file.js';
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimKernel } from '../kernel/sim-kernel.js';

@@ -5,7 +5,7 @@
 import {
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_SET, vfio_device_feature_dma_logging_control,
   vfio_device_feature_dma_logging_range, vfio_device_feature_dma_logging_report,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { DmaLogging, LogRange } from './dma-logging.js';
 import { checkFeature, type FeatureCall } from './device-feature.js';

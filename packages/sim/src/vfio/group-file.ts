@@ -5,7 +5,7 @@
 import {
   VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE, VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS,
   VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, vfio_group_status,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { dmaOwnerClaimed } from '../iommufd/dma-owner.js';
 import { IommufdFile } from '../iommufd/iommufd-file.js';
 import { compatCreateIoas } from '../iommufd/vfio-compat.js';

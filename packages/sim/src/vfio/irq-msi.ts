@@ -2,8 +2,9 @@
 // single-eventfd error and request interrupts (vfio_pci_set_ctx_trigger_single).
 
 import {
-  VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
-} from '@vmmkit/core';
+  VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_ERR_IRQ_INDEX,
+  VFIO_PCI_NUM_IRQS,
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { VfioPciCore } from './device-core.js';
 import type { IrqRequest } from './irq-set.js';

@@ -5,10 +5,10 @@ import {
   VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE, VFIO_IRQ_INFO_NORESIZE,
   VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_ACTION_UNMASK,
   VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_TYPE_MASK,
-  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
-  VFIO_PCI_REQ_IRQ_INDEX, vfio_irq_info, vfio_irq_set,
-} from '@vmmkit/core';
-import { PCI_CAP_ID_EXP, PCI_INTERRUPT_PIN, findCapability } from '@vmmkit/core/uapi';
+  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_NUM_IRQS, VFIO_PCI_REQ_IRQ_INDEX, vfio_irq_info, vfio_irq_set, PCI_CAP_ID_EXP, PCI_INTERRUPT_PIN,
+  findCapability,
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import type { VfioPciCore } from './device-core.js';

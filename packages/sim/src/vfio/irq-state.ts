@@ -3,13 +3,11 @@
 // eventfds the user configured (drivers/vfio/pci/vfio_pci_intrs.c).
 
 import {
-  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
-} from '@vmmkit/core';
-import type { SimIrq } from '../devices/pci-model.js';
-import {
-  PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE, PCI_MSIX_FLAGS,
-  PCI_MSIX_FLAGS_ENABLE, findCapability,
+  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_NUM_IRQS, PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE,
+  PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, findCapability,
 } from '@vmmkit/core/uapi';
+import type { SimIrq } from '../devices/pci-model.js';
 import type { Census } from '../kernel/census.js';
 import { EventFdFile } from '../kernel/eventfd-file.js';
 import { fail } from '../kernel/sim-errno.js';

@@ -4,7 +4,7 @@
 
 import {
   VFIO_DEVICE_STATE_PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P, VFIO_MIG_GET_PRECOPY_INFO, vfio_precopy_info,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import type { SimMigratableState } from '../devices/pci-model.js';
 import type { Census } from '../kernel/census.js';
 import { fail } from '../kernel/sim-errno.js';

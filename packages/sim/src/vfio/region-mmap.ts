@@ -1,7 +1,7 @@
 // mmap of a device fd (vfio_pci_core_mmap): shared mappings of BAR areas that allow it. The
 // mapping keeps the file referenced, as a vma does, until it is unmapped.
 
-import { MAP_SHARED, VFIO_PCI_ROM_REGION_INDEX } from '@vmmkit/core';
+import { MAP_SHARED, VFIO_PCI_ROM_REGION_INDEX } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { FileMapping, SimFile } from '../kernel/sim-file.js';
 import { VFIO_PCI_OFFSET_MASK, VFIO_PCI_OFFSET_SHIFT, type VfioPciCore } from './device-core.js';

@@ -4,9 +4,9 @@
 
 import {
   VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_REGIONS, VFIO_PCI_ROM_REGION_INDEX,
-  VFIO_PCI_VGA_REGION_INDEX,
-} from '@vmmkit/core';
-import { PCI_CAP_ID_MSIX, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_QSIZE, PCI_MSIX_TABLE, findCapability } from '@vmmkit/core/uapi';
+  VFIO_PCI_VGA_REGION_INDEX, PCI_CAP_ID_MSIX, PCI_MSIX_ENTRY_SIZE, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_QSIZE,
+  PCI_MSIX_TABLE, findCapability,
+} from '@vmmkit/core/uapi';
 import type { SimPciModel } from '../devices/pci-model.js';
 import { fail } from '../kernel/sim-errno.js';
 import { VFIO_PCI_OFFSET_MASK, VFIO_PCI_OFFSET_SHIFT, type VfioPciCore } from './device-core.js';

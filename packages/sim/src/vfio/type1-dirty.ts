@@ -6,7 +6,7 @@
 import {
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
   vfio_iommu_type1_dirty_bitmap, vfio_iommu_type1_dirty_bitmap_get,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import { hex, lowestBit, U64_MAX } from '../iommufd/iova-range.js';

@@ -3,11 +3,11 @@
 
 import {
   VFIO_CHECK_EXTENSION, VFIO_DMA_CC_IOMMU, VFIO_IOMMU_DIRTY_PAGES, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_INFO_CAPS,
-  VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION,
-  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE1_IOMMU, VFIO_TYPE1_NESTING_IOMMU, VFIO_TYPE1v2_IOMMU,
-  VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
-  vfio_iommu_type1_info_cap_migration, vfio_iommu_type1_info_dma_avail,
-} from '@vmmkit/core';
+  VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
+  VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_IOMMU_UNMAP_DMA, VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1_NESTING_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR, vfio_iommu_type1_info,
+  vfio_iommu_type1_info_cap_iova_range, vfio_iommu_type1_info_cap_migration, vfio_iommu_type1_info_dma_avail,
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { IoctlArg } from '../kernel/sim-file.js';
 import { UserArg } from '../kernel/user-arg.js';

@@ -5,7 +5,7 @@ import {
   VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_VADDR, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL,
   VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_DMA_UNMAP_FLAG_VADDR, vfio_bitmap, vfio_iommu_type1_dma_map,
   vfio_iommu_type1_dma_unmap,
-} from '@vmmkit/core';
+} from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
 import { hex, U64_MAX } from '../iommufd/iova-range.js';
