@@ -1,7 +1,5 @@
 // npm run bench: every benchmark, one table of ratios measured against baselines in the same run.
 
-// The packages use tsyringe, which needs the Reflect polyfill loaded first by the entry point.
-import 'reflect-metadata';
 import { printTable, type Benchmark, type Row } from './harness.js';
 import { dirtyBitmapBenchmark } from './dirty-bitmap.bench.js';
 import { migrationStreamBenchmark } from './migration-stream.bench.js';

@@ -1,7 +1,6 @@
 // The `vmmkit` command's entry point (bin/vmmkit.js imports the built file): the process's
 // arguments, streams and signals, and its exit status.
 
-import 'reflect-metadata'; // tsyringe needs it before any vmmkit module defines an injectable
 
 import { runCli } from './cli.js';
 import { processIo } from './cli-io.js';

@@ -4,7 +4,6 @@
 //
 //   npx tsc -b examples && node examples/dist/tour/01-compose-a-vmm.js
 
-import 'reflect-metadata';
 import { Vmm } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';

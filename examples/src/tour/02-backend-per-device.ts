@@ -4,7 +4,6 @@
 //
 //   npx tsc -b examples && node examples/dist/tour/02-backend-per-device.js
 
-import 'reflect-metadata';
 import { Vmm, isVfioVmmDevice } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';

@@ -7,7 +7,6 @@
 //   node examples/dist/tour/04-migrate-two-processes.js destination tcp:0.0.0.0:4444   # on one machine
 //   node examples/dist/tour/04-migrate-two-processes.js source tcp:dest-host:4444      # on the other
 
-import 'reflect-metadata';
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

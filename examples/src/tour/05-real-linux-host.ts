@@ -8,7 +8,6 @@
 //
 // `npm run test:kernel` runs vmmkit's suites this way inside a QEMU guest with an emulated IOMMU.
 
-import 'reflect-metadata';
 import { LinuxHost, Vmm, type HostKernel } from '@vmmkit/core';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { planMigration } from '@vmmkit/migration';
