@@ -247,12 +247,14 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
         msiChanged: (enabled, vectors) => this.#switchTo(enabled ? 'msi' : undefined, vectors),
         msixChanged: (enabled, maskAll) => this.#msixChanged(enabled, maskAll),
       });
-    // INTx, MSI and MSI-X only: the error and request IRQs do not exist on every device (EINVAL).
-    const counts = irqCounts(this.host, this.vfio, VFIO_PCI_MSIX_IRQ_INDEX + 1);
+    // INTx and MSI, and MSI-X only when config space has its capability, as QEMU's
+    // vfio_msix_early_setup asks: mdev drivers answer EINVAL for IRQ indexes they lack (Linux's
+    // mtty sample for MSI-X), and the error and request IRQs do not exist on every device.
+    const msix = this.#config.capabilities.msix;
+    const counts = irqCounts(this.host, this.vfio, msix ? VFIO_PCI_MSIX_IRQ_INDEX + 1 : VFIO_PCI_MSIX_IRQ_INDEX);
     this.#interrupts = new VfioInterrupts(this.host, this.vfio, counts, (mode, vector, count) => this.#deliver(mode, vector, count),
       (message) => this.events.emit('vfio:warning', { device: this.name, message }));
     undo.push(() => this.#interrupts.disable());
-    const msix = this.#config.capabilities.msix;
     if (msix) this.#msix = new MsixTable(msix);
     // Like QEMU, INTx is live from realize when the device has an interrupt pin.
     this.#intxPin = this.#config.read(PCI_INTERRUPT_PIN, 1) !== 0 && (counts[0] ?? 0) > 0;

@@ -11,6 +11,8 @@ export { DenseBacking } from './memory/backing.js';
 export * from './devices/edu.js';
 export * from './devices/nic-regs.js';
 export { NicModel } from './devices/nic.js';
+export { MttyModel } from './devices/mtty.js';
+export { UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_RX, UART_SCR } from './devices/mtty-serial.js';
 export { makePacket } from './devices/nic-traffic.js';
 // A simulated guest at work, and the machines it runs on.
 export * from './guest/index.js';

@@ -27,3 +27,13 @@ export function isPrecopyState(state: number): boolean {
 export function holdsSession(state: number): boolean {
   return isPrecopyState(state) || state === VFIO_DEVICE_STATE_STOP_COPY || state === VFIO_DEVICE_STATE_RESUMING;
 }
+
+/**
+ * Whether a session open in `from` is still the one open after a change to `to`: only within
+ * the saving states that share one stream (PRE_COPY ↔ PRE_COPY_P2P → STOP_COPY). Any other
+ * change leaves the session's states on the way, which ends it, even when the kernel's walk
+ * then starts a new session (STOP_COPY → STOP → RESUMING).
+ */
+export function sessionContinues(from: number, to: number): boolean {
+  return from === to || (isPrecopyState(from) && (isPrecopyState(to) || to === VFIO_DEVICE_STATE_STOP_COPY));
+}

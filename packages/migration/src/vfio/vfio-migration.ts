@@ -13,7 +13,7 @@ import {
 import type {} from '../events.js';
 import { MigDataFd, type MigReadResult, type PrecopyInfo } from './mig-data-fd.js';
 import { queryStopCopySize, resetDevice, setMigDeviceState } from './mig-device-ioctls.js';
-import { holdsSession, isPrecopyState, migStateName } from './mig-states.js';
+import { isPrecopyState, migStateName, sessionContinues } from './mig-states.js';
 
 /** QEMU's VFIO_MIG_DEFAULT_DATA_BUFFER_SIZE: 1 MiB per read of the data fd. */
 export const VFIO_MIG_DEFAULT_CHUNK_SIZE = 1 << 20;
@@ -94,7 +94,7 @@ export class VfioMigration {
       this.#recover(target, recover, e);
     }
     this.#enter(from, target);
-    this.#takeDataFd(target, dataFd);
+    this.#takeDataFd(from, target, dataFd);
   }
 
   /** Move the device to `target`, resetting it if that fails (QEMU's vfio_migration_set_state_or_reset). */
@@ -244,10 +244,10 @@ export class VfioMigration {
     if (from !== to) this.events.emit('migration:device-state', { device: this.device.name, from: migStateName(from), to: migStateName(to) });
   }
 
-  #takeDataFd(state: number, dataFd: number): void {
-    if (dataFd !== -1) this.#data.adopt(dataFd);
+  #takeDataFd(from: number, to: number, dataFd: number): void {
     // The kernel ended the session: its fd can only fail from now on.
-    else if (!holdsSession(state)) this.#data.close();
+    if (!sessionContinues(from, to)) this.#data.close();
+    if (dataFd !== -1) this.#data.adopt(dataFd);
   }
 
   /** The change to `target` failed with `cause`: reach `recover` or reset, then throw. */
@@ -276,7 +276,7 @@ export class VfioMigration {
     }
     this.#enter(from, state);
     try {
-      this.#takeDataFd(state, dataFd);
+      this.#takeDataFd(from, state, dataFd);
     } catch {
       // Out of sync: the new fd is closed already, and the original failure is the one to report.
     }

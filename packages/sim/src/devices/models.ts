@@ -3,12 +3,14 @@
 
 import type { SimDeviceConfig } from '../config.js';
 import { EduModel } from './edu.js';
+import { MttyModel } from './mtty.js';
 import { NicModel } from './nic.js';
 import type { SimPciModel } from './pci-model.js';
 
 const BUILT_IN: Record<string, (config: SimDeviceConfig) => SimPciModel> = {
   edu: (config) => new EduModel(config),
   nic: (config) => new NicModel(config),
+  mtty: (config) => new MttyModel(config),
 };
 
 /** Create the model a device description asks for. Throws TypeError on a description no driver would accept. */

@@ -3,7 +3,10 @@
 // interrupts) through its bus.
 
 import type { SimDmaFault } from '../iommu/dma-target.js';
+import type { Census } from '../kernel/census.js';
+import type { SimFile } from '../kernel/sim-file.js';
 import type { MemoryBacking } from '../memory/backing.js';
+import type { UserMemory } from '../memory/user-memory.js';
 
 /** A BAR of the device. */
 export interface SimBar {
@@ -69,8 +72,14 @@ export interface SimPciModel {
    */
   readonly config: Uint8Array;
   readonly bars: readonly SimBar[];
-  /** Interrupts: INTx pin present, MSI and MSI-X vector counts. */
-  readonly interrupts: { readonly intx: boolean; readonly msi: number; readonly msix: number };
+  /**
+   * Interrupts: INTx pin present, MSI and MSI-X vector counts, and the VFIO IRQ indexes whose
+   * VFIO_DEVICE_GET_IRQ_INFO the device's driver refuses with EINVAL (mdev drivers answer only
+   * for the interrupts they have: Linux's mtty sample for INTx and MSI alone).
+   */
+  readonly interrupts: {
+    readonly intx: boolean; readonly msi: number; readonly msix: number; readonly infoRefused?: readonly number[];
+  };
   /** Register read of `size` bytes at `offset` of a BAR (through the VFIO region's read). */
   barRead(bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint;
   /** Register write (through the VFIO region's write). */
@@ -84,10 +93,52 @@ export interface SimPciModel {
   configWritten?(offset: number, size: number): void;
   /** Function level reset: back to power-on state. */
   reset(): void;
+  /**
+   * The device has its own VFIO driver's reset, as mdev drivers do (mtty_reset): it reports no
+   * VFIO_DEVICE_FLAGS_RESET and is not reset when opened or closed, yet VFIO_DEVICE_RESET
+   * succeeds and calls `reset` (and the migration driver's reset).
+   */
+  readonly driverReset?: boolean;
   /** Let device time pass (timers, traffic). */
   advance?(ms: number): void;
   /** Connect the model to its bus; called once when the device is created. */
   connect(bus: SimDeviceBus): void;
   /** Migration state, for models that support VFIO migration. */
   readonly migration?: SimMigratableState;
+  /**
+   * The model's own migration driver, for a model that mirrors a real driver's migration
+   * stream and quirks (Linux's mtty sample); without it the generic driver (mlx5-like) is used.
+   */
+  migrationDriver?(context: SimMigrationContext): SimMigrationDriver;
+}
+
+/** What a model's own migration driver gets from the simulated kernel. */
+export interface SimMigrationContext {
+  /** The VFIO_MIGRATION_* flags the device was configured with. */
+  readonly flags: number;
+  /** The caller's address space, for ioctl arguments passed by address. */
+  readonly memory: UserMemory;
+  /** Where data fds are counted ('data_fd'). */
+  readonly census: Census;
+}
+
+/** A VFIO migration v2 driver as vfio_main.c calls it (struct vfio_migration_ops and friends). */
+export interface SimMigrationDriver {
+  /** VFIO_MIGRATION_* flags. */
+  readonly flags: number;
+  /** The current VFIO_DEVICE_STATE_*. */
+  readonly state: number;
+  /**
+   * migration_set_state: walk the arcs to `target` (SimErrno on a refused arc). Returns the
+   * file of the session the walk started, if any; the fd table takes its own reference.
+   */
+  setState(target: number): SimFile | undefined;
+  /** migration_get_data_size: the bytes STOP_COPY would stream now. */
+  dataSize(): bigint;
+  /** The device was opened (open_device). */
+  open(): void;
+  /** The device was closed (close_device). */
+  close(): void;
+  /** The device was reset (VFIO_DEVICE_RESET, or the reset at open). */
+  resetDone(): void;
 }

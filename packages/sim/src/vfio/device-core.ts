@@ -2,6 +2,7 @@
 // first open and disable on last close (vfio_pci_core_enable/disable), the function reset that
 // saves and restores config space, and the interrupt, migration and DMA logging state.
 
+import type { SimMigrationDriver } from '../devices/pci-model.js';
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimKernel } from '../kernel/sim-kernel.js';
 import { fail } from '../kernel/sim-errno.js';
@@ -32,7 +33,7 @@ export class VfioPciCore {
   config: VfioPciConfig | undefined;
   readonly irqs: VfioPciIrqs;
   /** Migration v2, for devices configured with migration flags. */
-  readonly migration: VfioMigration | undefined;
+  readonly migration: SimMigrationDriver | undefined;
   /** Device DMA logging, for devices configured with it. */
   readonly logging: DmaLogging | undefined;
   /** pci_saved_state: config space saved at open, restored at last close. */
@@ -43,8 +44,14 @@ export class VfioPciCore {
     readonly device: SimDevice,
   ) {
     this.irqs = new VfioPciIrqs(device, kernel.fds, kernel.census);
-    this.migration = device.migrationFlags && device.model.migration ? new VfioMigration(this) : undefined;
+    this.migration = device.migrationFlags && device.model.migration ? this.#migrationDriver() : undefined;
     this.logging = device.dmaLogging ? new DmaLogging(device, kernel) : undefined;
+  }
+
+  /** The model's own migration driver, or the generic one. */
+  #migrationDriver(): SimMigrationDriver {
+    const { model, migrationFlags: flags } = this.device;
+    return model.migrationDriver?.({ flags, memory: this.kernel.memory, census: this.kernel.census }) ?? new VfioMigration(this);
   }
 
   get isOpen(): boolean {
@@ -88,7 +95,7 @@ export class VfioPciCore {
     if (model.bars.some((b) => b.type !== 'io' && b.size > 0n)) cmd |= PCI_COMMAND_MEMORY;
     if (model.bars.some((b) => b.type === 'io' && b.size > 0n)) cmd |= PCI_COMMAND_IO;
     this.#setCommand(cmd);
-    this.resetWorks = this.device.resettable;
+    this.resetWorks = this.device.resettable && !model.driverReset;
     if (this.resetWorks) this.functionReset();
     this.#saved = model.config.slice();
     this.config = new VfioPciConfig(model, {

@@ -20,9 +20,9 @@ export interface ResetCaller {
   readonly iommufd: { readonly ctx: IommufdFile } | undefined;
 }
 
-/** VFIO_DEVICE_RESET: a function reset, when one worked at open (EINVAL otherwise). */
+/** VFIO_DEVICE_RESET: a function reset, when one worked at open, or the driver's own reset (EINVAL otherwise). */
 export function deviceReset(core: VfioPciCore): number {
-  if (!core.resetWorks) fail('EINVAL', 'the device has no function reset');
+  if (!core.resetWorks && !core.device.model.driverReset) fail('EINVAL', 'the device has no function reset');
   core.functionReset();
   return 0;
 }

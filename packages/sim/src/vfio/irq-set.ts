@@ -47,6 +47,7 @@ export function getIrqInfo(core: VfioPciCore, user: UserArg): number {
   const info = vfio_irq_info.decode(user.read(0, minsz));
   if (info.argsz < minsz || info.index >= VFIO_PCI_NUM_IRQS) fail('EINVAL', `argsz ${info.argsz} or index ${info.index} out of range`);
   if (info.index === VFIO_PCI_ERR_IRQ_INDEX && !isPcie(core)) fail('EINVAL', 'the error IRQ exists only for PCI Express devices');
+  if (core.device.model.interrupts.infoRefused?.includes(info.index)) fail('EINVAL', `the device's driver has no IRQ index ${info.index}`);
   let flags = VFIO_IRQ_INFO_EVENTFD;
   if (info.index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
   // MSI-X vectors can be added while enabled (dynamic MSI-X, as on x86 with interrupt remapping).

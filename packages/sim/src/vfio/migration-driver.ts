@@ -8,7 +8,7 @@ import {
   VFIO_DEVICE_STATE_RUNNING_P2P as RUNNING_P2P, VFIO_DEVICE_STATE_STOP as STOP, VFIO_DEVICE_STATE_STOP_COPY as
   STOP_COPY,
 } from '@vmmkit/core/uapi';
-import type { SimMigratableState } from '../devices/pci-model.js';
+import type { SimMigratableState, SimMigrationDriver } from '../devices/pci-model.js';
 import type { Census } from '../kernel/census.js';
 import { SimErrno } from '../kernel/sim-errno.js';
 import type { UserMemory } from '../memory/user-memory.js';
@@ -20,7 +20,7 @@ import { MIG_RECORD_HEADER } from './mig-stream.js';
 const key = (from: number, to: number): number => from * 8 + to;
 
 /** The device's migration state and its data transfer sessions. */
-export class VfioMigration implements MigDataOwner {
+export class VfioMigration implements MigDataOwner, SimMigrationDriver {
   state = RUNNING;
   readonly flags: number;
   readonly kind: string;
