@@ -1,6 +1,7 @@
 // Build the simulated machine from its description: IOMMUs, groups, devices, and the /dev and
 // sysfs entries Linux would show for them.
 
+import { ConfigError } from '@vmmkit/core';
 import type { SimHostConfig, SimDeviceConfig } from './config.js';
 import { createModel } from './devices/models.js';
 import { NullFile } from './kernel/attr-file.js';
@@ -16,10 +17,10 @@ import { VfioGroupFile } from './vfio/group-file.js';
 const BDF = /^([0-9a-f]{4}):([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$/;
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** Populate `kernel` with the machine `config` describes. Throws TypeError on a bad description. */
+/** Populate `kernel` with the machine `config` describes. Throws ConfigError on a bad description. */
 export function buildMachine(kernel: SimKernel, config: SimHostConfig): void {
   for (const c of config.iommus ?? [{ id: 'iommu0' }]) {
-    if (kernel.iommus.has(c.id)) throw new TypeError(`SimHost: iommu '${c.id}' is declared twice`);
+    if (kernel.iommus.has(c.id)) throw new ConfigError(`SimHost: iommu '${c.id}' is declared twice`);
     kernel.iommus.set(c.id, new SimIommu(c));
   }
   const firstIommu = kernel.iommus.values().next().value;
@@ -28,10 +29,10 @@ export function buildMachine(kernel: SimKernel, config: SimHostConfig): void {
   let nextCdev = 0;
   for (const c of config.devices ?? []) {
     const name = checkName(c);
-    if (kernel.devices.has(name)) throw new TypeError(`SimHost: device '${name}' is declared twice`);
+    if (kernel.devices.has(name)) throw new ConfigError(`SimHost: device '${name}' is declared twice`);
     const iommu = c.uuid ? undefined : c.iommu === undefined ? firstIommu : kernel.iommus.get(c.iommu);
-    if (!c.uuid && !iommu) throw new TypeError(`SimHost: device '${name}' names unknown iommu '${c.iommu}'`);
-    if (c.uuid && c.iommu) throw new TypeError(`SimHost: mdev '${name}' has no IOMMU of its own; drop iommu: '${c.iommu}'`);
+    if (!c.uuid && !iommu) throw new ConfigError(`SimHost: device '${name}' names unknown iommu '${c.iommu}'`);
+    if (c.uuid && c.iommu) throw new ConfigError(`SimHost: mdev '${name}' has no IOMMU of its own; drop iommu: '${c.iommu}'`);
     let groupId = c.group;
     if (groupId === undefined) {
       while (explicitGroups.has(nextGroup) || kernel.groups.has(nextGroup)) nextGroup++;
@@ -48,10 +49,10 @@ export function buildMachine(kernel: SimKernel, config: SimHostConfig): void {
 
 function checkName(c: SimDeviceConfig): string {
   if ((c.bdf === undefined) === (c.uuid === undefined)) {
-    throw new TypeError('SimHost: a device needs exactly one of bdf (PCI function) or uuid (mdev)');
+    throw new ConfigError('SimHost: a device needs exactly one of bdf (PCI function) or uuid (mdev)');
   }
-  if (c.bdf !== undefined && !BDF.test(c.bdf)) throw new TypeError(`SimHost: bdf '${c.bdf}' is not DDDD:BB:DD.F (lower-case hex)`);
-  if (c.uuid !== undefined && !UUID.test(c.uuid)) throw new TypeError(`SimHost: uuid '${c.uuid}' is not a lower-case UUID`);
+  if (c.bdf !== undefined && !BDF.test(c.bdf)) throw new ConfigError(`SimHost: bdf '${c.bdf}' is not DDDD:BB:DD.F (lower-case hex)`);
+  if (c.uuid !== undefined && !UUID.test(c.uuid)) throw new ConfigError(`SimHost: uuid '${c.uuid}' is not a lower-case UUID`);
   return (c.bdf ?? c.uuid)!;
 }
 

@@ -1,7 +1,9 @@
 // SimHost: the host-kernel port over an in-process model of Linux's VFIO and IOMMUFD uAPI,
 // with test hooks to drive device DMA, inject faults and count what is left behind.
 
-import { ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping } from '@vmmkit/core';
+import {
+  ArgumentError, ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping,
+} from '@vmmkit/core';
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName } from '@vmmkit/core/uapi';
 import type { SimHostConfig } from './config.js';
 import { AttrFile, DirFile } from './kernel/attr-file.js';
@@ -178,7 +180,7 @@ export class SimHost implements HostKernel {
    */
   deviceState(bdf: string): Uint8Array {
     const migration = this.kernel.device(bdf).model.migration;
-    if (!migration) throw new Error(`sim: device ${bdf} has no migratable state`);
+    if (!migration) throw new ArgumentError(`sim: device ${bdf} has no migratable state`);
     return migration.save();
   }
 

@@ -1,6 +1,7 @@
 // Builds a device's PCI configuration space as firmware leaves it (IDs, BARs at assigned
 // addresses, capability chain), and reads the MSI / MSI-X enable bits a model consults.
 
+import { ConfigError } from '@vmmkit/core';
 import type { SimBar } from './pci-model.js';
 import {
   PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_MEM_PREFETCH, PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_BASE_ADDRESS_SPACE_IO,
@@ -87,7 +88,7 @@ function fillPcie(dv: DataView, at: number): void {
 
 function fillMsi(dv: DataView, at: number, vectors: number): void {
   const qmask = Math.log2(vectors);
-  if (!Number.isInteger(qmask) || qmask > 5) throw new RangeError(`MSI supports 1..32 vectors in powers of two, not ${vectors}`);
+  if (!Number.isInteger(qmask) || qmask > 5) throw new ConfigError(`MSI supports 1..32 vectors in powers of two, not ${vectors}`);
   dv.setUint16(at + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT | (qmask << 1), true);
 }
 
@@ -118,7 +119,7 @@ export function firmwareBarBase(bdf: string | undefined, bar: SimBar): bigint {
   const [, , dev = '0', fn = '0'] = (bdf ?? '0000:00:00.0').split(/[:.]/);
   const devfn = (parseInt(dev, 16) << 3) | parseInt(fn, 16);
   if (bar.size > 0x10_0000n || (bar.size & (bar.size - 1n)) !== 0n) {
-    throw new RangeError(`BAR${bar.index} of ${bar.size} bytes does not fit a 1 MiB firmware window`);
+    throw new ConfigError(`BAR${bar.index} of ${bar.size} bytes does not fit a 1 MiB firmware window`);
   }
   return 0x8000_0000n + BigInt(devfn) * 0x80_0000n + BigInt(bar.index) * 0x10_0000n;
 }

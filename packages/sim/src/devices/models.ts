@@ -1,6 +1,7 @@
 // The built-in device models, by name, and the checks a device description must pass before a
 // model is wired to it (what vfio-pci's probe would refuse).
 
+import { ConfigError } from '@vmmkit/core';
 import type { SimDeviceConfig } from '../config.js';
 import { EduModel } from './edu.js';
 import { MttyModel } from './mtty.js';
@@ -20,7 +21,7 @@ export function createModel(config: SimDeviceConfig): SimPciModel {
   else {
     const make = BUILT_IN[config.model];
     if (!make) {
-      throw new TypeError(`SimHost: unknown device model '${config.model}' (built in: ${Object.keys(BUILT_IN).join(', ') || 'none'})`);
+      throw new ConfigError(`SimHost: unknown device model '${config.model}' (built in: ${Object.keys(BUILT_IN).join(', ') || 'none'})`);
     }
     model = make(config);
   }
@@ -34,9 +35,9 @@ function checkMigration(config: SimDeviceConfig, model: SimPciModel): void {
   if (flags.length === 0) return;
   // vfio_pci_core_register_device refuses migration support without STOP_COPY.
   if (!flags.includes('STOP_COPY')) {
-    throw new TypeError(`SimHost: device '${name}': migration flags need STOP_COPY (got ${flags.join(', ')})`);
+    throw new ConfigError(`SimHost: device '${name}': migration flags need STOP_COPY (got ${flags.join(', ')})`);
   }
   if (!model.migration) {
-    throw new TypeError(`SimHost: device '${name}': model '${model.kind}' has no migratable state, so it cannot offer migration`);
+    throw new ConfigError(`SimHost: device '${name}': model '${model.kind}' has no migratable state, so it cannot offer migration`);
   }
 }

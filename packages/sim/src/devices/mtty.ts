@@ -2,6 +2,7 @@
 // simulated device: a PCI serial card with a 16550-like port in an 8-byte I/O BAR, INTx and
 // MSI, and VFIO migration v2 (STOP_COPY, P2P, PRE_COPY) through a driver that mirrors mtty's.
 
+import { ConfigError } from '@vmmkit/core';
 import type { SimDeviceConfig } from '../config.js';
 import { MttyMigration } from './mtty-migration.js';
 import { MttyPort } from './mtty-serial.js';
@@ -39,7 +40,7 @@ export class MttyModel implements SimPciModel, SimMigratableState {
     const flags = config.migration?.flags ?? [];
     if (flags.length && !(flags.length === 3 && MTTY_FLAGS.every((f) => flags.includes(f)))) {
       // mtty_init_dev sets all three; its arcs are those of a device with all three.
-      throw new TypeError(`SimHost: mtty '${config.uuid ?? config.bdf}': migration flags are STOP_COPY, P2P and PRE_COPY or none, got ${flags.join(', ')}`);
+      throw new ConfigError(`SimHost: mtty '${config.uuid ?? config.bdf}': migration flags are STOP_COPY, P2P and PRE_COPY or none, got ${flags.join(', ')}`);
     }
     this.config = mttyConfigSpace();
   }

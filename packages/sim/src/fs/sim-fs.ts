@@ -1,6 +1,7 @@
 // The paths SimHost serves: device nodes under /dev and the sysfs entries VMMs read
 // (iommu_group links, vfio-dev directories), resolved with Linux's symlink rules.
 
+import { InvariantError } from '@vmmkit/core';
 import { fail } from '../kernel/sim-errno.js';
 import type { SimFile } from '../kernel/sim-file.js';
 
@@ -68,7 +69,7 @@ export class SimFs {
     const parts = split(path);
     const name = parts.pop()!;
     const dir = this.#dirAt('/' + parts.join('/'), true);
-    if (dir.children.has(name)) throw new Error(`SimFs: ${path} exists`);
+    if (dir.children.has(name)) throw new InvariantError(`SimFs: ${path} exists`);
     dir.children.set(name, node);
   }
 
@@ -80,7 +81,7 @@ export class SimFs {
         next = { type: 'dir', children: new Map() };
         dir.children.set(part, next);
       }
-      if (!next || next.type !== 'dir') throw new Error(`SimFs: ${path} is not a directory`);
+      if (!next || next.type !== 'dir') throw new InvariantError(`SimFs: ${path} is not a directory`);
       dir = next;
     }
     return dir;

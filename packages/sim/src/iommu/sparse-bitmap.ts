@@ -1,6 +1,8 @@
 // A bitmap over a huge index space that only stores the chunks in use: IOPTE dirty bits of an
 // IO page table (per IO page), a device's DMA log. Ranges are set and read a word at a time.
 
+import { InvariantError } from '@vmmkit/core';
+
 const CHUNK_BITS = 1 << 18; // 32 KiB of bits: 1 GiB of IOVA at 4 KiB pages
 const WORDS = CHUNK_BITS / 32;
 
@@ -152,7 +154,7 @@ export function setUserBits(spans: readonly Uint8Array[], bit: number, count: nu
       spanIndex++;
     }
     const view = spans[spanIndex];
-    if (!view) throw new RangeError('dirty bit beyond the user bitmap');
+    if (!view) throw new InvariantError('dirty bit beyond the user bitmap');
     const b = i & 7;
     if (b === 0 && end - i >= 8) {
       // Whole bytes: fill the run inside this span at once.

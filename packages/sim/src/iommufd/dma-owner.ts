@@ -3,6 +3,7 @@
 // DMA API; a VFIO container claims a whole group; iommufd claims per device, sharing the group
 // between devices bound to the same context.
 
+import { InvariantError } from '@vmmkit/core';
 import { fail } from '../kernel/sim-errno.js';
 import { SimGroup } from '../kernel/sim-group.js';
 
@@ -41,6 +42,6 @@ export function claimDevice(group: object, owner: unknown): void {
 /** Undo one claim. */
 export function releaseDmaOwner(group: object): void {
   const current = owners.get(group);
-  if (!current) throw new Error('sim: DMA ownership released twice');
+  if (!current) throw new InvariantError('sim: DMA ownership released twice');
   if (--current.count === 0) owners.delete(group);
 }

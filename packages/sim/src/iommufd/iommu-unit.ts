@@ -1,6 +1,7 @@
 // The IOMMU driver side iommufd and type1 talk to (struct iommu_ops and a device's iommu caps):
 // the machine's IOMMU units (an Intel VT-d-like driver) and the selftest's mock IOMMU implement it.
 
+import { InvariantError } from '@vmmkit/core';
 import {
   IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_FAULT_ID_VALID,
 } from '@vmmkit/core/uapi';
@@ -86,7 +87,7 @@ export function machineUnit(iommu: SimIommu): IommuUnit {
 
 /** The IOMMU-layer view of a PCI device behind a machine IOMMU. */
 export function machineClient(device: SimDevice): IommuClient {
-  if (!device.iommu) throw new Error(`sim: ${device.name} has no IOMMU (an mdev binds as an iommufd access)`);
+  if (!device.iommu) throw new InvariantError(`sim: ${device.name} has no IOMMU (an mdev binds as an iommufd access)`);
   let client = clients.get(device);
   if (!client) {
     client = {

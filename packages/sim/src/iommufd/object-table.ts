@@ -2,6 +2,7 @@
 // ids from 1, lowest free first, reserved at allocation and visible once finalized
 // (drivers/iommu/iommufd/main.c).
 
+import { InvariantError } from '@vmmkit/core';
 import { fail } from '../kernel/sim-errno.js';
 
 /** iommufd object types (enum iommufd_object_type) that SimHost models. */
@@ -41,14 +42,14 @@ export class ObjectTable {
 
   /** Make a reserved id refer to `object` (iommufd_object_finalize). */
   finalize(id: number, object: IommufdObject): void {
-    if (this.#slots.get(id) !== RESERVED) throw new Error(`sim iommufd: id ${id} was not reserved`);
+    if (this.#slots.get(id) !== RESERVED) throw new InvariantError(`sim iommufd: id ${id} was not reserved`);
     object.id = id;
     this.#slots.set(id, object);
   }
 
   /** Give back a reserved id that was never finalized (iommufd_object_abort). */
   abort(id: number): void {
-    if (this.#slots.get(id) !== RESERVED) throw new Error(`sim iommufd: id ${id} was not reserved`);
+    if (this.#slots.get(id) !== RESERVED) throw new InvariantError(`sim iommufd: id ${id} was not reserved`);
     this.#free(id);
   }
 
@@ -81,7 +82,7 @@ export class ObjectTable {
 
   /** Remove and destroy an object whatever holds it (the kernel's own destroy paths). */
   destroy(object: IommufdObject): void {
-    if (this.#slots.get(object.id) !== object) throw new Error(`sim iommufd: ${object.type} ${object.id} is not in the table`);
+    if (this.#slots.get(object.id) !== object) throw new InvariantError(`sim iommufd: ${object.type} ${object.id} is not in the table`);
     this.#free(object.id);
     object.destroyNow();
   }
@@ -110,7 +111,7 @@ export class ObjectTable {
         this.destroy(object);
         destroyed++;
       }
-      if (!destroyed) throw new Error(`sim iommufd: release cannot progress: ${this.objects().map((o) => `${o.type} ${o.id}`).join(', ')}`);
+      if (!destroyed) throw new InvariantError(`sim iommufd: release cannot progress: ${this.objects().map((o) => `${o.type} ${o.id}`).join(', ')}`);
     }
   }
 

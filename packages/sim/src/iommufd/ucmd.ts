@@ -1,6 +1,7 @@
 // An iommufd ioctl's command buffer (struct iommufd_ucmd): the extensible-struct rules of
 // iommufd_fops_ioctl and copy_struct_from_user, and iommufd_ucmd_respond (drivers/iommu/iommufd/main.c).
 
+import { InvariantError } from '@vmmkit/core';
 import type { StructMembers, StructType, StructValue, StructInput } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
@@ -65,6 +66,6 @@ export interface IommufdOp<C> {
 /** offsetofend(struct, member). */
 export function offsetofend(struct: StructType<any>, member: string): number {
   const m = (struct.members as Record<string, { offset: number; size: number }>)[member];
-  if (!m) throw new TypeError(`${struct.cType} has no member ${member}`);
+  if (!m) throw new InvariantError(`${struct.cType} has no member ${member}`);
   return m.offset + m.size;
 }

@@ -1,6 +1,7 @@
 // A dirty bitmap in user memory as the kernel writes it: pinned byte views (iova_bitmap's pinned
 // pages, copy_to_user of type1's bitmaps), little-endian bit order, any byte alignment.
 
+import { InvariantError } from '@vmmkit/core';
 import { setUserBits } from '../iommu/sparse-bitmap.js';
 import type { UserMemory } from '../memory/user-memory.js';
 
@@ -63,6 +64,6 @@ export class UserBitmap {
       if (byte < base + v.byteLength) return [v, byte - base];
       base += v.byteLength;
     }
-    throw new RangeError('sim: bit beyond the pinned user bitmap');
+    throw new InvariantError('sim: bit beyond the pinned user bitmap');
   }
 }

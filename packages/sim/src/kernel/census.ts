@@ -1,5 +1,7 @@
 // The census of live kernel objects, by kind: what a test checks to prove nothing leaked.
 
+import { InvariantError } from '@vmmkit/core';
+
 /** Kinds of kernel object the simulated host counts. */
 export type ObjectKind =
   | 'ioas' | 'hwpt' | 'device_bind' | 'access' | 'selftest' | 'container' | 'group_attach' | 'data_fd'
@@ -15,7 +17,7 @@ export class Census {
 
   remove(kind: ObjectKind, n = 1): void {
     const left = (this.#counts.get(kind) ?? 0) - n;
-    if (left < 0) throw new Error(`sim census: more ${kind} released than created`);
+    if (left < 0) throw new InvariantError(`sim census: more ${kind} released than created`);
     this.#counts.set(kind, left);
   }
 

@@ -2,7 +2,7 @@
 // open, ...) with a chosen errno, before it changes anything; and a count of the calls made,
 // so that a test can fail the 1st, 2nd, ... Nth call of a step without listing them.
 
-import { errnoNumber, type ErrnoCode } from '@vmmkit/core';
+import { ArgumentError, errnoNumber, type ErrnoCode } from '@vmmkit/core';
 import { type FdKind } from '@vmmkit/core/uapi';
 
 /** The system calls of the host-kernel port that faults can be injected into. */
@@ -50,7 +50,7 @@ export class FaultInjector {
   arm(fault: SimFault): void {
     errnoNumber(fault.errno); // refuse a misspelt errno now, not when it fires
     const nth = fault.nth ?? 1;
-    if (!Number.isInteger(nth) || nth < 1) throw new RangeError(`injectFault: nth must be a positive integer, got ${nth}`);
+    if (!Number.isInteger(nth) || nth < 1) throw new ArgumentError(`injectFault: nth must be a positive integer, got ${nth}`);
     this.#armed.push({ fault, remaining: nth });
   }
 

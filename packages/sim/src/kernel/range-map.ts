@@ -1,6 +1,8 @@
 // Non-overlapping address intervals [start, last] (inclusive, as the kernel's interval trees),
 // kept sorted: IOAS areas, type1 DMA mappings, user mappings.
 
+import { InvariantError } from '@vmmkit/core';
+
 /** One interval and what it holds. */
 export interface Range<T> {
   readonly start: bigint;
@@ -19,10 +21,10 @@ export class RangeMap<T> implements Iterable<Range<T>> {
 
   /** Add an interval; throws if it overlaps one already present (callers decide the errno first). */
   insert(start: bigint, last: bigint, value: T): Range<T> {
-    if (last < start) throw new RangeError(`empty interval [0x${start.toString(16)}, 0x${last.toString(16)}]`);
+    if (last < start) throw new InvariantError(`empty interval [0x${start.toString(16)}, 0x${last.toString(16)}]`);
     const i = this.#firstEndingAtOrAfter(start);
     if (i < this.#items.length && this.#items[i]!.start <= last) {
-      throw new RangeError(`interval [0x${start.toString(16)}, 0x${last.toString(16)}] overlaps an existing one`);
+      throw new InvariantError(`interval [0x${start.toString(16)}, 0x${last.toString(16)}] overlaps an existing one`);
     }
     const range = { start, last, value };
     this.#items.splice(i, 0, range);
@@ -32,7 +34,7 @@ export class RangeMap<T> implements Iterable<Range<T>> {
   /** Remove an interval previously returned by insert or a lookup. */
   delete(range: Range<T>): void {
     const i = this.#firstEndingAtOrAfter(range.start);
-    if (this.#items[i] !== range) throw new Error('RangeMap.delete: interval not present');
+    if (this.#items[i] !== range) throw new InvariantError('RangeMap.delete: interval not present');
     this.#items.splice(i, 1);
   }
 

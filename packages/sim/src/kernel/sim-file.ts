@@ -2,6 +2,7 @@
 // refcounted like the kernel's: an fd holds one reference, and so does every kernel object
 // that keeps the file alive (a group holds its container, a bound device holds its iommufd).
 
+import { InvariantError } from '@vmmkit/core';
 import type { FdKind } from '@vmmkit/core/uapi';
 import type { MemoryBacking } from '../memory/backing.js';
 import { fail } from './sim-errno.js';
@@ -25,7 +26,7 @@ export abstract class SimFile {
 
   /** Take a reference (an fd, or a kernel object keeping this file alive). */
   ref(): this {
-    if (this.#released) throw new Error(`sim: reference taken on a released ${this.constructor.name}`);
+    if (this.#released) throw new InvariantError(`sim: reference taken on a released ${this.constructor.name}`);
     this.#refs++;
     return this;
   }
@@ -40,7 +41,7 @@ export abstract class SimFile {
 
   /** Release a file no fd or object ever held (its fd install failed, say). */
   discard(): void {
-    if (this.#refs !== 0 || this.#released) throw new Error(`sim: discarding a ${this.constructor.name} that is in use`);
+    if (this.#refs !== 0 || this.#released) throw new InvariantError(`sim: discarding a ${this.constructor.name} that is in use`);
     this.#released = true;
     this.release();
   }

@@ -1,6 +1,7 @@
 // An IOMMU hardware unit of the simulated machine: its capabilities as GET_HW_INFO and the IO
 // page tables it builds report them.
 
+import { ConfigError } from '@vmmkit/core';
 import type { SimIommuConfig } from '../config.js';
 
 const X86_MSI_WINDOW = { start: 0xfee0_0000n, last: 0xfeef_ffffn };
@@ -21,10 +22,10 @@ export class SimIommu {
     this.dirtyTracking = config.dirtyTracking ?? false;
     this.awBits = config.awBits ?? 48;
     if (!Number.isInteger(this.awBits) || this.awBits < 12 || this.awBits > 64) {
-      throw new RangeError(`SimHost: iommu '${this.id}' awBits must be 12..64, got ${config.awBits}`);
+      throw new ConfigError(`SimHost: iommu '${this.id}' awBits must be 12..64, got ${config.awBits}`);
     }
     this.pageSizes = config.pageSizes ?? 0x4020_1000n;
-    if (this.pageSizes <= 0n) throw new RangeError(`SimHost: iommu '${this.id}' has no page size`);
+    if (this.pageSizes <= 0n) throw new ConfigError(`SimHost: iommu '${this.id}' has no page size`);
     this.reservedRegions = config.reservedRegions ?? [X86_MSI_WINDOW];
     this.aperture = { start: 0n, last: (1n << BigInt(this.awBits)) - 1n };
   }

@@ -1,6 +1,7 @@
 // The simulated kernel's global state: the fd table, the address space, the machine's IOMMUs,
 // groups and devices, virtual time, the census and armed faults.
 
+import { ArgumentError } from '@vmmkit/core';
 import type { SimFeatures } from '../config.js';
 import { SimFs } from '../fs/sim-fs.js';
 import { UserMemory } from '../memory/user-memory.js';
@@ -42,7 +43,7 @@ export class SimKernel {
 
   /** Let `ms` of virtual time pass for every device. */
   advance(ms: number): void {
-    if (!(ms >= 0)) throw new RangeError(`advance: ms must be >= 0, got ${ms}`);
+    if (!(ms >= 0)) throw new ArgumentError(`advance: ms must be >= 0, got ${ms}`);
     this.#now += ms;
     for (const device of this.devices.values()) device.model.advance?.(ms);
   }
@@ -50,7 +51,7 @@ export class SimKernel {
   /** A device by BDF or UUID; throws a TypeError naming the unknown one (test hooks). */
   device(name: string): SimDevice {
     const device = this.devices.get(name) ?? this.devices.get(`0000:${name}`);
-    if (!device) throw new TypeError(`SimHost: no device '${name}' (have: ${[...this.devices.keys()].join(', ') || 'none'})`);
+    if (!device) throw new ArgumentError(`SimHost: no device '${name}' (have: ${[...this.devices.keys()].join(', ') || 'none'})`);
     return device;
   }
 }

@@ -1,7 +1,7 @@
 // Memory behind a simulated mapping: one buffer up to 4 GiB, lazily allocated chunks beyond
 // (so a 1 TiB MAP_NORESERVE guest costs nothing until written).
 
-import { MAX_VIEW_LENGTH } from '@vmmkit/core';
+import { ArgumentError, MAX_VIEW_LENGTH } from '@vmmkit/core';
 
 /** Bytes that user mappings, IO page tables and devices can point into. */
 export interface MemoryBacking {
@@ -16,7 +16,7 @@ export interface MemoryBacking {
 
 function checkSpan(backing: MemoryBacking, offset: number, length: number): void {
   if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length < 0 || offset + length > backing.length) {
-    throw new RangeError(`span [${offset}, +${length}) is outside ${backing.length} bytes of memory`);
+    throw new ArgumentError(`span [${offset}, +${length}) is outside ${backing.length} bytes of memory`);
   }
 }
 
@@ -25,7 +25,7 @@ export class DenseBacking implements MemoryBacking {
   readonly #bytes: Uint8Array;
 
   constructor(readonly length: number) {
-    if (length > MAX_VIEW_LENGTH) throw new RangeError(`dense backing of ${length} bytes exceeds 4 GiB`);
+    if (length > MAX_VIEW_LENGTH) throw new ArgumentError(`dense backing of ${length} bytes exceeds 4 GiB`);
     this.#bytes = new Uint8Array(length);
   }
 
@@ -81,7 +81,7 @@ export class ChunkedBacking implements MemoryBacking {
     const index = Math.floor(offset / ChunkedBacking.CHUNK);
     const start = offset - index * ChunkedBacking.CHUNK;
     if (start + length > ChunkedBacking.CHUNK) {
-      throw new RangeError(
+      throw new ArgumentError(
         `sim: a view of [${offset}, +${length}) crosses a 1 GiB backing chunk of a mapping larger than 4 GiB; take smaller windows`,
       );
     }

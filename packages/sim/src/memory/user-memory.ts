@@ -2,7 +2,7 @@
 // (user_va, data_uptr, bitmaps) refer to. Kernel code resolves user addresses here, failing
 // with EFAULT exactly where copy_from_user / pin_user_pages would.
 
-import { type HostMapping } from '@vmmkit/core';
+import { ArgumentError, type HostMapping } from '@vmmkit/core';
 import { PROT_READ, PROT_WRITE } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import { RangeMap } from '../kernel/range-map.js';
@@ -69,12 +69,12 @@ export class UserMemory {
     this.census.add('mapping');
     let mapped = true;
     const assertMapped = (): void => {
-      if (!mapped) throw new RangeError(`mapping at 0x${addr.toString(16)} was unmapped`);
+      if (!mapped) throw new ArgumentError(`mapping at 0x${addr.toString(16)} was unmapped`);
     };
     const view = (offset: number, n: number): Uint8Array => {
       assertMapped();
       if (!Number.isInteger(offset) || !Number.isInteger(n) || offset < 0 || n < 0 || offset + n > length) {
-        throw new RangeError(`view [${offset}, +${n}) is outside a mapping of ${length} bytes`);
+        throw new ArgumentError(`view [${offset}, +${n}) is outside a mapping of ${length} bytes`);
       }
       return backing.view(backingOffset + offset, n);
     };
@@ -85,7 +85,7 @@ export class UserMemory {
       get bytes() {
         assertMapped();
         if (!bytes) {
-          if (length > 2 ** 32) throw new RangeError(`a view of ${length} bytes exceeds the 4 GiB typed-array limit; take windows with view()`);
+          if (length > 2 ** 32) throw new ArgumentError(`a view of ${length} bytes exceeds the 4 GiB typed-array limit; take windows with view()`);
           bytes = view(0, length);
         }
         return bytes;

@@ -2,6 +2,7 @@
 // cdev_device_open_cnt, struct vfio_device's open_count: drivers/vfio/{group.c,vfio_main.c}).
 // The group file and the cdev bind path both consult it for their mutual exclusion.
 
+import { InvariantError } from '@vmmkit/core';
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimGroup } from '../kernel/sim-group.js';
 
@@ -37,7 +38,7 @@ export function deviceOpened(device: SimDevice): number {
 /** Count a close; returns the new count (0 is the last close). */
 export function deviceClosed(device: SimDevice): number {
   const n = openCount(device) - 1;
-  if (n < 0) throw new Error(`sim: ${device.name} closed more often than opened`);
+  if (n < 0) throw new InvariantError(`sim: ${device.name} closed more often than opened`);
   openCounts.set(device, n);
   return n;
 }

@@ -2,6 +2,7 @@
 // device state, the arcs of the state machine stepped one at a time (vfio_mig_get_next_state),
 // the data fds of the saving and resuming sessions, and reset handling.
 
+import { InvariantError } from '@vmmkit/core';
 import {
   VFIO_DEVICE_STATE_ERROR as ERROR, VFIO_DEVICE_STATE_PRE_COPY as PRE_COPY, VFIO_DEVICE_STATE_PRE_COPY_P2P as
   PRE_COPY_P2P, VFIO_DEVICE_STATE_RESUMING as RESUMING, VFIO_DEVICE_STATE_RUNNING as RUNNING,
@@ -70,7 +71,7 @@ export class VfioMigration implements MigDataOwner, SimMigrationDriver {
     while (this.state !== target) {
       const next = migNextState(this.flags, this.state, target);
       const arc = this.#arcs.get(key(this.state, next));
-      if (!arc) throw new Error(`sim: no arc ${MIG_STATE_NAMES[this.state]} -> ${MIG_STATE_NAMES[next]}`);
+      if (!arc) throw new InvariantError(`sim: no arc ${MIG_STATE_NAMES[this.state]} -> ${MIG_STATE_NAMES[next]}`);
       file = arc();
       this.state = next;
     }

@@ -1,6 +1,7 @@
 // mmap of a device fd (vfio_pci_core_mmap): shared mappings of BAR areas that allow it. The
 // mapping keeps the file referenced, as a vma does, until it is unmapped.
 
+import { InvariantError } from '@vmmkit/core';
 import { MAP_SHARED, VFIO_PCI_ROM_REGION_INDEX } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { FileMapping, SimFile } from '../kernel/sim-file.js';
@@ -29,7 +30,7 @@ export function regionMmap(file: SimFile, core: VfioPciCore, length: number, fla
   const inArea = bar.mmapAreas!.some((a) => start >= a.offset && end <= a.offset + ((a.size + PAGE - 1n) / PAGE) * PAGE);
   if (!inArea) fail('EINVAL', `[0x${start.toString(16)}, 0x${end.toString(16)}) of BAR${index} is outside its mmap areas`);
   const backing = model.barMemory?.(index);
-  if (!backing) throw new Error(`sim: model '${model.kind}' has mmap areas on BAR${index} but no barMemory`);
+  if (!backing) throw new InvariantError(`sim: model '${model.kind}' has mmap areas on BAR${index} but no barMemory`);
   file.ref();
   return { backing, offset: Number(start), onUnmap: () => file.unref() };
 }
