@@ -79,7 +79,7 @@ export class MsixTable {
     return out;
   }
 
-  /** Restore what `save` returned. @throws RangeError when it is not a table of this size. */
+  /** Restore what `save` returned. @throws ArgumentError when it is not a table of this size. */
   load(state: Uint8Array): void {
     if (state.byteLength !== this.#table.byteLength + this.#pba.byteLength) {
       throw new ArgumentError(`MSI-X state of ${state.byteLength} bytes does not fit ${this.cap.vectors} vectors`);

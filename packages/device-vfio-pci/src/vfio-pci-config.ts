@@ -128,7 +128,7 @@ export class VfioPciConfig {
    * Restore a snapshot on a migration destination, as QEMU's vfio_pci_load_config does: the
    * emulated bytes, the command register on the device (vfio-pci cleared Bus Master Enable at
    * open), then the MSI and MSI-X enables, which set up their interrupts through the hooks.
-   * @throws RangeError when the snapshot is not of this config space's size.
+   * @throws ArgumentError when the snapshot is not of this config space's size.
    */
   restore(saved: Uint8Array): void {
     if (saved.byteLength !== this.size) throw new ArgumentError(`config space of ${saved.byteLength} bytes, the device has ${this.size}`);

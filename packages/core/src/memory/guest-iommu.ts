@@ -45,7 +45,7 @@ export class GuestIommu implements IommuMemoryRegion {
   /**
    * The guest maps [iova, iova + size) to guest memory at `gpa`. Every notifier maps it too;
    * if one fails, those already told unmap it again and the error propagates.
-   * @throws RangeError for an unaligned, out-of-range or overlapping mapping.
+   * @throws ArgumentError for an unaligned, out-of-range or overlapping mapping.
    */
   async map(iova: bigint, size: bigint, gpa: bigint, readonly = false): Promise<void> {
     this.#checkRange(iova, size);
@@ -70,7 +70,7 @@ export class GuestIommu implements IommuMemoryRegion {
   /**
    * The guest unmaps every mapping inside [iova, iova + size) (an invalidation). Notifiers are
    * told for each, with where it translated to; all are told even if one fails.
-   * @throws RangeError when a mapping straddles the range's edge.
+   * @throws ArgumentError when a mapping straddles the range's edge.
    */
   async unmap(iova: bigint, size: bigint): Promise<void> {
     this.#checkRange(iova, size);
@@ -126,7 +126,7 @@ export class GuestIommu implements IommuMemoryRegion {
 
   /**
    * Map what `save` returned (on a migration destination, into an IOMMU with no mappings yet).
-   * @throws RangeError for a state that is not whole mappings, or mappings this IOMMU refuses.
+   * @throws ArgumentError for a state that is not whole mappings, or mappings this IOMMU refuses.
    */
   async load(state: Uint8Array): Promise<void> {
     if (state.byteLength % 32) throw new ArgumentError(`${this.name}: guest IOMMU state of ${state.byteLength} bytes is not whole mappings`);

@@ -154,7 +154,7 @@ export class PageDigest {
 
   /**
    * Write the digest of each 4096-byte page of `pages` to `out[at]`, `out[at + 1]`, ...
-   * @throws RangeError when `pages` is not a whole number of pages or `out` is too short.
+   * @throws ArgumentError when `pages` is not a whole number of pages or `out` is too short.
    */
   compute(pages: Uint8Array, out: Uint32Array, at = 0): void {
     const count = pages.byteLength / DIGEST_PAGE_SIZE;

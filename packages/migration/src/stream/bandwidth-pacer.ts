@@ -11,7 +11,7 @@ const CREDIT_MS = 20;
 export class BandwidthPacer {
   #due: number | undefined;
 
-  /** @throws RangeError unless `bytesPerSecond` is a positive finite number. */
+  /** @throws ConfigError (maxBandwidth) unless `bytesPerSecond` is a positive finite number. */
   constructor(readonly bytesPerSecond: number) {
     if (!(bytesPerSecond > 0 && Number.isFinite(bytesPerSecond))) throw new ConfigError(`maxBandwidth must be a positive number of bytes per second, got ${bytesPerSecond}`, 'maxBandwidth', String(bytesPerSecond));
   }

@@ -14,7 +14,7 @@ const BUILT_IN: Record<string, (config: SimDeviceConfig) => SimPciModel> = {
   mtty: (config) => new MttyModel(config),
 };
 
-/** Create the model a device description asks for. Throws TypeError on a description no driver would accept. */
+/** Create the model a device description asks for. Throws ConfigError on a description no driver would accept. */
 export function createModel(config: SimDeviceConfig): SimPciModel {
   let model: SimPciModel;
   if (typeof config.model === 'function') model = config.model(config);
