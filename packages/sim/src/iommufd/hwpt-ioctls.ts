@@ -42,7 +42,9 @@ function nestedAlloc(parent: Hwpt, flags: number, dataLen: number): never {
 export function hwptAlloc(ctx: IommufdFile, ucmd: UcmdOf<typeof iommu_hwpt_alloc>): number {
   if (ucmd.get('__reserved')) fail('EOPNOTSUPP', '__reserved must be 0');
   const dataLen = ucmd.get('data_len');
+  // Checked before any lookup: a data_type needs data, and data needs a data_type.
   if (ucmd.get('data_type') === IOMMU_HWPT_DATA_NONE && dataLen) fail('EINVAL', 'data_len without a data_type');
+  if (ucmd.get('data_type') !== IOMMU_HWPT_DATA_NONE && !dataLen) fail('EINVAL', `data_type ${ucmd.get('data_type')} without data_len`);
   const idev = ctx.objects.get<Idev>(ucmd.get('dev_id'), 'device');
   const pt = ctx.objects.find(ucmd.get('pt_id'));
   if (!pt) return fail('EINVAL', `no object ${ucmd.get('pt_id')}`);
