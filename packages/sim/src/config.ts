@@ -1,6 +1,7 @@
 // The machine description SimHost is built from.
 
 import type { SimPciModel } from './devices/pci-model.js';
+import type { SimKernelVersion } from './kernel/linux-series.js';
 
 /** An IOMMU hardware unit. Devices behind different units never share an IO page table. */
 export interface SimIommuConfig {
@@ -68,4 +69,11 @@ export interface SimHostConfig {
    * dirty tracking reports whole huge IOPTEs, as on a THP host. Default false: 4 KiB IOPTEs.
    */
   readonly transparentHugePages?: boolean;
+
+  // ---- which Linux -----------------------------------------------------------------------------
+  /**
+   * The Linux series to model where they differ: '6.12' (the default: the long-term kernel most
+   * VFIO hosts run) or '7.2' (the kernel tier's). kernel/linux-series.ts lists every difference.
+   */
+  readonly kernel?: SimKernelVersion;
 }

@@ -4,6 +4,7 @@
 import type { StructMembers, StructType, StructValue, StructInput } from '@vmmkit/core';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
+import type { UserMemory } from '../memory/user-memory.js';
 
 /** The command as the kernel holds it: a zero-extended copy of the user's struct. */
 export class Ucmd<D extends StructMembers> {
@@ -67,4 +68,19 @@ export function offsetofend(struct: StructType<any>, member: string): number {
   const m = (struct.members as Record<string, { offset: number; size: number }>)[member];
   if (!m) throw new TypeError(`${struct.cType} has no member ${member}`);
   return m.offset + m.size;
+}
+
+/**
+ * iommu_copy_struct_from_user of driver data: EINVAL below offsetofend(min member), then
+ * copy_struct_from_user's rules (E2BIG for non-zero bytes past the kernel's struct, EFAULT,
+ * zero-extension of a shorter one). Returns the kernel's copy, `struct.size` bytes.
+ */
+export function readStructFromUser(memory: UserMemory, uptr: bigint, len: number, struct: StructType<any>, minMember: string): Uint8Array {
+  if (len < offsetofend(struct, minMember)) fail('EINVAL', `${len} bytes of ${struct.cType} are too few`);
+  if (len > struct.size && memory.read(uptr + BigInt(struct.size), len - struct.size).some((b) => b !== 0)) {
+    fail('E2BIG', `non-zero bytes past the ${struct.size} bytes of ${struct.cType}`);
+  }
+  const out = new Uint8Array(struct.size);
+  out.set(memory.read(uptr, Math.min(len, struct.size)));
+  return out;
 }
