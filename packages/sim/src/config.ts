@@ -38,6 +38,12 @@ export interface SimDeviceConfig {
     readonly flags: readonly SimMigrationFlag[];
     /** Device DMA logging (device dirty tracking). */
     readonly dmaLogging?: boolean;
+    /**
+     * What RESUMING -> STOP leaves when the data written does not load: 'error' (the ERROR state,
+     * the session ended, as mlx5 does; the default) or 'resuming' (still RESUMING with the data
+     * so far, as the mtty sample does). The uAPI allows both.
+     */
+    readonly resumeFailure?: 'error' | 'resuming';
   };
   /** Whether the device supports function level reset (VFIO_DEVICE_FLAGS_RESET). Default true. */
   readonly resettable?: boolean;

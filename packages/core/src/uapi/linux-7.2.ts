@@ -2,7 +2,7 @@
 // <linux/vfio.h>, iommufd_test.h): new constants, and the structs whose 7.2 layout grew. The 6.12
 // layouts keep the plain names; the ABI test checks each series' facts against its own layouts.
 
-import { defineStruct, u32, u64, u8, array, union } from './struct.js';
+import { defineStruct, s32, u32, u64, u8, array, union } from './struct.js';
 
 /** enum iommufd_hwpt_alloc_flags: a HWPT any PASID of the device may attach to. */
 export const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
@@ -32,7 +32,7 @@ export const VFIO_DEVICE_ATTACH_PASID = 1 << 0;
 export const VFIO_DEVICE_DETACH_PASID = 1 << 0;
 
 export const vfio_device_bind_iommufd_7_2 = defineStruct('vfio_device_bind_iommufd', {
-  argsz: u32, flags: u32, iommufd: u32, out_devid: u32, token_uuid_ptr: u64,
+  argsz: u32, flags: u32, iommufd: s32, out_devid: u32, token_uuid_ptr: u64,
 });
 export const vfio_device_attach_iommufd_pt_7_2 = defineStruct('vfio_device_attach_iommufd_pt', {
   argsz: u32, flags: u32, pt_id: u32, pasid: u32,
