@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# guest/run-suites.sh: inside the kernel-tier guest, make the devices the host-generic suites need
-# and run them on LinuxHost with vitest; the JSON report goes back to the host for the verdict.
+# guest/run-suites.sh [FILE...]: inside the kernel-tier guest, make the devices the host-generic
+# suites need and run them on LinuxHost with vitest (all of them, or the FILEs given, as by hand:
+# boot-guest.sh 'bash tools/kernel-tier/guest/run-suites.sh packages/sim/test/x.host.test.ts');
+# the JSON report goes back to the host for the verdict.
 set -euo pipefail
 
 say() { echo "[guest] $*"; }
@@ -21,7 +23,7 @@ main() {
   create_mtty_mdev
   # The tier config runs files one at a time: they share the guest's devices. The output goes
   # through cat because ttyS1 is a terminal, and vitest would redraw a live summary on it.
-  node node_modules/vitest/vitest.mjs run --config vitest.kernel.config.ts \
+  node node_modules/vitest/vitest.mjs run --config vitest.kernel.config.ts "$@" \
     --reporter=default --reporter=json --outputFile.json="$VMMKIT_TIER_RESULTS/report.json" | cat
 }
 
