@@ -29,7 +29,7 @@ interface Theme {
 
 /** The themes sequences are drawn from. */
 export const THEMES: readonly Theme[] = [
-  { name: 'iommufd', weight: 30, families: { iommufd: 6, selftest: 4 }, prelude: [['iommufd.open'], ['ioas.alloc']] },
+  { name: 'iommufd', weight: 30, families: { iommufd: 6, selftest: 4 }, prelude: [['iommufd.open'], ['ioas.alloc'], ['mock.domain']] },
   {
     name: 'mock-dirty', weight: 20, families: { iommufd: 5, selftest: 5 },
     prelude: [
@@ -37,9 +37,22 @@ export const THEMES: readonly Theme[] = [
       ['hwpt.alloc', { flags: 2, dataType: 0, dataLen: 0, pt: { step: 1, field: 'out_ioas_id' } }], ['dirty.set', { flags: 1 }],
     ],
   },
-  { name: 'type1', weight: 20, families: { type1: 8, iommufd: 1, cdev: 1 }, prelude: [['container.open'], ['group.open', { dev: 0 }]] },
-  { name: 'compat', weight: 8, families: { type1: 6, iommufd: 4 }, prelude: [['iommufd.open'], ['group.open', { dev: 0 }], ['ioas.alloc']] },
-  { name: 'cdev', weight: 14, families: { cdev: 5, iommufd: 4, type1: 1 }, prelude: [['iommufd.open'], ['cdev.open', { dev: 0 }], ['ioas.alloc']] },
+  {
+    name: 'type1', weight: 20, families: { type1: 8, iommufd: 1, cdev: 1 },
+    prelude: [['container.open'], ['group.open', { dev: 0 }], ['group.set_container'], ['container.set_iommu', { type: 3 }]],
+  },
+  {
+    // iommufd's VFIO compat container: a group set to an iommufd, type1 on the iommufd fd.
+    name: 'compat', weight: 8, families: { type1: 6, iommufd: 4 },
+    prelude: [
+      ['iommufd.open'], ['group.open', { dev: 0 }], ['group.set_container', { container: { step: 0, field: 'fd' } }],
+      ['container.set_iommu', { container: { step: 0, field: 'fd' }, type: 3 }],
+    ],
+  },
+  {
+    name: 'cdev', weight: 14, families: { cdev: 5, iommufd: 4, type1: 1 },
+    prelude: [['iommufd.open'], ['cdev.open', { dev: 0 }], ['cdev.bind', { argsz: 16, flags: 0 }], ['ioas.alloc'], ['cdev.attach', { pt: { step: 3, field: 'out_ioas_id' } }]],
+  },
   {
     // Linux 7.2's mtty keeps its migration state when its fd is closed, and RESUMING -> STOP after a
     // reopen dereferences the resuming file it dropped (an Oops): device fds stay open to the end,
@@ -65,14 +78,21 @@ export function generate(seed: number, options: GenerateOptions = {}): Sequence 
   const theme = rng.weighted(themes.map((t) => [t, t.weight] as const));
   const g = new Gen(rng, theme.keepOpen);
   const steps: Step[] = [];
-  const add = (spec: OpSpec, override: Record<string, unknown> = {}): void => {
+  const add = (spec: OpSpec, override?: Record<string, unknown>): void => {
+    g.beginStep();
+    if (override) g.clean = true; // a prelude sets things up: well formed
     const step: Step = { id: steps.length, op: spec.name, a: { ...spec.gen(g), ...override } };
     steps.push(step);
-    g.made(step.id, spec);
+    g.made(step.id, spec, step.a);
   };
-  for (const [name, override] of theme.prelude) add(OPS.get(name)!, override);
+  for (const [name, override] of theme.prelude) add(OPS.get(name)!, override ?? {});
   const pool = [...OPS.values()].flatMap((o) => (theme.families[o.family] ? [[o, o.weight * theme.families[o.family]!] as const] : []));
   const length = 10 + rng.int(31);
-  while (steps.length < length) add(rng.weighted(pool));
+  while (steps.length < length) {
+    const spec = rng.weighted(pool);
+    // Operations on handles no step has made yet would only say EBADF or ENOENT: draw another.
+    if (spec.needs && !g.has(spec.needs) && rng.chance(0.9)) continue;
+    add(spec);
+  }
   return steps;
 }

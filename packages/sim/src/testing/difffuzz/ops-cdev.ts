@@ -24,7 +24,7 @@ const bind: OpSpec = {
   name: 'cdev.bind', family: 'cdev', weight: 6, makes: { out_devid: 'devid' },
   gen: (g) => ({
     device: g.ref('device'), iommufd: g.ref(g.rng.chance(0.9) ? 'iommufd' : 'container'), flags: g.flags([VFIO_DEVICE_BIND_FLAG_TOKEN], 1 << 4),
-    token: g.rng.chance(0.8) ? 'uuid' : 'bad', argsz: g.rng.weighted<number | 'tail'>([[16, 60], [24, 25], [12, 5], [32, 5], ['tail', 5]]),
+    token: g.bad(0.2) ? 'bad' : 'uuid', argsz: g.clean ? g.rng.pick([16, 24]) : g.rng.weighted<number | 'tail'>([[16, 30], [24, 20], [12, 15], [32, 15], ['tail', 20]]),
   }),
   run(r, s) {
     const a = s.a as A;
@@ -41,7 +41,7 @@ const bind: OpSpec = {
 
 const attach: OpSpec = {
   name: 'cdev.attach', family: 'cdev', weight: 7, makes: { pt_id: 'hwpt' },
-  gen: (g) => ({ device: g.ref('device'), pt: g.ref(g.rng.chance(0.65) ? 'ioas' : 'hwpt'), flags: g.rng.chance(0.05) ? 2 : 0, size: g.sizeMode() }),
+  gen: (g) => ({ device: g.ref('device'), pt: g.ref(g.rng.chance(0.65) ? 'ioas' : 'hwpt'), flags: g.bad(0.05) ? 2 : 0, size: g.sizeMode() }),
   run(r, s) {
     const a = s.a as A;
     const bytes = sized(vfio_device_attach_iommufd_pt, { pt_id: r.id(a.pt), flags: a.flags }, a.size, 'argsz');
@@ -52,7 +52,7 @@ const attach: OpSpec = {
 
 const detach: OpSpec = {
   name: 'cdev.detach', family: 'cdev', weight: 3,
-  gen: (g) => ({ device: g.ref('device'), flags: g.rng.chance(0.05) ? 2 : 0, size: g.sizeMode() }),
+  gen: (g) => ({ device: g.ref('device'), flags: g.bad(0.05) ? 2 : 0, size: g.sizeMode() }),
   run(r, s) {
     const a = s.a as A;
     return plain(ioctlStruct(r, a.device, VFIO_DEVICE_DETACH_IOMMUFD_PT, sized(vfio_device_detach_iommufd_pt, { flags: a.flags }, a.size, 'argsz')).outcome);

@@ -14,6 +14,9 @@ import { PAGE, type Gen, type OpSpec } from './gen.js';
 import type { Ref } from './model.js';
 import { ioctlStruct, SCRATCH, scratchOut, scratchPtr, type A } from './ops-iommufd.js';
 
+/** A HWPT allocated for dirty tracking (the handles dirty operations mostly aim at). */
+export const dirtyHwpt = (args: Readonly<Record<string, unknown>>): boolean => ((args.flags as number) & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
+
 const hwptAlloc: OpSpec = {
   name: 'hwpt.alloc', family: 'iommufd', weight: 7, makes: { out_hwpt_id: 'hwpt' },
   gen(g) {
@@ -23,10 +26,12 @@ const hwptAlloc: OpSpec = {
     // The mock makes nested HWPTs and huge-page tables from its own data, which SimHost does not
     // model: with that data the pt is an IOAS (or nothing), and the table type never MOCK_IOMMUPT_HUGE.
     const selftestData = dataType === IOMMU_HWPT_DATA_SELFTEST && dataLen > 0;
-    const pt: Ref = selftestData ? (g.rng.chance(0.9) ? g.strictRef('ioas') : { raw: 0 }) : g.ref(g.rng.chance(0.75) ? 'ioas' : 'hwpt');
+    const dev = g.ref('devid');
+    const fd = g.ctxOf(dev);
+    const pt: Ref = selftestData ? (g.rng.chance(0.9) ? g.strictRef('ioas') : { raw: 0 }) : g.refIn(g.rng.chance(0.75) ? 'ioas' : 'hwpt', fd);
     return {
-      fd: g.ref('iommufd'), dev: g.ref('devid'), pt, flags, dataType, dataLen, table: g.rng.weighted<number>([[0, 80], [2, 10], [0x10, 10]]),
-      dataTail: g.rng.chance(0.1) ? 1 : 0, data: scratchPtr(g, SCRATCH.hwpt), fault: g.rng.pick([0, 1, 0xffff]), reserved: g.rng.chance(0.03) ? 1 : 0,
+      fd, dev, pt, flags, dataType, dataLen, table: g.rng.weighted<number>([[0, 80], [2, 10], [0x10, 10]]),
+      dataTail: g.rng.chance(0.1) ? 1 : 0, data: scratchPtr(g, SCRATCH.hwpt), fault: g.rng.pick([0, 1, 0xffff]), reserved: g.bad(0.03) ? 1 : 0,
       size: g.sizeMode(),
     };
   },
@@ -48,9 +53,9 @@ const hwptAlloc: OpSpec = {
 
 const hwInfo: OpSpec = {
   name: 'hw_info', family: 'iommufd', weight: 4,
-  gen: (g) => ({
-    fd: g.ref('iommufd'), dev: g.ref('devid'), flags: g.flags([IOMMU_HW_INFO_FLAG_INPUT_TYPE], 1 << 3), inType: g.rng.pick([0, 0, 1, 0xfeedbeef, 7]),
-    dataLen: g.rng.pick([0, 4, 8, 24, 64]), data: scratchPtr(g, SCRATCH.hwInfo), reserved: g.rng.chance(0.03) ? 1 : 0, size: g.sizeMode(),
+  gen: (g, dev = g.ref('devid')) => ({
+    fd: g.ctxOf(dev), dev, flags: g.flags([IOMMU_HW_INFO_FLAG_INPUT_TYPE], 1 << 3), inType: g.rng.pick([0, 0, 1, 0xfeedbeef, 7]),
+    dataLen: g.rng.pick([0, 4, 8, 24, 64]), data: scratchPtr(g, SCRATCH.hwInfo), reserved: g.bad(0.03) ? 1 : 0, size: g.sizeMode(),
   }),
   run(r, s) {
     const a = s.a as A;
@@ -70,7 +75,7 @@ const hwInfo: OpSpec = {
 
 const setDirty: OpSpec = {
   name: 'dirty.set', family: 'iommufd', weight: 5,
-  gen: (g) => ({ fd: g.ref('iommufd'), hwpt: g.ref('hwpt'), flags: g.rng.weighted<number>([[1, 65], [0, 30], [2, 5]]), size: g.sizeMode() }),
+  gen: (g, hwpt = g.ref('hwpt', dirtyHwpt)) => ({ fd: g.ctxOf(hwpt), hwpt, flags: g.rng.weighted<number>([[1, 65], [0, 30], [2, 5]]), size: g.sizeMode() }),
   run(r, s) {
     const a = s.a as A;
     return plain(ioctlStruct(r, a.fd, IOMMU_HWPT_SET_DIRTY_TRACKING, sized(iommu_hwpt_set_dirty_tracking, { hwpt_id: r.id(a.hwpt), flags: a.flags }, a.size)).outcome);
@@ -84,10 +89,12 @@ const getDirty: OpSpec = {
   name: 'dirty.get', family: 'iommufd', weight: 8,
   gen(g) {
     const pageSize = g.rng.weighted<bigint>([[PAGE, 50], [2048n, 35], [2n * PAGE, 8], [0n, 3], [3n, 4]]);
-    const length = g.rng.chance(0.9) ? BigInt(1 + g.rng.int(64)) * PAGE : g.length();
+    const range = g.mapped();
+    const length = range.length > 0x40_0000n && g.clean ? 0x40_0000n : range.length;
+    const hwpt = g.ref('hwpt', dirtyHwpt);
     return {
-      fd: g.ref('iommufd'), hwpt: g.ref('hwpt'), flags: g.flags([IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR], 1 << 4), iova: g.iova(), length, pageSize,
-      data: scratchPtr(g, SCRATCH.bitmap + BigInt(g.rng.pick([0, 0, 0, 8, 3]))), keep: g.rng.chance(0.1), reserved: g.rng.chance(0.03) ? 1 : 0,
+      fd: g.ctxOf(hwpt), hwpt, flags: g.flags([IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR], 1 << 4), iova: range.iova, length, pageSize,
+      data: scratchPtr(g, SCRATCH.bitmap + BigInt(g.rng.pick([0, 0, 0, 8, 3]))), keep: g.rng.chance(0.1), reserved: g.bad(0.03) ? 1 : 0,
       size: g.sizeMode(),
     };
   },

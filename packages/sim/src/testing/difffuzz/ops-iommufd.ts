@@ -28,7 +28,7 @@ function ioctlStruct(r: Run, fd: Ref, request: number, bytes: Uint8Array) {
 
 /** A scratch pointer, or now and then a bad one. */
 function scratchPtr(g: Gen, at: bigint): Ptr {
-  return g.rng.chance(0.06) ? { raw: g.rng.pick([0n, 0x1000n]) } : { buf: 'scratch', off: at };
+  return g.bad(0.06) ? { raw: g.rng.pick([0n, 0x1000n]) } : { buf: 'scratch', off: at };
 }
 
 /** Read `length` bytes of the scratch buffer at `ptr` (if it points there) as hex, for results. */
@@ -46,8 +46,13 @@ const openIommufd: OpSpec = {
 };
 
 const close: OpSpec = {
-  name: 'close', family: 'iommufd', weight: 2,
-  gen: (g) => ({ fd: g.ref(g.rng.pick((['iommufd', 'container', 'group', 'device', 'datafd'] as const).filter((k) => !g.keepOpen.includes(k)))) }),
+  name: 'close', family: 'iommufd', weight: 1,
+  gen(g) {
+    const kinds = (['iommufd', 'container', 'group', 'group', 'device', 'device', 'datafd', 'datafd'] as const).filter((k) => !g.keepOpen.includes(k));
+    const fd = g.ref(g.rng.pick(kinds));
+    g.forget(fd);
+    return { fd };
+  },
   run(r, s) {
     const fd = r.fd(s.a.fd as Ref);
     const o = attempt(() => r.host.close(fd));
@@ -63,7 +68,7 @@ const close: OpSpec = {
  */
 const ioasAlloc: OpSpec = {
   name: 'ioas.alloc', family: 'iommufd', weight: 8, makes: { out_ioas_id: 'ioas' },
-  gen: (g) => ({ fd: g.ref('iommufd'), flags: g.rng.chance(0.04) ? 1 : 0, huge: g.rng.chance(0.1), size: g.sizeMode() }),
+  gen: (g) => ({ fd: g.ref('iommufd'), flags: g.bad(0.04) ? 1 : 0, huge: g.rng.chance(0.1), size: g.sizeMode() }),
   run(r, s) {
     const a = s.a as A;
     const { outcome, bytes } = ioctlStruct(r, a.fd, IOMMU_IOAS_ALLOC, sized(iommu_ioas_alloc, { flags: a.flags }, a.size));
@@ -86,7 +91,10 @@ const ioasMap: OpSpec = {
     // unless one page or less is mapped (then the page offset alone decides).
     const fix = 'buf' in ptr && ptr.buf !== 'big' && (ptr.off % PAGE === 0n && length > PAGE) ? IOMMU_IOAS_MAP_FIXED_IOVA : 0;
     const flags = g.flags([IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE]) | (g.rng.chance(0.85) ? IOMMU_IOAS_MAP_READABLE : 0) | fixed | fix;
-    return { fd: g.ref('iommufd'), ioas: g.ref('ioas'), flags, ptr, length, iova: g.iova(), reserved: g.rng.chance(0.03) ? 1 : 0, size: g.sizeMode() };
+    const iova = g.iova();
+    const ioas = g.ref('ioas');
+    if (flags & IOMMU_IOAS_MAP_FIXED_IOVA) g.mapping(iova, length, ioas);
+    return { fd: g.ctxOf(ioas), ioas, flags, ptr, length, iova, reserved: g.bad(0.03) ? 1 : 0, size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
@@ -100,7 +108,9 @@ const ioasUnmap: OpSpec = {
   name: 'ioas.unmap', family: 'iommufd', weight: 7,
   gen(g) {
     const all = g.rng.chance(0.1);
-    return { fd: g.ref('iommufd'), ioas: g.ref('ioas'), iova: all ? 0n : g.iova(), length: all ? U64_MAX : g.length(), size: g.sizeMode() };
+    const { iova, length, ioas: where } = g.mapped(0.8);
+    const ioas = where && g.clean ? where : g.ref('ioas');
+    return { fd: g.ctxOf(ioas), ioas, iova: all ? 0n : iova, length: all ? U64_MAX : length, size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
@@ -114,7 +124,13 @@ const ioasCopy: OpSpec = {
   name: 'ioas.copy', family: 'iommufd', weight: 5,
   gen(g) {
     const flags = g.flags([IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_MAP_FIXED_IOVA]) | (g.rng.chance(0.8) ? RW : 0);
-    return { fd: g.ref('iommufd'), dst: g.ref('ioas'), src: g.ref('ioas'), flags, length: g.length(16n), dstIova: g.iova(), srcIova: g.iova(), size: g.sizeMode() };
+    const src = g.mapped();
+    const srcIoas = src.ioas && g.clean ? src.ioas : g.ref('ioas');
+    const fd = g.ctxOf(srcIoas);
+    const dst = g.refIn('ioas', fd);
+    const dstIova = g.iova();
+    if (flags & IOMMU_IOAS_MAP_FIXED_IOVA) g.mapping(dstIova, src.length, dst);
+    return { fd, dst, src: srcIoas, flags, length: src.length, dstIova, srcIova: src.iova, size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
@@ -128,7 +144,10 @@ const ioasCopy: OpSpec = {
 
 const ioasRanges: OpSpec = {
   name: 'ioas.iova_ranges', family: 'iommufd', weight: 4,
-  gen: (g) => ({ fd: g.ref('iommufd'), ioas: g.ref('ioas'), num: g.rng.int(5), ptr: scratchPtr(g, SCRATCH.ranges), reserved: g.rng.chance(0.03) ? 1 : 0, size: g.sizeMode() }),
+  gen(g) {
+    const ioas = g.ref('ioas');
+    return { fd: g.ctxOf(ioas), ioas, num: g.rng.int(5), ptr: scratchPtr(g, SCRATCH.ranges), reserved: g.bad(0.03) ? 1 : 0, size: g.sizeMode() };
+  },
   run(r, s) {
     const a = s.a as A;
     if (!('raw' in a.ptr)) r.bytes('scratch', Number(SCRATCH.ranges), 4 * iommu_iova_range.size).fill(0);
@@ -148,7 +167,8 @@ const ioasAllow: OpSpec = {
       const start = g.iova();
       return [start, g.rng.chance(0.1) ? start : (start + g.length(1024n) - 1n) & U64_MAX] as [bigint, bigint];
     });
-    return { fd: g.ref('iommufd'), ioas: g.ref('ioas'), ranges, ptr: scratchPtr(g, SCRATCH.allow), size: g.sizeMode() };
+    const ioas = g.ref('ioas');
+    return { fd: g.ctxOf(ioas), ioas, ranges, ptr: scratchPtr(g, SCRATCH.allow), size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
@@ -178,7 +198,10 @@ const option: OpSpec = {
 
 const destroy: OpSpec = {
   name: 'destroy', family: 'iommufd', weight: 5,
-  gen: (g) => ({ fd: g.ref('iommufd'), id: g.ref(g.rng.pick(['ioas', 'hwpt', 'devid', 'stdev'] as const)), size: g.sizeMode() }),
+  gen(g) {
+    const id = g.ref(g.rng.pick(['ioas', 'hwpt', 'devid', 'stdev'] as const));
+    return { fd: g.ctxOf(id), id, size: g.sizeMode() };
+  },
   run(r, s) {
     const a = s.a as A;
     return plain(ioctlStruct(r, a.fd, IOMMU_DESTROY, sized(iommu_destroy, { id: r.id(a.id) }, a.size)).outcome);

@@ -14,6 +14,7 @@ import {
 import { attempt, decoded, hex, plain, sized } from './call.js';
 import { PAGE, type Gen, type OpSpec } from './gen.js';
 import { ioctlStruct, SCRATCH, scratchPtr, type A } from './ops-iommufd.js';
+import type { HandleKind } from './model.js';
 import type { Run } from './run.js';
 
 const F = {
@@ -50,7 +51,9 @@ function payload(r: Run, feature: number, a: A): Uint8Array {
 }
 
 const feature: OpSpec = {
-  name: 'mig.feature', family: 'migration', weight: 14, makes: { data_fd: 'datafd' },
+  name: 'mig.feature', family: 'migration', weight: 14,
+  // Only a SET of the device state can hand out a data fd: to STOP_COPY, RESUMING or a PRE_COPY state.
+  makes: (a): Record<string, HandleKind> => (a.feature === F.state && (a.access as number) & SET && [3, 4, 6, 7].includes(a.state as number) ? { data_fd: 'datafd' } : {}),
   gen(g) {
     const id = g.rng.weighted<number>([[F.state, 50], [F.migration, 12], [F.size, 10], [F.logStart, 8], [F.logStop, 5], [F.logReport, 6], [99, 4]]);
     return { device: g.ref('device'), feature: id, ...featureArgs(g, id), size: g.rng.weighted<string>([['exact', 90], ['short', 5], ['long0', 5]]) };
@@ -81,7 +84,7 @@ const feature: OpSpec = {
 };
 
 const readData: OpSpec = {
-  name: 'mig.read', family: 'migration', weight: 6,
+  name: 'mig.read', family: 'migration', weight: 6, needs: 'datafd',
   gen: (g) => ({ fd: g.ref('datafd'), length: g.rng.pick([16, 64, 4096, 65536, 0]) }),
   run(r, s) {
     const a = s.a as A;
@@ -93,7 +96,7 @@ const readData: OpSpec = {
 };
 
 const writeData: OpSpec = {
-  name: 'mig.write', family: 'migration', weight: 4,
+  name: 'mig.write', family: 'migration', weight: 4, needs: 'datafd',
   gen: (g) => ({ fd: g.ref('datafd'), what: g.rng.weighted<string>([['saved', 70], ['zeros', 15], ['none', 15]]) }),
   run(r, s) {
     const a = s.a as A;
@@ -104,7 +107,7 @@ const writeData: OpSpec = {
 };
 
 const precopyInfo: OpSpec = {
-  name: 'mig.precopy_info', family: 'migration', weight: 4,
+  name: 'mig.precopy_info', family: 'migration', weight: 4, needs: 'datafd',
   gen: (g) => ({ fd: g.ref('datafd'), size: g.sizeMode() }),
   run(r, s) {
     const a = s.a as A;

@@ -8,6 +8,7 @@ import {
 } from '@vmmkit/core';
 import { decoded, plain, sized } from './call.js';
 import { PAGE, type OpSpec } from './gen.js';
+import { dirtyHwpt } from './ops-hwpt.js';
 import { ioctlStruct, SCRATCH, type A } from './ops-iommufd.js';
 import type { Run } from './run.js';
 
@@ -19,8 +20,8 @@ function testCmd(r: Run, a: A, op: number, id: number, member: Parameters<typeof
 
 const mockDomain: OpSpec = {
   name: 'mock.domain', family: 'selftest', weight: 9, makes: { stdev: 'stdev', hwpt: 'hwpt', idev: 'devid' },
-  gen: (g) => ({
-    fd: g.ref('iommufd'), pt: g.ref(g.rng.chance(0.75) ? 'ioas' : 'hwpt'),
+  gen: (g, pt = g.ref(g.rng.chance(0.75) ? 'ioas' : 'hwpt')) => ({
+    fd: g.ctxOf(pt), pt,
     // undefined: IOMMU_TEST_OP_MOCK_DOMAIN; a number: ..._FLAGS with those device flags.
     flags: g.rng.chance(0.5) ? undefined : g.rng.weighted<number>([[0, 30], [1, 40], [2, 10], [4, 15], [8, 5]]), size: g.sizeMode(),
   }),
@@ -40,7 +41,11 @@ const mockDomain: OpSpec = {
 
 const mockReplace: OpSpec = {
   name: 'mock.replace', family: 'selftest', weight: 4,
-  gen: (g) => ({ fd: g.ref('iommufd'), stdev: g.ref('stdev'), pt: g.ref(g.rng.chance(0.6) ? 'ioas' : 'hwpt'), size: g.sizeMode() }),
+  gen(g) {
+    const stdev = g.ref('stdev');
+    const fd = g.ctxOf(stdev);
+    return { fd, stdev, pt: g.refIn(g.rng.chance(0.6) ? 'ioas' : 'hwpt', fd), size: g.sizeMode() };
+  },
   run(r, s) {
     const a = s.a as A;
     const { outcome, out } = testCmd(r, a, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE, r.id(a.stdev), { mock_domain_replace: { pt_id: r.id(a.pt) } });
@@ -52,9 +57,11 @@ const mockDirty: OpSpec = {
   name: 'mock.dirty', family: 'selftest', weight: 6,
   gen(g) {
     const pageSize = g.rng.weighted<bigint>([[2048n, 60], [PAGE, 30], [0n, 3], [3000n, 7]]);
+    const range = g.mapped();
+    const hwpt = g.ref('hwpt', dirtyHwpt);
     return {
-      fd: g.ref('iommufd'), hwpt: g.ref('hwpt'), iova: g.iova(), pages: BigInt(1 + g.rng.int(256)), pageSize,
-      bits: Array.from({ length: 32 }, () => g.rng.pick([0, 0xff, 0x55, 0x01, 0x80, 0x0f])), bad: g.rng.chance(0.04), size: g.sizeMode(),
+      fd: g.ctxOf(hwpt), hwpt, iova: range.iova, pages: BigInt(1 + g.rng.int(256)), pageSize,
+      bits: Array.from({ length: 32 }, () => g.rng.pick([0, 0xff, 0x55, 0x01, 0x80, 0x0f])), bad: g.bad(0.04), size: g.sizeMode(),
     };
   },
   run(r, s) {
@@ -70,7 +77,7 @@ const mockDirty: OpSpec = {
 
 const addReserved: OpSpec = {
   name: 'mock.add_reserved', family: 'selftest', weight: 3,
-  gen: (g) => ({ fd: g.ref('iommufd'), ioas: g.ref('ioas'), start: g.iova(), length: g.length(16n), size: g.sizeMode() }),
+  gen: (g, ioas = g.ref('ioas')) => ({ fd: g.ctxOf(ioas), ioas, start: g.iova(), length: g.length(16n), size: g.sizeMode() }),
   run(r, s) {
     const a = s.a as A;
     return plain(testCmd(r, a, IOMMU_TEST_OP_ADD_RESERVED, r.id(a.ioas), { add_reserved: { start: a.start, length: a.length } }).outcome);
@@ -81,7 +88,8 @@ const checkMap: OpSpec = {
   name: 'mock.check_map', family: 'selftest', weight: 3,
   gen(g) {
     const { ptr, length } = g.range(16n);
-    return { fd: g.ref('iommufd'), hwpt: g.ref('hwpt'), iova: g.iova(), ptr, length, size: g.sizeMode() };
+    const hwpt = g.ref('hwpt');
+    return { fd: g.ctxOf(hwpt), hwpt, iova: g.mapped().iova, ptr, length, size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;

@@ -27,9 +27,10 @@ function withPayload(head: Uint8Array, payload: Uint8Array, mode: SizeMode): Uin
   return bytes;
 }
 
-/** A container: /dev/vfio/vfio mostly, iommufd's compat container now and then. */
+/** A container: /dev/vfio/vfio mostly, iommufd's compat container now and then (whichever the sequence has). */
 function containerRef(g: Gen): Ref {
-  return g.ref(g.rng.chance(0.8) ? 'container' : 'iommufd');
+  const [legacy, compat] = [g.has('container'), g.has('iommufd')];
+  return g.ref(legacy && (!compat || g.rng.chance(0.8)) ? 'container' : 'iommufd');
 }
 
 const openContainer: OpSpec = {
@@ -80,7 +81,12 @@ const unsetContainer: OpSpec = {
 
 const getDeviceFd: OpSpec = {
   name: 'group.get_device_fd', family: 'type1', weight: 3, makes: { fd: 'device' },
-  gen: (g) => ({ group: g.ref('group'), dev: g.rng.weighted<number>([[0, 40], [1, 30], [2, 20], [-1, 10]]) }),
+  gen(g) {
+    // Mostly the device the group was opened for.
+    const group = g.ref('group');
+    const own = g.argOf(group, 'dev');
+    return { group, dev: typeof own === 'number' && g.rng.chance(0.8) ? own : g.rng.weighted<number>([[0, 35], [1, 30], [2, 20], [-1, 15]]) };
+  },
   run(r, s) {
     const a = s.a as A;
     const dev = a.dev >= 0 ? r.machine.devices[a.dev]! : undefined;
@@ -120,8 +126,10 @@ const mapDma: OpSpec = {
   name: 'type1.map', family: 'type1', weight: 10,
   gen(g) {
     const { ptr, length } = g.range(32n);
-    const flags = g.flags([VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_MAP_FLAG_VADDR], 1 << 5) | (g.rng.chance(0.8) ? VFIO_DMA_MAP_FLAG_READ : 0);
-    return { container: containerRef(g), flags, ptr, length, iova: g.iova(), size: g.sizeMode() };
+    const flags = g.flags([VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE], 1 << 5) | (g.rng.chance(0.8) ? VFIO_DMA_MAP_FLAG_READ : 0) | (g.rng.chance(0.08) ? VFIO_DMA_MAP_FLAG_VADDR : 0);
+    const iova = g.iova();
+    g.mapping(iova, length);
+    return { container: containerRef(g), flags, ptr, length, iova, size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
@@ -142,9 +150,10 @@ function bitmapArg(g: Gen, pages: bigint) {
 const unmapDma: OpSpec = {
   name: 'type1.unmap', family: 'type1', weight: 7,
   gen(g) {
-    const flags = g.rng.chance(0.5) ? 0 : g.flags([VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_DMA_UNMAP_FLAG_VADDR], 1 << 6);
-    const length = g.length(64n);
-    return { container: containerRef(g), flags, iova: flags & VFIO_DMA_UNMAP_FLAG_ALL && g.rng.chance(0.8) ? 0n : g.iova(), length, bitmap: bitmapArg(g, length / PAGE), size: g.sizeMode() };
+    const flags = g.rng.chance(0.5) ? 0 : g.flags([VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP], 1 << 6) | (g.rng.chance(0.08) ? VFIO_DMA_UNMAP_FLAG_VADDR : 0);
+    const range = g.mapped();
+    const all = flags & VFIO_DMA_UNMAP_FLAG_ALL && g.rng.chance(0.8);
+    return { container: containerRef(g), flags, iova: all ? 0n : range.iova, length: all ? 0n : range.length, bitmap: bitmapArg(g, range.length / PAGE), size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
@@ -168,8 +177,8 @@ const dirtyPages: OpSpec = {
       [VFIO_IOMMU_DIRTY_PAGES_FLAG_START, 30], [VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, 45], [VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, 15],
       [0, 3], [VFIO_IOMMU_DIRTY_PAGES_FLAG_START | VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP, 3], [1 << 5, 4],
     ]);
-    const length = g.length(64n);
-    return { container: containerRef(g), flags, iova: g.iova(), length, bitmap: bitmapArg(g, length / PAGE), size: g.sizeMode() };
+    const range = g.mapped();
+    return { container: containerRef(g), flags, iova: range.iova, length: range.length, bitmap: bitmapArg(g, range.length / PAGE), size: g.sizeMode() };
   },
   run(r, s) {
     const a = s.a as A;
