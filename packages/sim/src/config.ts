@@ -47,6 +47,11 @@ export interface SimDeviceConfig {
   };
   /** Whether the device supports function level reset (VFIO_DEVICE_FLAGS_RESET). Default true. */
   readonly resettable?: boolean;
+  /**
+   * Whether a slot or bus reset can reach the device (PCI hot reset). Default true; false for a
+   * device on a root bus, as QEMU's q35 puts them, where hot reset says ENODEV.
+   */
+  readonly busReset?: boolean;
   /** Model-specific options. */
   readonly options?: Readonly<Record<string, unknown>>;
 }

@@ -3,10 +3,11 @@
 // in the kernel tier, a campaign of thousands of sequences against Linux 7.2 with SimHost in 7.2
 // mode, which must show no divergence beyond the named tolerated ones.
 
+import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { release } from 'node:os';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { HostKernel } from '@vmmkit/core';
 import { SimHost } from '../src/index.js';
 import {
@@ -91,6 +92,15 @@ function linuxUnavailable(target: HostTarget): string | undefined {
     ?? (edu.length < 2 ? 'VMMKIT_TEST_EDU_DEVICES names fewer than two edu devices' : undefined);
 }
 
+/** The kernel's complaints so far (WARNING, BUG, Oops lines of its log), or undefined where the log cannot be read. */
+function kernelComplaints(): string[] | undefined {
+  try {
+    return execFileSync('dmesg', { encoding: 'utf8' }).split('\n').filter((l) => /WARNING:|BUG:|Oops/.test(l));
+  } catch {
+    return undefined;
+  }
+}
+
 /** How many sequences the tier compares (VMMKIT_DIFFFUZZ_SEQUENCES), in chunks of this many. */
 const SEQUENCES = Number(process.env.VMMKIT_DIFFFUZZ_SEQUENCES ?? 3000);
 const CHUNK = 250;
@@ -99,6 +109,10 @@ function describeAgainstLinux(target: HostTarget): void {
   const unavailable = linuxUnavailable(target);
   describe.skipIf(unavailable !== undefined)(onTarget('differential fuzzer against the real kernel', { ...target, unavailable }), () => {
     const reports: CampaignReport[] = [];
+    let complaintsBefore: number | undefined;
+    beforeAll(() => {
+      complaintsBefore = kernelComplaints()?.length;
+    });
     let linux: HostKernel;
     let names: string[];
     const reference: FuzzSide = { host: () => linux, machine: () => discoverMachine(linux, names) };
@@ -124,6 +138,8 @@ function describeAgainstLinux(target: HostTarget): void {
         diverged: reports.reduce((n, r) => n + r.diverged, 0), seconds: Math.round(reports.reduce((n, r) => n + r.elapsedMs, 0) / 1000),
         tolerated: Object.fromEntries(TOLERATED.map((t) => [t.name, reports.reduce((n, r) => n + (r.tolerated[t.name] ?? 0), 0)])),
         divergences: reports.flatMap((r) => r.divergences),
+        // What the sequences made the kernel complain about (the tier's guest kernel has no other load).
+        kernelComplaints: complaintsBefore === undefined ? [] : (kernelComplaints() ?? []).slice(complaintsBefore),
       };
       console.log(`differential fuzzer against Linux ${total.kernel}: ${total.sequences} sequences, ${total.calls} calls compared per host, ` +
         `${total.diverged} diverged; tolerated: ${Object.entries(total.tolerated).map(([n, c]) => `${n} ${c}`).join(', ')}; ${total.seconds} s`);
@@ -131,6 +147,7 @@ function describeAgainstLinux(target: HostTarget): void {
       expect(total.sequences).toBe(SEQUENCES);
       expect(total.divergences.map((d) => `seed ${d.seed} step ${d.divergence.index} ${d.divergence.op}`)).toEqual([]);
       expect(total.diverged).toBe(0);
+      expect(total.kernelComplaints).toEqual([]);
     });
   });
 }

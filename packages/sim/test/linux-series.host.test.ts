@@ -8,12 +8,12 @@ import {
   IOMMU_HW_INFO_TYPE_INTEL_VTD, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
   IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_FAULT_ID_VALID, iommu_hw_info_7_2,
   MOCK_APERTURE_START, MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_PASID, O_RDWR,
-  VFIO_CHECK_EXTENSION, VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_DEVICE_BIND_IOMMUFD, VFIO_TYPE1_NESTING_IOMMU,
+  VFIO_CHECK_EXTENSION, VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_DEVICE_BIND_IOMMUFD, VFIO_TYPE1_NESTING_IOMMU,
   vfio_device_bind_iommufd_7_2, type HostKernel, type HostMapping,
 } from '@vmmkit/core';
-import { anon, call, fails, Iommufd, MACHINE, mockDomain, mockSetDirty, PAGE, setBits } from './iommufd-helpers.js';
+import { anon, call, fails, Iommufd, Legacy, MACHINE, mockDomain, mockSetDirty, PAGE, setBits } from './iommufd-helpers.js';
 import {
-  iommufdTargets, onTarget, pciCdev, selftestTargets, seriesOf, type1Targets, withSim72, type HostTarget,
+  iommufdTargets, onTarget, pciCdev, pciGroup, selftestTargets, seriesOf, type1Targets, withSim72, type HostTarget,
 } from './host-targets.js';
 
 const KB2 = 2048n;
@@ -125,6 +125,32 @@ function describeType1(target: HostTarget): void {
         expect(host.ioctl(fd, VFIO_CHECK_EXTENSION, VFIO_TYPE1_NESTING_IOMMU)).toBe(seriesOf(host) === '6.12' ? 1 : 0);
       } finally {
         host.close(fd);
+      }
+    });
+
+    const group = pciGroup(target);
+    it.skipIf(group.unavailable !== undefined)(`ranges at the top of the IOVA space: 7.x says EOVERFLOW past it${group.unavailable ? ` (${group.unavailable})` : ''}`, () => {
+      const host = target.host(MACHINE);
+      const legacy = new Legacy(host);
+      const groupFd = legacy.group(group.group!);
+      const buffer = anon(host, 2n * PAGE);
+      try {
+        legacy.setIommu();
+        const v72 = seriesOf(host) !== '6.12';
+        const top = (1n << 64n) - PAGE;
+        fails(v72 ? 'EOVERFLOW' : 'EINVAL', () => legacy.map(buffer.addr, top, 2n * PAGE));
+        fails('EINVAL', () => legacy.map(buffer.addr, PAGE, 0n));
+        legacy.dirty(VFIO_IOMMU_DIRTY_PAGES_FLAG_START);
+        const bitmap = { pgsize: PAGE, size: 8n, data: buffer.addr };
+        // A range ending at the very top: 6.12 computes iova + size, which wraps (EINVAL); 7.x is fine.
+        if (v72) legacy.getBitmap(top, PAGE, bitmap);
+        else fails('EINVAL', () => legacy.getBitmap(top, PAGE, bitmap));
+        fails(v72 ? 'EOVERFLOW' : 'EINVAL', () => legacy.getBitmap(top, 2n * PAGE, bitmap));
+        fails(v72 ? 'EOVERFLOW' : 'EINVAL', () => legacy.unmap(top, 2n * PAGE));
+      } finally {
+        host.close(groupFd);
+        host.close(legacy.container);
+        buffer.unmap();
       }
     });
   });

@@ -85,6 +85,8 @@ export class IoPagetable {
       at += s.length;
     }
     if (this.domains.size) this.#pin(areas);
+    // Pinned, then mapped: a domain refusing the mapping fails it after the pinning did not.
+    if (!prot.read && !prot.write && [...this.domains].some((d) => d.unit.refusesNoAccess)) fail('EINVAL', 'a domain cannot map pages with no access');
     for (const a of areas) this.areas.insert(a.start, a.last, a);
     return iova;
   }

@@ -33,6 +33,8 @@ export interface IommuUnit {
    * throwing as the driver refuses it. A unit without it takes no data (EOPNOTSUPP).
    */
   pagingData?(data: HwptUserData, memory: UserMemory): void;
+  /** The driver's map refuses a mapping with neither read nor write permission (EINVAL). */
+  readonly refusesNoAccess?: boolean;
 }
 
 /** struct iommu_user_data: the driver data of an IOMMU_HWPT_ALLOC. */
@@ -60,6 +62,8 @@ class MachineUnit implements IommuUnit {
   readonly allocFlags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID;
   // Like QEMU's VT-d without nesting support: NEST_PARENT is refused (EOPNOTSUPP).
   readonly nestParentCapable = false;
+  // VT-d page tables have no entry for a page that can be neither read nor written.
+  readonly refusesNoAccess = true;
 
   constructor(readonly iommu: SimIommu) {}
 

@@ -79,6 +79,8 @@ const genericPtMock: IommuUnit = {
   name: 'the selftest mock IOMMU (generic page table)',
   allocFlags: IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID,
   domainPageSizes: () => ANY_POWER_OF_TWO,
+  // The generic page table's map_pages refuses it (and WARNs).
+  refusesNoAccess: true,
   pagingData(data: HwptUserData, memory: UserMemory): void {
     if (data.type !== IOMMU_HWPT_DATA_SELFTEST) fail('EOPNOTSUPP', `the mock takes no data of type ${data.type}`);
     const cfg = readStructFromUser(memory, data.uptr, data.len, iommu_hwpt_selftest_7_2, 'iotlb');

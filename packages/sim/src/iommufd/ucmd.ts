@@ -71,15 +71,12 @@ export function offsetofend(struct: StructType<any>, member: string): number {
 }
 
 /**
- * iommu_copy_struct_from_user of driver data: EINVAL below offsetofend(min member), then
- * copy_struct_from_user's rules (E2BIG for non-zero bytes past the kernel's struct, EFAULT,
- * zero-extension of a shorter one). Returns the kernel's copy, `struct.size` bytes.
+ * iommu_copy_struct_from_user of driver data: EINVAL below offsetofend(min member) or past the
+ * kernel's struct, then copy_struct_from_user (EFAULT; a shorter struct is zero-extended).
+ * Returns the kernel's copy, `struct.size` bytes.
  */
 export function readStructFromUser(memory: UserMemory, uptr: bigint, len: number, struct: StructType<any>, minMember: string): Uint8Array {
-  if (len < offsetofend(struct, minMember)) fail('EINVAL', `${len} bytes of ${struct.cType} are too few`);
-  if (len > struct.size && memory.read(uptr + BigInt(struct.size), len - struct.size).some((b) => b !== 0)) {
-    fail('E2BIG', `non-zero bytes past the ${struct.size} bytes of ${struct.cType}`);
-  }
+  if (len < offsetofend(struct, minMember) || len > struct.size) fail('EINVAL', `${len} bytes do not fit ${struct.cType}`);
   const out = new Uint8Array(struct.size);
   out.set(memory.read(uptr, Math.min(len, struct.size)));
   return out;

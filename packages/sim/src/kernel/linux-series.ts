@@ -62,6 +62,13 @@ export interface LinuxSeries {
    * to read): 6.12 stable returns it (iova_bitmap_for_each's result); 7.x ignores it and succeeds.
    */
   readonly reportsDirtyWalkErrors: boolean;
+  /**
+   * VFIO type1 checks the end of an IOVA or user range with check_add_overflow (7.x): size 0 is
+   * EINVAL first, a range past the top of the space EOVERFLOW, and one ending exactly at the top
+   * is fine. 6.12 refuses wrapping ranges with EINVAL, where it checks alignment (and GET_BITMAP
+   * refuses a range that ends at the top).
+   */
+  readonly type1Overflow: boolean;
 }
 
 const SERIES: Record<SimKernelVersion, LinuxSeries> = {
@@ -77,6 +84,7 @@ const SERIES: Record<SimKernelVersion, LinuxSeries> = {
     mockDeviceFlags: MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA,
     pageTable: 'classic',
     reportsDirtyWalkErrors: true,
+    type1Overflow: false,
   },
   '7.2': {
     version: '7.2',
@@ -90,6 +98,7 @@ const SERIES: Record<SimKernelVersion, LinuxSeries> = {
     mockDeviceFlags: MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_PASID,
     pageTable: 'generic-pt',
     reportsDirtyWalkErrors: false,
+    type1Overflow: true,
   },
 };
 

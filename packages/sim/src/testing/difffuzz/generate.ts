@@ -1,6 +1,12 @@
 // The seeded generator of the differential fuzzer: a sequence picks a theme (which families of
 // operations it draws from, and a prelude that sets up what they need), then draws 10 to 40 steps.
 // The same seed gives the same sequence.
+//
+// What it never draws, and why: what SimHost does not model (nested HWPTs and huge-page mock tables
+// from IOMMU_HWPT_DATA_SELFTEST data, IOAS_MAP_FILE, vIOMMUs, fault queues, PASID attachment,
+// low-power states); user ranges past the end of its buffers (on Linux whatever mapping follows
+// decides); large pages left on where dirty bits are read (see tolerated.ts); and a migrating mdev's
+// fd closed mid-sequence (see THEMES).
 
 import { Gen, type Family, type OpSpec } from './gen.js';
 import type { HandleKind, Sequence, Step } from './model.js';

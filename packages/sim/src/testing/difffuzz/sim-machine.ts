@@ -32,8 +32,9 @@ export function fuzzMachineConfig(kernel: SimKernelVersion, layout: FuzzMachineL
     kernel,
     iommus: [{ id: 'dmar0', awBits: 39 }],
     devices: [
-      { bdf: layout.edu[0], model: 'edu', group: layout.groups[0] },
-      { bdf: layout.edu[1], model: 'edu', group: layout.groups[1] },
+      // On q35's root bus: no slot or bus reset reaches them.
+      { bdf: layout.edu[0], model: 'edu', group: layout.groups[0], busReset: false },
+      { bdf: layout.edu[1], model: 'edu', group: layout.groups[1], busReset: false },
       // As mtty: DMA logging taken (its log ops do nothing; the nic model logs for real and reports
       // nothing without DMA), and a resume whose data does not load stays RESUMING.
       {
