@@ -102,7 +102,7 @@ function kernelComplaints(): string[] | undefined {
 }
 
 /** How many sequences the tier compares (VMMKIT_DIFFFUZZ_SEQUENCES), in chunks of this many. */
-const SEQUENCES = Number(process.env.VMMKIT_DIFFFUZZ_SEQUENCES ?? 3000);
+const SEQUENCES = Number(process.env.VMMKIT_DIFFFUZZ_SEQUENCES ?? 2500);
 const CHUNK = 250;
 
 function describeAgainstLinux(target: HostTarget): void {

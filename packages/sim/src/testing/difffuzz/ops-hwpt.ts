@@ -10,7 +10,7 @@ import {
   iommu_hwpt_selftest_7_2, iommu_hwpt_set_dirty_tracking,
 } from '@vmmkit/core';
 import { decoded, plain, sized } from './call.js';
-import { PAGE, type Gen, type OpSpec } from './gen.js';
+import { PAGE, type OpSpec } from './gen.js';
 import type { Ref } from './model.js';
 import { ioctlStruct, SCRATCH, scratchOut, scratchPtr, type A } from './ops-iommufd.js';
 
@@ -112,4 +112,3 @@ const getDirty: OpSpec = {
 };
 
 export const HWPT_OPS: readonly OpSpec[] = [hwptAlloc, hwInfo, setDirty, getDirty];
-export type { Gen };

@@ -14,7 +14,6 @@ import { attempt, decoded, hex, plain, sized } from './call.js';
 import { PAGE, type Gen, type OpSpec, type SizeMode } from './gen.js';
 import type { Ref } from './model.js';
 import { ioctlStruct, SCRATCH, scratchOut, scratchPtr, type A } from './ops-iommufd.js';
-import type { Run } from './run.js';
 
 /** A VFIO struct with a payload after its fixed part: argsz covers both, or as `mode` bends it. */
 function withPayload(head: Uint8Array, payload: Uint8Array, mode: SizeMode): Uint8Array {
@@ -200,4 +199,3 @@ const dirtyPages: OpSpec = {
 export const TYPE1_OPS: readonly OpSpec[] = [
   openContainer, openGroup, groupStatus, setContainer, unsetContainer, getDeviceFd, checkExtension, setIommu, type1Info, mapDma, unmapDma, dirtyPages,
 ];
-export type { Run };
