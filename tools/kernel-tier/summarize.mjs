@@ -2,7 +2,7 @@
 // Prints the skipped LinuxHost cases (their titles carry the reason), then one final line
 // "N passed, N failed"; exits non-zero on a failure, or when the guest tested nothing on LinuxHost.
 import { existsSync, readFileSync } from 'node:fs';
-import { relative } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 
 const HOST_MARK = 'LinuxHost';
 
@@ -33,9 +33,19 @@ function main(path) {
     if (passed === 0) problems.push(`${name} passed nothing on ${HOST_MARK}`);
   }
   if (report.testResults.length === 0) problems.push('no test file matched the tier');
+  fuzzSummary(join(dirname(path), 'difffuzz.json'));
   for (const p of problems) console.log(`kernel tier: ${p}`);
   console.log(`${report.numPassedTests} passed, ${failed} failed`);
   return failed > 0 || problems.length > 0 ? 1 : 0;
+}
+
+/** The differential fuzzer's counts (packages/sim/test/difffuzz.host.test.ts writes them), when it ran. */
+function fuzzSummary(path) {
+  if (!existsSync(path)) return;
+  const f = JSON.parse(readFileSync(path, 'utf8'));
+  const tolerated = Object.entries(f.tolerated).map(([name, n]) => `${name} ${n}`).join(', ');
+  console.log(`kernel tier: differential fuzzer against Linux ${f.kernel} (SimHost in 7.2 mode): ${f.sequences} sequences, ` +
+    `${f.calls} calls compared per host, ${f.diverged} diverged beyond the tolerated differences (${tolerated}); ${f.seconds} s`);
 }
 
 process.exitCode = main(process.argv[2]);

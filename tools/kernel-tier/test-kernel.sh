@@ -9,9 +9,25 @@ source "$(dirname "$0")/lib.sh"
 prepare() {
   [ "$(id -u)" -eq 0 ] || die "the tier needs root (apt-get, debootstrap, chroot)"
   [ -d "$PROJECT_DIR/node_modules/vitest" ] || die "no node_modules: run npm ci first"
-  ensure_host_packages qemu-system-x86
+  ensure_host_packages qemu-system-x86 gcc libc6-dev
   "$TIER_DIR/prepare-rootfs.sh"
   "$TIER_DIR/build-kernel.sh"
+  check_uapi_facts
+}
+
+# The uAPI facts SimHost's 7.2 mode and core's declarations are checked against must be those of
+# the kernel the tier built: measure them from its source tree and compare.
+check_uapi_facts() {
+  local facts=$PROJECT_DIR/packages/core/test/fixtures/linux-uapi-$KERNEL_SERIES.json measured
+  measured=$(mktemp)
+  node "$TIER_DIR/uapi-facts.mjs" "$BUILD_DIR/src" "$measured"
+  if ! cmp -s "$measured" "$facts"; then
+    diff "$facts" "$measured" | head -n 20 >&2 || true
+    rm -f "$measured"
+    die "the uAPI facts of $(cat "$BUILD_DIR/source-version") differ from $facts; regenerate it with: node tools/kernel-tier/uapi-facts.mjs $BUILD_DIR/src $facts"
+  fi
+  rm -f "$measured"
+  log "uAPI facts: $(basename "$facts") matches the headers of $(cat "$BUILD_DIR/source-version")"
 }
 
 main() {

@@ -1,5 +1,7 @@
-// Every constant and struct layout of the kernel's uAPI facts (linux-libc-dev 6.12) is declared
-// in core/src/uapi with the same value, size and member offsets.
+// Every constant and struct layout of the kernel's uAPI facts is declared in core/src/uapi with the
+// same value, size and member offsets, for each kernel series SimHost models: 6.12 (the facts of
+// linux-libc-dev 6.12 plus the selftest header) and 7.2 (the headers of the kernel the tier builds,
+// measured by tools/kernel-tier/uapi-facts.mjs).
 
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -10,8 +12,16 @@ interface AbiFacts {
   constants: Record<string, number>;
   structs: Record<string, { size: number; fields: Record<string, [offset: number, size: number]> }>;
 }
-const facts: AbiFacts = JSON.parse(readFileSync(new URL('./fixtures/linux-uapi-6.12.json', import.meta.url), 'utf8'));
 const declared = uapi as unknown as Record<string, unknown>;
+
+/** Each series: its facts, the layouts that differ from the plain (6.12) names, and how many facts it has. */
+const SERIES = [
+  { series: '6.12', overrides: {}, structs: 48, constants: 152 },
+  { series: '7.2', overrides: uapi.LINUX_7_2_STRUCTS as Record<string, unknown>, structs: 48, constants: 168 },
+].map((s) => ({
+  ...s,
+  facts: JSON.parse(readFileSync(new URL(`./fixtures/linux-uapi-${s.series}.json`, import.meta.url), 'utf8')) as AbiFacts,
+}));
 
 /** A declared struct's members as the facts list them: fixed members, then the flexible array at size 0. */
 function layoutOf(struct: StructType<never>): Record<string, [number, number]> {
@@ -23,25 +33,43 @@ function layoutOf(struct: StructType<never>): Record<string, [number, number]> {
   return out;
 }
 
-describe('uAPI constants match <linux/iommufd.h> and <linux/vfio.h>', () => {
-  it.for(Object.entries(facts.constants))('%s = %i', ([name, value]) => {
-    expect(declared[name], `${name} is not declared`).toBe(value);
+describe.each(SERIES)('Linux $series', ({ facts, overrides, structs, constants }) => {
+  describe('uAPI constants match <linux/iommufd.h>, <linux/vfio.h> and iommufd_test.h', () => {
+    it.for(Object.entries(facts.constants))('%s = %i', ([name, value]) => {
+      const v = declared[name];
+      expect(v, `${name} is not declared`).toBeDefined();
+      // Sizes and addresses the sim computes with are declared as bigints.
+      expect(typeof v === 'bigint' ? Number(v) : v).toBe(value);
+    });
+  });
+
+  describe('uAPI struct layouts match the kernel', () => {
+    it.for(Object.entries(facts.structs))('struct %s', ([name, fact]) => {
+      const struct = overrides[name] ?? declared[name];
+      expect(struct, `struct ${name} is not declared`).toBeInstanceOf(StructType);
+      const s = struct as StructType<never>;
+      expect(s.name).toBe(name);
+      expect(s.size).toBe(fact.size);
+      expect(layoutOf(s)).toEqual(fact.fields);
+    });
+
+    it('covers every struct the facts list (and the test sees them all)', () => {
+      expect(Object.keys(facts.structs).length).toBe(structs);
+      expect(Object.keys(facts.constants).length).toBe(constants);
+    });
   });
 });
 
-describe('uAPI struct layouts match the kernel', () => {
-  it.for(Object.entries(facts.structs))('struct %s', ([name, fact]) => {
-    const struct = declared[name];
-    expect(struct, `struct ${name} is not declared`).toBeInstanceOf(StructType);
-    const s = struct as StructType<never>;
-    expect(s.name).toBe(name);
-    expect(s.size).toBe(fact.size);
-    expect(layoutOf(s)).toEqual(fact.fields);
+describe('the series differ only where the 7.2 declarations say so', () => {
+  const [v612, v72] = SERIES.map((s) => s.facts);
+  it('every 6.12 constant has the same value in 7.2, but the mock device flag 7.2 dropped', () => {
+    const changed = Object.keys(v612!.constants).filter((n) => v72!.constants[n] !== v612!.constants[n]);
+    expect(changed).toEqual(['MOCK_FLAGS_DEVICE_HUGE_IOVA']);
   });
 
-  it('covers every struct the facts list (and the test sees them all)', () => {
-    expect(Object.keys(facts.structs).length).toBe(45);
-    expect(Object.keys(facts.constants).length).toBe(129);
+  it('the structs that grew in 7.2 are exactly those with a 7.2 layout declared', () => {
+    const grown = Object.keys(v612!.structs).filter((n) => JSON.stringify(v72!.structs[n]) !== JSON.stringify(v612!.structs[n]));
+    expect(grown.sort()).toEqual(Object.keys(uapi.LINUX_7_2_STRUCTS).sort());
   });
 });
 

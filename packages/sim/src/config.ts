@@ -1,6 +1,7 @@
 // The machine description SimHost is built from.
 
 import type { SimPciModel } from './devices/pci-model.js';
+import type { SimKernelVersion } from './kernel/linux-series.js';
 
 /** An IOMMU hardware unit. Devices behind different units never share an IO page table. */
 export interface SimIommuConfig {
@@ -37,9 +38,20 @@ export interface SimDeviceConfig {
     readonly flags: readonly SimMigrationFlag[];
     /** Device DMA logging (device dirty tracking). */
     readonly dmaLogging?: boolean;
+    /**
+     * What RESUMING -> STOP leaves when the data written does not load: 'error' (the ERROR state,
+     * the session ended, as mlx5 does; the default) or 'resuming' (still RESUMING with the data
+     * so far, as the mtty sample does). The uAPI allows both.
+     */
+    readonly resumeFailure?: 'error' | 'resuming';
   };
   /** Whether the device supports function level reset (VFIO_DEVICE_FLAGS_RESET). Default true. */
   readonly resettable?: boolean;
+  /**
+   * Whether a slot or bus reset can reach the device (PCI hot reset). Default true; false for a
+   * device on a root bus, as QEMU's q35 puts them, where hot reset says ENODEV.
+   */
+  readonly busReset?: boolean;
   /** Model-specific options. */
   readonly options?: Readonly<Record<string, unknown>>;
 }
@@ -68,4 +80,11 @@ export interface SimHostConfig {
    * dirty tracking reports whole huge IOPTEs, as on a THP host. Default false: 4 KiB IOPTEs.
    */
   readonly transparentHugePages?: boolean;
+
+  // ---- which Linux -----------------------------------------------------------------------------
+  /**
+   * The Linux series to model where they differ: '6.12' (the default: the long-term kernel most
+   * VFIO hosts run) or '7.2' (the kernel tier's). kernel/linux-series.ts lists every difference.
+   */
+  readonly kernel?: SimKernelVersion;
 }

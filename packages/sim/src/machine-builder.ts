@@ -10,6 +10,7 @@ import { SimGroup } from './kernel/sim-group.js';
 import { SimIommu } from './kernel/sim-iommu.js';
 import type { SimKernel } from './kernel/sim-kernel.js';
 import { IommufdFile } from './iommufd/iommufd-file.js';
+import { linuxSeries } from './kernel/linux-series.js';
 import { VfioContainerFile } from './vfio/container-file.js';
 import { VfioDeviceFile } from './vfio/device-file.js';
 import { VfioGroupFile } from './vfio/group-file.js';
@@ -19,6 +20,7 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 /** Populate `kernel` with the machine `config` describes. Throws ConfigError on a bad description. */
 export function buildMachine(kernel: SimKernel, config: SimHostConfig): void {
+  kernel.linux = linuxSeries(config.kernel);
   for (const c of config.iommus ?? [{ id: 'iommu0' }]) {
     if (kernel.iommus.has(c.id)) throw new ConfigError(`SimHost: iommu '${c.id}' is declared twice`);
     kernel.iommus.set(c.id, new SimIommu(c));

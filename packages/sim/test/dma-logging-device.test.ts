@@ -161,9 +161,9 @@ describe('DMA logging errors', () => {
     expectErrno(() => report(host, fd, 0n, 0x10_0000n, 2048n), 'EINVAL');
     expectErrno(() => report(host, fd, 0n, 0x10_0000n, 12288n), 'EINVAL');
     expectErrno(() => report(host, fd, 0xffff_ffff_ffff_f000n, 0x2000n), 'EOVERFLOW');
-    const small = anon(host, 8); // 64 pages' worth, for a report of 65
+    const small = anon(host, 8); // a page: its last 8 bytes are 64 pages' worth, for a report of 65
     expectErrno(() => feature(host, fd, VFIO_DEVICE_FEATURE_GET | REPORT, vfio_device_feature_dma_logging_report.encode({
-      iova: 0n, length: 65n * PAGE, page_size: PAGE, bitmap: small.addr,
+      iova: 0n, length: 65n * PAGE, page_size: PAGE, bitmap: small.addr + PAGE - 8n,
     })), 'EFAULT');
   });
 

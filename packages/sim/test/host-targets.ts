@@ -2,6 +2,7 @@
 // kernel offers what the test needs (in the kernel tier's guest, tools/kernel-tier/), else skipped.
 
 import { existsSync, readdirSync, readlinkSync } from 'node:fs';
+import { release } from 'node:os';
 import { basename } from 'node:path';
 import { HostError, LinuxHost, type HostKernel } from '@vmmkit/core';
 import { IOMMU_TEST_CMD, IOMMU_TEST_OP_ADD_RESERVED, iommu_test_cmd, O_CLOEXEC, O_RDWR } from '@vmmkit/core/uapi';
@@ -11,6 +12,8 @@ import { SimHost, type SimHostConfig } from '../src/index.js';
 export interface HostTarget {
   /** `SimHost` or `LinuxHost`: the kernel tier's verdict looks for `LinuxHost` in test names. */
   readonly name: 'SimHost' | 'LinuxHost';
+  /** How titles name the host when the name alone is not enough (`SimHost 7.2`). */
+  readonly label?: string;
   /** Why this host cannot run the suite here, if it cannot. */
   readonly unavailable?: string;
   /** A host to test on: a fresh SimHost built from `config`, or the one real kernel. */
@@ -19,7 +22,7 @@ export interface HostTarget {
 
 /** The suite's title on a target: the host's name, and the reason when it is skipped. */
 export function onTarget(title: string, target: HostTarget): string {
-  return `${title} (${target.name}${target.unavailable ? `; skipped: ${target.unavailable}` : ''})`;
+  return `${title} (${target.label ?? target.name}${target.unavailable ? `; skipped: ${target.unavailable}` : ''})`;
 }
 
 /** Whether tests on this target may use SimHost's test hooks (census, fault injection, device DMA). */
@@ -28,6 +31,20 @@ export function isSim(host: HostKernel): host is SimHost {
 }
 
 const simTarget: HostTarget = { name: 'SimHost', host: (config) => new SimHost(config ?? {}) };
+
+/** SimHost modelling Linux 7.2, the series the kernel tier runs. */
+export const sim72Target: HostTarget = { name: 'SimHost', label: 'SimHost 7.2', host: (config) => new SimHost({ ...config, kernel: '7.2' }) };
+
+/** `targets` with SimHost in 7.2 mode beside the default SimHost, for cases whose outcome depends on the series. */
+export function withSim72(targets: HostTarget[]): HostTarget[] {
+  return [targets[0]!, sim72Target, ...targets.slice(1)];
+}
+
+/** The Linux series a host behaves as: SimHost's configured one, or the running kernel's ('7.2' for 7.2.12). */
+export function seriesOf(host: HostKernel): string {
+  if (isSim(host)) return host.kernel.linux.version;
+  return release().split('.').slice(0, 2).join('.');
+}
 
 let linux: LinuxHost | undefined;
 function linuxTarget(unavailable: string | undefined): HostTarget {

@@ -250,7 +250,11 @@ describe('migration features', () => {
     expectErrno(() => feature(host, fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET | 1, new Uint8Array(8)), 'EINVAL');
     expectErrno(() => feature(host, fd, (1 << 19) | VFIO_DEVICE_FEATURE_GET | 1, new Uint8Array(8)), 'EINVAL');
     expectErrno(() => feature(host, fd, VFIO_DEVICE_FEATURE_GET | 0x7777), 'ENOTTY');
-    expectErrno(() => feature(host, fd, VFIO_DEVICE_FEATURE_SET | 3), 'ENOTTY'); // low power entry: not modelled
+    // vfio-pci's low-power features: their arguments are checked as vfio-pci does (entering them is not modelled).
+    expectErrno(() => feature(host, fd, 3), 'EINVAL');
+    expectErrno(() => feature(host, fd, VFIO_DEVICE_FEATURE_GET | 4, new Uint8Array(8)), 'EINVAL');
+    feature(host, fd, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_SET | 5);
+    expectErrno(() => feature(host, fd, VFIO_DEVICE_FEATURE_SET | 0, new Uint8Array(16)), 'ENOTTY'); // the VF token: no SR-IOV PF here
     expectErrno(() => feature(host, edu, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIGRATION, new Uint8Array(8)), 'ENOTTY');
     expectErrno(() => feature(host, edu, VFIO_DEVICE_FEATURE_PROBE | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE), 'ENOTTY');
     const short = new Uint8Array(8);

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# guest/run-suites.sh: inside the kernel-tier guest, make the devices the host-generic suites need
-# and run them on LinuxHost with vitest; the JSON report goes back to the host for the verdict.
+# guest/run-suites.sh [FILE...]: inside the kernel-tier guest, make the devices the host-generic
+# suites need and run them on LinuxHost with vitest (all of them, or the FILEs given, as by hand:
+# boot-guest.sh 'bash tools/kernel-tier/guest/run-suites.sh packages/sim/test/x.host.test.ts');
+# the JSON report goes back to the host for the verdict.
 set -euo pipefail
 
 say() { echo "[guest] $*"; }

@@ -38,6 +38,12 @@ export const MOCK_HUGE_PAGE_SIZE = 512n * MOCK_IO_PAGE_SIZE;
 export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
 export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
 
+/** IOMMU_HWPT_ALLOC's data_type for the mock driver's own data (struct iommu_hwpt_selftest). */
+export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+
+/** The mock's HWPT data (6.12: nested domains only). Linux 7.2 adds pagetable_type: see linux-7.2.ts. */
+export const iommu_hwpt_selftest = defineStruct('iommu_hwpt_selftest', { iotlb: u32 });
+
 /** The hw_info data of a mock device. */
 export const iommu_test_hw_info = defineStruct('iommu_test_hw_info', { flags: u32, test_reg: u32 });
 

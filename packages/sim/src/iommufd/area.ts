@@ -2,13 +2,21 @@
 // (an IOVA range showing a slice of those pages) of drivers/iommu/iommufd/{pages.c,io_pagetable.h}.
 
 import { fail } from '../kernel/sim-errno.js';
+import { RangeMap } from '../kernel/range-map.js';
 import { sliceSpans, type UserMemory, type UserSpan } from '../memory/user-memory.js';
-import { hex, type IovaRange } from './iova-range.js';
+import { hex, holesOf, type IovaRange } from './iova-range.js';
 
-/** A user VA range mapped into IOASes (struct iopt_pages); areas of several IOASes may share it. */
+/** Pinned pages of a range: the memory behind [start, last] of the range's bytes. */
+type Pinned = readonly UserSpan[];
+
+/**
+ * A user VA range mapped into IOASes (struct iopt_pages); areas of several IOASes may share it.
+ * Pages are pinned per area as domains need them (iopt_area_fill_domain), never the whole range
+ * at once: a range may run past the end of the user's mapping as long as no area there is pinned.
+ */
 export class IoptPages {
-  /** The memory behind the range once pinned: pinning resolves it, so unmapping the VA later keeps it. */
-  spans: readonly UserSpan[] | undefined;
+  /** Pinned byte ranges of the pages: pinning resolves the memory, so unmapping the VA later keeps it. */
+  readonly #pins = new RangeMap<Pinned>();
   /** Whether domains may map it with huge IOPTEs (the IOAS's large-page setting when first pinned). */
   largeOk = true;
 
@@ -19,22 +27,41 @@ export class IoptPages {
     readonly writable: boolean,
   ) {}
 
-  get pinned(): boolean {
-    return this.spans !== undefined;
-  }
-
-  /** pin_user_pages of the whole range: EFAULT if any byte is unmapped or lacks the access. */
-  pin(memory: UserMemory, largeOk: boolean): void {
-    if (this.spans) return;
-    if (this.length > 1n << 52n) fail('EFAULT', `cannot pin ${hex(this.length)} bytes`);
-    this.spans = memory.resolve(this.uva, Number(this.length), this.writable ? 'write' : 'read');
-    this.largeOk = largeOk;
+  /**
+   * pin_user_pages of bytes [byte, byte + length) of the range, the parts not pinned yet: EFAULT
+   * (pinning nothing) if any byte is unmapped or lacks the access. Returns an undo for what it pinned.
+   */
+  pin(memory: UserMemory, byte: bigint, length: bigint, largeOk: boolean): () => void {
+    if (length > 1n << 52n) fail('EFAULT', `cannot pin ${hex(length)} bytes`);
+    if (!length) return () => {};
+    const last = byte + length - 1n;
+    const holes = holesOf(this.#pins, byte, last);
+    const access = this.writable ? 'write' : 'read';
+    const resolved = holes.map((h) => memory.resolve(this.uva + h.start, Number(h.last - h.start + 1n), access));
+    if (!this.#pins.size) this.largeOk = largeOk;
+    const added = holes.map((h, i) => this.#pins.insert(h.start, h.last, resolved[i]!));
+    return () => {
+      for (const r of added) this.#pins.delete(r);
+    };
   }
 
   /** The memory behind [byte, byte + length) of the range: pinned pages, else the user's mapping now. */
   memoryAt(memory: UserMemory, byte: bigint, length: number, write: boolean): UserSpan[] {
-    if (!this.spans) return memory.resolve(this.uva + byte, length, write ? 'write' : 'read');
-    return sliceSpans(this.spans, Number(byte), length);
+    const last = byte + BigInt(length) - 1n;
+    const out: UserSpan[] = [];
+    const resolve = (from: bigint, to: bigint): void => {
+      out.push(...memory.resolve(this.uva + from, Number(to - from + 1n), write ? 'write' : 'read'));
+    };
+    let at = byte;
+    for (const p of this.#pins.overlapping(byte, last)) {
+      if (p.start > at) resolve(at, p.start - 1n);
+      const from = p.start > at ? p.start : at;
+      const to = p.last < last ? p.last : last;
+      out.push(...sliceSpans(p.value, Number(from - p.start), Number(to - from + 1n)));
+      at = to + 1n;
+    }
+    if (at <= last) resolve(at, last);
+    return out;
   }
 }
 

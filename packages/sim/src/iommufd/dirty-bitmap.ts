@@ -29,30 +29,40 @@ function checkRange(alignment: bigint, q: DirtyQuery): bigint {
 
 /**
  * Read the dirty IOPTEs of [iova, iova + length) into the user's bitmap (OR-ing bits in) and
- * clear them unless NO_CLEAR. Walks the areas contiguously mapped from `iova`; as in the kernel,
- * the errors of the walk (tracking off, a hole in the range, an unwritable bitmap) are not
- * returned: iommu_read_and_clear_dirty ignores iova_bitmap_for_each's result, so the ioctl
- * succeeds having reported what it reached.
+ * clear them unless NO_CLEAR. Walks the areas contiguously mapped from `iova`. What the walk meets
+ * (a hole in the range; on 6.12, a driver refusing to read with tracking off) fails the ioctl on
+ * 6.12 with that error and is ignored on 7.x, which succeeds having reported what it reached. A
+ * bitmap that is not writable user memory is skipped silently on both (iova_bitmap_set).
  */
 export function readDirtyBitmap(hwpt: Hwpt, q: DirtyQuery): void {
   const iopt = hwpt.ioas.iopt;
   const last = checkRange(iopt.iovaAlignment, q);
   const domain = hwpt.domain;
   if (!domain.dirtyOps) fail('EOPNOTSUPP', `hwpt ${hwpt.id} was not allocated for dirty tracking`);
-  if (!domain.tracking) return; // read_and_clear_dirty: EINVAL with a bitmap, swallowed
+  const series = hwpt.ctx.kernel.linux;
+  const genericPt = series.pageTable === 'generic-pt';
+  const walkError = (why: string): void => {
+    if (series.reportsDirtyWalkErrors) fail('EINVAL', why);
+  };
   const shift = BigInt(lowestBit(q.pageSize).toString(2).length - 1);
   const bitOf = (iova: bigint): number => Number((iova - q.iova) >> shift);
-  for (const [area, from, to] of iopt.contiguous(q.iova, last).pieces) {
+  const walk = iopt.contiguous(q.iova, last);
+  for (const [area, from, to] of walk.pieces) {
+    // The classic drivers' read_and_clear_dirty refuse while tracking is off (-EINVAL).
+    if (!genericPt && !domain.tracking) return walkError(`hwpt ${hwpt.id} does not track dirty pages`);
     const firstWord = Math.floor(bitOf(from) / 64);
     const words = Math.floor(bitOf(to) / 64) - firstWord + 1;
-    let bitmap: UserBitmap;
+    let bitmap: UserBitmap | undefined;
     try {
       bitmap = UserBitmap.pin(iopt.memory, q.data + BigInt(firstWord * 8), words * 8);
     } catch (e) {
-      if (e instanceof SimErrno) return; // iova_bitmap_get: -EFAULT, swallowed
-      throw e;
+      if (!(e instanceof SimErrno)) throw e;
     }
     const base = firstWord * 64;
-    domain.readAndClear(area, from, to, q.noClear, (s, l) => bitmap.set(bitOf(s) - base, bitOf(l) - bitOf(s) + 1));
+    domain.readAndClear(area, from, to, q.noClear, genericPt, (s, l) => {
+      const clipped = l < last ? l : last; // iova_bitmap_set records inside the bitmap only
+      bitmap?.set(bitOf(s) - base, bitOf(clipped) - bitOf(s) + 1);
+    });
   }
+  if (!walk.done) walkError(`[0x${q.iova.toString(16)}, 0x${last.toString(16)}] is not fully mapped`);
 }

@@ -3,8 +3,8 @@
 // IOMMU_FAULT_QUEUE_ALLOC (fault.c), which 6.12 has and SimHost does not model.
 
 import {
-  _IO, defineStruct, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, IOMMU_HWPT_FAULT_ID_VALID,
-  IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, iommu_hwpt_alloc,
+  IOMMU_HWPT_DATA_SELFTEST, _IO, defineStruct, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
+  IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, IOMMUFD_CMD_BASE, IOMMUFD_TYPE, iommu_hwpt_alloc,
   iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, u32, u64,
 } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
@@ -14,6 +14,7 @@ import { allocHwptPaging } from './hwpt-alloc.js';
 import type { Idev } from './idev.js';
 import type { Ioas } from './ioas.js';
 import type { IommufdFile } from './iommufd-file.js';
+import { isMockUnit } from './mock-iommu.js';
 import type { UcmdOf } from './ucmd.js';
 
 /** struct iommu_hwpt_invalidate (6.12), not among the facts core declares. */
@@ -26,30 +27,40 @@ export const IOMMU_HWPT_INVALIDATE = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 13);
 export const iommu_fault_alloc = defineStruct('iommu_fault_alloc', { size: u32, flags: u32, out_fault_id: u32, out_fault_fd: u32 });
 export const IOMMU_FAULT_QUEUE_ALLOC = _IO(IOMMUFD_TYPE, IOMMUFD_CMD_BASE + 14);
 
-/** The parent checks of iommufd_hwpt_nested_alloc; SimHost models no nested domains. */
-function nestedAlloc(parent: Hwpt, flags: number, dataLen: number): never {
-  if (!dataLen) fail('EOPNOTSUPP', 'a nested HWPT needs driver data');
-  if (flags & ~IOMMU_HWPT_FAULT_ID_VALID) fail('EOPNOTSUPP', 'flags a nested HWPT does not take');
-  if (parent.autoDomain || !parent.nestParent) fail('EINVAL', `hwpt ${parent.id} is not a nesting parent`);
-  return fail('EOPNOTSUPP', 'nested HWPTs are not modelled');
+/**
+ * iommufd_hwpt_nested_alloc's checks, then the driver's. SimHost models no nested domains: the
+ * mock would make one from IOMMU_HWPT_DATA_SELFTEST data, any other data it refuses (EOPNOTSUPP),
+ * and no machine IOMMU can be a nesting parent.
+ */
+function nestedAlloc(ctx: IommufdFile, parent: Hwpt, idev: Idev, flags: number, dataType: number, dataLen: number): never {
+  const valid = ctx.kernel.linux.nestedHwptFlags;
+  if (flags & ~valid || !dataLen) fail('EOPNOTSUPP', 'nested HWPT flags the series lacks, or no driver data');
+  if (parent.autoDomain || !parent.nestParent || parent.domain.unit !== idev.client.unit) {
+    fail('EINVAL', `hwpt ${parent.id} is not a nesting parent of ${idev.client.name}'s IOMMU`);
+  }
+  if (isMockUnit(parent.domain.unit) && dataType === IOMMU_HWPT_DATA_SELFTEST) return fail('EOPNOTSUPP', 'nested mock HWPTs are not modelled');
+  return fail('EOPNOTSUPP', `the driver takes no nested data of type ${dataType}`);
 }
 
 /**
- * IOMMU_HWPT_ALLOC: a paging HWPT on an IOAS for a bound device. ENOENT for an unknown device,
- * EINVAL for an unknown pt_id, EOPNOTSUPP for what the device's IOMMU cannot do (dirty tracking,
- * nesting, driver data).
+ * IOMMU_HWPT_ALLOC: a paging HWPT on an IOAS for a bound device. EINVAL for data without a type
+ * (or the other way round) and for an unknown pt_id, ENOENT for an unknown device, EOPNOTSUPP for
+ * what the device's IOMMU cannot do (dirty tracking, nesting, driver data).
  */
 export function hwptAlloc(ctx: IommufdFile, ucmd: UcmdOf<typeof iommu_hwpt_alloc>): number {
   if (ucmd.get('__reserved')) fail('EOPNOTSUPP', '__reserved must be 0');
-  const dataLen = ucmd.get('data_len');
-  if (ucmd.get('data_type') === IOMMU_HWPT_DATA_NONE && dataLen) fail('EINVAL', 'data_len without a data_type');
+  const [dataType, dataLen] = [ucmd.get('data_type'), ucmd.get('data_len')];
+  // Checked before any lookup: a data_type needs data, and data needs a data_type.
+  if (dataType === IOMMU_HWPT_DATA_NONE && dataLen) fail('EINVAL', 'data_len without a data_type');
+  if (dataType !== IOMMU_HWPT_DATA_NONE && !dataLen) fail('EINVAL', `data_type ${dataType} without data_len`);
   const idev = ctx.objects.get<Idev>(ucmd.get('dev_id'), 'device');
   const pt = ctx.objects.find(ucmd.get('pt_id'));
   if (!pt) return fail('EINVAL', `no object ${ucmd.get('pt_id')}`);
   const flags = ucmd.get('flags');
-  if (pt.type === 'hwpt_paging') return nestedAlloc(pt as Hwpt, flags, dataLen);
+  if (pt.type === 'hwpt_paging') return nestedAlloc(ctx, pt as Hwpt, idev, flags, dataType, dataLen);
   if (pt.type !== 'ioas') return fail('EINVAL', `object ${pt.id} is a ${pt.type}`);
-  const hwpt = allocHwptPaging(ctx, pt as Ioas, idev.client, flags, undefined, dataLen > 0);
+  const userData = dataLen ? { type: dataType, uptr: ucmd.get('data_uptr'), len: dataLen } : undefined;
+  const hwpt = allocHwptPaging(ctx, pt as Ioas, idev.client, flags, undefined, userData);
   try {
     // No fault queue object can exist here (IOMMU_FAULT_QUEUE_ALLOC is not modelled).
     if (flags & IOMMU_HWPT_FAULT_ID_VALID) fail('ENOENT', `no fault queue ${ucmd.get('fault_id')}`);

@@ -84,7 +84,9 @@ export class IoPagetable {
       areas.push(new Area(at, at + s.length - 1n, s.pages, s.startByte, prot));
       at += s.length;
     }
-    if (this.domains.size) this.#pin(areas.map((a) => a.pages));
+    if (this.domains.size) this.#pin(areas);
+    // Pinned, then mapped: a domain refusing the mapping fails it after the pinning did not.
+    if (!prot.read && !prot.write && [...this.domains].some((d) => d.unit.refusesNoAccess)) fail('EINVAL', 'a domain cannot map pages with no access');
     for (const a of areas) this.areas.insert(a.start, a.last, a);
     return iova;
   }
@@ -151,21 +153,18 @@ export class IoPagetable {
 
   /** Pin every area for a domain about to be filled (iopt_fill_domain): EFAULT changes nothing. */
   pinAll(): void {
-    this.#pin([...this.areas].map((r) => r.value.pages));
+    this.#pin([...this.areas].map((r) => r.value));
   }
 
-  /** Pin pages for the domains; on failure unpin what this call pinned. */
-  #pin(pages: readonly IoptPages[]): void {
-    const pinned: IoptPages[] = [];
+  /** Pin the pages behind each area (only those: iopt_area_fill_domain); on failure unpin what this call pinned. */
+  #pin(areas: readonly Area[]): void {
+    const undo: (() => void)[] = [];
     try {
-      for (const p of pages) {
-        if (p.pinned) continue;
-        // Huge IOPTEs need physically contiguous memory: only huge-page backed memory is.
-        p.pin(this.memory, !this.disableLargePages && this.memory.hugePages);
-        pinned.push(p);
-      }
+      // Huge IOPTEs need physically contiguous memory: only huge-page backed memory is.
+      const largeOk = !this.disableLargePages && this.memory.hugePages;
+      for (const a of areas) undo.push(a.pages.pin(this.memory, a.startByte, a.length, largeOk));
     } catch (e) {
-      for (const p of pinned) p.spans = undefined;
+      for (const u of undo) u();
       throw e;
     }
   }

@@ -3,8 +3,9 @@
 
 import { InvariantError } from '@vmmkit/core';
 import {
-  IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_FAULT_ID_VALID,
+  IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HWPT_ALLOC_NEST_PARENT,
 } from '@vmmkit/core/uapi';
+import type { UserMemory } from '../memory/user-memory.js';
 import type { DmaTarget } from '../iommu/dma-target.js';
 import type { SimDevice } from '../kernel/sim-device.js';
 import type { SimGroup } from '../kernel/sim-group.js';
@@ -30,6 +31,20 @@ export interface IommuUnit {
   dirtyCapable(dev: IommuClient): boolean;
   /** The iommu_ops->hw_info answer for the device. */
   hwInfo(dev: IommuClient): { readonly type: number; readonly data: Uint8Array };
+  /**
+   * Check the driver data of a paging HWPT (IOMMU_HWPT_ALLOC's data_type/data_uptr/data_len),
+   * throwing as the driver refuses it. A unit without it takes no data (EOPNOTSUPP).
+   */
+  pagingData?(data: HwptUserData, memory: UserMemory): void;
+  /** The driver's map refuses a mapping with neither read nor write permission (EINVAL). */
+  readonly refusesNoAccess?: boolean;
+}
+
+/** struct iommu_user_data: the driver data of an IOMMU_HWPT_ALLOC. */
+export interface HwptUserData {
+  readonly type: number;
+  readonly uptr: bigint;
+  readonly len: number;
 }
 
 /** A device as the IOMMU layer sees it (struct device): a machine device, or a selftest mock device. */
@@ -40,13 +55,18 @@ export interface IommuClient {
   readonly groupKey: object;
   /** Route the DMA of the device's whole group through `target` (undefined: blocked). */
   setDmaTarget(target: DmaTarget | undefined): void;
+  /** log2 of the PASIDs the device has enabled (GET_HW_INFO's out_max_pasid_log2); none when absent. */
+  readonly maxPasidLog2?: number;
 }
 
 /** The driver of a machine IOMMU unit (SimIommu). */
 class MachineUnit implements IommuUnit {
-  readonly allocFlags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_FAULT_ID_VALID;
+  // iommufd strips FAULT_ID_VALID before the driver; PASID reaches it only on 7.x (second-stage tables take it).
+  readonly allocFlags = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_ALLOC_PASID;
   // Like QEMU's VT-d without nesting support: NEST_PARENT is refused (EOPNOTSUPP).
   readonly nestParentCapable = false;
+  // VT-d page tables have no entry for a page that can be neither read nor written.
+  readonly refusesNoAccess = true;
 
   constructor(readonly iommu: SimIommu) {}
 

@@ -1,10 +1,11 @@
-// The iommufd ioctl table of Linux 6.12 (iommufd_ioctl_ops in drivers/iommu/iommufd/main.c):
+// The iommufd ioctl table of Linux 6.12 (iommufd_ioctl_ops in drivers/iommu/iommufd/main.c; 7.2 adds
+// IOAS_MAP_FILE and the vIOMMU ioctls, which SimHost does not model):
 // for each number, the struct, the smallest size a caller may pass, and the handler.
 
 import {
-  IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_SET_DIRTY_TRACKING,
-  IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
-  IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_TEST_CMD, IOMMU_VFIO_IOAS, IOMMUFD_CMD_BASE, iommu_destroy, iommu_hw_info,
+  iommu_hw_info_7_2, IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP,
+  IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES,
+  IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_TEST_CMD, IOMMU_VFIO_IOAS, IOMMUFD_CMD_BASE, iommu_destroy,
   iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc,
   iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map, iommu_ioas_unmap, iommu_option,
   iommu_test_cmd, iommu_vfio_ioas, type StructType,
@@ -43,7 +44,8 @@ const BASE: IommufdOp<IommufdFile>[] = [
   op(IOMMU_OPTION, iommu_option, 'val64', option),
   op(IOMMU_VFIO_IOAS, iommu_vfio_ioas, '__reserved', vfioIoas),
   op(IOMMU_HWPT_ALLOC, iommu_hwpt_alloc, '__reserved', hwptAlloc),
-  op(IOMMU_GET_HW_INFO, iommu_hw_info, '__reserved', getHwInfo),
+  // 7.2's layout (in_data_type beside out_data_type) is 6.12's with one more name for the same field.
+  op(IOMMU_GET_HW_INFO, iommu_hw_info_7_2, '__reserved', getHwInfo),
   op(IOMMU_HWPT_SET_DIRTY_TRACKING, iommu_hwpt_set_dirty_tracking, '__reserved', setDirtyTracking),
   op(IOMMU_HWPT_GET_DIRTY_BITMAP, iommu_hwpt_get_dirty_bitmap, 'data', getDirtyBitmap),
   op(IOMMU_HWPT_INVALIDATE, iommu_hwpt_invalidate, '__reserved', hwptInvalidate),

@@ -12,6 +12,9 @@ export function addDomain(iopt: IoPagetable, domain: IoDomain): void {
   const alignment = domain.minPage > iopt.iovaAlignment ? domain.minPage : iopt.iovaAlignment;
   if (alignment > PAGE_SIZE) fail('EINVAL', `IO page size ${domain.minPage} exceeds PAGE_SIZE`);
   if (alignment !== iopt.iovaAlignment) checkAlignment(iopt, alignment);
+  if (domain.unit.refusesNoAccess && [...iopt.areas].some(({ value: a }) => !a.prot.read && !a.prot.write)) {
+    fail('EINVAL', `${domain.unit.name} cannot map the pages with no access of this IOAS`);
+  }
   try {
     if (domain.aperture.start !== 0n) iopt.reserve(0n, domain.aperture.start - 1n, domain);
     if (domain.aperture.last !== U64_MAX) iopt.reserve(domain.aperture.last + 1n, U64_MAX, domain);

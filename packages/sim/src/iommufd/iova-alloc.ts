@@ -3,7 +3,7 @@
 
 import { fail } from '../kernel/sim-errno.js';
 import type { IoPagetable } from './io-pagetable.js';
-import { alignUp, holesOf, lowestBit, PAGE_SIZE, roundupPow2, U64_MAX, type IovaRange } from './iova-range.js';
+import { alignUp, holesOf, HPAGE_SIZE, lowestBit, PAGE_SIZE, roundupPow2, U64_MAX, type IovaRange } from './iova-range.js';
 
 /**
  * iopt_check_iova for a fixed IOVA: EINVAL if misaligned or on a reserved range, EOVERFLOW if it
@@ -20,13 +20,16 @@ export function checkIova(iopt: IoPagetable, iova: bigint, length: bigint): void
 /**
  * iopt_alloc_iova: the lowest hole of the allowed ranges (the whole space when none were set,
  * but never IOVA 0) that is free of reserved ranges and areas and fits `length` at an alignment
- * that keeps the user address's alignment, so huge pages stay possible. ENOSPC if none.
+ * that keeps the user address's alignment up to a huge page, so huge pages stay possible. ENOSPC if none.
  */
 export function allocIova(iopt: IoPagetable, uva: bigint, length: bigint): bigint {
   const pageOffset = uva % PAGE_SIZE;
   if (length === 0n || length >= U64_MAX / 2n) fail('EOVERFLOW', `cannot place ${length} bytes`);
   let alignment = roundupPow2(length);
   if (uva !== 0n && lowestBit(uva) < alignment) alignment = lowestBit(uva);
+  // Capped at the huge page size: larger alignments gain nothing and fragment the IOVA space
+  // (and ALIGN() could overflow). Every 6.12 release has the cap (upstream 8f6887349b2f, 6.12-rc1).
+  if (alignment >= HPAGE_SIZE) alignment = HPAGE_SIZE;
   if (alignment < iopt.iovaAlignment) fail('EINVAL', `the user address allows alignment ${alignment}, below the IOAS's ${iopt.iovaAlignment}`);
   const window = iopt.allowed.length ? mergeAdjacent(iopt.allowed) : [{ start: PAGE_SIZE, last: U64_MAX - PAGE_SIZE }];
   for (const allowed of window) {

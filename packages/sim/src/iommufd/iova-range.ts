@@ -10,6 +10,8 @@ export interface IovaRange {
 export const U64_MAX = 0xffff_ffff_ffff_ffffn;
 /** The host's PAGE_SIZE (x86_64 and arm64 4K kernels). */
 export const PAGE_SIZE = 4096n;
+/** HPAGE_SIZE of those kernels (PMD-sized transparent huge pages, CONFIG_TRANSPARENT_HUGEPAGE). */
+export const HPAGE_SIZE = 2n << 20n;
 
 /** True when [a] and [b] share an address. */
 export function intersects(a: IovaRange, b: IovaRange): boolean {

@@ -11,7 +11,7 @@ import { changePt, detachPt } from './device-attach.js';
 import { Idev } from './idev.js';
 import type { Ioas } from './ioas.js';
 import type { IommufdFile } from './iommufd-file.js';
-import { MockDevice, mockUnit } from './mock-iommu.js';
+import { MockDevice } from './mock-iommu.js';
 import { IommufdObject } from './object-table.js';
 import { checkMockMap, mockDirty } from './selftest-domain.js';
 import type { UcmdOf } from './ucmd.js';
@@ -50,7 +50,7 @@ class SelftestDevice extends IommufdObject {
 function mockDomain(ctx: IommufdFile, ucmd: TestCmd, flags: number): number {
   const sid = ctx.objects.allocId();
   try {
-    const idev = Idev.create(ctx, new MockDevice(mockUnit, flags), false);
+    const idev = Idev.create(ctx, new MockDevice(ctx.kernel.linux, flags), false);
     let hwptId: number;
     try {
       hwptId = changePt(ctx, idev, ucmd.get('id'), false);

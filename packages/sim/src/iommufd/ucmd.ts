@@ -5,6 +5,7 @@ import { InvariantError } from '@vmmkit/core';
 import type { StructMembers, StructType, StructValue, StructInput } from '@vmmkit/core/uapi';
 import { fail } from '../kernel/sim-errno.js';
 import type { UserArg } from '../kernel/user-arg.js';
+import type { UserMemory } from '../memory/user-memory.js';
 
 /** The command as the kernel holds it: a zero-extended copy of the user's struct. */
 export class Ucmd<D extends StructMembers> {
@@ -68,4 +69,16 @@ export function offsetofend(struct: StructType<any>, member: string): number {
   const m = (struct.members as Record<string, { offset: number; size: number }>)[member];
   if (!m) throw new InvariantError(`${struct.cType} has no member ${member}`);
   return m.offset + m.size;
+}
+
+/**
+ * iommu_copy_struct_from_user of driver data: EINVAL below offsetofend(min member) or past the
+ * kernel's struct, then copy_struct_from_user (EFAULT; a shorter struct is zero-extended).
+ * Returns the kernel's copy, `struct.size` bytes.
+ */
+export function readStructFromUser(memory: UserMemory, uptr: bigint, len: number, struct: StructType<any>, minMember: string): Uint8Array {
+  if (len < offsetofend(struct, minMember) || len > struct.size) fail('EINVAL', `${len} bytes do not fit ${struct.cType}`);
+  const out = new Uint8Array(struct.size);
+  out.set(memory.read(uptr, Math.min(len, struct.size)));
+  return out;
 }

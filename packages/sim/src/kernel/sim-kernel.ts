@@ -8,6 +8,7 @@ import { UserMemory } from '../memory/user-memory.js';
 import { Census } from './census.js';
 import { FaultInjector } from './fault-injector.js';
 import { FdTable } from './fd-table.js';
+import { linuxSeries, type LinuxSeries } from './linux-series.js';
 import type { SimDevice } from './sim-device.js';
 import type { SimGroup } from './sim-group.js';
 import type { SimIommu } from './sim-iommu.js';
@@ -23,6 +24,8 @@ export class SimKernel {
   /** Devices by name (BDF, or UUID for an mdev). */
   readonly devices = new Map<string, SimDevice>();
   readonly features: Required<SimFeatures>;
+  /** The Linux series modelled (SimHostConfig.kernel), set once as the machine is built. */
+  linux: LinuxSeries = linuxSeries();
   #now = 0;
 
   constructor(features: SimFeatures = {}, fdLimit = 1024, transparentHugePages = false) {

@@ -132,7 +132,8 @@ export class ChunkedBacking implements MemoryBacking {
   }
 }
 
-/** The backing for a new anonymous mapping of `length` bytes. */
+/** The backing for a new anonymous mapping of `length` bytes: whole pages, as the kernel maps them. */
 export function anonymousBacking(length: number): MemoryBacking {
-  return length <= MAX_VIEW_LENGTH ? new DenseBacking(length) : new ChunkedBacking(length);
+  const pages = Math.ceil(length / 4096) * 4096;
+  return pages <= MAX_VIEW_LENGTH ? new DenseBacking(pages) : new ChunkedBacking(pages);
 }

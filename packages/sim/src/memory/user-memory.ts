@@ -59,12 +59,17 @@ export class UserMemory {
     readonly hugePages = false,
   ) {}
 
-  /** Map `backing[backingOffset, +length)` at a fresh address. */
+  /**
+   * Map `backing[backingOffset, +length)` at a fresh address. The kernel maps whole pages, so the
+   * rest of the last page is reachable too (kernel code pinning it, say) where the backing has it;
+   * the mapping's own `bytes` stay the `length` asked for.
+   */
   map(length: number, prot: number, backing: MemoryBacking, backingOffset = 0, onUnmap?: () => void): HostMapping {
     if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'mmap length must be positive');
     const addr = this.#next;
     const size = ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
-    const range = this.#regions.insert(addr, addr + BigInt(length) - 1n, { length, prot, backing, backingOffset, onUnmap });
+    const reach = Math.min(Number(size), backing.length - backingOffset);
+    const range = this.#regions.insert(addr, addr + BigInt(reach) - 1n, { length: reach, prot, backing, backingOffset, onUnmap });
     this.#next = addr + size + GUARD;
     this.census.add('mapping');
     let mapped = true;

@@ -3,3 +3,4 @@
 
 export * from './vfio-contract-harness.js';
 export * from '../guest/index.js';
+export * from './difffuzz/index.js';

@@ -28,7 +28,7 @@ export class VfioContainerFile extends SimFile {
   /** vfio_fops_unl_ioctl: without a backend, anything but the three container ioctls is EINVAL. */
   override ioctl(request: number, arg: IoctlArg): number {
     if (request === VFIO_GET_API_VERSION) return VFIO_API_VERSION;
-    if (request === VFIO_CHECK_EXTENSION) return type1CheckExtension(this.type1, intArg(arg));
+    if (request === VFIO_CHECK_EXTENSION) return type1CheckExtension(this.kernel, this.type1, intArg(arg));
     if (request === VFIO_SET_IOMMU) return this.#setIommu(intArg(arg));
     if (!this.type1) return fail('EINVAL', 'no IOMMU set on the container (VFIO_SET_IOMMU)');
     return type1Ioctl(this.type1, request, arg);
@@ -71,8 +71,9 @@ export class VfioContainerFile extends SimFile {
     if (!this.groups.size || this.type1) fail('EINVAL', this.type1 ? 'the IOMMU is already set' : 'no group is attached to the container');
     const v2 = type === BigInt(VFIO_TYPE1v2_IOMMU);
     if (!v2 && type !== BigInt(VFIO_TYPE1_IOMMU)) {
-      // type1 claims NESTING and UNMAP_ALL in CHECK_EXTENSION but cannot open them here.
-      if (type === BigInt(VFIO_TYPE1_NESTING_IOMMU) || type === BigInt(VFIO_UNMAP_ALL)) fail('EINVAL', `IOMMU type ${type} cannot be set`);
+      // type1 claims UNMAP_ALL (and, on 6.12, NESTING) in CHECK_EXTENSION but cannot open them here.
+      const nesting = type === BigInt(VFIO_TYPE1_NESTING_IOMMU) && this.kernel.linux.type1Nesting;
+      if (nesting || type === BigInt(VFIO_UNMAP_ALL)) fail('EINVAL', `IOMMU type ${type} cannot be set`);
       fail('ENODEV', `no IOMMU driver offers type ${type}`);
     }
     const type1 = new Type1Iommu(this.kernel, v2);

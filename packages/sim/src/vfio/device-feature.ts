@@ -1,10 +1,11 @@
 // VFIO_DEVICE_FEATURE (vfio_ioctl_device_feature and vfio_check_feature in vfio_main.c): the
-// argsz/flags rules, PROBE/GET/SET, and the migration features MIGRATION, MIG_DEVICE_STATE and
-// MIG_DATA_SIZE; DMA logging is in dma-logging-ioctl.ts.
+// argsz/flags rules, PROBE/GET/SET, the migration features MIGRATION, MIG_DEVICE_STATE and
+// MIG_DATA_SIZE, and vfio-pci's own; DMA logging is in dma-logging-ioctl.ts.
 
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
-  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP, VFIO_DEVICE_FEATURE_LOW_POWER_EXIT, VFIO_DEVICE_FEATURE_MASK,
   VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_MIGRATION,
   VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, vfio_device_feature, vfio_device_feature_mig_data_size,
   vfio_device_feature_mig_state, vfio_device_feature_migration,
@@ -29,6 +30,7 @@ export interface FeatureCall {
 
 const HEADER = vfio_device_feature.size;
 
+
 /** VFIO_DEVICE_FEATURE. */
 export function deviceFeature(core: VfioPciCore, user: UserArg, installFd: (file: SimFile) => number): number {
   const hdr = vfio_device_feature.decode(user.read(0, HEADER));
@@ -51,9 +53,23 @@ export function deviceFeature(core: VfioPciCore, user: UserArg, installFd: (file
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_START: return loggingStart(call);
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP: return loggingStop(call);
     case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT: return loggingReport(call);
-    // vfio-pci's own features (VF token, low power) are not modelled: vfio_pci_core_ioctl_feature says ENOTTY.
-    default: return fail('ENOTTY', `feature ${hdr.flags & VFIO_DEVICE_FEATURE_MASK} is not supported`);
+    default: return driverFeature(call, hdr.flags & VFIO_DEVICE_FEATURE_MASK);
   }
+}
+
+/**
+ * The driver's own features (device->ops->device_feature). An mdev's driver has none (ENOTTY);
+ * vfio-pci's (vfio_pci_core_ioctl_feature) are the VF token, which only an SR-IOV PF has (none
+ * here: ENOTTY), and the low-power states, whose arguments are checked as vfio-pci does; entering
+ * them is not modelled.
+ */
+function driverFeature(call: FeatureCall, feature: number): number {
+  const lowPower: Record<number, number> = {
+    [VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY]: 0, [VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP]: 8, [VFIO_DEVICE_FEATURE_LOW_POWER_EXIT]: 0,
+  };
+  if (call.core.device.mdev || !(feature in lowPower)) return fail('ENOTTY', `feature ${feature} is not supported`);
+  if (!checkFeature(call, VFIO_DEVICE_FEATURE_SET, lowPower[feature]!)) return 0;
+  return fail('EOPNOTSUPP', 'low-power states are not modelled by SimHost');
 }
 
 /**

@@ -1,9 +1,12 @@
 // The iommufd ioctls of a VFIO device cdev: VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_ATTACH_IOMMUFD_PT
-// and VFIO_DEVICE_DETACH_IOMMUFD_PT (drivers/vfio/device_cdev.c, vfio_main.c, iommufd.c).
+// and VFIO_DEVICE_DETACH_IOMMUFD_PT (drivers/vfio/device_cdev.c, vfio_main.c, iommufd.c), as 6.12
+// and 7.x have them.
 
 import {
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
-  vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
+  VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_BIND_FLAG_TOKEN, vfio_device_attach_iommufd_pt_7_2,
+  vfio_device_bind_iommufd_7_2, vfio_device_detach_iommufd_pt_7_2, VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+  VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd,
+  vfio_device_detach_iommufd_pt,
 } from '@vmmkit/core/uapi';
 import { IommufdFile } from '../iommufd/iommufd-file.js';
 import { fail } from '../kernel/sim-errno.js';
@@ -19,25 +22,56 @@ export function isDeviceIommufdIoctl(request: number): boolean {
 }
 
 /**
+ * The bind struct as the series reads it: 6.12 copies the 16 bytes it knows (EINVAL for flags);
+ * 7.x copies the 24-byte struct with copy_struct_from_user (E2BIG for a non-zero tail) and takes
+ * VFIO_DEVICE_BIND_FLAG_TOKEN.
+ */
+function readBind(file: VfioDeviceFile, user: UserArg): { argsz: number; flags: number; iommufd: number; token: bigint } {
+  const minsz = vfio_device_bind_iommufd.size;
+  if (!file.kernel.linux.bindToken) {
+    const cmd = vfio_device_bind_iommufd.decode(user.read(0, minsz));
+    if (cmd.argsz < minsz || cmd.flags || cmd.iommufd < 0) fail('EINVAL', 'bad argsz, flags or fd');
+    return { ...cmd, token: 0n };
+  }
+  const struct = vfio_device_bind_iommufd_7_2;
+  const argsz = user.u32(0);
+  if (argsz < minsz) fail('EINVAL', `argsz ${argsz} is below ${minsz}`);
+  if (argsz > struct.size && user.read(struct.size, argsz - struct.size).some((b) => b !== 0)) fail('E2BIG', 'non-zero bytes past the struct');
+  const bytes = new Uint8Array(struct.size);
+  bytes.set(user.read(0, Math.min(argsz, struct.size)));
+  const cmd = struct.decode(bytes);
+  if (cmd.iommufd < 0 || cmd.flags & ~VFIO_DEVICE_BIND_FLAG_TOKEN) fail('EINVAL', 'bad flags or fd');
+  return { argsz, flags: cmd.flags, iommufd: cmd.iommufd, token: cmd.token_uuid_ptr };
+}
+
+/**
+ * vfio_df_check_token (7.x): no SimHost device is an SR-IOV VF or a PF with VFs, so a token is
+ * never wanted: an mdev has no token op (EINVAL), vfio-pci reads the UUID (EFAULT) and refuses it.
+ */
+function checkToken(file: VfioDeviceFile, token: bigint): void {
+  if (file.device.mdev) fail('EINVAL', `${file.device.name} takes no VF token`);
+  file.kernel.memory.read(token, 16);
+  fail('EINVAL', `${file.device.name} is neither a VF nor a PF with VFs: no VF token is wanted`);
+}
+
+/**
  * VFIO_DEVICE_BIND_IOMMUFD: EINVAL for a bad struct, a group-opened fd, a second bind or a device
  * open elsewhere; EBUSY while the group is open; EBADF / EBADFD for an fd that is not an iommufd;
  * EPERM if the IOMMU group's DMA is owned elsewhere. A bound cdev blocks opening its group.
  */
 function bind(file: VfioDeviceFile, user: UserArg): number {
-  const bytes = user.read(0, vfio_device_bind_iommufd.size);
-  const cmd = vfio_device_bind_iommufd.decode(bytes);
-  if (cmd.argsz < vfio_device_bind_iommufd.size || cmd.flags || cmd.iommufd < 0) fail('EINVAL', 'bad argsz, flags or fd');
+  const cmd = readBind(file, user);
   if (file.via === 'group') fail('EINVAL', 'BIND_IOMMUFD is for cdev fds only');
   const group = groupState(file.device.group);
   if (group.opened) fail('EBUSY', `group ${file.device.group.id} is open`);
   if (file.iommufd) fail('EINVAL', 'the device fd is already bound');
+  if (cmd.flags & VFIO_DEVICE_BIND_FLAG_TOKEN) checkToken(file, cmd.token);
   const ctx = file.kernel.fds.get(cmd.iommufd);
   if (!(ctx instanceof IommufdFile)) fail('EBADFD', `fd ${cmd.iommufd} is not an iommufd`);
   if (openCount(file.device)) fail('EINVAL', `${file.device.name} is already open`);
   const devid = ctx.bindDevice(file.device);
   try {
-    vfio_device_bind_iommufd.set(bytes, 'out_devid', devid);
-    user.write(vfio_device_bind_iommufd.members.out_devid.offset, bytes.subarray(vfio_device_bind_iommufd.members.out_devid.offset));
+    user.write(vfio_device_bind_iommufd.members.out_devid.offset, u32le(devid));
   } catch (e) {
     ctx.unbindDevice(devid);
     throw e;
@@ -54,16 +88,29 @@ function bind(file: VfioDeviceFile, user: UserArg): number {
   return 0;
 }
 
+/**
+ * The flags of ATTACH/DETACH_IOMMUFD_PT: none on 6.12 (EINVAL); 7.x knows the PASID flag, which
+ * needs the driver's pasid ops (EOPNOTSUPP: SimHost's devices have no PASID) and the pasid field.
+ */
+function checkPtFlags(file: VfioDeviceFile, argsz: number, flags: number, pasidEnd: number): void {
+  const pasidFlag = file.kernel.linux.cdevPasid ? VFIO_DEVICE_ATTACH_PASID : 0;
+  if (flags & ~pasidFlag) fail('EINVAL', `unknown flags 0x${flags.toString(16)}`);
+  if (flags & pasidFlag) {
+    if (file.device.mdev) fail('EOPNOTSUPP', `${file.device.name} cannot attach a PASID`);
+    if (argsz < pasidEnd) fail('EINVAL', `argsz ${argsz} has no room for the pasid`);
+    fail('EOPNOTSUPP', 'PASID attachment is not modelled');
+  }
+}
+
 /** VFIO_DEVICE_ATTACH_IOMMUFD_PT: attach, or replace an attachment; the pt_id in use comes back. */
 function attach(file: VfioDeviceFile, user: UserArg): number {
-  const bytes = user.read(0, vfio_device_attach_iommufd_pt.size);
-  const cmd = vfio_device_attach_iommufd_pt.decode(bytes);
-  if (cmd.argsz < vfio_device_attach_iommufd_pt.size || cmd.flags) fail('EINVAL', 'bad argsz or flags');
+  const cmd = vfio_device_attach_iommufd_pt.decode(user.read(0, vfio_device_attach_iommufd_pt.size));
+  if (cmd.argsz < vfio_device_attach_iommufd_pt.size) fail('EINVAL', `argsz ${cmd.argsz} is too small`);
+  checkPtFlags(file, cmd.argsz, cmd.flags, vfio_device_attach_iommufd_pt_7_2.size);
   const { ctx, devid } = file.iommufd!;
   const ptId = ctx.attachDevice(devid, cmd.pt_id);
   try {
-    vfio_device_attach_iommufd_pt.set(bytes, 'pt_id', ptId);
-    user.write(vfio_device_attach_iommufd_pt.members.pt_id.offset, bytes.subarray(vfio_device_attach_iommufd_pt.members.pt_id.offset));
+    user.write(vfio_device_attach_iommufd_pt.members.pt_id.offset, u32le(ptId));
   } catch (e) {
     ctx.detachDevice(devid);
     throw e;
@@ -74,11 +121,18 @@ function attach(file: VfioDeviceFile, user: UserArg): number {
 /** VFIO_DEVICE_DETACH_IOMMUFD_PT: success even when not attached. */
 function detach(file: VfioDeviceFile, user: UserArg): number {
   const cmd = vfio_device_detach_iommufd_pt.decode(user.read(0, vfio_device_detach_iommufd_pt.size));
-  if (cmd.argsz < vfio_device_detach_iommufd_pt.size || cmd.flags) fail('EINVAL', 'bad argsz or flags');
+  if (cmd.argsz < vfio_device_detach_iommufd_pt.size) fail('EINVAL', `argsz ${cmd.argsz} is too small`);
+  checkPtFlags(file, cmd.argsz, cmd.flags, vfio_device_detach_iommufd_pt_7_2.size);
   const { ctx, devid } = file.iommufd!;
   ctx.detachDevice(devid);
   return 0;
 }
+
+const u32le = (v: number): Uint8Array => {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, v, true);
+  return b;
+};
 
 /**
  * Dispatch (vfio_device_fops_unl_ioctl): BIND first; the others need a bound cdev (EINVAL before

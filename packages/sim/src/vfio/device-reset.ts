@@ -30,6 +30,7 @@ export function deviceReset(core: VfioPciCore): number {
 /** The PCI functions a bus reset of `device` hits: every one on its domain:bus, by BDF. */
 export function affectedDevices(kernel: SimKernel, device: SimDevice): SimDevice[] {
   if (device.mdev) fail('ENOTTY', 'a mediated device has no PCI hot reset');
+  if (device.config.busReset === false) fail('ENODEV', `no slot or bus reset reaches ${device.name}`);
   const bus = device.name.slice(0, 7);
   return [...kernel.devices.values()].filter((d) => !d.mdev && d.name.startsWith(bus)).sort((a, b) => a.name.localeCompare(b.name));
 }

@@ -31,6 +31,8 @@ export class VfioMigration implements MigDataOwner, SimMigrationDriver {
   /** The file of the saving session (PRE_COPY, PRE_COPY_P2P, STOP_COPY) or of RESUMING. */
   #session: VfioMigDataFile | undefined;
   readonly #arcs: ReadonlyMap<number, () => VfioMigDataFile | undefined>;
+  /** A failed load leaves the device RESUMING (SimDeviceConfig.migration.resumeFailure). */
+  readonly #keepResuming: boolean;
 
   constructor(core: VfioPciCore) {
     this.flags = core.device.migrationFlags;
@@ -38,6 +40,7 @@ export class VfioMigration implements MigDataOwner, SimMigrationDriver {
     this.migration = core.device.model.migration!;
     this.memory = core.kernel.memory;
     this.census = core.kernel.census;
+    this.#keepResuming = core.device.config.migration?.resumeFailure === 'resuming';
     const run = (running: boolean) => () => {
       this.migration.setRunning(running);
       return undefined;
@@ -121,19 +124,22 @@ export class VfioMigration implements MigDataOwner, SimMigrationDriver {
     return undefined;
   }
 
-  /** RESUMING → STOP: load what was written. A stream that does not load leaves the device in ERROR. */
+  /**
+   * RESUMING → STOP: load what was written. A stream that does not load leaves the device in
+   * ERROR, or (resumeFailure 'resuming') still RESUMING with its session, ready for more data.
+   */
   #resumed(): undefined {
     const session = this.#session!;
     try {
       this.migration.load(session.received());
     } catch (e) {
-      if (!(e instanceof SimErrno)) throw e;
+      if (!(e instanceof SimErrno) || this.#keepResuming) throw e;
       this.state = ERROR;
       this.migration.setRunning(false);
-      throw e;
-    } finally {
       this.#endSession();
+      throw e;
     }
+    this.#endSession();
     return undefined;
   }
 }

@@ -66,7 +66,10 @@ function getBitmap(iommu: Type1Iommu, user: UserArg, argsz: number): number {
   const GET = vfio_iommu_type1_dirty_bitmap_get;
   if (argsz - HEAD < GET.size) fail('EINVAL', 'argsz leaves no room for struct vfio_iommu_type1_dirty_bitmap_get');
   const range = GET.decode(user.read(HEAD, GET.size));
-  if (range.iova + range.size > U64_MAX) fail('EINVAL', 'range wraps');
+  if (iommu.kernel.linux.type1Overflow) {
+    if (!range.size) fail('EINVAL', 'size 0');
+    if (range.iova + range.size - 1n > U64_MAX) fail('EOVERFLOW', 'range past the top of the space');
+  } else if (range.iova + range.size > U64_MAX) fail('EINVAL', 'range wraps');
   checkBitmapArgs(range.size, range.bitmap);
   const pgsize = iommu.pgsize;
   if (range.bitmap.pgsize !== pgsize) fail('EINVAL', `pgsize must be the smallest IOMMU page, ${pgsize}`);

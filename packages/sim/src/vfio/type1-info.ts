@@ -12,6 +12,7 @@ import { fail } from '../kernel/sim-errno.js';
 import type { IoctlArg } from '../kernel/sim-file.js';
 import { UserArg } from '../kernel/user-arg.js';
 import { dirtyPages, DIRTY_BITMAP_SIZE_MAX } from './type1-dirty.js';
+import type { SimKernel } from '../kernel/sim-kernel.js';
 import type { Type1Iommu } from './type1-iommu.js';
 import { mapDma, unmapDma } from './type1-map.js';
 
@@ -21,9 +22,10 @@ const INFO = vfio_iommu_type1_info;
  * vfio_iommu_type1_check_extension, with `iommu` undefined before VFIO_SET_IOMMU. No SimHost
  * domain enforces cache coherency, so DMA_CC_IOMMU is 1 only for a backend without domains.
  */
-export function type1CheckExtension(iommu: Type1Iommu | undefined, ext: bigint): number {
+export function type1CheckExtension(kernel: SimKernel, iommu: Type1Iommu | undefined, ext: bigint): number {
   const is = (v: number): boolean => ext === BigInt(v);
-  if (is(VFIO_TYPE1_IOMMU) || is(VFIO_TYPE1v2_IOMMU) || is(VFIO_TYPE1_NESTING_IOMMU) || is(VFIO_UNMAP_ALL)) return 1;
+  if (is(VFIO_TYPE1_IOMMU) || is(VFIO_TYPE1v2_IOMMU) || is(VFIO_UNMAP_ALL)) return 1;
+  if (is(VFIO_TYPE1_NESTING_IOMMU)) return kernel.linux.type1Nesting ? 1 : 0;
   if (is(VFIO_UPDATE_VADDR)) return iommu && !iommu.emulatedGroups.size ? 1 : 0;
   if (is(VFIO_DMA_CC_IOMMU)) return iommu && !iommu.domains.length ? 1 : 0;
   return 0;
@@ -85,7 +87,7 @@ function getInfo(iommu: Type1Iommu, user: UserArg): number {
 
 /** vfio_iommu_type1_ioctl: the container ioctls type1 answers once set; others are ENOTTY. */
 export function type1Ioctl(iommu: Type1Iommu, request: number, arg: IoctlArg): number {
-  if (request === VFIO_CHECK_EXTENSION) return type1CheckExtension(iommu, arg instanceof Uint8Array ? -1n : BigInt(arg));
+  if (request === VFIO_CHECK_EXTENSION) return type1CheckExtension(iommu.kernel, iommu, arg instanceof Uint8Array ? -1n : BigInt(arg));
   const user = (): UserArg => UserArg.of(arg, iommu.memory);
   switch (request) {
     case VFIO_IOMMU_GET_INFO:

@@ -22,10 +22,14 @@ export function mapDma(iommu: Type1Iommu, user: UserArg): number {
   if (map.argsz < MAP.size || map.flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR)) {
     fail('EINVAL', 'argsz too small or unknown flags');
   }
+  const { iova, size, vaddr } = map;
+  if (iommu.kernel.linux.type1Overflow) {
+    if (!size) fail('EINVAL', 'size 0');
+    if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX) fail('EOVERFLOW', 'range past the top of the space');
+  }
   const [read, write] = [(map.flags & VFIO_DMA_MAP_FLAG_READ) !== 0, (map.flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0];
   const setVaddr = (map.flags & VFIO_DMA_MAP_FLAG_VADDR) !== 0;
   if ((read || write) === setVaddr) fail('EINVAL', 'exactly one of READ/WRITE and VADDR');
-  const { iova, size, vaddr } = map;
   const mask = iommu.pgsize - 1n;
   if (!size || (size | iova | vaddr) & mask) fail('EINVAL', `size, iova and vaddr must be multiples of ${iommu.pgsize}`);
   if (iova + size - 1n > U64_MAX || vaddr + size - 1n > U64_MAX) fail('EINVAL', 'range wraps');
@@ -72,7 +76,8 @@ function checkUnmapRange(iommu: Type1Iommu, iova: bigint, size: bigint, all: boo
     if (iova || size) fail('EINVAL', 'UNMAP_FLAG_ALL needs iova and size 0');
     return U64_MAX;
   }
-  if (!size || size & mask || iova + size - 1n > U64_MAX) fail('EINVAL', `bad size ${hex(size)}`);
+  if (!size || size & mask) fail('EINVAL', `bad size ${hex(size)}`);
+  if (iova + size - 1n > U64_MAX) fail(iommu.kernel.linux.type1Overflow ? 'EOVERFLOW' : 'EINVAL', 'range past the top of the space');
   if (bitmap && (!iommu.dirtyTracking || bitmap.pgsize !== iommu.pgsize)) fail('EINVAL', 'dirty tracking is off or pgsize is not the smallest page');
   const last = iova + size - 1n;
   if (iommu.v2) {
@@ -91,6 +96,8 @@ function checkUnmapRange(iommu: Type1Iommu, iova: bigint, size: bigint, all: boo
  */
 export function unmapDma(iommu: Type1Iommu, user: UserArg): number {
   const { unmap, bitmap, head } = readUnmap(user);
+  // vfio_dma_do_unmap: an mdev cannot safely pin while vaddrs are being updated.
+  if (unmap.flags & VFIO_DMA_UNMAP_FLAG_VADDR && iommu.emulatedGroups.size) fail('EBUSY', 'VADDR updates with an mdev in the container');
   const all = (unmap.flags & VFIO_DMA_UNMAP_FLAG_ALL) !== 0;
   const last = checkUnmapRange(iommu, unmap.iova, unmap.size, all, bitmap);
   let victims = iommu.dmas.overlapping(unmap.iova, last).map((r) => r.value);
