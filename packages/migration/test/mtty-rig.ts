@@ -15,6 +15,7 @@ import {
   SimHost, UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_RX, UART_SCR,
 } from '@vmmkit/sim';
 import { migrationPlugin, VfioMigration, type DeviceStateChange } from '../src/index.js';
+import { concat } from './vfio-migration-harness.js';
 
 const SIM_MDEVS = ['c0ffee00-0000-4000-8000-00000000a001', 'c0ffee00-0000-4000-8000-00000000a002'] as const;
 const FCR = UART_IIR; // the FIFO control register is written where IIR is read
@@ -155,14 +156,4 @@ export function drain(mig: VfioMigration): { bytes: Uint8Array; until: 'empty' |
     if (got === 'empty' || got === 'end') return { bytes: concat(chunks), until: got };
     chunks.push(got.slice());
   }
-}
-
-export function concat(chunks: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }
