@@ -21,6 +21,8 @@ import {
   type FdKind,
 } from '@vmmkit/core/uapi';
 import { SimHost, type SimHostConfig } from '../src/index.js';
+
+const isSimHost = (host: HostKernel): boolean => host instanceof SimHost;
 import { plainModel } from './plain-model.js';
 
 export const PAGE = 4096n;
@@ -42,6 +44,32 @@ export const MDEV = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 export function anon(host: HostKernel, length: number | bigint, prot = PROT_READ | PROT_WRITE): HostMapping {
   const n = Number(length);
   return host.mmap(n, prot, MAP_PRIVATE | MAP_ANONYMOUS | (n > 2 ** 32 ? MAP_NORESERVE : 0), -1, 0n);
+}
+
+/**
+ * Anonymous read/write memory whose next page is certainly not accessible, for "the user range runs
+ * past the end" cases. SimHost leaves an unmapped guard after every mapping. Linux allocates top-down,
+ * each new mapping abutting the one above it, so the page after a fresh buffer is usually somebody's
+ * memory: there a PROT_NONE page is mapped first and the buffer taken once it lands right below it
+ * (each miss fills a hole, so few tries are needed). `release` unmaps everything it mapped.
+ */
+export function anonBeforeHole(host: HostKernel, length: bigint): { buf: HostMapping; release(): void } {
+  const mapped: HostMapping[] = [];
+  const release = (): void => {
+    for (const m of mapped.splice(0)) m.unmap();
+  };
+  if (isSimHost(host)) {
+    const buf = anon(host, length);
+    return { buf, release: () => buf.unmap() };
+  }
+  for (let tries = 0; tries < 64; tries++) {
+    const guard = anon(host, PAGE, 0 /* PROT_NONE */);
+    const buf = anon(host, length);
+    mapped.push(guard, buf);
+    if (buf.addr + length === guard.addr) return { buf, release };
+  }
+  release();
+  throw new Error(`no buffer of ${length} bytes landed below a PROT_NONE page in 64 tries`);
 }
 
 /** EXPECT_ERRNO: the call fails with `code`; returns the error for more checks. */

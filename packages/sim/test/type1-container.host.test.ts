@@ -15,7 +15,7 @@ import {
   vfio_iommu_type1_info_dma_avail,
 } from '@vmmkit/core/uapi';
 import {
-  anon, busMaster, call, fails, groupDeviceFd, Legacy, MACHINE, machine, PAGE, type1Info,
+  anon, anonBeforeHole, busMaster, call, fails, groupDeviceFd, Legacy, MACHINE, machine, PAGE, type1Info,
 } from './iommufd-helpers.js';
 import { SimDmaFault } from '../src/index.js';
 import { isSim, onTarget, pciGroup, type HostTarget, type1Targets } from './host-targets.js';
@@ -174,10 +174,13 @@ function describeType1(target: HostTarget): void {
       });
 
       it('pins the user memory: EFAULT for an unmapped or too short range, nothing left behind', () => {
-        const { host, fd, legacy, buf } = setup();
+        const { host, fd, legacy } = setup();
         fails('EFAULT', () => legacy.map(0x1000n, IOVA, PAGE));
-        fails('EFAULT', () => legacy.map(buf.addr, IOVA, 17n * PAGE));
+        const short = anonBeforeHole(host, 16n * PAGE);
+        cleanup.push(short.release);
+        fails('EFAULT', () => legacy.map(short.buf.addr, IOVA, 17n * PAGE));
         const ro = anon(host, PAGE, 1 /* PROT_READ */);
+        cleanup.push(() => ro.unmap());
         fails('EFAULT', () => legacy.map(ro.addr, IOVA, PAGE)); // a writable DMA mapping needs writable memory
         legacy.map(ro.addr, IOVA, PAGE, VFIO_DMA_MAP_FLAG_READ);
         const { caps, bytes } = type1Info(host, fd);
