@@ -193,8 +193,9 @@ function describeType1(target: HostTarget): void {
         fails('ENOSPC', () => legacy.map(buf.addr, 65535n * PAGE, PAGE));
         expect(legacy.unmap(0n, 0n, VFIO_DMA_UNMAP_FLAG_ALL)).toBe(65535n * PAGE);
         legacy.map(buf.addr, 65535n * PAGE, PAGE);
-        // 65535 map ioctls: about a second here, longer on a loaded machine, and 45 s under TCG.
-      }, 120_000);
+        // 65535 map ioctls: about a second here; in the kernel tier's TCG guest 8 s on Linux but
+        // 75-210 s on SimHost, depending on what else the machine runs.
+      }, 600_000);
     });
 
     describe('VFIO_IOMMU_UNMAP_DMA', () => {
