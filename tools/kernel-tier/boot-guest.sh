@@ -8,14 +8,14 @@
 # cached Debian root over 9p (read-only), and the project shared read-write at its host path.
 # Besides CMD's status: 124 when the guest ran out of time, 125 when it died without a status.
 #
-# Environment: VMMKIT_KERNEL_TIER_TIMEOUT (seconds, default 1800), VMMKIT_KERNEL_TIER_ACCEL
+# Environment: VMMKIT_KERNEL_TIER_TIMEOUT (seconds, default 3600), VMMKIT_KERNEL_TIER_ACCEL
 # (default tcg,thread=single), VMMKIT_KERNEL_TIER_SMP (2), VMMKIT_KERNEL_TIER_MEM (MiB, 3072),
 # VMMKIT_KERNEL_TIER_CONSOLE (keep the guest's kernel log in this file), VMMKIT_KERNEL_TIER_RESULTS
 # (copy what CMD wrote to $VMMKIT_TIER_RESULTS in the guest into this host folder).
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-TIMEOUT=${VMMKIT_KERNEL_TIER_TIMEOUT:-1800}
+TIMEOUT=${VMMKIT_KERNEL_TIER_TIMEOUT:-3600}
 ACCEL=${VMMKIT_KERNEL_TIER_ACCEL:-tcg,thread=single}
 SMP=${VMMKIT_KERNEL_TIER_SMP:-2}
 MEM=${VMMKIT_KERNEL_TIER_MEM:-3072}
