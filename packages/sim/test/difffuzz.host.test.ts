@@ -46,6 +46,15 @@ describe('differential fuzzer (SimHost)', () => {
     }
   });
 
+  it('records a failed call by its errno name, so that two hosts failing differently diverge', () => {
+    const failures = new Set<string>();
+    for (let seed = 1; seed <= 40; seed++) {
+      for (const r of traceOf('7.2', generate(seed))) if (r.r !== 'ok') failures.add(r.r);
+    }
+    expect([...failures].filter((r) => !/^E[A-Z0-9]+$/.test(r))).toEqual([]);
+    expect(failures.size).toBeGreaterThan(3);
+  });
+
   it('draws every operation within a few hundred seeds', () => {
     const ops = new Set<string>();
     for (let seed = 1; seed <= 400; seed++) for (const step of generate(seed)) ops.add(step.op);

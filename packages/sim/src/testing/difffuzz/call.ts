@@ -16,7 +16,7 @@ export function attempt(call: () => number | void): { readonly r: string; readon
     const v = call();
     return { r: 'ok', v: typeof v === 'number' ? v : 0 };
   } catch (e) {
-    if (e instanceof HostError) return { r: e.code, v: -1 };
+    if (e instanceof HostError) return { r: e.errno, v: -1 };
     throw e;
   }
 }
