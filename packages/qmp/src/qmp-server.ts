@@ -158,8 +158,9 @@ export class QmpServer {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await Promise.all(this.#listeners.splice(0).map((l) => l.close()));
+    // Sessions first: a listening socket's close waits for its connections to end.
     for (const s of [...this.#sessions]) s.end();
+    await Promise.all(this.#listeners.splice(0).map((l) => l.close()));
     await this.migration.dispose();
     this.#unforward();
     this.runState.dispose();
