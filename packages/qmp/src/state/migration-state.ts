@@ -2,8 +2,8 @@
 // / MIGRATION_PASS events show it): its status, its numbers, its error, and how to cancel it.
 // The VMM runs the migration; this remembers what the client asked for and how it went.
 
-import type { Vmm } from '@vmmkit/core';
-import { MigrationCancelledError, MigrationFailedError } from '@vmmkit/migration';
+import type { Vmm, VmmEvents } from '@vmmkit/core';
+import { MigrationCancelledError, MigrationFailedError, type MigrationProgress, type MigrationResult } from '@vmmkit/migration';
 import { MigrationStats } from './migration-stats.js';
 
 /** The MigrationStatus values vmmkit's migrations go through (qapi/migration.json). */
@@ -30,24 +30,28 @@ export class MigrationState {
   #done: Promise<void> = Promise.resolve();
   /** Capabilities switched on (migrate-set-capabilities). */
   readonly capabilities = new Set<string>();
-  readonly #off: (() => void)[] = [];
+  readonly #off: () => void;
 
   constructor(private readonly vmm: Vmm, private readonly emit: QmpEmit) {
-    const listen = <E extends 'migration:iteration' | 'migration:dirty-sync' | 'migration:progress' | 'migration:completed'>(
-      event: E, listener: (...args: Parameters<Parameters<typeof vmm.events.on<E>>[1]>) => void,
-    ): void => {
-      vmm.events.on(event, listener as never);
-      this.#off.push(() => vmm.events.off(event, listener as never));
-    };
-    listen('migration:iteration', (e) => {
+    const iteration = (e: { iteration: number }): void => {
       if (e.iteration === 1 && this.#direction === 'outgoing') this.activate();
-    });
-    listen('migration:dirty-sync', (e) => {
-      const pass = this.#stats?.synced(e.dirtyPages, e.expectedDowntimeMs);
+    };
+    const synced = (e: VmmEvents['migration:dirty-sync'][0]): void => {
+      const pass = this.#stats?.synced(e.dirtyPages, e.expectedDowntimeMs, e.phase);
       if (pass !== undefined) this.#event('MIGRATION_PASS', { pass });
-    });
-    listen('migration:progress', (e) => this.#stats?.progressed(e));
-    listen('migration:completed', (e) => this.#stats?.completed(e));
+    };
+    const progressed = (e: MigrationProgress): void => this.#stats?.progressed(e);
+    const completed = (e: MigrationResult): void => this.#stats?.completed(e);
+    vmm.events.on('migration:iteration', iteration);
+    vmm.events.on('migration:dirty-sync', synced);
+    vmm.events.on('migration:progress', progressed);
+    vmm.events.on('migration:completed', completed);
+    this.#off = () => {
+      vmm.events.off('migration:iteration', iteration);
+      vmm.events.off('migration:dirty-sync', synced);
+      vmm.events.off('migration:progress', progressed);
+      vmm.events.off('migration:completed', completed);
+    };
   }
 
   get status(): MigrationStatus {
@@ -118,7 +122,7 @@ export class MigrationState {
   async dispose(): Promise<void> {
     this.cancel();
     await this.#done;
-    for (const off of this.#off.splice(0)) off();
+    this.#off();
   }
 
   #set(status: MigrationStatus): void {

@@ -33,10 +33,14 @@ export class MigrationStats {
     this.#lastSyncAt = performance.now();
   }
 
-  /** A dirty sync found `dirtyPages`; returns the pass number (MIGRATION_PASS's `pass`). */
-  synced(dirtyPages: number, expectedDowntimeMs: number): number {
+  /**
+   * A dirty sync found `dirtyPages`; returns the pass number (MIGRATION_PASS's `pass`). The rate
+   * the guest dirties pages is measured between precopy syncs, while it runs: the stop-copy sync
+   * follows the last one at once, with the guest paused.
+   */
+  synced(dirtyPages: number, expectedDowntimeMs: number, phase: 'precopy' | 'stop-copy'): number {
     const now = performance.now();
-    if (this.#lastSyncAt !== undefined) this.#dirtyRate = Math.round(dirtyPages / (Math.max(now - this.#lastSyncAt, 1) / 1000));
+    if (phase === 'precopy' && this.#lastSyncAt !== undefined) this.#dirtyRate = Math.round(dirtyPages / (Math.max(now - this.#lastSyncAt, 1) / 1000));
     this.#lastSyncAt = now;
     this.#remaining = dirtyPages * STREAM_PAGE_SIZE;
     this.#expect(expectedDowntimeMs);
