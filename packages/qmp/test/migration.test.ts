@@ -107,6 +107,9 @@ describe('a migration driven over QMP', () => {
     await src.c.event('MIGRATION', (d) => d.status === 'active');
     expect(await src.c.ok('query-migrate')).toMatchObject({ status: 'active', 'expected-downtime': expect.any(Number), ram: { total: 8 << 20 } });
     expect(await src.c.err('migrate', { uri: `unix:${path}` })).toEqual({ class: 'GenericError', desc: "There's a migration process in progress" });
+    // Hot-plug waits for the migration to end, as in QEMU.
+    expect(await src.c.err('device_add', { driver: 'vfio-pci', host: NIC_A })).toMatchObject({ class: 'GenericError', desc: expect.stringContaining('migrat') });
+    expect(await src.c.err('migrate-set-capabilities', { capabilities: [{ capability: 'events', state: false }] })).toMatchObject({ desc: "There's a migration process in progress" });
     await src.c.ok('migrate_cancel');
     await src.c.event('MIGRATION', (d) => d.status === 'cancelled');
     expect(statuses(src.c)).toEqual(['setup', 'active', 'cancelling', 'cancelled']);
