@@ -3,7 +3,7 @@
 // tracks of the VM for QMP (run state, the migration it started, PCI slots); the VM stays the
 // VMM's.
 
-import type { Vmm } from '@vmmkit/core';
+import { ConfigError, type Vmm } from '@vmmkit/core';
 import { CONTROL_COMMANDS, QMP_SCHEMA_VERSION } from './commands/control-commands.js';
 import { DEVICE_COMMANDS } from './commands/device-commands.js';
 import { FD_COMMANDS } from './commands/fd-commands.js';
@@ -16,12 +16,11 @@ import type { QmpArgs } from './protocol/qmp-args.js';
 import type { QmpClientFds, QmpCommand } from './protocol/qmp-command.js';
 import { QmpSession, type QmpPeer } from './protocol/qmp-session.js';
 import { forwardVmmEvents } from './qmp-events.js';
-import { listenUnix, type QmpListener } from './qmp-socket.js';
+import { listenUnix, type QmpListener, type QmpSocketOptions } from './qmp-socket.js';
 import { FdSets } from './state/fd-sets.js';
 import { MigrationState } from './state/migration-state.js';
 import { PciSlots } from './state/pci-slots.js';
 import { RunStateTracker } from './state/run-state.js';
-import { ConfigError } from '@vmmkit/core';
 
 /** How a QMP server is set up. */
 export interface QmpServerOptions {
@@ -106,9 +105,9 @@ export class QmpServer {
    * Serve on a Unix socket (`-qmp unix:PATH,server=on,wait=off`).
    * @throws ConfigError naming the path when it cannot listen there.
    */
-  async listen(path: string): Promise<QmpListener> {
+  async listen(path: string, options: QmpSocketOptions = {}): Promise<QmpListener> {
     if (this.#closed) throw new ConfigError('the QMP server is closed');
-    const listener = await listenUnix(path, (peer) => this.connect(peer));
+    const listener = await listenUnix(path, (peer) => this.connect(peer), options);
     this.#listeners.push(listener);
     return listener;
   }
@@ -176,6 +175,6 @@ export class QmpServer {
   }
 
   async #run(command: QmpCommand, args: QmpArgs, fds: QmpClientFds): Promise<unknown> {
-    return command.run(args, { vmm: this.vmm, server: this, fds });
+    return await command.run(args, { vmm: this.vmm, server: this, fds });
   }
 }

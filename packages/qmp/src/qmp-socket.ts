@@ -7,8 +7,14 @@ import net from 'node:net';
 import { ConfigError } from '@vmmkit/core';
 import type { QmpPeer, QmpSession } from './protocol/qmp-session.js';
 
-/** The most output a client may leave unread before it is dropped. */
+/** The most output a client may leave unread before it is dropped, unless told otherwise. */
 export const MAX_UNREAD_BYTES = 16 << 20;
+
+/** How a QMP socket serves its clients. */
+export interface QmpSocketOptions {
+  /** Drop a client once this much of its output is unread (default {@link MAX_UNREAD_BYTES}). */
+  readonly maxUnreadBytes?: number;
+}
 
 /** A listening QMP socket. */
 export interface QmpListener {
@@ -22,12 +28,13 @@ export interface QmpListener {
  * @throws ConfigError (option `qmp`) naming the path when something that is not a socket is there,
  *   or it cannot be bound (the system's error is the cause).
  */
-export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSession): Promise<QmpListener> {
+export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSession, options: QmpSocketOptions = {}): Promise<QmpListener> {
   if (existsSync(path)) {
     if (!lstatSync(path).isSocket()) throw new ConfigError(`QMP socket ${path}: the path exists and is not a socket`, 'qmp', path);
     unlinkSync(path);
   }
-  const server = net.createServer((socket) => serve(socket, connect));
+  const maxUnread = options.maxUnreadBytes ?? MAX_UNREAD_BYTES;
+  const server = net.createServer((socket) => serve(socket, connect, maxUnread));
   await new Promise<void>((resolve, reject) => {
     server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError(`QMP socket ${path}: cannot listen (${e.code ?? e.message})`, 'qmp', path, { cause: e })));
     server.listen({ path }, () => resolve());
@@ -44,12 +51,12 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
   };
 }
 
-function serve(socket: net.Socket, connect: (peer: QmpPeer) => QmpSession): void {
+function serve(socket: net.Socket, connect: (peer: QmpPeer) => QmpSession, maxUnread: number): void {
   const session = connect({
     write: (text) => {
       if (socket.destroyed) return;
       socket.write(text);
-      if (socket.writableLength > MAX_UNREAD_BYTES) socket.destroy();
+      if (socket.writableLength > maxUnread) socket.destroy();
     },
     end: () => {
       if (!socket.destroyed) socket.end(() => socket.destroy());

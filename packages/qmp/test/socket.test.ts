@@ -86,3 +86,38 @@ it('a client that breaks the stream is answered and hung up on; the next client 
   expect(bad.lines[1]).toMatchObject({ error: { class: 'GenericError', desc: expect.stringContaining('invalid character') } });
   expect((await talk(path, '{"execute":"qmp_capabilities","id":0}', 2)).lines[1]).toEqual({ return: {}, id: 0 });
 });
+
+it('drops a client that stops reading once its unread output passes the bound; the others carry on', async () => {
+  const path = join(dir, 'qmp.sock');
+  await server.listen(path, { maxUnreadBytes: 64 << 10 });
+  const sleeper = net.connect(path, () => sleeper.write('{"execute":"qmp_capabilities"}'));
+  let closed = false;
+  sleeper.on('close', () => (closed = true));
+  sleeper.on('error', () => undefined);
+  // Read the greeting and the answer, then never again.
+  await new Promise<void>((resolve) => {
+    let text = '';
+    const onData = (d: Buffer): void => {
+      text += d.toString();
+      if (text.split('\r\n').length > 2) {
+        sleeper.off('data', onData);
+        sleeper.pause();
+        resolve();
+      }
+    };
+    sleeper.on('data', onData);
+  });
+  expect(server.sessions.filter((s) => s.negotiated)).toHaveLength(1);
+  // Far more than the socket's kernel buffer and the bound.
+  for (let i = 0; i < 40_000 && server.sessions.length > 0; i++) {
+    server.emit('VFIO_MIGRATION', { 'device-id': 'nic0', 'qom-path': '/machine/peripheral/nic0', 'device-state': 'running' });
+    if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  expect(server.sessions).toEqual([]);
+  // The client learns it once it reads again.
+  sleeper.resume();
+  await new Promise((r) => setTimeout(r, 100));
+  expect(closed).toBe(true);
+  expect((await talk(path, '{"execute":"qmp_capabilities","id":0}', 2)).lines[1]).toEqual({ return: {}, id: 0 });
+});

@@ -8,7 +8,7 @@ import type { QmpCommand } from '../protocol/qmp-command.js';
 import { genericError } from '../protocol/qmp-error.js';
 import { MIGRATION_CAPABILITIES, SUPPORTED_CAPABILITIES } from '../state/migration-state.js';
 
-/** QEMU's bound of max-bandwidth (SIZE_MAX / 1000 bytes per second, as it checks it). */
+/** The largest max-bandwidth taken: the largest integer a JSON number carries exactly here (QEMU's own bound is larger). */
 const MAX_BANDWIDTH = Number.MAX_SAFE_INTEGER;
 
 export const migrateSetParameters: QmpCommand = {
