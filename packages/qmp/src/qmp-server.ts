@@ -25,10 +25,12 @@ import { RunStateTracker } from './state/run-state.js';
 /** How a QMP server is set up. */
 export interface QmpServerOptions {
   /**
-   * The VM was created waiting for an incoming migration that migrate-incoming starts (QEMU's
-   * `-incoming defer`). Default false: migrate-incoming is refused.
+   * The VM was created waiting for an incoming migration (status `inmigrate`): `defer` when
+   * migrate-incoming is to start it (QEMU's `-incoming defer`), `started` when the embedding VMM
+   * receives it itself (`-incoming URI`: migrate-incoming is then refused as already started).
+   * Default: none, and migrate-incoming is refused.
    */
-  readonly incoming?: boolean;
+  readonly incoming?: 'defer' | 'started';
   /** What `quit` does once answered (the composition root closes the VM and exits). */
   readonly onQuit?: () => void;
   /** An incoming migration failed and its client asked for exit-on-error (QEMU exits). */
@@ -65,16 +67,16 @@ export class QmpServer {
       this.#commands.set(command.name, command);
     }
     const emit = this.emit.bind(this);
-    this.runState = new RunStateTracker(vmm, options.incoming ?? false);
+    this.runState = new RunStateTracker(vmm, options.incoming !== undefined);
     this.migration = new MigrationState(vmm, emit);
     this.pciSlots = new PciSlots(vmm);
     this.fdSets = new FdSets((fd) => this.closeFd(fd));
     this.#unforward = forwardVmmEvents(vmm, emit);
   }
 
-  /** Whether migrate-incoming may run (the VM was created for it). */
-  get incoming(): boolean {
-    return this.options.incoming ?? false;
+  /** How the VM was created to wait for an incoming migration, if it was. */
+  get incoming(): 'defer' | 'started' | undefined {
+    return this.options.incoming;
   }
 
   /** The names query-commands lists. */

@@ -63,13 +63,19 @@ describe('run state', () => {
   it('a VM waiting for its migration is inmigrate; stop and cont leave it waiting', async () => {
     const dstHost = new SimHost(simMachine());
     const dst = await testVm(dstHost, { incoming: true });
-    const s = new QmpServer(dst, { incoming: true });
+    const s = new QmpServer(dst, { incoming: 'defer' });
     const d = await TestClient.negotiated(s);
     expect(await d.ok('query-status')).toEqual({ running: false, status: 'inmigrate' });
     await d.ok('cont');
     await d.ok('stop');
     expect(await d.ok('query-status')).toEqual({ running: false, status: 'inmigrate' });
     await s.close();
+    // Receiving it outside QMP (`run --incoming URI`): inmigrate too, and migrate-incoming is refused.
+    const started = new QmpServer(dst, { incoming: 'started' });
+    const e = await TestClient.negotiated(started);
+    expect(await e.ok('query-status')).toEqual({ running: false, status: 'inmigrate' });
+    expect(await e.err('migrate-incoming', { uri: 'unix:/nowhere' })).toEqual({ class: 'GenericError', desc: 'The incoming migration has already been started' });
+    await started.close();
     await dst.close();
   });
 });

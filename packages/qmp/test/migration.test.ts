@@ -28,7 +28,7 @@ let incomingFailures: unknown[];
 async function side(incoming: boolean): Promise<Side> {
   const host = new SimHost(simMachine());
   const vmm = await testVm(host, { incoming });
-  const server = new QmpServer(vmm, { incoming, onIncomingFailed: (e) => incomingFailures.push(e) });
+  const server = new QmpServer(vmm, { incoming: incoming ? 'defer' : undefined, onIncomingFailed: (e) => incomingFailures.push(e) });
   return { host, vmm, server, c: await TestClient.negotiated(server) };
 }
 

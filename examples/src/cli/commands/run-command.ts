@@ -38,7 +38,7 @@ export async function runCommand(options: RunOptions, io: CliIo): Promise<number
     const vmm = await composeVm(host, options.vm, options.incoming !== undefined);
     return await withVm(vmm, async () => {
       for (const line of [...describeDevices(vmm), ...describePlan(planMigration(vmm))]) io.out(line);
-      const qmp = options.qmp === undefined ? undefined : await startQmp(vmm, options.qmp, options.incoming === 'defer', io);
+      const qmp = options.qmp === undefined ? undefined : await startQmp(vmm, options.qmp, incomingMode(options.incoming), io);
       try {
         return await runVm(vmm, options, io, GuestLoad.of(vmm, host), interrupt.signal, qmp);
       } finally {
@@ -69,4 +69,9 @@ async function runVm(vmm: Vmm, options: RunOptions, io: CliIo, load: GuestLoad |
   load?.stop();
   io.out(why === 'elapsed' ? 'duration elapsed: stopping' : `${String(stop.reason)}: stopping`);
   return qmp?.failed ? EXIT_FAILURE : EXIT_OK;
+}
+
+/** How QMP sees the VM wait for its migration. */
+function incomingMode(incoming: string | undefined): 'defer' | 'started' | undefined {
+  return incoming === undefined ? undefined : incoming === 'defer' ? 'defer' : 'started';
 }

@@ -16,10 +16,11 @@ export interface QmpControl {
 
 /**
  * Serve QMP for `vmm` on `path`.
- * @param incoming the VM waits for migrate-incoming (`--incoming defer`).
+ * @param incoming how the VM waits for an incoming migration: `defer` for migrate-incoming,
+ *   `started` when `run --incoming URI` receives it.
  * @throws ConfigError naming the path when it cannot listen there.
  */
-export async function startQmp(vmm: Vmm, path: string, incoming: boolean, io: CliIo): Promise<QmpControl> {
+export async function startQmp(vmm: Vmm, path: string, incoming: 'defer' | 'started' | undefined, io: CliIo): Promise<QmpControl> {
   const controller = new AbortController();
   let failed = false;
   const server = new QmpServer(vmm, {

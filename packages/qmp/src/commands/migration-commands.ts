@@ -41,8 +41,11 @@ export const migrateIncomingCommand: QmpCommand = {
   args: { '*uri': 'str', '*channels': CHANNELS, '*exit-on-error': 'bool' },
   run: async (args, { vmm, server }) => {
     const address = migrationAddress('migrate-incoming', args, 'listen');
-    if (!server.incoming) throw genericError("'-incoming' was not specified on the command line");
-    if (server.runState.status !== 'inmigrate' || server.migration.running) throw genericError('The incoming migration has already been started');
+    if (server.incoming === undefined) throw genericError("'-incoming' was not specified on the command line");
+    // After a failed attempt (exit-on-error off) the guest still waits here, and may be sent again.
+    if (server.incoming !== 'defer' || server.runState.status !== 'inmigrate' || server.migration.running) {
+      throw genericError('The incoming migration has already been started');
+    }
     const exitOnError = args['exit-on-error'] !== false;
     // Listening errors (address in use) are the command's; what follows is the migration's.
     const listener = await listenMigration(address);
