@@ -66,6 +66,8 @@ describe('vmmkit command line: accepted', () => {
   });
 
   it('numbers at the top of their range, read exactly', () => {
+    const qmp = parseCommandLine(['run', '--qmp', 'unix:/run/vm.qmp,server,nowait', '--incoming', 'defer']);
+    expect(qmp.command === 'run' && [qmp.qmp, qmp.incoming]).toEqual(['/run/vm.qmp', 'defer']);
     const run = parseCommandLine(['run', '-m', '8388607.99993896484375G', '--duration', '9007199254740.991', '--incoming', 'tcp:[::1]:0']);
     expect(run.command === 'run' && [run.vm.ramSize, run.durationMs, run.incoming]).toEqual([(1n << 53n) - 65536n, Number.MAX_SAFE_INTEGER, 'tcp:[::1]:0']);
     // Past 2^31 - 1 ms, the most one Node timer waits: waitFor re-arms (see cli-run's test of it).
@@ -100,6 +102,12 @@ describe('vmmkit command line: refused, naming the option and the value', () => 
     { argv: ['run', '-name', 'a,process=b'], option: '-name', value: 'a,process=b', says: 'NAME or guest=NAME' },
     { argv: ['run', '--incoming', 'tcp:localhost'], option: '--incoming', value: 'tcp:localhost', says: 'tcp:HOST:PORT or unix:PATH' },
     { argv: ['run', '--incoming', 'tcp:127.0.0.1:99999'], option: '--incoming', value: 'tcp:127.0.0.1:99999', says: 'with PORT 0 (any free port) to 65535' },
+    { argv: ['run', '--qmp', '/tmp/q.sock'], option: '--qmp', value: '/tmp/q.sock', says: 'unix:PATH,server=on,wait=off' },
+    { argv: ['run', '--qmp', 'unix:/tmp/q.sock'], option: '--qmp', value: 'unix:/tmp/q.sock', says: 'unix:PATH,server=on,wait=off' },
+    { argv: ['run', '--qmp', 'unix:/tmp/q.sock,server=on,wait=on'], option: '--qmp', value: 'unix:/tmp/q.sock,server=on,wait=on', says: 'unix:PATH,server=on,wait=off' },
+    { argv: ['run', '--qmp', 'unix:/tmp/q.sock,server=on,wait=off,tls=on'], option: '--qmp', value: 'unix:/tmp/q.sock,server=on,wait=off,tls=on', says: 'unix:PATH,server=on,wait=off' },
+    { argv: ['run', '--qmp', 'unix:,server=on,wait=off'], option: '--qmp', value: 'unix:,server=on,wait=off', says: 'unix:PATH,server=on,wait=off' },
+    { argv: ['run', '--incoming', 'defer'], option: '--incoming', value: 'defer', says: '--incoming defer needs --qmp' },
     { argv: ['run', '--duration', '-1'], option: '--duration', value: '-1', says: "invalid value '-1' for --duration" },
     { argv: ['run', '--duration', 'soon'], option: '--duration', value: 'soon', says: 'a number of seconds' },
     { argv: ['run', 'extra'], option: 'argument', value: 'extra', says: "unexpected argument 'extra'" },

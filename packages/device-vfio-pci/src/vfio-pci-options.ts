@@ -8,6 +8,7 @@ export const VFIO_PCI_OPTIONS = {
   'enable-migration': { kind: 'on-off-auto', doc: 'migrate the device: on, off, or auto (only with dirty tracking)' },
   'x-device-dirty-page-tracking': { kind: 'on-off', doc: 'let migration use the device\'s own DMA logging (default on)' },
   'x-pre-copy-dirty-page-tracking': { kind: 'on-off', doc: 'sync dirty pages during pre-copy too (default on)' },
+  'migration-events': { kind: 'on-off', doc: 'report the device\'s migration states to management (QMP VFIO_MIGRATION; default off)' },
 } as const satisfies OptionSchema;
 
 /** The vfio-pci options beyond locating the device. */
@@ -15,6 +16,8 @@ export interface VfioPciOptions {
   readonly enableMigration: OnOffAuto;
   readonly deviceDirtyPageTracking: boolean;
   readonly preCopyDirtyPageTracking: boolean;
+  /** Whether a QMP server reports the device's migration states (VFIO_MIGRATION events). */
+  readonly migrationEvents: boolean;
 }
 
 /** Read the vfio-pci options from validated values, with QEMU's defaults. */
@@ -23,5 +26,6 @@ export function vfioPciOptions(values: OptionsOf<typeof VFIO_PCI_OPTIONS>): Vfio
     enableMigration: values['enable-migration'] ?? 'auto',
     deviceDirtyPageTracking: values['x-device-dirty-page-tracking'] ?? true,
     preCopyDirtyPageTracking: values['x-pre-copy-dirty-page-tracking'] ?? true,
+    migrationEvents: values['migration-events'] ?? false,
   };
 }

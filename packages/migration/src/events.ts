@@ -53,7 +53,8 @@ declare module '@vmmkit/core' {
      */
     'migration:switchover': [e: Readonly<{ passes: number; converged: boolean; expectedDowntimeMs: number; dirtyPages: number }>];
     'migration:completed': [e: MigrationResult];
-    'migration:failed': [e: Readonly<{ side: 'source' | 'destination'; phase: MigrationPhase; error: string }>];
+    /** The migration failed; `cancelled` when it was cancelled (its signal, or the VM closing) rather than failing. */
+    'migration:failed': [e: Readonly<{ side: 'source' | 'destination'; phase: MigrationPhase; error: string; cancelled: boolean }>];
     /** The destination loaded everything and started the guest. */
     'migration:incoming-completed': [e: Readonly<{ pages: number; zeroPages: number; deviceBytes: number }>];
   }

@@ -10,6 +10,7 @@ export * from './dirty/ram-dirty-log.js';
 export * from './dirty/vm-dirty-tracking.js';
 export * from './migration-errors.js';
 export * from './migrate/migration-options.js';
+export * from './migrate/migration-parameters.js';
 export * from './migrate/outgoing.js';
 export * from './migrate/incoming.js';
 export * from './migrate/migrate.js';

@@ -4,6 +4,7 @@
 import type { DependencyContainer } from 'tsyringe';
 import { VmmEventBus, VmmInstance, token, type VmmPlugin } from '@vmmkit/core';
 import { planMigration, type MigrationBlocker } from './plan/migration-plan.js';
+import { MigrationParameters } from './migrate/migration-parameters.js';
 
 /** Registered by the plugin: a VMM composed without it cannot migrate. */
 export interface MigrationSupport {
@@ -28,6 +29,7 @@ export function migrationPlugin(): VmmPlugin {
       events.on('device:realized', update);
       events.on('device:unrealized', update);
       container.register(MigrationSupport, { useValue: support });
+      container.register(MigrationParameters, { useValue: new MigrationParameters() });
     },
   };
 }

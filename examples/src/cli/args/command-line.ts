@@ -2,7 +2,7 @@
 // Options follow QEMU (`-m`, `-name`, `-object`, `-device`, `-incoming`), with one dash or two.
 
 import {
-  parseBandwidth, parseGuestRamSize, parseMigrationUri, parseMilliseconds, parsePositiveInteger, parseSeconds, parseVmName,
+  parseBandwidth, parseGuestRamSize, parseMigrationUri, parseMilliseconds, parsePositiveInteger, parseQmpSocket, parseSeconds, parseVmName,
 } from './option-values.js';
 import { scanOptions, type OptionTable, type OptionValue } from './scan-options.js';
 import { UsageError } from './usage-error.js';
@@ -35,7 +35,7 @@ export interface MigrateParameters {
 export type CommandLine =
   | { readonly command: 'help' }
   | { readonly command: 'caps'; readonly sim: boolean; readonly json: boolean }
-  | { readonly command: 'run'; readonly vm: VmArgs; readonly incoming?: string; readonly durationMs?: number }
+  | { readonly command: 'run'; readonly vm: VmArgs; readonly incoming?: string; readonly durationMs?: number; readonly qmp?: string }
   | { readonly command: 'migrate'; readonly uri: string; readonly vm: VmArgs; readonly parameters: MigrateParameters };
 
 /** The commands, for `unknown command` messages. */
@@ -55,6 +55,7 @@ const RUN_OPTIONS = {
   ...VM_OPTIONS,
   incoming: { kind: 'value', metavar: 'URI' },
   duration: { kind: 'value', metavar: 'SECONDS' },
+  qmp: { kind: 'value', metavar: 'unix:PATH,server=on,wait=off' },
 } as const satisfies OptionTable;
 
 const MIGRATE_OPTIONS = {
@@ -101,11 +102,17 @@ function parseRun(args: readonly string[]): CommandLine {
   noPositionals('run', scanned.positionals);
   const incoming = scanned.values('incoming')[0];
   const duration = scanned.values('duration')[0];
+  const qmp = scanned.values('qmp')[0];
+  // `-incoming defer` (QEMU's): the VM waits for migrate-incoming over QMP to say where.
+  if (incoming?.value === 'defer' && !qmp) {
+    throw new UsageError('vmmkit run: --incoming defer needs --qmp (migrate-incoming says where to listen)', incoming.option, incoming.value);
+  }
   return {
     command: 'run',
     vm: vmArgs('run', scanned),
-    ...(incoming && { incoming: parseMigrationUri('run', incoming, 'listen') }),
+    ...(incoming && { incoming: incoming.value === 'defer' ? 'defer' : parseMigrationUri('run', incoming, 'listen') }),
     ...(duration && { durationMs: parseSeconds('run', duration) }),
+    ...(qmp && { qmp: parseQmpSocket('run', qmp) }),
   };
 }
 

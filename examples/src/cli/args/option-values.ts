@@ -94,6 +94,21 @@ export function parseMigrationUri(command: string, v: OptionValue, role: SocketA
   }
 }
 
+/**
+ * The QMP socket of `--qmp` (QEMU's `-qmp unix:PATH,server=on,wait=off`): its path. vmmkit
+ * listens (`server=on`, also `server`) and starts the guest without waiting for a client
+ * (`wait=off`, also `nowait`): both must be said, as a QEMU command line would.
+ */
+export function parseQmpSocket(command: string, v: OptionValue): string {
+  const expected = 'unix:PATH,server=on,wait=off';
+  if (!v.value.startsWith('unix:')) throw invalid(command, v, expected);
+  const [path, ...flags] = v.value.slice('unix:'.length).split(',');
+  const given = new Map(flags.map((f) => (f === 'nowait' ? ['wait', 'off'] : f === 'server' ? ['server', 'on'] : f.split('=', 2)) as [string, string]));
+  const known = flags.length === given.size && [...given.keys()].every((k) => k === 'server' || k === 'wait');
+  if (!path || !known || given.get('server') !== 'on' || given.get('wait') !== 'off') throw invalid(command, v, expected);
+  return path;
+}
+
 /** A VM name (`-name`): QEMU's `-name NAME` or `-name guest=NAME`. */
 export function parseVmName(command: string, v: OptionValue): string {
   const name = v.value.startsWith('guest=') ? v.value.slice('guest='.length) : v.value;

@@ -11,11 +11,14 @@ Commands:
       (IOMMU group, IOMMU dirty tracking, VFIO migration flags, device DMA logging). Probing a
       device opens it, as a VMM would.
 
-  run [VM OPTIONS] [--incoming URI] [--duration SECONDS]
+  run [VM OPTIONS] [--incoming URI|defer] [--duration SECONDS] [--qmp unix:PATH,server=on,wait=off]
       Compose a VM, print its devices and its migration plan (each container's dirty-tracking
-      strategy, every blocker), and run it until SIGINT/SIGTERM or SECONDS have passed.
+      strategy, every blocker), and run it until SIGINT/SIGTERM, QMP quit, or SECONDS have passed.
       With --incoming the VM waits paused for a migration on URI, prints what arrived and the
-      SHA-256 of guest RAM, then runs.
+      SHA-256 of guest RAM, then runs; with --incoming defer it waits for QMP migrate-incoming.
+      --qmp serves QEMU's QMP on a Unix socket (several clients): query-status, stop, cont,
+      quit, device_add/device_del, object-add/object-del, getfd/closefd/add-fd, query-pci,
+      migrate, migrate-incoming, query-migrate, migrate_cancel, migrate-set-parameters, ...
 
   migrate URI [VM OPTIONS] [--downtime-limit MS] [--max-bandwidth BYTES/S] [--max-iterations N]
       Compose the same VM as the destination's, let the guest work a moment, migrate it to the

@@ -210,7 +210,7 @@ class IncomingMigration {
     } catch (e) {
       this.vmm.events.emit('vfio:warning', { message: `while undoing a failed migration: ${e instanceof Error ? e.message : String(e)}` });
     }
-    this.vmm.events.emit('migration:failed', { side: 'destination', phase: this.#phase, error: error.message });
+    this.vmm.events.emit('migration:failed', { side: 'destination', phase: this.#phase, error: error.message, cancelled: cause instanceof MigrationCancelledError });
     return error;
   }
 }

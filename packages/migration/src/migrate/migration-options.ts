@@ -4,14 +4,17 @@ import type { DirtyTrackingStrategy } from '@vmmkit/core';
 
 /** Options of an outgoing migration (QEMU's migration parameters, the ones that matter here). */
 export interface MigrationOptions {
-  /** The longest the guest may be paused at switchover, in ms (QEMU's downtime-limit). Default 300. */
+  /**
+   * The longest the guest may be paused at switchover, in ms (QEMU's downtime-limit). Default: the
+   * VM's migration parameters (`migrationParameters(vmm)`, 300 unless set).
+   */
   readonly downtimeLimitMs?: number;
   /**
    * Precopy iterations before switching over even if the expected downtime is above the limit.
-   * Default 30; the result's `converged` says whether the limit was met.
+   * Default: the VM's parameters (30 unless set); the result's `converged` says whether the limit was met.
    */
   readonly maxIterations?: number;
-  /** At most this many bytes per second on the stream (QEMU's max-bandwidth). Default: unlimited. */
+  /** At most this many bytes per second on the stream (QEMU's max-bandwidth). Default: the VM's parameters (unlimited unless set). */
   readonly maxBandwidth?: number;
   /** Cancel the migration: the source runs on as if it never started. */
   readonly signal?: AbortSignal;

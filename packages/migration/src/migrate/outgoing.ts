@@ -13,6 +13,7 @@ import { STREAM_PAGE_SIZE } from '../stream/records.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, type MigrationPhase } from '../migration-errors.js';
 import type { ContainerResult, MigrationOptions, MigrationResult } from './migration-options.js';
+import { migrationParameters, type MigrationParameters } from './migration-parameters.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { ReturnPath } from './return-path.js';
 import { describeSetup } from './setup-description.js';
@@ -48,7 +49,8 @@ export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, o
 
 async function runOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
   const plan = planMigration(vmm);
-  const writer = new MigrationStreamWriter(transport, { maxBandwidth: options.maxBandwidth, checksums: options.integrity });
+  const maxBandwidth = options.maxBandwidth ?? migrationParameters(vmm).values.maxBandwidth;
+  const writer = new MigrationStreamWriter(transport, { maxBandwidth, checksums: options.integrity });
   if (plan.blockers.length > 0) {
     const error = new MigrationBlockedError(plan.blockers);
     await closeGently(transport, () => writer.write({ name: 'ABORT', text: lastWord(error) }), () => writer.end());
@@ -69,7 +71,7 @@ class OutgoingMigration {
   readonly #devices: SourceDevices;
   readonly #dirty: VmDirtyTracking;
   readonly #returnPath: ReturnPath;
-  readonly #downtimeLimitMs: number;
+  readonly #parameters: MigrationParameters;
   readonly #maxIterations: number;
   #phase: MigrationPhase = 'setup';
   #pausedByUs = false;
@@ -95,8 +97,8 @@ class OutgoingMigration {
     this.#devices = new SourceDevices(vmm);
     this.#dirty = new VmDirtyTracking(vmm);
     this.#returnPath = new ReturnPath(transport);
-    this.#downtimeLimitMs = options.downtimeLimitMs ?? 300;
-    this.#maxIterations = options.maxIterations ?? 30;
+    this.#parameters = migrationParameters(vmm);
+    this.#maxIterations = options.maxIterations ?? this.#parameters.values.maxIterations;
   }
 
   async run(): Promise<MigrationResult> {
@@ -142,7 +144,7 @@ class OutgoingMigration {
       const { dirtyPages, expectedDowntimeMs } = this.#iteration === 1
         ? { dirtyPages: this.#dirty.dirtyPages(), expectedDowntimeMs: Infinity }
         : this.#report(await this.#dirty.sync(true), 'precopy');
-      if (this.#iteration > 1 && expectedDowntimeMs <= this.#downtimeLimitMs) return { converged: true, expectedDowntimeMs, dirtyPages };
+      if (this.#iteration > 1 && expectedDowntimeMs <= this.#downtimeLimitMs()) return { converged: true, expectedDowntimeMs, dirtyPages };
       if (this.#iteration > this.#maxIterations) return { converged: false, expectedDowntimeMs, dirtyPages };
       await this.#sendPass('precopy', dirtyPages, () => this.#devices.sendPrecopy(this.writer));
       await this.writer.write({ name: 'ITERATION', iteration: this.#iteration, dirtyPages: BigInt(dirtyPages) });
@@ -190,6 +192,11 @@ class OutgoingMigration {
       iteration: this.#iteration, phase, pagesSent: pages, zeroPages, deviceBytes, bytesSent: this.writer.bytesWritten,
       throughput: this.#throughput, dirtyPages, expectedDowntimeMs: this.#expectedDowntimeMs(this.#dirty.dirtyPages()),
     });
+  }
+
+  /** The caller's limit, else the VM's parameter as it is now (migrate-set-parameters may change it meanwhile). */
+  #downtimeLimitMs(): number {
+    return this.options.downtimeLimitMs ?? this.#parameters.values.downtimeLimitMs;
   }
 
   /** Time to send `dirtyPages` and the devices' pending state at the measured throughput. */
@@ -249,7 +256,7 @@ class OutgoingMigration {
     await undo(() => this.#devices.resume());
     await undo(() => this.#dirty.stop());
     if (this.#pausedByUs) this.vmm.resume('migration failed');
-    this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message });
+    this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message, cancelled: cause instanceof MigrationCancelledError });
     return error;
   }
 
@@ -261,7 +268,7 @@ class OutgoingMigration {
     this.transport.destroy();
     // As after a migration that completed: the device sessions end, the devices stay stopped.
     this.#finish();
-    this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message });
+    this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message, cancelled: false });
     return error;
   }
 

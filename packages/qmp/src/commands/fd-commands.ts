@@ -1,0 +1,58 @@
+// Passing file descriptors (qapi/misc.json): getfd / closefd name a descriptor that came with the
+// command (SCM_RIGHTS) for later device_add fd=NAME or object-add fd=NAME; add-fd, remove-fd and
+// query-fdsets keep them in fd sets.
+
+import type { QmpCommand, QmpClientFds } from '../protocol/qmp-command.js';
+import { genericError } from '../protocol/qmp-error.js';
+
+function received(fds: QmpClientFds): number {
+  const fd = fds.takeReceived();
+  if (fd === undefined) throw genericError('No file descriptor supplied via SCM_RIGHTS');
+  return fd;
+}
+
+export const getfd: QmpCommand = {
+  name: 'getfd',
+  args: { fdname: 'str' },
+  run: ({ fdname }, { server, fds }) => {
+    const name = fdname as string;
+    if (/^\d/.test(name)) throw genericError('File descriptor name cannot start with a digit');
+    const fd = received(fds);
+    // A name given again replaces the descriptor it had (QEMU closes the old one).
+    const old = fds.named.get(name);
+    fds.named.set(name, fd);
+    if (old !== undefined) server.closeFd(old);
+    return {};
+  },
+};
+
+export const closefd: QmpCommand = {
+  name: 'closefd',
+  args: { fdname: 'str' },
+  run: ({ fdname }, { server, fds }) => {
+    const fd = fds.named.get(fdname as string);
+    if (fd === undefined) throw genericError(`File descriptor named '${String(fdname)}' not found`);
+    fds.named.delete(fdname as string);
+    server.closeFd(fd);
+    return {};
+  },
+};
+
+export const addFd: QmpCommand = {
+  name: 'add-fd',
+  args: { '*fdset-id': 'int', '*opaque': 'str' },
+  run: (args, { server, fds }) => server.fdSets.add(received(fds), args['fdset-id'] as number | undefined, args.opaque as string | undefined),
+};
+
+export const removeFd: QmpCommand = {
+  name: 'remove-fd',
+  args: { 'fdset-id': 'int', '*fd': 'int' },
+  run: (args, { server }) => {
+    server.fdSets.remove(args['fdset-id'] as number, args.fd as number | undefined);
+    return {};
+  },
+};
+
+export const queryFdsets: QmpCommand = { name: 'query-fdsets', args: {}, run: (_args, { server }) => server.fdSets.list() };
+
+export const FD_COMMANDS: readonly QmpCommand[] = [getfd, closefd, addFd, removeFd, queryFdsets];

@@ -1,0 +1,171 @@
+// One QMP client (QEMU's MonitorQMP): the greeting, capabilities negotiation, commands one at a
+// time with `id` echoed, and events once negotiated. A client that breaks the JSON stream is
+// dropped; the VM and the other clients never notice.
+
+import { VmmError } from '@vmmkit/core';
+import { checkArgs, isObject, type QmpArgs, type QmpValue } from './qmp-args.js';
+import type { QmpClientFds, QmpCommand } from './qmp-command.js';
+import { genericError, QmpError } from './qmp-error.js';
+import { JsonSplitter, type JsonSplitterLimits } from './json-splitter.js';
+
+/** Where a session's output goes, and how it ends: a socket, or an in-process client. */
+export interface QmpPeer {
+  write(text: string): void;
+  /** Close the connection (after what was written). */
+  end(): void;
+}
+
+/** What a session needs from its server. */
+export interface QmpSessionHost {
+  readonly greeting: () => object;
+  /** The negotiated command set. */
+  command(name: string): QmpCommand | undefined;
+  /** Run a command (the server gives it the VM and itself). */
+  run(command: QmpCommand, args: QmpArgs, fds: QmpClientFds): Promise<unknown>;
+  /** Close a descriptor the session owns (on the VM's host). */
+  closeFd(fd: number): void;
+  /** The session ended: forget it. */
+  ended(session: QmpSession): void;
+}
+
+const NEGOTIATION_MEMBERS = new Set(['execute', 'arguments', 'id']);
+
+export class QmpSession {
+  readonly #splitter: JsonSplitter;
+  readonly #received: number[] = [];
+  readonly #fds: QmpClientFds;
+  #negotiated = false;
+  #ended = false;
+  /** Commands run one after the other: each waits for the one before. */
+  #queue: Promise<void> = Promise.resolve();
+
+  constructor(private readonly host: QmpSessionHost, private readonly peer: QmpPeer, limits: JsonSplitterLimits = {}) {
+    this.#splitter = new JsonSplitter(limits);
+    const received = this.#received;
+    this.#fds = { takeReceived: () => received.shift(), named: new Map() };
+    this.#send(host.greeting());
+  }
+
+  /** Whether the client negotiated capabilities (only such clients get events). */
+  get negotiated(): boolean {
+    return this.#negotiated;
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  /**
+   * Bytes from the client, with descriptors that came with them (owned by the session from now:
+   * a command takes them, or they are closed after the command they came with).
+   */
+  receive(bytes: Buffer, fds: readonly number[] = []): void {
+    if (this.#ended) {
+      for (const fd of fds) this.#closeFd(fd);
+      return;
+    }
+    this.#received.push(...fds);
+    let texts: string[];
+    try {
+      texts = this.#splitter.feed(bytes);
+    } catch (e) {
+      this.#drop(e);
+      return;
+    }
+    for (const text of texts) this.#queue = this.#queue.then(() => this.#handle(text));
+  }
+
+  /** Send an event (the server calls this for negotiated sessions only). */
+  event(message: object): void {
+    if (!this.#ended) this.#send(message);
+  }
+
+  /** The connection closed, or the server ends the session: release what the client held. */
+  end(): void {
+    if (this.#ended) return;
+    this.#ended = true;
+    for (const fd of this.#received.splice(0)) this.#closeFd(fd);
+    for (const fd of this.#fds.named.values()) this.#closeFd(fd);
+    this.#fds.named.clear();
+    this.peer.end();
+    this.host.ended(this);
+  }
+
+  /** Wait for the commands received so far to be answered. */
+  settled(): Promise<void> {
+    return this.#queue;
+  }
+
+  async #handle(text: string): Promise<void> {
+    if (this.#ended) return;
+    let request: unknown;
+    try {
+      request = JSON.parse(text);
+    } catch (e) {
+      this.#drop(genericError(`JSON parse error, ${e instanceof Error ? e.message : String(e)}`));
+      return;
+    }
+    const id = isObject(request) ? request.id : undefined;
+    try {
+      const result = await this.#dispatch(request);
+      this.#send(id === undefined ? { return: result ?? {} } : { return: result ?? {}, id });
+    } catch (e) {
+      this.#send(id === undefined ? { error: describe(e) } : { error: describe(e), id });
+    } finally {
+      // Descriptors the command did not take are not kept for the next one (QEMU closes them too).
+      for (const fd of this.#received.splice(0)) this.#closeFd(fd);
+    }
+  }
+
+  async #dispatch(request: unknown): Promise<unknown> {
+    if (!isObject(request)) throw genericError('QMP input must be a JSON object');
+    for (const key of Object.keys(request)) {
+      if (!NEGOTIATION_MEMBERS.has(key)) throw genericError(`QMP input member '${key}' is unexpected`);
+    }
+    const { execute, arguments: args = {} } = request;
+    if (execute === undefined) throw genericError("QMP input lacks member 'execute'");
+    if (typeof execute !== 'string') throw genericError("QMP input member 'execute' must be a string");
+    if (!isObject(args)) throw genericError("QMP input member 'arguments' must be an object");
+    if (execute === 'qmp_capabilities') return this.#negotiate(args);
+    if (!this.#negotiated) throw new QmpError('CommandNotFound', "Expecting capabilities negotiation with 'qmp_capabilities'");
+    const command = this.host.command(execute);
+    if (!command) throw new QmpError('CommandNotFound', `The command ${execute} has not been found`);
+    checkArgs(args, command.args, { extra: command.extraArgs });
+    return this.host.run(command, args, this.#fds);
+  }
+
+  #negotiate(args: Readonly<Record<string, QmpValue>>): object {
+    if (this.#negotiated) throw new QmpError('CommandNotFound', 'Capabilities negotiation is already complete, command ignored');
+    checkArgs(args, { '*enable': { list: { enum: ['oob'] } } });
+    // vmmkit offers no capability (no out-of-band execution): QEMU's answer when one is asked for.
+    for (const capability of (args.enable as string[] | undefined) ?? []) throw genericError(`Capability '${capability}' not available`);
+    this.#negotiated = true;
+    return {};
+  }
+
+  /** Tell the client why (when it can still hear it) and hang up. */
+  #drop(why: unknown): void {
+    this.#send({ error: describe(why) });
+    this.end();
+  }
+
+  #send(message: object): void {
+    if (this.#ended) return;
+    this.peer.write(`${JSON.stringify(message)}\r\n`);
+  }
+
+  #closeFd(fd: number): void {
+    try {
+      this.host.closeFd(fd);
+    } catch {
+      // Already gone on the host: nothing left to release.
+    }
+  }
+}
+
+/** An error as QMP reports it: QEMU's class, and the message. */
+function describe(e: unknown): { class: string; desc: string } {
+  if (e instanceof QmpError) return { class: e.errorClass, desc: e.message };
+  if (e instanceof VmmError) return { class: 'GenericError', desc: e.message };
+  return { class: 'GenericError', desc: e instanceof Error ? e.message : String(e) };
+}
