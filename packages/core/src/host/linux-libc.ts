@@ -115,10 +115,14 @@ export function loadLibc(): Libc {
       recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
     },
     poll: (fd, events, onEvent) => {
-      const handle = koffi.node.poll(fd, { ...events, disconnect: false }, (ev) => onEvent(ev));
+      // koffi calls back with (status, events), whatever its typings say; a failed poll (status
+      // < 0) is reported as readable so that the next recvmsg reports the socket's error.
+      const callback = ((status: number, ev: PollEvents) =>
+        onEvent(status < 0 ? { readable: true, writable: false } : ev)) as unknown as (ev: PollEvents) => void;
+      const handle = koffi.node.poll(fd, { ...events, disconnect: false }, callback);
       return {
         update: (next) => {
-          if (next.readable || next.writable) handle.start({ ...next, disconnect: false }, (ev) => onEvent(ev));
+          if (next.readable || next.writable) handle.start({ ...next, disconnect: false }, callback);
           else handle.stop();
         },
         close: () => handle.close(),
