@@ -1,6 +1,7 @@
 // The DMA commands: DMA_MAP / DMA_UNMAP (client → server) and DMA_READ / DMA_WRITE (server →
 // client, the message path for windows without a file).
 
+import { VFIO_DMA_UNMAP_FLAG_ALL } from '../uapi/vfio.js';
 import { VFIO_USER_DMA_MAP, VFIO_USER_DMA_READ, VFIO_USER_DMA_UNMAP, VFIO_USER_DMA_WRITE } from './constants.js';
 import { PayloadReader, PayloadWriter, expectFds } from './payload.js';
 
@@ -48,8 +49,10 @@ export function decodeDmaUnmap(payload: Uint8Array, fds: readonly number[]): Vfi
   expectFds(VFIO_USER_DMA_UNMAP, fds, [0], 'an unmap carries none');
   const u = { argsz: r.u32(0), flags: r.u32(4), address: r.u64(8), size: r.u64(16) };
   if (u.argsz < DMA_UNMAP_SIZE) r.fail(`argsz ${u.argsz} is smaller than the reply (${DMA_UNMAP_SIZE})`);
-  if (u.flags !== 0) r.fail(`flags 0x${u.flags.toString(16)} are not defined`);
-  checkWindow(r, u.address, u.size);
+  if (u.flags & ~VFIO_DMA_UNMAP_FLAG_ALL) r.fail(`flags 0x${u.flags.toString(16)} are not defined`);
+  // QEMU's client sends VFIO's UNMAP_FLAG_ALL (bit 1) to drop every window; address and size
+  // mean nothing then.
+  if (!(u.flags & VFIO_DMA_UNMAP_FLAG_ALL)) checkWindow(r, u.address, u.size);
   return u;
 }
 
