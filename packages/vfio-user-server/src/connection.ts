@@ -69,6 +69,7 @@ export class VfioUserConnection implements BusClient {
   }
 
   dmaWriteMessage(iova: bigint, data: Uint8Array): void {
+    if (!this.transport.open) throw new SimDmaFault(this.device.model.kind, iova, data.byteLength, true, 'the client is gone');
     const max = this.#negotiated?.capabilities.maxDataXferSize ?? data.byteLength;
     for (let at = 0; at < data.byteLength; at += max) {
       const piece = data.subarray(at, Math.min(at + max, data.byteLength));

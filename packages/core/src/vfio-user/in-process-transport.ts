@@ -50,9 +50,10 @@ export class InProcessTransport implements VfioUserTransport {
     try {
       for (const fd of fds) dups.push(this.host.dup(fd));
     } catch (e) {
+      // As on a socket whose sendmsg fails: the connection ends, and the owner hears it in closed().
       for (const fd of dups) this.host.close(fd);
       this.#end(new VfioUserTransportError(this.endpoint, 'send failed', { cause: e }));
-      throw new VfioUserTransportError(this.endpoint, 'send failed', { cause: e });
+      return;
     }
     peer.#inbox.push({ bytes: message.slice(), fds: dups });
     peer.#schedule();

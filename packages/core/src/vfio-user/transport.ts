@@ -30,7 +30,8 @@ export interface VfioUserTransport {
   start(handlers: VfioUserTransportHandlers): void;
   /**
    * Queue a whole message (as `encodeMessage` builds it) with `fds`. Never blocks: what the
-   * peer cannot take yet waits in a queue. Throws VfioUserTransportError once closed.
+   * peer cannot take yet waits in a queue. Throws VfioUserTransportError when the connection was
+   * closed before the call; a send that fails ends the connection (reported through `closed`).
    */
   send(message: Uint8Array, fds?: readonly number[]): void;
   /** Close the connection (idempotent): pending output is dropped, `closed()` is called. */

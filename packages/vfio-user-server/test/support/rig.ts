@@ -31,9 +31,14 @@ export async function makeRig(model: string, options: Partial<VfioUserServerOpti
 /** Guest RAM: a memfd of `size` bytes the test maps too. */
 export function guestRam(host: SimHost, size: number): { fd: number; mapping: HostMapping; close(): void } {
   const fd = host.memfdCreate('guest-ram', MFD_CLOEXEC);
-  host.ftruncate(fd, BigInt(size));
-  const mapping = host.mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
-  return { fd, mapping, close: () => { mapping.unmap(); host.close(fd); } };
+  try {
+    host.ftruncate(fd, BigInt(size));
+    const mapping = host.mmap(size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
+    return { fd, mapping, close: () => { mapping.unmap(); host.close(fd); } };
+  } catch (e) {
+    host.close(fd);
+    throw e;
+  }
 }
 
 /** Map `size` bytes of `ram` at IOVA `address` (read-write), sending the memfd. */
