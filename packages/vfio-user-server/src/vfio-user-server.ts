@@ -112,8 +112,10 @@ export class VfioUserServer {
     const connection = new VfioUserConnection(this.#device, transport);
     this.#connection = connection;
     this.#bus.client = connection;
-    void connection.closed.then(() => {
+    this.#device.log(`client connected on ${transport.endpoint}`);
+    void connection.closed.then((error) => {
       if (this.#connection === connection) this.#connection = undefined;
+      this.#device.log(`client left after ${connection.handled} commands${error ? ` (${error.message})` : ''}`);
     });
     return connection;
   }
