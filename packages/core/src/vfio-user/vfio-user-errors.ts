@@ -55,6 +55,13 @@ export class VfioUserTransportError extends VmmError {
 
   /** @param endpoint the socket path (or `socketpair`, `in-process`). */
   constructor(readonly endpoint: string, what: string, options?: ErrorOptions) {
-    super(`vfio-user socket ${endpoint}: ${what}`, options);
+    const cause = options?.cause instanceof Error ? `: ${options.cause.message}` : '';
+    super(`vfio-user socket ${endpoint}: ${what}${cause}`, options);
+  }
+
+  /** The errno name of the failed socket call, when a system call failed. */
+  get errno(): string | undefined {
+    const cause = this.cause as { errno?: unknown } | undefined;
+    return typeof cause?.errno === 'string' ? cause.errno : undefined;
   }
 }
