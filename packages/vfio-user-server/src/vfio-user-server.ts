@@ -67,7 +67,8 @@ export class VfioUserServer {
     const version: VfioUserVersion = {
       major: VFIO_USER_MAJOR, minor: VFIO_USER_MINOR,
       capabilities: {
-        ...DEFAULT_CAPABILITIES, maxMsgFds: 64, writeMultiple: true,
+        // QEMU 11.1 refuses a max_msg_fds above its own limit of 16 (proxy.c, check_max_fds).
+        ...DEFAULT_CAPABILITIES, maxMsgFds: 16, writeMultiple: true,
         ...(flags ? { migration: { pgsize: BigInt(this.host.pageSize), maxBitmapSize: 256n << 20n } } : {}),
       },
     };

@@ -10,13 +10,16 @@ import {
 } from '@vmmkit/core/uapi';
 import {
   VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DEVICE_RESET,
-  VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_DMA_MAP, VFIO_USER_DMA_UNMAP, VFIO_USER_DMA_WRITE, VfioUserReplyError,
+  VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_DMA_MAP, VFIO_USER_DMA_UNMAP, VFIO_USER_DMA_WRITE, VFIO_USER_VERSION, VfioUserReplyError,
+  InProcessTransport,
   decodeDeviceInfo, decodeIrqInfo, decodeRegionInfo, encodeDmaMap, encodeDmaUnmap, encodeQuery, encodeSetIrqs,
 } from '@vmmkit/core/vfio-user';
 import {
   EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI,
-  EDU_FACTORIAL, EDU_ID, EDU_IRQ_ACK, EDU_IRQ_RAISE, EDU_LIVENESS, SimHost,
+  EDU_FACTORIAL, EDU_ID, EDU_IRQ_ACK, EDU_IRQ_RAISE, EDU_LIVENESS, SimHost, createModel,
 } from '@vmmkit/sim';
+import { VfioUserServer } from '@vmmkit/vfio-user-server';
+import { TestClient } from './support/test-client.js';
 import { enableBusMaster, guestRam, makeRig, mapRam, type Rig } from './support/rig.js';
 
 const count = (host: SimHost, fd: number): bigint => {
@@ -35,6 +38,30 @@ describe('vfio-user server: edu', () => {
     rig?.client.close();
     await rig?.server.close();
     rig = undefined;
+  });
+
+  it('answers QEMU 11.1\'s VERSION with what its proxy.c accepts', async () => {
+    const host = new SimHost();
+    const server = new VfioUserServer({ model: createModel({ model: 'nic' }), host, tickMs: 0 });
+    const [a, b] = InProcessTransport.pair(host);
+    server.serve(b);
+    const client = new TestClient(a, host);
+    // QEMU's request, byte for byte as caps_json() builds it.
+    const json = '{"capabilities":{"migration":{"pgsize":4096,"max_bitmap_size":268435456},"max_msg_fds":16,"max_data_xfer_size":1048576,"pgsizes":4096,"max_dma_maps":65535,"write_multiple":true}}';
+    const reply = await client.request(VFIO_USER_VERSION, new Uint8Array([0, 0, 0, 0, ...new TextEncoder().encode(json), 0]));
+    const p = reply.payload;
+    expect([p[0], p[1], p[2], p[3]]).toEqual([0, 0, 0, 0]); // major 0, minor 0: QEMU refuses a minor above its own
+    expect(p[p.byteLength - 1]).toBe(0); // NUL-terminated, or QEMU calls it corrupt
+    const caps = JSON.parse(new TextDecoder().decode(p.subarray(4, p.byteLength - 1))).capabilities;
+    expect(caps.max_msg_fds).toBeLessThanOrEqual(16);
+    expect(caps.max_dma_maps).toBeLessThanOrEqual(65535);
+    expect(caps.max_data_xfer_size).toBeLessThanOrEqual(1048576);
+    expect(caps.pgsizes % 4096).toBe(0);
+    expect(caps.migration.max_bitmap_size).toBeLessThanOrEqual(268435456);
+    expect(caps.migration.pgsize % 4096).toBe(0);
+    expect(caps.write_multiple).toBe(true);
+    client.close();
+    await server.close();
   });
 
   it('describes the device, its regions, IRQs and config space as QEMU asks for them', async () => {

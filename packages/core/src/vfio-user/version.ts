@@ -130,7 +130,11 @@ export function negotiateVersion(client: VfioUserVersion, server: VfioUserVersio
     capabilities: {
       maxMsgFds: b.maxMsgFds, maxDataXferSize: Math.min(a.maxDataXferSize, b.maxDataXferSize),
       maxDmaMaps: Math.min(a.maxDmaMaps, b.maxDmaMaps), pgsizes: a.pgsizes & b.pgsizes,
-      ...(a.migration && b.migration ? { migration: b.migration } : {}),
+      // QEMU refuses a reply whose max_bitmap_size exceeds its own: migration limits only go down.
+      ...(a.migration && b.migration ? { migration: {
+        pgsize: a.migration.pgsize > b.migration.pgsize ? a.migration.pgsize : b.migration.pgsize,
+        maxBitmapSize: a.migration.maxBitmapSize < b.migration.maxBitmapSize ? a.migration.maxBitmapSize : b.migration.maxBitmapSize,
+      } } : {}),
       writeMultiple: a.writeMultiple && b.writeMultiple, twinSocket: false,
     },
   };
