@@ -90,7 +90,9 @@ const REGION_INFO_SIZE = 32;
 
 /**
  * Encode a region info reply. argsz is the full size needed; when the client's `maxArgsz` is
- * smaller, the capability is left out (its argsz still says how much it needs), as the kernel does.
+ * smaller, the capability is left out (argsz still says how much it needs) and so is the CAPS
+ * flag: QEMU's client refuses CAPS with a cap_offset outside the reply before it retries with the
+ * larger argsz (hw/vfio-user/device.c), where the kernel would set CAPS with cap_offset 0.
  */
 export function encodeRegionInfo(info: VfioUserRegionInfo, maxArgsz: number): Uint8Array {
   const areas = info.sparse ?? [];
@@ -98,7 +100,7 @@ export function encodeRegionInfo(info: VfioUserRegionInfo, maxArgsz: number): Ui
   const full = REGION_INFO_SIZE + capSize;
   const fits = full <= maxArgsz;
   const w = new PayloadWriter(fits ? full : REGION_INFO_SIZE);
-  w.u32(0, full).u32(4, info.flags | (areas.length ? VFIO_REGION_INFO_FLAG_CAPS : 0)).u32(8, info.index)
+  w.u32(0, full).u32(4, info.flags | (areas.length && fits ? VFIO_REGION_INFO_FLAG_CAPS : 0)).u32(8, info.index)
     .u32(12, areas.length && fits ? REGION_INFO_SIZE : 0).u64(16, info.size).u64(24, info.mmapOffset);
   if (areas.length && fits) {
     // vfio_info_cap_header {id, version 1, next 0}, then nr_areas, reserved, the areas.

@@ -14,7 +14,7 @@ import {
 } from '@vmmkit/core/vfio-user';
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_SET, VFIO_IRQ_SET_ACTION_TRIGGER,
-  VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+  VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
 } from '@vmmkit/core/uapi';
 
 const LIMITS = { maxMessageSize: 1 << 20, maxFds: 16 };
@@ -154,6 +154,8 @@ describe('device queries', () => {
     const short = decodeRegionInfo(encodeRegionInfo(info, 32));
     expect(short.argsz).toBe(80);
     expect(short.sparse).toBeUndefined();
+    expect(short.flags & VFIO_REGION_INFO_FLAG_CAPS).toBe(0);
+    expect(full.flags & VFIO_REGION_INFO_FLAG_CAPS).toBe(VFIO_REGION_INFO_FLAG_CAPS);
     expect(decodeQuery(VFIO_USER_DEVICE_GET_REGION_INFO, encodeQuery(VFIO_USER_DEVICE_GET_REGION_INFO, 7), [])).toEqual({ argsz: 32, index: 7 });
   });
 
