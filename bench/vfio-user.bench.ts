@@ -1,9 +1,15 @@
 // vfio-user: (1) a register read round trip through the device server (REGION_READ of edu's ID
 // register, decoded, dispatched to the model and answered) against the same socket carrying a
-// canned reply of the same size back (the transport's round trip with no protocol work); (2) the
+// canned reply of the same size back (the transport's round trip with no protocol work), and
+// against a raw node:net Unix socket ping-pong of the same byte counts (Node's own sockets,
+// which cannot carry fds); (2) the
 // model's DMA into guest RAM through the client's mapped memfd against the same DMA as DMA_WRITE
 // messages the client answers. Both ends run in this process over a socketpair.
 
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { LinuxHost } from '@vmmkit/core';
 import { MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE, VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
 import {
@@ -100,6 +106,60 @@ async function registerRead(host: LinuxHost): Promise<Row> {
   };
 }
 
+/** The same round trips as raw bytes over node:net: 32 bytes out, 36 back, one at a time. */
+async function rawNetReads(): Promise<{ loop: () => Promise<void>; close(): Promise<void> }> {
+  const dir = mkdtempSync(join(tmpdir(), 'vmmkit-bench-'));
+  const path = join(dir, 'raw.sock');
+  const server = net.createServer((s) => {
+    let pending = 0;
+    const reply = Buffer.alloc(36);
+    s.on('data', (d) => {
+      pending += d.byteLength;
+      for (; pending >= 32; pending -= 32) s.write(reply);
+    });
+  });
+  await new Promise<void>((r) => server.listen(path, r));
+  const client = net.connect(path);
+  await new Promise<void>((r) => client.once('connect', r));
+  const request = Buffer.alloc(32);
+  let got = 0;
+  let wake: (() => void) | undefined;
+  client.on('data', (d) => {
+    got += d.byteLength;
+    wake?.();
+  });
+  const one = async (): Promise<void> => {
+    const want = got + 36;
+    client.write(request);
+    while (got < want) await new Promise<void>((r) => (wake = r));
+  };
+  return {
+    loop: async () => {
+      for (let i = 0; i < READS; i++) await one();
+    },
+    close: async () => {
+      client.destroy();
+      await new Promise((r) => server.close(r));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function rawNetRead(host: LinuxHost): Promise<Row> {
+  const served = await connected(createModel({ model: 'edu' }), host);
+  const read = encodeRegionAccess({ offset: 0n, region: 0, count: 4 });
+  const raw = await rawNetReads();
+  const r = await compareAsync({
+    trials: 9, baseline: raw.loop,
+    subject: async () => {
+      for (let i = 0; i < READS; i++) await served.client.request(VFIO_USER_REGION_READ, read);
+    },
+  });
+  await raw.close();
+  await served.close();
+  return { benchmark: 'vfio-user', case: 'register read round trip', ratio: r.ratio, baseline: 'node:net ping-pong, same bytes', note: 'goal >= 0.67x' };
+}
+
 async function dmaPaths(host: LinuxHost): Promise<Row> {
   const setUp = async (withFile: boolean): Promise<{ pump: () => Promise<void>; close(): Promise<void> }> => {
     const served = await connected(new DmaPump(), host);
@@ -154,6 +214,6 @@ export const vfioUserBenchmark: Benchmark = {
   name: 'vfio-user',
   async run() {
     const host = new LinuxHost();
-    return [await registerRead(host), await dmaPaths(host)];
+    return [await registerRead(host), await rawNetRead(host), await dmaPaths(host)];
   },
 };

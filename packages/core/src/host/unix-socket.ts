@@ -44,10 +44,16 @@ export class UnixSocket {
   readonly #msghdr = offHeap(56);
   readonly #iov = offHeap(16);
   readonly #control = offHeap(cmsgSpace(UNIX_SOCKET_MAX_FDS));
+  readonly #iovAddress: bigint;
+  readonly #controlAddress: bigint;
+  /** Where small or on-heap outgoing data is copied to, so that it has a fixed address. */
+  #scratch = offHeap(4096);
 
   private constructor(fd: number, readonly endpoint: string, libc: Libc) {
     this.#fd = fd;
     this.#libc = libc;
+    this.#iovAddress = libc.address(this.#iov);
+    this.#controlAddress = libc.address(this.#control);
   }
 
   /** The socket's fd (-1 once closed). */
@@ -122,8 +128,12 @@ export class UnixSocket {
   send(data: Uint8Array, fds: readonly number[] = []): number | undefined {
     if (fds.length > UNIX_SOCKET_MAX_FDS) throw new ArgumentError(`${fds.length} fds exceed SCM_MAX_FD (${UNIX_SOCKET_MAX_FDS})`, 'fds');
     // The data must sit in off-heap memory, whose address the iovec can hold.
-    const buf = data.buffer instanceof ArrayBuffer && data.byteLength > 64 ? data : offHeap(data.byteLength);
-    if (buf !== data) buf.set(data);
+    let buf = data;
+    if (!(data.buffer instanceof ArrayBuffer) || data.byteLength <= 64) {
+      if (this.#scratch.byteLength < data.byteLength) this.#scratch = offHeap(data.byteLength);
+      this.#scratch.set(data);
+      buf = this.#scratch;
+    }
     this.#prepare(buf, data.byteLength, fds.length ? cmsgSpace(fds.length) : 0);
     if (fds.length) {
       const dv = new DataView(this.#control.buffer);
@@ -179,9 +189,9 @@ export class UnixSocket {
     const hdr = new DataView(this.#msghdr.buffer);
     hdr.setBigUint64(0, 0n, true);
     hdr.setUint32(8, 0, true);
-    hdr.setBigUint64(16, this.#libc.address(this.#iov), true);
+    hdr.setBigUint64(16, this.#iovAddress, true);
     hdr.setBigUint64(24, 1n, true);
-    hdr.setBigUint64(32, controlLength ? this.#libc.address(this.#control) : 0n, true);
+    hdr.setBigUint64(32, controlLength ? this.#controlAddress : 0n, true);
     hdr.setBigUint64(40, BigInt(controlLength), true);
     hdr.setInt32(48, 0, true);
     this.#control.fill(0, 0, controlLength);

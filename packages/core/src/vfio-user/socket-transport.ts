@@ -30,6 +30,8 @@ export class SocketTransport implements VfioUserTransport {
   #poll: FdPoll | undefined;
   #handlers: VfioUserTransportHandlers | undefined;
   #open = true;
+  /** Whether the poll watches for writability (only while output waits). */
+  #watchingWrites = false;
 
   constructor(socket: UnixSocket, limits: VfioUserLimits = DEFAULT_LIMITS) {
     this.#socket = socket;
@@ -88,7 +90,12 @@ export class SocketTransport implements VfioUserTransport {
       this.#end(new VfioUserTransportError(this.endpoint, 'send failed', { cause: e }));
       return;
     }
-    this.#poll?.update({ readable: true, writable: this.#queue.length > 0 });
+    // Restarting libuv's poll costs more than the send itself: only when writability matters anew.
+    const waiting = this.#queue.length > 0;
+    if (waiting !== this.#watchingWrites && this.#poll) {
+      this.#watchingWrites = waiting;
+      this.#poll.update({ readable: true, writable: waiting });
+    }
   }
 
   /** Drain what is readable now (the poll fires again for more). */
@@ -102,6 +109,7 @@ export class SocketTransport implements VfioUserTransport {
         return;
       }
       if (!got) return;
+      const drained = got.bytes < this.#buffer.byteLength;
       if (got.bytes === 0 && got.fds.length === 0) {
         const pending = this.#framer.pendingFds.length > 0;
         this.#end(pending ? new VfioUserTransportError(this.endpoint, 'the peer closed inside a message') : undefined);
@@ -123,6 +131,9 @@ export class SocketTransport implements VfioUserTransport {
         if (!this.#open) closeAll(m.fds);
         else this.#handlers!.message(m);
       }
+      // A short read took all there was (or stopped at fds); the level-triggered poll fires
+      // again for anything that arrives later, which saves a recvmsg that would say EAGAIN.
+      if (drained) return;
     }
   }
 
