@@ -46,6 +46,9 @@ export class UnixSocket {
   readonly #control = offHeap(cmsgSpace(UNIX_SOCKET_MAX_FDS));
   readonly #iovAddress: bigint;
   readonly #controlAddress: bigint;
+  readonly #iovView = new DataView(this.#iov.buffer);
+  readonly #hdrView = new DataView(this.#msghdr.buffer);
+  readonly #controlView = new DataView(this.#control.buffer);
   /** Where small or on-heap outgoing data is copied to, so that it has a fixed address. */
   #scratch = offHeap(4096);
 
@@ -136,7 +139,7 @@ export class UnixSocket {
     }
     this.#prepare(buf, data.byteLength, fds.length ? cmsgSpace(fds.length) : 0);
     if (fds.length) {
-      const dv = new DataView(this.#control.buffer);
+      const dv = this.#controlView;
       dv.setBigUint64(0, BigInt(16 + 4 * fds.length), true);
       dv.setInt32(8, SOL_SOCKET, true);
       dv.setInt32(12, SCM_RIGHTS, true);
@@ -158,10 +161,10 @@ export class UnixSocket {
       if (this.#libc.errno() === EAGAIN) return undefined;
       this.#fail('recvmsg');
     }
-    const hdr = new DataView(this.#msghdr.buffer);
+    const hdr = this.#hdrView;
     const controllen = Number(hdr.getBigUint64(40, true));
     const flags = hdr.getInt32(48, true);
-    return { bytes: n, fds: parseRights(this.#control, controllen), truncated: (flags & MSG_CTRUNC) !== 0 };
+    return { bytes: n, fds: controllen ? parseRights(this.#control, controllen) : [], truncated: (flags & MSG_CTRUNC) !== 0 };
   }
 
   /** A buffer recvmsg can fill: off-heap, so its address is stable. */
@@ -183,10 +186,10 @@ export class UnixSocket {
   }
 
   #prepare(buf: Uint8Array, length: number, controlLength: number): void {
-    const iov = new DataView(this.#iov.buffer);
+    const iov = this.#iovView;
     iov.setBigUint64(0, this.#libc.address(buf), true);
     iov.setBigUint64(8, BigInt(length), true);
-    const hdr = new DataView(this.#msghdr.buffer);
+    const hdr = this.#hdrView;
     hdr.setBigUint64(0, 0n, true);
     hdr.setUint32(8, 0, true);
     hdr.setBigUint64(16, this.#iovAddress, true);
@@ -194,7 +197,7 @@ export class UnixSocket {
     hdr.setBigUint64(32, controlLength ? this.#controlAddress : 0n, true);
     hdr.setBigUint64(40, BigInt(controlLength), true);
     hdr.setInt32(48, 0, true);
-    this.#control.fill(0, 0, controlLength);
+    if (controlLength) this.#control.fill(0, 0, controlLength);
   }
 
   #error(syscall: string): HostError {
