@@ -1,0 +1,10 @@
+// @vmmkit/accel-kvm: KVM as the VM's accelerator.
+
+export * from './kvm-errors.js';
+export * from './kvm-system.js';
+export * from './kvm-memslots.js';
+export * from './kvm-dirty-log.js';
+export * from './kvm-vm.js';
+export * from './vcpu/io-handler.js';
+export * from './vcpu/kvm-vcpu.js';
+export * from './vcpu/vcpu-registers.js';
