@@ -8,3 +8,7 @@ export * from './kvm-vm.js';
 export * from './vcpu/io-handler.js';
 export * from './vcpu/kvm-vcpu.js';
 export * from './vcpu/vcpu-registers.js';
+export * from './state/kvm-state-format.js';
+export * from './state/vcpu-state.js';
+export * from './kvm-accel.js';
+export * from './plugin.js';

@@ -64,6 +64,8 @@ export interface RigOptions extends KvmVmOptions {
   readonly seed?: number;
   /** Writes before the guest halts; 0 = never. */
   readonly limit?: number;
+  /** The guest reports progress every `reportMask + 1` writes. Default 0xff. */
+  readonly reportMask?: number;
   readonly host?: HostKernel;
 }
 
@@ -84,7 +86,7 @@ export async function kvmRig(o: RigOptions = {}) {
   memory.view(GUEST_CODE, PAGES_GUEST.byteLength).set(PAGES_GUEST);
   const arenaPages = o.arenaPages ?? 1024;
   enterFlatProtectedMode(host, vcpu.fd, GUEST_CODE, {
-    rax: BigInt(o.seed ?? 1), rcx: BigInt(arenaPages - 1), rdi: ARENA, rbp: BigInt(o.limit ?? 0),
+    rax: BigInt(o.seed ?? 1), rcx: BigInt(arenaPages - 1), rdi: ARENA, rbp: BigInt(o.limit ?? 0), rsp: BigInt(o.reportMask ?? 0xff),
   });
   vcpu.start();
   return {
