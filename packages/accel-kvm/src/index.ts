@@ -12,3 +12,4 @@ export * from './state/kvm-state-format.js';
 export * from './state/vcpu-state.js';
 export * from './kvm-accel.js';
 export * from './plugin.js';
+export * from './vcpu/vcpu-cpuid.js';

@@ -13,6 +13,7 @@ import { VcpuState, type VcpuStateCaps } from './state/vcpu-state.js';
 import { IoBus } from './vcpu/io-handler.js';
 import { KvmVcpu } from './vcpu/kvm-vcpu.js';
 import { setCpuid } from './vcpu/vcpu-registers.js';
+import { vcpuCpuid } from './vcpu/vcpu-cpuid.js';
 
 /** How to create the accelerator. */
 export interface KvmAccelOptions extends KvmVmOptions {
@@ -67,8 +68,9 @@ export class KvmAccel implements VmmDevice {
       for (let i = 0; i < (options.vcpus ?? 1); i++) {
         const vcpu = KvmVcpu.create(host, vm.fd, i, mmapSize, accel.io, (e) => accel!.#onStopped(e));
         accel.#vcpus.push(vcpu);
-        setCpuid(host, vcpu.fd, cpuid);
-        accel.#states.push(new VcpuState(host, i, vcpu.fd, caps, msrs, cpuid));
+        const own = vcpuCpuid(cpuid, i);
+        setCpuid(host, vcpu.fd, own);
+        accel.#states.push(new VcpuState(host, i, vcpu.fd, caps, msrs, own));
       }
       for (const v of accel.#vcpus) v.start();
       accel.#follow();

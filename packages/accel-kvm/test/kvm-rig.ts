@@ -4,7 +4,7 @@
 
 import { accessSync, constants } from 'node:fs';
 import { AddressSpace, GuestMemory, LinuxHost, type HostKernel } from '@vmmkit/core';
-import { IoBus, KvmSystem, KvmVcpu, KvmVm, enterFlatProtectedMode, setCpuid, type KvmVmOptions, type VcpuStoppedError } from '../src/index.js';
+import { IoBus, KvmVcpu, KvmVm, enterFlatProtectedMode, setCpuid, vcpuCpuid, type KvmVmOptions, type VcpuStoppedError } from '../src/index.js';
 import { PAGES_GUEST } from './fixtures/guest/pages-guest.js';
 
 /** Why the KVM tests cannot run here, or undefined when they can. */
@@ -82,7 +82,7 @@ export async function kvmRig(o: RigOptions = {}) {
   reports.attach(bus);
   const stopped: VcpuStoppedError[] = [];
   const vcpu = KvmVcpu.create(host, vm.fd, 0, vm.system.vcpuMmapSize(), bus, (e) => stopped.push(e));
-  setCpuid(host, vcpu.fd, vm.system.supportedCpuid());
+  setCpuid(host, vcpu.fd, vcpuCpuid(vm.system.supportedCpuid(), 0));
   memory.view(GUEST_CODE, PAGES_GUEST.byteLength).set(PAGES_GUEST);
   const arenaPages = o.arenaPages ?? 1024;
   enterFlatProtectedMode(host, vcpu.fd, GUEST_CODE, {
