@@ -1,0 +1,86 @@
+// The kvm device of a VMM: its vCPUs follow the VM's run state, a vCPU's state copies into a
+// second VM exactly, a CPUID that differs is refused, and a guest that triple-faults stops its
+// vCPU with a typed error and pauses the VM.
+
+import { describe, expect, it } from 'vitest';
+import { decodeKvmState, encodeKvmState, KvmStateError, enterFlatProtectedMode, getRegs } from '../src/index.js';
+import { kvmMissing } from './kvm-rig.js';
+import { kvmVmm, loadPagesGuest } from './kvm-machine.js';
+
+describe.skipIf(kvmMissing)('the kvm device', () => {
+  it('runs its vCPUs only while the VM runs', async () => {
+    const { vmm, accel, reports } = await kvmVmm();
+    try {
+      loadPagesGuest(vmm, accel, { seed: 2, arenaPages: 64, reportMask: 0xff });
+      // Paused: the worker waits to be told to enter the guest.
+      expect(['starting', 'parked']).toContain(accel.vcpus[0]!.state);
+      vmm.resume('test');
+      await reports.until(() => reports.progress.length >= 3);
+      vmm.pause('test');
+      await accel.quiesced();
+      expect(accel.vcpus[0]!.state).toBe('parked');
+      const at = reports.progress.length;
+      await new Promise((r) => setTimeout(r, 30));
+      expect(reports.progress.length).toBe(at);
+    } finally {
+      await vmm.close();
+    }
+  });
+
+  it('copies a vCPU\'s state into a second VM, and the copy reads back the same', async () => {
+    const a = await kvmVmm();
+    const b = await kvmVmm({ incoming: true });
+    try {
+      loadPagesGuest(a.vmm, a.accel, { seed: 3, arenaPages: 64, reportMask: 0xff });
+      a.vmm.resume('test');
+      await a.reports.until(() => a.reports.progress.length >= 2);
+      a.vmm.pause('test');
+      await a.accel.quiesced();
+      const saved = a.accel.saveState();
+      b.accel.loadState(saved);
+      const src = decodeKvmState(saved, 1).vcpus[0]!;
+      const dst = decodeKvmState(b.accel.saveState(), 1).vcpus[0]!;
+      for (const name of ['CPUID', 'REGS', 'SREGS', 'XCRS', 'MP_STATE', 'DEBUGREGS', 'XSAVE'] as const) {
+        expect(dst[name], name).toEqual(src[name]);
+      }
+      expect(getRegs(b.host, b.accel.vcpus[0]!.fd).rsi).toBe(getRegs(a.host, a.accel.vcpus[0]!.fd).rsi);
+    } finally {
+      await a.vmm.close();
+      await b.vmm.close();
+    }
+  });
+
+  it('refuses state from a vCPU that had another CPUID, before setting anything', async () => {
+    const a = await kvmVmm();
+    const b = await kvmVmm({ incoming: true });
+    try {
+      const state = decodeKvmState(a.accel.saveState(), 1);
+      const cpuid = state.vcpus[0]!.CPUID!.slice();
+      cpuid[8 + 12] ^= 1; // the first entry's eax
+      const other = encodeKvmState({ clock: state.clock, vcpus: [{ ...state.vcpus[0]!, CPUID: cpuid }] });
+      const before = b.accel.saveState();
+      expect(() => b.accel.loadState(other)).toThrow(KvmStateError);
+      expect(decodeKvmState(b.accel.saveState(), 1).vcpus[0]!.REGS).toEqual(decodeKvmState(before, 1).vcpus[0]!.REGS);
+    } finally {
+      await a.vmm.close();
+      await b.vmm.close();
+    }
+  });
+
+  it('a guest that triple-faults stops its vCPU (VcpuStoppedError, shutdown) and pauses the VM', async () => {
+    const { vmm, accel } = await kvmVmm();
+    try {
+      // ud2 with no usable IDT: #UD, #DF, then a triple fault.
+      vmm.memory.view(0x1000n, 2).set([0x0f, 0x0b]);
+      enterFlatProtectedMode(vmm.host, accel.vcpus[0]!.fd, 0x1000n);
+      vmm.resume('test');
+      const deadline = Date.now() + 10_000;
+      while (accel.stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(accel.stopped.map((e) => [e.name, e.vcpu, e.reason])).toEqual([['VcpuStoppedError', 0, 'shutdown']]);
+      expect(vmm.running).toBe(false);
+      expect(accel.vcpus[0]!.state).toBe('stopped');
+    } finally {
+      await vmm.close();
+    }
+  });
+});
