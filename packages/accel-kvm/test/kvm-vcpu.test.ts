@@ -2,7 +2,11 @@
 // pause by immediate_exit plus a kick (also out of an in-kernel HLT), resume, and close.
 
 import { describe, expect, it } from 'vitest';
-import { kvmMissing, kvmRig } from './kvm-rig.js';
+import { VcpuStoppedError, enterFlatProtectedMode } from '../src/index.js';
+import { MMIO_GUEST } from './fixtures/guest/mmio-guest.js';
+import { GUEST_CODE, kvmMissing, kvmRig } from './kvm-rig.js';
+
+const DEVICE = 0xd000_0000n;
 
 describe.skipIf(kvmMissing)('a vCPU on KVM', () => {
   it('runs the guest: its port I/O reaches the main thread, and HLT (no irqchip) parks it', async () => {
@@ -51,6 +55,57 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', () => {
       expect(rig.vcpu.state).toBe(rig.vm.irqchip ? 'parked' : 'halted');
     } finally {
       await rig.close();
+    }
+  });
+
+  it('sends MMIO to the device that claims it: writes carry the bytes, reads return the device\'s', async () => {
+    const rig = await kvmRig({ irqchip: 'off' });
+    const seen: string[] = [];
+    rig.bus.addMmio(DEVICE, 0x1000n, (a) => {
+      seen.push(`${a.write ? 'write' : 'read'} +${a.addr - DEVICE} ${a.size}${a.write ? ` ${[...a.data].map((b) => b.toString(16)).join(' ')}` : ''}`);
+      if (!a.write) a.data.set(a.size === 4 ? [0x78, 0x56, 0x34, 0x12] : [0xab]);
+    });
+    try {
+      rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
+      enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: 0xcafe_f00dn, rdi: DEVICE });
+      rig.vcpu.resume();
+      await rig.reports.until(() => rig.reports.hello.length === 2);
+      expect(seen).toEqual(['write +0 4 d f0 fe ca', 'read +4 4', 'read +8 1']);
+      expect(rig.reports.hello).toEqual([0x1234_5678, 0xab]);
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('reads all ones where no device is, and stops the vCPU when a device fails', async () => {
+    const rig = await kvmRig({ irqchip: 'off' });
+    try {
+      rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
+      enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: 1n, rdi: DEVICE });
+      rig.vcpu.resume();
+      await rig.reports.until(() => rig.reports.hello.length === 2);
+      expect(rig.reports.hello).toEqual([0xffff_ffff, 0xff]);
+      expect(rig.bus.unassigned.mmio).toBe(3);
+    } finally {
+      await rig.close();
+    }
+    const failing = await kvmRig({ irqchip: 'off' });
+    failing.bus.addMmio(DEVICE, 0x1000n, () => { throw new Error('device on fire'); });
+    try {
+      failing.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
+      enterFlatProtectedMode(failing.host, failing.vcpu.fd, GUEST_CODE, { rax: 1n, rdi: DEVICE });
+      failing.vcpu.resume();
+      const deadline = Date.now() + 10_000;
+      while (failing.stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await failing.vcpu.whenStill();
+      expect(failing.stopped[0]).toBeInstanceOf(VcpuStoppedError);
+      expect(failing.stopped[0]!.reason).toBe('io-failed');
+      expect((failing.stopped[0]!.cause as Error).message).toBe('device on fire');
+      expect(failing.vcpu.state).toBe('parked');
+      // The failed write completed; the guest got no further.
+      expect(failing.reports.hello).toEqual([]);
+    } finally {
+      await failing.close();
     }
   });
 });
