@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Assemble the KVM test guests (packages/accel-kvm/test/fixtures/guest/*.S) with GNU as into
+# Assemble the KVM test guests (packages/accel-kvm/src/guests/*.S) with GNU as into
 # their listings (NAME.lst) and their bytes as TypeScript modules (NAME.ts, exporting NAME in
 # capitals, e.g. PAGES_GUEST). The outputs are committed: tests do not need an assembler. Run
 # after changing a source.
 set -euo pipefail
-dir=$(cd "$(dirname "$0")/../../packages/accel-kvm/test/fixtures/guest" && pwd)
+dir=$(cd "$(dirname "$0")/../../packages/accel-kvm/src/guests" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 for src in "$dir"/*.S; do

@@ -13,3 +13,4 @@ export * from './state/vcpu-state.js';
 export * from './kvm-accel.js';
 export * from './plugin.js';
 export * from './vcpu/vcpu-cpuid.js';
+export * from './guests/index.js';

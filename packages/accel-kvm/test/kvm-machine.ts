@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { LinuxHost, Vmm, type GuestMemory, type HostKernel } from '@vmmkit/core';
 import { migrationPlugin } from '@vmmkit/migration';
 import { enterFlatProtectedMode, kvmPlugin, type KvmAccel } from '../src/index.js';
-import { PAGES_GUEST } from './fixtures/guest/pages-guest.js';
+import { PAGES_GUEST } from '../src/guests/pages-guest.js';
 import { ARENA, GUEST_CODE, GuestReports } from './kvm-rig.js';
 
 export const RAM_BYTES = 8n << 20n;

@@ -5,7 +5,7 @@
 import { accessSync, constants } from 'node:fs';
 import { AddressSpace, GuestMemory, LinuxHost, type HostKernel } from '@vmmkit/core';
 import { IoBus, KvmVcpu, KvmVm, enterFlatProtectedMode, setCpuid, vcpuCpuid, type KvmVmOptions, type VcpuStoppedError } from '../src/index.js';
-import { PAGES_GUEST } from './fixtures/guest/pages-guest.js';
+import { PAGES_GUEST } from '../src/guests/pages-guest.js';
 
 /** Why the KVM tests cannot run here, or undefined when they can. */
 export const kvmMissing: string | undefined = (() => {

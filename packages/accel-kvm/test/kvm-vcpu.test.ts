@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { VcpuStoppedError, enterFlatProtectedMode } from '../src/index.js';
-import { MMIO_GUEST } from './fixtures/guest/mmio-guest.js';
+import { MMIO_GUEST } from '../src/guests/mmio-guest.js';
 import { GUEST_CODE, kvmMissing, kvmRig } from './kvm-rig.js';
 
 const DEVICE = 0xd000_0000n;
