@@ -3,7 +3,8 @@
 // vCPU with a typed error and pauses the VM.
 
 import { describe, expect, it } from 'vitest';
-import { decodeKvmState, encodeKvmState, KvmStateError, enterFlatProtectedMode, getRegs } from '../src/index.js';
+import { ConfigError } from '@vmmkit/core';
+import { decodeKvmState, encodeKvmState, KvmStateError, enterFlatProtectedMode, getRegs, type KvmAccel } from '../src/index.js';
 import { kvmMissing } from './kvm-rig.js';
 import { kvmVmm, loadPagesGuest } from './kvm-machine.js';
 
@@ -79,6 +80,42 @@ describe.skipIf(kvmMissing)('the kvm device', () => {
       expect(accel.stopped.map((e) => [e.name, e.vcpu, e.reason])).toEqual([['VcpuStoppedError', 0, 'shutdown']]);
       expect(vmm.running).toBe(false);
       expect(accel.vcpus[0]!.state).toBe('stopped');
+    } finally {
+      await vmm.close();
+    }
+  });
+
+  it('refuses vcpus=0 and a second accelerator, naming the option', async () => {
+    const { vmm } = await kvmVmm();
+    try {
+      await expect(vmm.addDevice('kvm,id=kvm1')).rejects.toThrow(/the VM has an accelerator already \('kvm0'\)/);
+      await vmm.removeDevice('kvm0');
+      const e = await vmm.addDevice('kvm,id=kvm1,vcpus=0').catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(ConfigError);
+      expect((e as ConfigError).option).toBe('vcpus');
+      // With the first one gone, another can be realized.
+      await vmm.addDevice('kvm,id=kvm2,vcpus=2');
+    } finally {
+      await vmm.close();
+    }
+  });
+
+  it('carries every vCPU of a VM with two, each with its own APIC ID', async () => {
+    const { vmm } = await kvmVmm();
+    try {
+      await vmm.removeDevice('kvm0');
+      const accel = (await vmm.addDevice('kvm,id=kvm0,vcpus=2')) as KvmAccel;
+      const state = decodeKvmState(accel.saveState(), 2);
+      expect(state.vcpus).toHaveLength(2);
+      const apicId = (cpuid: Uint8Array, fn: number, reg: 'ebx' | 'edx') => {
+        const view = new DataView(cpuid.buffer, cpuid.byteOffset);
+        for (let i = 0; i < view.getUint32(0, true); i++) {
+          const at = 8 + i * 40;
+          if (view.getUint32(at, true) === fn) return view.getUint32(at + (reg === 'ebx' ? 16 : 24), true);
+        }
+        return undefined;
+      };
+      expect(state.vcpus.map((v) => apicId(v.CPUID!, 1, 'ebx')! >>> 24)).toEqual([0, 1]);
     } finally {
       await vmm.close();
     }
