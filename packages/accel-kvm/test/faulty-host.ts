@@ -5,6 +5,7 @@
 
 import { readdirSync, readlinkSync } from 'node:fs';
 import { HostError, type HostKernel, type HostMapping } from '@vmmkit/core';
+import { ioctlName } from '@vmmkit/core/uapi';
 
 const EIO = 5;
 
@@ -31,7 +32,7 @@ export class FaultyHost implements HostKernel {
   #fail(syscall: string, detail: Partial<ConstructorParameters<typeof HostError>[0]> = {}): boolean {
     this.calls++;
     if (this.calls !== this.#nth) return false;
-    this.injected = `${syscall}${detail.request !== undefined ? ` 0x${detail.request.toString(16)}` : ''}`;
+    this.injected = `${syscall}${detail.request !== undefined ? ` ${ioctlName(detail.request) ?? `0x${detail.request.toString(16)}`}` : ''}`;
     return true;
   }
 
@@ -45,7 +46,7 @@ export class FaultyHost implements HostKernel {
     if (fail) throw new HostError({ errno: EIO, syscall: 'close', fd });
   }
   ioctl(fd: number, request: number, arg?: Uint8Array | number | bigint): number {
-    if (this.#fail('ioctl', { request })) throw new HostError({ errno: EIO, syscall: 'ioctl', fd, request });
+    if (this.#fail('ioctl', { request })) throw new HostError({ errno: EIO, syscall: 'ioctl', fd, request, ioctl: ioctlName(request) });
     return this.inner.ioctl(fd, request, arg);
   }
   read(fd: number, buf: Uint8Array): number {
