@@ -8,7 +8,8 @@ import { decodeKvmState, encodeKvmState, KvmStateError, enterFlatProtectedMode, 
 import { kvmMissing } from './kvm-rig.js';
 import { kvmVmm, loadPagesGuest } from './kvm-machine.js';
 
-describe.skipIf(kvmMissing)('the kvm device', () => {
+// kvm_pvm is slow and the machine shared: room beyond vitest's 5 s default (a bound, not a measurement).
+describe.skipIf(kvmMissing)('the kvm device', { timeout: 30_000 }, () => {
   it('runs its vCPUs only while the VM runs', async () => {
     const { vmm, accel, reports } = await kvmVmm();
     try {

@@ -17,7 +17,8 @@ function changedPages(before: Uint8Array, now: Uint8Array, pageSize: number): nu
   return pages;
 }
 
-describe.skipIf(kvmMissing)('the KVM dirty log', () => {
+// kvm_pvm is slow and the machine shared: room beyond vitest's 5 s default (a bound, not a measurement).
+describe.skipIf(kvmMissing)('the KVM dirty log', { timeout: 30_000 }, () => {
   it('has every page the guest changed, and only pages it wrote', async () => {
     const rig = await kvmRig({ seed: 99, arenaPages: 1024 });
     const { memory, vm } = rig;

@@ -35,7 +35,8 @@ async function setUp() {
   return { src, dst, atStart: () => atStart };
 }
 
-describe.skipIf(kvmMissing)('migrating a guest on KVM', () => {
+// kvm_pvm is slow and the machine shared: room beyond vitest's 5 s default (a bound, not a measurement).
+describe.skipIf(kvmMissing)('migrating a guest on KVM', { timeout: 30_000 }, () => {
   it('loses nothing: RAM and vCPU state equal at switchover, and the guest counts on', async () => {
     const { src, dst, atStart } = await setUp();
     try {

@@ -8,7 +8,8 @@ import { GUEST_CODE, kvmMissing, kvmRig } from './kvm-rig.js';
 
 const DEVICE = 0xd000_0000n;
 
-describe.skipIf(kvmMissing)('a vCPU on KVM', () => {
+// kvm_pvm is slow and the machine shared: room beyond vitest's 5 s default (a bound, not a measurement).
+describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
   it('runs the guest: its port I/O reaches the main thread, and HLT (no irqchip) parks it', async () => {
     const rig = await kvmRig({ irqchip: 'off', seed: 0x1234, limit: 1000 });
     try {

@@ -6,7 +6,8 @@ import { AddressSpace, GuestMemory, HostError, LinuxHost } from '@vmmkit/core';
 import { KvmError, KvmSystem, KvmVm } from '../src/index.js';
 import { kvmMissing } from './kvm-rig.js';
 
-describe.skipIf(kvmMissing)('the KVM VM', () => {
+// kvm_pvm is slow and the machine shared: room beyond vitest's 5 s default (a bound, not a measurement).
+describe.skipIf(kvmMissing)('the KVM VM', { timeout: 30_000 }, () => {
   it('reads the MSRs to migrate and the CPUID KVM supports', () => {
     const system = KvmSystem.open(new LinuxHost());
     try {
