@@ -7,18 +7,33 @@ import { Worker } from 'node:worker_threads';
 import { FirstFailure, MAX_VIEW_LENGTH, type HostKernel, type HostMapping } from '@vmmkit/core';
 import {
   KVM_CREATE_VCPU, KVM_EXIT_FAIL_ENTRY, KVM_EXIT_HLT, KVM_EXIT_INTERNAL_ERROR, KVM_EXIT_INTR, KVM_EXIT_IO, KVM_EXIT_MMIO,
-  KVM_EXIT_SHUTDOWN, KVM_RUN, MAP_SHARED, PROT_READ, PROT_WRITE,
+  KVM_EXIT_SHUTDOWN, KVM_RUN, MAP_SHARED, PROT_READ, PROT_WRITE, kvm_run, kvm_run_io, kvm_run_mmio,
 } from '@vmmkit/core/uapi';
 import { KvmError, VcpuStoppedError } from '../kvm-errors.js';
 import type { IoHandler } from './io-handler.js';
 import { kickSignals, kickThread, koffiPath } from './thread-signals.js';
 import { Ctl, Reply, Req, VcpuChannel } from './vcpu-channel.js';
-import { vcpuWorkerMain, type VcpuWorkerData } from './vcpu-worker-main.js';
+import { vcpuWorkerMain, type KvmRunOffsets, type VcpuWorkerData } from './vcpu-worker-main.js';
 
 /** Where the vCPU is, as the main thread sees it. */
 export type VcpuRunState = 'starting' | 'running' | 'parked' | 'halted' | 'stopped';
 
-const IMMEDIATE_EXIT = 1;
+/** kvm_run's fields as the worker needs them, from the uAPI table. */
+const KVM_RUN_OFFSETS: KvmRunOffsets = (() => {
+  const m = kvm_run.members;
+  const io = m.io.offset;
+  const mmio = m.mmio.offset;
+  return {
+    immediateExit: m.immediate_exit.offset, exitReason: m.exit_reason.offset,
+    ioDirection: io + kvm_run_io.members.direction.offset, ioSize: io + kvm_run_io.members.size.offset,
+    ioPort: io + kvm_run_io.members.port.offset, ioCount: io + kvm_run_io.members.count.offset,
+    ioDataOffset: io + kvm_run_io.members.data_offset.offset,
+    mmioPhysAddr: mmio + kvm_run_mmio.members.phys_addr.offset, mmioData: mmio + kvm_run_mmio.members.data.offset,
+    mmioLen: mmio + kvm_run_mmio.members.len.offset, mmioIsWrite: mmio + kvm_run_mmio.members.is_write.offset,
+    exitDetail: m.fail_entry.offset,
+  };
+})();
+const IMMEDIATE_EXIT = KVM_RUN_OFFSETS.immediateExit;
 /** Atomics.waitAsync (ES2024; Node 20 has it, the ES2022 lib does not declare it). */
 const waitAsync = (Atomics as unknown as {
   waitAsync(a: Int32Array, index: number, value: number): { async: false; value: string } | { async: true; value: Promise<string> };
@@ -90,6 +105,7 @@ export class KvmVcpu {
       runAddr: this.#run.addr, runSize: this.#run.length, KVM_RUN,
       ctl: Ctl, req: Req, reply: Reply,
       exits: { IO: KVM_EXIT_IO, MMIO: KVM_EXIT_MMIO, HLT: KVM_EXIT_HLT, INTR: KVM_EXIT_INTR },
+      at: KVM_RUN_OFFSETS,
     };
     const worker = new Worker(`(${vcpuWorkerMain.toString()})(require('node:worker_threads').workerData, require)`, {
       eval: true, workerData: data, name: `vcpu-${this.index}`,

@@ -18,6 +18,25 @@ export interface VcpuWorkerData {
   readonly req: Readonly<Record<string, number>>;
   readonly reply: Readonly<Record<string, number>>;
   readonly exits: Readonly<Record<string, number>>;
+  /** Offsets in kvm_run, from the uAPI table (kvmRunOffsets). */
+  readonly at: KvmRunOffsets;
+}
+
+/** Where the worker reads and writes kvm_run. */
+export interface KvmRunOffsets {
+  readonly immediateExit: number;
+  readonly exitReason: number;
+  readonly ioDirection: number;
+  readonly ioSize: number;
+  readonly ioPort: number;
+  readonly ioCount: number;
+  readonly ioDataOffset: number;
+  readonly mmioPhysAddr: number;
+  readonly mmioData: number;
+  readonly mmioLen: number;
+  readonly mmioIsWrite: number;
+  /** The exit union: FAIL_ENTRY's hardware reason and INTERNAL_ERROR's suberror both start it. */
+  readonly exitDetail: number;
 }
 
 /** Runs in the worker; self-contained on purpose (see above). */
@@ -28,6 +47,7 @@ export function vcpuWorkerMain(d: VcpuWorkerData, load: (path: string) => any): 
   const gettid = libc.func('int gettid(void)');
   const EINTR = 4;
   const C = d.ctl;
+  const at = d.at;
   const ctl = new Int32Array(d.buffer, 0, 16);
   const data = new Uint8Array(d.buffer, d.dataOffset);
   const run = new Uint8Array(koffi.view(d.runAddr, d.runSize));
@@ -54,7 +74,7 @@ export function vcpuWorkerMain(d: VcpuWorkerData, load: (path: string) => any): 
       const errno = koffi.errno();
       if (errno === EINTR) {
         // Stopped by immediate_exit or the kick: pending I/O is complete, the state consistent.
-        run[1] = 0;
+        run[at.immediateExit] = 0;
         if (request(d.req.PARKED!) !== d.reply.RUN) return;
         continue;
       }
@@ -63,14 +83,14 @@ export function vcpuWorkerMain(d: VcpuWorkerData, load: (path: string) => any): 
       return;
     }
     Atomics.add(ctl, C.EXITS!, 1);
-    const reason = rv.getUint32(8, true);
+    const reason = rv.getUint32(at.exitReason, true);
     if (reason === d.exits.IO) {
-      const out = run[32] === 1;
-      const size = run[33]!;
-      const count = rv.getUint32(36, true);
-      const offset = Number(rv.getBigUint64(40, true));
+      const out = run[at.ioDirection] === 1;
+      const size = run[at.ioSize]!;
+      const count = rv.getUint32(at.ioCount, true);
+      const offset = Number(rv.getBigUint64(at.ioDataOffset, true));
       const bytes = size * count;
-      ctl[C.ADDR_LO!] = rv.getUint16(34, true);
+      ctl[C.ADDR_LO!] = rv.getUint16(at.ioPort, true);
       ctl[C.ADDR_HI!] = 0;
       ctl[C.SIZE!] = size;
       ctl[C.COUNT!] = count;
@@ -81,27 +101,26 @@ export function vcpuWorkerMain(d: VcpuWorkerData, load: (path: string) => any): 
       request(d.req.IO!);
       if (!out) run.set(data.subarray(0, bytes), offset);
     } else if (reason === d.exits.MMIO) {
-      const write = run[52] === 1;
-      const len = rv.getUint32(48, true);
-      const addr = rv.getBigUint64(32, true);
+      const write = run[at.mmioIsWrite] === 1;
+      const len = rv.getUint32(at.mmioLen, true);
+      const addr = rv.getBigUint64(at.mmioPhysAddr, true);
       ctl[C.ADDR_LO!] = Number(addr & 0xffffffffn) | 0;
       ctl[C.ADDR_HI!] = Number(addr >> 32n) | 0;
       ctl[C.SIZE!] = len;
       ctl[C.COUNT!] = 1;
       ctl[C.IS_WRITE!] = write ? 1 : 0;
-      if (write) data.set(run.subarray(40, 40 + len));
+      if (write) data.set(run.subarray(at.mmioData, at.mmioData + len));
       request(d.req.MMIO!);
-      if (!write) run.set(data.subarray(0, len), 40);
+      if (!write) run.set(data.subarray(0, len), at.mmioData);
     } else if (reason === d.exits.HLT) {
       if (request(d.req.HALTED!) !== d.reply.RUN) return;
     } else if (reason === d.exits.INTR) {
-      run[1] = 0;
+      run[at.immediateExit] = 0;
       if (request(d.req.PARKED!) !== d.reply.RUN) return;
     } else {
       ctl[C.EXIT_REASON!] = reason;
-      // FAIL_ENTRY: hardware_entry_failure_reason; INTERNAL_ERROR: suberror (both at offset 32).
-      ctl[C.DETAIL_LO!] = rv.getUint32(32, true) | 0;
-      ctl[C.DETAIL_HI!] = rv.getUint32(36, true) | 0;
+      ctl[C.DETAIL_LO!] = rv.getUint32(at.exitDetail, true) | 0;
+      ctl[C.DETAIL_HI!] = rv.getUint32(at.exitDetail + 4, true) | 0;
       request(d.req.STOPPED!);
       return;
     }
