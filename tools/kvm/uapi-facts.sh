@@ -50,6 +50,9 @@ int main(void) {
   S(kvm_cpuid_entry2); F(kvm_cpuid_entry2, function); F(kvm_cpuid_entry2, index); F(kvm_cpuid_entry2, flags);
     F(kvm_cpuid_entry2, eax); F(kvm_cpuid_entry2, edx); F(kvm_cpuid_entry2, padding); E();
   S(kvm_cpuid2); F(kvm_cpuid2, nent); F(kvm_cpuid2, padding); printf(",\"entries\":[%zu,0]", offsetof(struct kvm_cpuid2, entries)); E();
+  S(kvm_ioeventfd); F(kvm_ioeventfd, datamatch); F(kvm_ioeventfd, addr); F(kvm_ioeventfd, len); F(kvm_ioeventfd, fd);
+    F(kvm_ioeventfd, flags); F(kvm_ioeventfd, pad); E();
+  S(kvm_irqfd); F(kvm_irqfd, fd); F(kvm_irqfd, gsi); F(kvm_irqfd, flags); F(kvm_irqfd, resamplefd); F(kvm_irqfd, pad); E();
   S(kvm_run); F(kvm_run, request_interrupt_window); F(kvm_run, immediate_exit); F(kvm_run, exit_reason);
     F(kvm_run, ready_for_interrupt_injection); F(kvm_run, if_flag); F(kvm_run, flags); F(kvm_run, cr8);
     F(kvm_run, apic_base); F(kvm_run, io); F(kvm_run, mmio); F(kvm_run, fail_entry); F(kvm_run, internal);
@@ -84,7 +87,9 @@ int main(void) {
   C(KVM_GET_MSRS); C(KVM_SET_MSRS); C(KVM_GET_FPU); C(KVM_SET_FPU); C(KVM_GET_LAPIC); C(KVM_SET_LAPIC);
   C(KVM_SET_CPUID2); C(KVM_GET_CPUID2); C(KVM_GET_MP_STATE); C(KVM_SET_MP_STATE); C(KVM_GET_VCPU_EVENTS);
   C(KVM_SET_VCPU_EVENTS); C(KVM_GET_DEBUGREGS); C(KVM_SET_DEBUGREGS); C(KVM_GET_XSAVE); C(KVM_SET_XSAVE);
-  C(KVM_GET_XCRS); C(KVM_SET_XCRS); C(KVM_GET_XSAVE2);
+  C(KVM_GET_XCRS); C(KVM_SET_XCRS); C(KVM_GET_XSAVE2); C(KVM_IRQFD); C(KVM_IOEVENTFD);
+  C(KVM_IOEVENTFD_FLAG_DATAMATCH); C(KVM_IOEVENTFD_FLAG_PIO); C(KVM_IOEVENTFD_FLAG_DEASSIGN);
+  C(KVM_IRQFD_FLAG_DEASSIGN); C(KVM_IRQFD_FLAG_RESAMPLE);
   printf("}}\n");
   return 0;
 }

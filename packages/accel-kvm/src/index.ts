@@ -5,6 +5,7 @@ export * from './kvm-system.js';
 export * from './kvm-memslots.js';
 export * from './kvm-dirty-log.js';
 export * from './kvm-vm.js';
+export * from './kvm-eventfds.js';
 export * from './vcpu/io-handler.js';
 export * from './vcpu/kvm-vcpu.js';
 export * from './vcpu/vcpu-registers.js';

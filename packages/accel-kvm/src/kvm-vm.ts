@@ -10,6 +10,7 @@ import {
 } from '@vmmkit/core/uapi';
 import { KvmDirtyLog } from './kvm-dirty-log.js';
 import { KvmError } from './kvm-errors.js';
+import { KvmEventfds } from './kvm-eventfds.js';
 import { KvmMemslots } from './kvm-memslots.js';
 import { KvmSystem } from './kvm-system.js';
 
@@ -29,6 +30,8 @@ const IDENTITY_MAP_ADDR = 0xfffb_c000;
 export class KvmVm {
   readonly memslots: KvmMemslots;
   readonly dirtyLog: KvmDirtyLog;
+  /** ioeventfds and irqfds of the VM. */
+  readonly eventfds: KvmEventfds;
   #addressSpace: AddressSpace | undefined;
   #closed = false;
 
@@ -42,6 +45,7 @@ export class KvmVm {
   ) {
     this.memslots = new KvmMemslots(host, fd);
     this.dirtyLog = new KvmDirtyLog(host, fd, this.memslots, quiesced);
+    this.eventfds = new KvmEventfds(host, fd, irqchip);
   }
 
   /**

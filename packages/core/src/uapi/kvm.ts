@@ -3,7 +3,7 @@
 // Everything here is x86-64 (the only architecture the accelerator supports).
 
 import { _IO, _IOR, _IOW, _IOWR } from './ioctl.js';
-import { array, defineStruct, flex, u8, u16, u32, u64, union } from './struct.js';
+import { array, defineStruct, flex, s32, u8, u16, u32, u64, union } from './struct.js';
 
 export const KVMIO = 0xae;
 export const KVM_API_VERSION = 12;
@@ -108,6 +108,18 @@ export const kvm_cpuid2 = defineStruct('kvm_cpuid2', { nent: u32, padding: u32, 
 /** The most CPUID entries KVM_GET_SUPPORTED_CPUID answers with (KVM_MAX_CPUID_ENTRIES). */
 export const KVM_MAX_CPUID_ENTRIES = 256;
 
+/** An eventfd KVM signals on a guest write (KVM_IOEVENTFD), instead of exiting to the VMM. */
+export const kvm_ioeventfd = defineStruct('kvm_ioeventfd', {
+  datamatch: u64, addr: u64, len: u32, fd: s32, flags: u32, pad: array(u8, 36),
+});
+export const KVM_IOEVENTFD_FLAG_DATAMATCH = 1 << 0;
+export const KVM_IOEVENTFD_FLAG_PIO = 1 << 1;
+export const KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2;
+/** An eventfd whose signal raises a GSI of the in-kernel irqchip (KVM_IRQFD). */
+export const kvm_irqfd = defineStruct('kvm_irqfd', { fd: u32, gsi: u32, flags: u32, resamplefd: u32, pad: array(u8, 16) });
+export const KVM_IRQFD_FLAG_DEASSIGN = 1 << 0;
+export const KVM_IRQFD_FLAG_RESAMPLE = 1 << 1;
+
 // -------- struct kvm_run (the mmapped page of a vCPU fd) --------
 export const KVM_EXIT_UNKNOWN = 0;
 export const KVM_EXIT_EXCEPTION = 1;
@@ -153,6 +165,8 @@ export const KVM_SET_IDENTITY_MAP_ADDR = _IOW(KVMIO, 0x48, 8);
 export const KVM_CREATE_IRQCHIP = _IO(KVMIO, 0x60);
 export const KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, kvm_clock_data.size);
 export const KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, kvm_clock_data.size);
+export const KVM_IRQFD = _IOW(KVMIO, 0x76, kvm_irqfd.size);
+export const KVM_IOEVENTFD = _IOW(KVMIO, 0x79, kvm_ioeventfd.size);
 export const KVM_ENABLE_CAP = _IOW(KVMIO, 0xa3, kvm_enable_cap.size);
 export const KVM_CLEAR_DIRTY_LOG = _IOWR(KVMIO, 0xc0, kvm_clear_dirty_log.size);
 
@@ -195,6 +209,7 @@ export const KVM_SYSTEM_IOCTLS = {
 export const KVM_VM_IOCTLS = {
   KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_GET_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION, KVM_SET_TSS_ADDR,
   KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_SET_CLOCK, KVM_GET_CLOCK, KVM_ENABLE_CAP, KVM_CLEAR_DIRTY_LOG,
+  KVM_IRQFD, KVM_IOEVENTFD,
 } as const;
 /** The ioctls of a vCPU fd, by name. */
 export const KVM_VCPU_IOCTLS = {
