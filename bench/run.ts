@@ -6,8 +6,9 @@ import { migrationStreamBenchmark } from './migration-stream.bench.js';
 import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
 import { scalingBenchmark } from './scaling.bench.js';
 import { vfioUserBenchmark } from './vfio-user.bench.js';
+import { kvmBenchmark } from './kvm.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, kvmBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];

@@ -35,13 +35,13 @@ describe('vmmkit command line: accepted', () => {
     expect(line).toEqual({
       command: 'run',
       vm: {
-        sim: true, ramSize: 1024n * MiB, name: 'demo', objects: ['iommufd,id=iommufd0'],
+        sim: true, kvm: false, ramSize: 1024n * MiB, name: 'demo', objects: ['iommufd,id=iommufd0'],
         devices: ['vfio-pci,host=0000:00:05.0', 'vfio-pci,host=0000:00:06.0,iommufd=iommufd0'],
       },
       incoming: 'tcp:127.0.0.1:0',
       durationMs: 250,
     });
-    expect(parseCommandLine(['run'])).toEqual({ command: 'run', vm: { sim: false, ramSize: DEFAULT_RAM_SIZE, objects: [], devices: [] } });
+    expect(parseCommandLine(['run'])).toEqual({ command: 'run', vm: { sim: false, kvm: false, ramSize: DEFAULT_RAM_SIZE, objects: [], devices: [] } });
   });
 
   it.for([
@@ -58,7 +58,7 @@ describe('vmmkit command line: accepted', () => {
     ]);
     expect(line).toEqual({
       command: 'migrate', uri: 'unix:/run/vm.sock',
-      vm: { sim: true, ramSize: DEFAULT_RAM_SIZE, objects: [], devices: [] },
+      vm: { sim: true, kvm: false, ramSize: DEFAULT_RAM_SIZE, objects: [], devices: [] },
       parameters: { downtimeLimitMs: 50, maxBandwidth: 100 * 2 ** 20, maxIterations: 5 },
     });
     const plain = parseCommandLine(['migrate', 'tcp:[::1]:4444']);

@@ -14,6 +14,8 @@ export const DEFAULT_RAM_SIZE = 128n << 20n;
 export interface VmArgs {
   /** Run on the simulated host (`--sim`) rather than this machine's kernel. */
   readonly sim: boolean;
+  /** Run a guest on KVM (`--kvm`): the kvm device and vmmkit's pages guest. */
+  readonly kvm: boolean;
   /** Guest RAM in bytes (`-m`). */
   readonly ramSize: bigint;
   /** `-name`. */
@@ -48,6 +50,7 @@ export const COMMANDS = ['caps', 'run', 'migrate', 'serve', 'help'] as const;
 
 const VM_OPTIONS = {
   sim: { kind: 'flag' },
+  kvm: { kind: 'flag' },
   m: { kind: 'value', metavar: 'SIZE' },
   name: { kind: 'value', metavar: 'NAME' },
   object: { kind: 'value', metavar: 'DESC', repeatable: true },
@@ -171,15 +174,19 @@ function parseServe(args: readonly string[]): CommandLine {
 
 /** The VM options as any command that takes them scanned them. */
 interface GivenVmOptions {
-  flag(name: 'sim'): boolean;
+  flag(name: 'sim' | 'kvm'): boolean;
   values(name: 'm' | 'name' | 'object' | 'device'): readonly OptionValue[];
 }
 
 function vmArgs(command: string, scanned: GivenVmOptions): VmArgs {
   const m = scanned.values('m')[0];
   const name = scanned.values('name')[0];
+  if (scanned.flag('kvm') && scanned.flag('sim')) {
+    throw new UsageError(`vmmkit ${command}: --kvm runs guest code in this machine's memory; the simulated host (--sim) has none`, 'kvm');
+  }
   return {
     sim: scanned.flag('sim'),
+    kvm: scanned.flag('kvm'),
     ramSize: m ? parseGuestRamSize(command, m) : DEFAULT_RAM_SIZE,
     ...(name && { name: parseVmName(command, name) }),
     objects: scanned.values('object').map((v) => v.value),

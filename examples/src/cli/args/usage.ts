@@ -37,6 +37,8 @@ Commands:
 VM options (as QEMU's):
   --sim               run on the simulated host (vmmkit's demo machine: an edu device at
                       0000:00:03.0, NICs at 0000:00:05.0 and 0000:00:06.0); the guest keeps busy
+  --kvm               run a guest on this machine's KVM: the kvm device (one vCPU) and vmmkit's
+                      pages guest, which writes pseudo-random pages of its RAM (-m 2M at least)
   -m SIZE             guest RAM, MiB unless suffixed (K, M, G, T); whole 4 KiB pages, less
                       than 8 PiB; default 128M
   -name NAME          the VM's name (also guest=NAME)

@@ -6,6 +6,7 @@ import { listenMigration, migrateIncoming } from '@vmmkit/migration';
 import { ramHash } from '@vmmkit/sim';
 import type { CliIo } from '../cli-io.js';
 import { formatBytes } from '../../report/format.js';
+import { ramHashAtStart } from '../vm/kvm-guest.js';
 import { unlessInterrupted } from '../vm/interrupt.js';
 
 /**
@@ -31,8 +32,9 @@ export async function receiveMigration(vmm: Vmm, uri: string, io: CliIo, signal:
     } finally {
       signal.removeEventListener('abort', drop);
     }
-    // The guest runs from here on: hash now, before any of its work lands in RAM.
-    const hash = ramHash(vmm.memory);
+    // The guest runs from here on: hash now, before any of its work lands in RAM (vCPUs on KVM
+    // started with the VM: their guest's RAM was hashed just before).
+    const hash = ramHashAtStart(vmm) ?? ramHash(vmm.memory);
     io.out(
       `migration received: ${result.pages} pages, ${result.zeroPages} zero pages, ` +
         `device state ${formatBytes(result.deviceBytes)}, ${formatBytes(result.bytesReceived)} in total`,

@@ -1,12 +1,15 @@
 // Composing the VM of `run` and `migrate` from the command line: every plugin vmmkit ships, the
-// guest RAM of -m, then -object and -device in the order given (as QEMU creates them).
+// guest RAM of -m, then -object and -device in the order given (as QEMU creates them), and with
+// --kvm the kvm device and its guest.
 
 import { ConfigError, Vmm } from '@vmmkit/core';
+import { kvmPlugin } from '@vmmkit/accel-kvm';
 import { allPlugins } from '../../guest/demo-vm.js';
 import type { VmArgs } from '../args/command-line.js';
 import { UsageError } from '../args/usage-error.js';
 import type { CliHost } from './cli-host.js';
 import { guestRamLayout } from './guest-ram-layout.js';
+import { addKvmGuest } from './kvm-guest.js';
 
 /**
  * Create the VM. `incoming` creates it paused, waiting for a migration.
@@ -16,7 +19,7 @@ import { guestRamLayout } from './guest-ram-layout.js';
 export async function composeVm(host: CliHost, args: VmArgs, incoming = false): Promise<Vmm> {
   const vmm = await Vmm.create({
     host: host.kernel,
-    plugins: allPlugins(),
+    plugins: args.kvm ? [...allPlugins(), kvmPlugin()] : allPlugins(),
     memory: guestRamLayout(args.ramSize),
     name: args.name,
     incoming,
@@ -24,6 +27,7 @@ export async function composeVm(host: CliHost, args: VmArgs, incoming = false): 
   try {
     for (const desc of args.objects) await asUsage(async () => vmm.addObject(desc));
     for (const desc of args.devices) await asUsage(() => vmm.addDevice(desc));
+    if (args.kvm) await addKvmGuest(vmm, incoming);
     return vmm;
   } catch (e) {
     await vmm.close().catch(() => undefined); // the first error is the one to report

@@ -1,18 +1,28 @@
-// Keeping the guest busy on the simulated host (@vmmkit/sim's timed guest): vCPU stores
-// into RAM and traffic on every NIC of the demo machine that the VM was given, so that migration
-// has dirty pages.
+// Keeping the guest busy: on the simulated host @vmmkit/sim's timed guest (vCPU stores into RAM
+// and traffic on every NIC of the demo machine that the VM was given), with --kvm the pages guest
+// on real vCPUs, so that migration has dirty pages.
 
 import { isVfioVmmDevice, type Vmm } from '@vmmkit/core';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import { timedGuest, type SimGuestRunner } from '@vmmkit/sim';
+import { timedGuest } from '@vmmkit/sim';
 import type { CliHost } from './cli-host.js';
+import { kvmGuestRunner } from './kvm-guest.js';
+
+/** What runs the guest. */
+interface GuestRunner {
+  start(): void;
+  resume(): void;
+  stop(): void;
+}
 
 /** The guest at work on the simulated host. */
 export class GuestLoad {
-  readonly #guest: SimGuestRunner;
+  readonly #guest: GuestRunner;
 
-  /** The load for `vmm`, or undefined on a real host (where a real guest would do the work). */
+  /** The load for `vmm`, or undefined on a real host without --kvm (where a real guest would do the work). */
   static of(vmm: Vmm, host: CliHost): GuestLoad | undefined {
+    const kvm = kvmGuestRunner(vmm);
+    if (kvm) return new GuestLoad(kvm);
     if (!host.sim) return undefined;
     const { machine } = host.sim;
     const isNic = (bdf: string): boolean => machine.devices?.some((d) => d.bdf === bdf && d.model === 'nic') ?? false;
@@ -20,7 +30,7 @@ export class GuestLoad {
     return new GuestLoad(timedGuest(vmm, host.sim.host, nics as VfioPciDevice[]));
   }
 
-  private constructor(guest: SimGuestRunner) {
+  private constructor(guest: GuestRunner) {
     this.#guest = guest;
   }
 

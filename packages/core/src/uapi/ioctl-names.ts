@@ -3,7 +3,7 @@
 import type { FdKind } from './ioctl.js';
 import { IOMMUFD_IOCTLS } from './iommufd.js';
 import { IOMMUFD_TEST_IOCTLS } from './iommufd-test.js';
-import { KVM_SYSTEM_IOCTLS } from './kvm.js';
+import { KVM_SYSTEM_IOCTLS, KVM_VCPU_IOCTLS, KVM_VM_IOCTLS } from './kvm.js';
 import { VFIO_CONTAINER_IOCTLS, VFIO_DEVICE_IOCTLS, VFIO_GROUP_IOCTLS, VFIO_MIG_DATA_IOCTLS } from './vfio.js';
 
 const reverse = (...tables: Record<string, number>[]): ReadonlyMap<number, string> =>
@@ -17,7 +17,8 @@ const BY_KIND: Readonly<Record<FdKind, ReadonlyMap<number, string>>> = {
   'vfio-device': reverse(VFIO_DEVICE_IOCTLS),
   'vfio-mig-data': reverse(VFIO_MIG_DATA_IOCTLS),
   iommufd: reverse(IOMMUFD_IOCTLS, IOMMUFD_TEST_IOCTLS, VFIO_CONTAINER_IOCTLS),
-  kvm: reverse(KVM_SYSTEM_IOCTLS),
+  // KVM's system, VM and vCPU ioctls have distinct numbers: one table names them all.
+  kvm: reverse(KVM_SYSTEM_IOCTLS, KVM_VM_IOCTLS, KVM_VCPU_IOCTLS),
 };
 
 /**

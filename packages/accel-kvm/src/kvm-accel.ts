@@ -1,0 +1,174 @@
+// The KVM accelerator of a VM: the KVM VM over the VM's system memory, its vCPUs, and their
+// state for migration. It follows the VM's run state (vCPUs run only while the VM does), stops
+// the VM when a vCPU stops on its own, and is the VM's RAM dirty-log provider.
+
+import { FirstFailure, InvariantError, type AddressSpace, type HostKernel, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
+import {
+  KVM_CAP_DEBUGREGS, KVM_CAP_VCPU_EVENTS, KVM_CAP_XCRS, KVM_CAP_XSAVE, KVM_CAP_XSAVE2, kvm_clock_data,
+} from '@vmmkit/core/uapi';
+import type { VcpuStoppedError } from './kvm-errors.js';
+import { KvmVm, type KvmVmOptions } from './kvm-vm.js';
+import { decodeKvmState, encodeKvmState, KvmStateError } from './state/kvm-state-format.js';
+import { VcpuState, type VcpuStateCaps } from './state/vcpu-state.js';
+import { IoBus } from './vcpu/io-handler.js';
+import { KvmVcpu } from './vcpu/kvm-vcpu.js';
+import { setCpuid } from './vcpu/vcpu-registers.js';
+import { vcpuCpuid } from './vcpu/vcpu-cpuid.js';
+
+/** How to create the accelerator. */
+export interface KvmAccelOptions extends KvmVmOptions {
+  /** vCPUs to create. Default 1. */
+  readonly vcpus?: number;
+}
+
+/** What the accelerator needs of its VM. */
+export interface KvmAccelContext {
+  readonly host: HostKernel;
+  readonly addressSpace: AddressSpace;
+  readonly events: VmmEventBus;
+  /** Whether the VM runs now (its vCPUs start running if so). */
+  readonly running: boolean;
+  /** Stop the VM: a vCPU stopped on its own (QEMU's vm_stop on an internal error). */
+  pause(reason: string): void;
+  /** Told when the accelerator has been unrealized. */
+  released?(): void;
+}
+
+export class KvmAccel implements VmmDevice {
+  readonly driver = 'kvm';
+  readonly name = 'kvm';
+  /** Port I/O and MMIO of the guest: devices claim their ranges here. */
+  readonly io = new IoBus();
+  /** Why vCPUs stopped on their own, in order. */
+  readonly stopped: VcpuStoppedError[] = [];
+  readonly #vcpus: KvmVcpu[] = [];
+  readonly #states: VcpuState[] = [];
+  #unfollow: () => void = () => {};
+  #closed = false;
+
+  private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {}
+
+  /**
+   * Create the KVM VM over the VM's system memory and its vCPUs (each given the CPUID KVM
+   * supports, and parked until the VM runs).
+   * @throws KvmError naming the step; everything made is released.
+   */
+  static async create(id: string, context: KvmAccelContext, options: KvmAccelOptions = {}): Promise<KvmAccel> {
+    const host = context.host;
+    let accel: KvmAccel | undefined;
+    const vm = KvmVm.create(host, options, () => accel?.quiesced() ?? Promise.resolve());
+    accel = new KvmAccel(id, vm, context);
+    try {
+      await vm.attach(context.addressSpace);
+      const system = vm.system;
+      const caps = stateCaps(system.extension.bind(system), vm.irqchip);
+      const msrs = system.msrIndices();
+      const cpuid = system.supportedCpuid();
+      const mmapSize = system.vcpuMmapSize();
+      for (let i = 0; i < (options.vcpus ?? 1); i++) {
+        const vcpu = KvmVcpu.create(host, vm.fd, i, mmapSize, accel.io, (e) => accel!.#onStopped(e));
+        accel.#vcpus.push(vcpu);
+        const own = vcpuCpuid(cpuid, i);
+        setCpuid(host, vcpu.fd, own);
+        accel.#states.push(new VcpuState(host, i, vcpu.fd, caps, msrs, own));
+      }
+      for (const v of accel.#vcpus) v.start();
+      accel.#follow();
+      return accel;
+    } catch (e) {
+      await accel.unrealize().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  get vcpus(): readonly KvmVcpu[] {
+    return this.#vcpus;
+  }
+
+  /** Resolves when no vCPU runs guest code, if the VM is paused (at once if it runs). */
+  quiesced(): Promise<void> {
+    if (this.context.running) return Promise.resolve();
+    return Promise.all(this.#vcpus.map((v) => v.whenStill())).then(() => undefined);
+  }
+
+  /** Pause every vCPU; resolves once all are out of the guest. */
+  async pauseVcpus(): Promise<void> {
+    await Promise.all(this.#vcpus.map((v) => v.pause()));
+  }
+
+  resumeVcpus(): void {
+    for (const v of this.#vcpus) v.resume();
+  }
+
+  /**
+   * The VM clock and every vCPU's state, versioned (kvm-state-format). The VM must be paused
+   * and its vCPUs out of the guest (the migration's last dirty sync waited for that).
+   * @throws InvariantError when a vCPU still runs; KvmError naming the ioctl that failed.
+   */
+  saveState(): Uint8Array {
+    const running = this.#vcpus.find((v) => v.state === 'running');
+    if (running) throw new InvariantError(`kvm: vCPU ${running.index} still runs; its state cannot be saved`);
+    return encodeKvmState({ clock: this.vm.getClock(), vcpus: this.#states.map((s) => s.save()) });
+  }
+
+  /**
+   * Restore what `saveState` gave on the source, before the VM runs: validated completely first
+   * (KvmStateError), the CPUID must be this host's exactly, then the clock and each vCPU.
+   */
+  loadState(bytes: Uint8Array): void {
+    const state = decodeKvmState(bytes, this.#vcpus.length);
+    state.vcpus.forEach((v, i) => {
+      const mine = this.#states[i]!.cpuid;
+      const theirs = v.CPUID!;
+      if (theirs.byteLength !== mine.byteLength || !theirs.every((b, j) => b === mine[j])) {
+        throw new KvmStateError(`KVM state: vCPU ${i} ran with another CPUID on the source (${theirs.byteLength} bytes, ${mine.byteLength} here): the guest would see its CPU change`);
+      }
+    });
+    if (state.clock.byteLength !== kvm_clock_data.size) throw new KvmStateError('KVM state: bad CLOCK');
+    this.vm.setClock(state.clock);
+    state.vcpus.forEach((v, i) => this.#states[i]!.load(v));
+  }
+
+  /** Stop and close every vCPU, then the VM. Carries on through failures; throws the first. */
+  async unrealize(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#unfollow();
+    const failures = new FirstFailure();
+    for (const v of [...this.#vcpus].reverse()) await failures.runAsync(() => v.close());
+    this.#vcpus.length = 0;
+    await failures.runAsync(() => this.vm.close());
+    this.context.released?.();
+    failures.rethrow();
+  }
+
+  #follow(): void {
+    const onRunState = (e: { running: boolean }): void => {
+      if (e.running) this.resumeVcpus();
+      else void this.pauseVcpus();
+    };
+    this.context.events.on('vm:run-state', onRunState);
+    this.#unfollow = () => this.context.events.off('vm:run-state', onRunState);
+    if (this.context.running) this.resumeVcpus();
+  }
+
+  #onStopped(e: VcpuStoppedError): void {
+    this.stopped.push(e);
+    this.context.pause(`vCPU ${e.vcpu} stopped: ${e.reason}`);
+  }
+}
+
+/** What this host lets vCPU state hold. */
+function stateCaps(extension: (cap: number) => number, irqchip: boolean): VcpuStateCaps {
+  const xsave2 = extension(KVM_CAP_XSAVE2);
+  const xsave = extension(KVM_CAP_XSAVE) !== 0;
+  return {
+    xsaveSize: xsave2 > 0 ? Math.max(xsave2, 4096) : xsave ? 4096 : 0,
+    xsave2: xsave2 > 0,
+    xcrs: extension(KVM_CAP_XCRS) !== 0,
+    events: extension(KVM_CAP_VCPU_EVENTS) !== 0,
+    debugregs: extension(KVM_CAP_DEBUGREGS) !== 0,
+    lapic: irqchip,
+  };
+}
+
