@@ -73,6 +73,18 @@ export class FaultyHost implements HostKernel {
     if (this.#fail('eventfd')) throw new HostError({ errno: EIO, syscall: 'eventfd' });
     return this.inner.eventfd(initval, flags);
   }
+  dup(fd: number): number {
+    if (this.#fail('dup')) throw new HostError({ errno: EIO, syscall: 'dup', fd });
+    return this.inner.dup(fd);
+  }
+  memfdCreate(name: string, flags: number): number {
+    if (this.#fail('memfd_create')) throw new HostError({ errno: EIO, syscall: 'memfd_create' });
+    return this.inner.memfdCreate(name, flags);
+  }
+  ftruncate(fd: number, length: bigint): void {
+    if (this.#fail('ftruncate')) throw new HostError({ errno: EIO, syscall: 'ftruncate', fd });
+    this.inner.ftruncate(fd, length);
+  }
   readlink(path: string): string {
     return this.inner.readlink(path);
   }
