@@ -147,6 +147,31 @@ export class PciFunction {
     return bars;
   }
 
+  /**
+   * Enables MSI-X with vector `vector`'s message a write of `data` to `address` (the table lives
+   * in a BAR the guest already placed, at `tableBar`). Other vectors stay masked.
+   */
+  async enableMsix(bars: readonly GuestBar[], vector: number, address: bigint, data: number): Promise<void> {
+    const at = (await this.capabilities()).get(PCI_CAP_ID_MSIX);
+    if (at === undefined) throw new QemuPeerError(`${this.bdf}: no MSI-X capability`);
+    const control = await this.read16(at + 2);
+    const tableSize = (control & 0x7ff) + 1;
+    if (vector >= tableSize) throw new QemuPeerError(`${this.bdf}: MSI-X vector ${vector} beyond its table of ${tableSize}`);
+    const table = await this.read32(at + 4);
+    const bar = bars.find((b) => b.index === (table & 7));
+    if (bar?.address === undefined) throw new QemuPeerError(`${this.bdf}: the MSI-X table's BAR${table & 7} is not placed`);
+    // Enable with the function masked while the table is written, as drivers do.
+    await this.write16(at + 2, control | 0xc000);
+    const base = bar.address + BigInt(table & ~7);
+    for (let v = 0; v < tableSize; v++) await this.qtest.writel(base + BigInt(v * 16 + 12), 1);
+    const entry = base + BigInt(vector * 16);
+    await this.qtest.writel(entry, Number(address & 0xffff_ffffn));
+    await this.qtest.writel(entry + 4n, Number(address >> 32n));
+    await this.qtest.writel(entry + 8n, data);
+    await this.qtest.writel(entry + 12n, 0);
+    await this.write16(at + 2, (control | 0x8000) & ~0x4000);
+  }
+
   /** Sets bits in the command register (memory and I/O decoding, bus mastering). */
   async enable(bits: number): Promise<void> {
     await this.write16(PCI_COMMAND, (await this.read16(PCI_COMMAND)) | bits);
