@@ -1,4 +1,4 @@
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 
 // The vfio-user tier (npm run test:vfio-user; tools/vfio-user-tier/): QEMU 11.1 from Debian
 // trixie-backports, run in the tier's prepared root, with a qtest socket playing the guest. As in
@@ -9,6 +9,8 @@ export default defineConfig({
   ssr: { resolve: { conditions: ['source'] } },
   test: {
     include: ['tools/vfio-user-tier/test/**/*.test.ts'],
+    // The support code's unit tests need no QEMU: they run in npm test.
+    exclude: [...configDefaults.exclude, 'tools/vfio-user-tier/test/unit/**'],
     pool: 'forks',
     fileParallelism: false,
     testTimeout: 60_000,

@@ -111,7 +111,7 @@ export class QtestClient {
   }
 
   /** Writes `data` into the guest's address space (b64write). */
-  write(addr: bigint, data: Uint8Array): Promise<void> {
+  async write(addr: bigint, data: Uint8Array): Promise<void> {
     if (data.length === 0) throw new QemuPeerError(`qtest write of 0 bytes at ${hex(addr)}: QEMU refuses empty data`);
     return this.#ok(`b64write ${hex(addr)} ${data.length} ${Buffer.from(data).toString('base64')}`);
   }
