@@ -136,8 +136,11 @@ export function eduChecks(options: EduSuiteOptions): void {
     const [line] = peer.qtest.raisedIrqs().filter((l) => PIRQ_GSIS.includes(l));
     expect(await edu.irqStatus()).toBe(0x1);
     await edu.ack(0x1);
-    expect(await edu.irqStatus()).toBe(0);
-    await until(`IRQ ${line} lowered`, () => !peer.qtest.irqLevel(line!));
+    // QEMU's vfio-pci emulates a level-triggered INTx over an edge (the eventfd): it lowers the
+    // line at the guest's next access to the device, its EOI, and the server signals again if
+    // the device still asserts it. So the guest keeps reading the status until the line is low;
+    // QEMU's own edu lowers it at the ack already.
+    await until(`IRQ ${line} lowered`, async () => (await edu.irqStatus()) === 0 && !peer.qtest.irqLevel(line!));
   });
 
   it('MSI: with MSI enabled a raise is a message write, which the guest finds in RAM', async () => {
