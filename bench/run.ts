@@ -5,8 +5,9 @@ import { dirtyBitmapBenchmark } from './dirty-bitmap.bench.js';
 import { migrationStreamBenchmark } from './migration-stream.bench.js';
 import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
 import { scalingBenchmark } from './scaling.bench.js';
+import { vfioUserBenchmark } from './vfio-user.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark, scalingBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];

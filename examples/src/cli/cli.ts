@@ -9,6 +9,7 @@ import type { CliIo } from './cli-io.js';
 import { capsCommand } from './commands/caps-command.js';
 import { migrateCommand } from './commands/migrate-command.js';
 import { runCommand } from './commands/run-command.js';
+import { serveCommand } from './commands/serve-command.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from './exit-codes.js';
 
 /** Run `vmmkit <argv...>`; resolves with the exit status (never rejects). */
@@ -25,6 +26,8 @@ export async function runCli(argv: readonly string[], io: CliIo): Promise<number
         return await runCommand(line, io);
       case 'migrate':
         return await migrateCommand(line, io);
+      case 'serve':
+        return await serveCommand(line, io);
     }
   } catch (e) {
     return reportFailure(e, io);

@@ -17,3 +17,14 @@ export { UART_IER, UART_IIR, UART_LCR, UART_LSR, UART_MCR, UART_MSR, UART_RX, UA
 export { makePacket } from './devices/nic-traffic.js';
 // A simulated guest at work, and the machines it runs on.
 export * from './guest/index.js';
+// What a device server outside the simulated kernel (vmmkit's vfio-user server) shares with it:
+// the built-in models by name, the generic VFIO migration driver and the device DMA log.
+export { createModel } from './devices/models.js';
+export type { SimMigrationDriver } from './devices/pci-model.js';
+export { VfioMigration, type VfioMigrationContext } from './vfio/migration-driver.js';
+export type { VfioMigDataFile } from './vfio/mig-data-file.js';
+export { MIG_STATE_NAMES, migNextState, migStateSupported } from './vfio/mig-fsm.js';
+export { DmaLogging, type DmaLoggingContext, type LogRange } from './vfio/dma-logging.js';
+export { Census, type ObjectKind } from './kernel/census.js';
+export { SimErrno } from './kernel/sim-errno.js';
+export { msiEnabled, msixEnabled } from './devices/config-space.js';

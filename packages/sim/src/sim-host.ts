@@ -4,10 +4,11 @@
 import {
   ArgumentError, ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping,
 } from '@vmmkit/core';
-import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName } from '@vmmkit/core/uapi';
+import { MAP_ANONYMOUS, MAP_FIXED, MFD_ALLOW_SEALING, MFD_CLOEXEC, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName } from '@vmmkit/core/uapi';
 import type { SimHostConfig } from './config.js';
 import { AttrFile, DirFile } from './kernel/attr-file.js';
 import { EventFdFile } from './kernel/eventfd-file.js';
+import { MemfdFile } from './kernel/memfd-file.js';
 import type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';
 import { fail, SimErrno } from './kernel/sim-errno.js';
 import { SimKernel } from './kernel/sim-kernel.js';
@@ -108,6 +109,30 @@ export class SimHost implements HostKernel {
       this.#inject({ syscall: 'eventfd' });
       if (!Number.isInteger(initval) || initval < 0 || initval > 0xffffffff) fail('EINVAL');
       return this.kernel.fds.install(new EventFdFile(initval, flags, this.kernel.census));
+    });
+  }
+
+  dup(fd: number): number {
+    return this.#syscall({ syscall: 'fcntl', fd }, () => {
+      const file = this.#injectOn('dup', fd);
+      return this.kernel.fds.install(file);
+    });
+  }
+
+  memfdCreate(name: string, flags: number): number {
+    return this.#syscall({ syscall: 'memfd_create' }, () => {
+      this.#inject({ syscall: 'memfd_create' });
+      if (new TextEncoder().encode(name).byteLength > 249) fail('EINVAL', 'memfd name longer than 249 bytes');
+      if (flags & ~(MFD_CLOEXEC | MFD_ALLOW_SEALING)) fail('EINVAL', `memfd flags 0x${flags.toString(16)}`);
+      return this.kernel.fds.install(new MemfdFile(this.kernel.census), `/memfd:${name} (deleted)`);
+    });
+  }
+
+  ftruncate(fd: number, length: bigint): void {
+    this.#syscall({ syscall: 'ftruncate', fd }, () => {
+      const file = this.#injectOn('ftruncate', fd);
+      if (!(file instanceof MemfdFile)) fail('EINVAL', 'sim: only memfds can be truncated');
+      file.truncate(length);
     });
   }
 

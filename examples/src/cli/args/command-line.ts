@@ -36,10 +36,15 @@ export type CommandLine =
   | { readonly command: 'help' }
   | { readonly command: 'caps'; readonly sim: boolean; readonly json: boolean }
   | { readonly command: 'run'; readonly vm: VmArgs; readonly incoming?: string; readonly durationMs?: number }
-  | { readonly command: 'migrate'; readonly uri: string; readonly vm: VmArgs; readonly parameters: MigrateParameters };
+  | { readonly command: 'migrate'; readonly uri: string; readonly vm: VmArgs; readonly parameters: MigrateParameters }
+  | { readonly command: 'serve'; readonly device: ServeDevice; readonly socket: string };
+
+/** The device models `serve` offers. */
+export const SERVE_DEVICES = ['edu', 'nic'] as const;
+export type ServeDevice = (typeof SERVE_DEVICES)[number];
 
 /** The commands, for `unknown command` messages. */
-export const COMMANDS = ['caps', 'run', 'migrate', 'help'] as const;
+export const COMMANDS = ['caps', 'run', 'migrate', 'serve', 'help'] as const;
 
 const VM_OPTIONS = {
   sim: { kind: 'flag' },
@@ -64,6 +69,14 @@ const MIGRATE_OPTIONS = {
   'max-iterations': { kind: 'value', metavar: 'N' },
 } as const satisfies OptionTable;
 
+const SERVE_OPTIONS = {
+  device: { kind: 'value', metavar: 'MODEL' },
+  socket: { kind: 'value', metavar: 'PATH' },
+} as const satisfies OptionTable;
+
+/** sun_path holds 107 bytes and a NUL. */
+const SOCKET_PATH_MAX = 107;
+
 /**
  * Parse the arguments after `vmmkit`.
  * @throws UsageError naming the command, option or argument that is wrong, and the value.
@@ -83,6 +96,8 @@ export function parseCommandLine(argv: readonly string[]): CommandLine {
       return parseRun(rest);
     case 'migrate':
       return parseMigrate(rest);
+    case 'serve':
+      return parseServe(rest);
     default:
       throw new UsageError(`vmmkit: unknown command '${command}' (commands: ${COMMANDS.join(', ')})`, 'command', command);
   }
@@ -128,6 +143,23 @@ function parseMigrate(args: readonly string[]): CommandLine {
       ...(iterations && { maxIterations: parsePositiveInteger('migrate', iterations) }),
     },
   };
+}
+
+function parseServe(args: readonly string[]): CommandLine {
+  const scanned = scanOptions('serve', args, SERVE_OPTIONS);
+  if (scanned.help) return { command: 'help' };
+  noPositionals('serve', scanned.positionals);
+  const device = scanned.values('device')[0];
+  const socket = scanned.values('socket')[0];
+  if (!device) throw new UsageError(`vmmkit serve: missing --device MODEL (${SERVE_DEVICES.join(' or ')})`, '--device');
+  if (!socket) throw new UsageError('vmmkit serve: missing --socket PATH', '--socket');
+  if (!(SERVE_DEVICES as readonly string[]).includes(device.value)) {
+    throw new UsageError(`vmmkit serve: ${device.option} '${device.value}' is not a model vmmkit serves (${SERVE_DEVICES.join(', ')})`, device.option, device.value);
+  }
+  if (socket.value === '' || Buffer.byteLength(socket.value) > SOCKET_PATH_MAX) {
+    throw new UsageError(`vmmkit serve: ${socket.option} '${socket.value}' must be a path of 1 to ${SOCKET_PATH_MAX} bytes`, socket.option, socket.value);
+  }
+  return { command: 'serve', device: device.value as ServeDevice, socket: socket.value };
 }
 
 /** The VM options as any command that takes them scanned them. */

@@ -22,6 +22,12 @@ Commands:
       destination listening on URI, print the progress and the result, and the SHA-256 of guest
       RAM at switchover.
 
+  serve --device edu|nic --socket PATH
+      Serve a simulated PCI device model to a vfio-user client (QEMU's vfio-user-pci, say) on a
+      Unix socket at PATH, until SIGINT/SIGTERM; then remove PATH. Guest RAM, interrupts and the
+      nic's BAR2 are shared through file descriptors; the nic also migrates (PRE_COPY, STOP_COPY,
+      DMA logging). One client at a time; a client that leaves leaves nothing behind.
+
   help
       Print this text (also -h or --help, anywhere).
 
@@ -53,4 +59,6 @@ Examples:
       --incoming tcp:127.0.0.1:4444
   vmmkit migrate tcp:127.0.0.1:4444 --sim -m 256M -object iommufd,id=iommufd0 \\
       -device vfio-pci,host=0000:00:05.0 -device vfio-pci,host=0000:00:06.0,iommufd=iommufd0
+  vmmkit serve --device edu --socket /tmp/edu.sock
+      (then: qemu-system-x86_64 ... -device '{"driver":"vfio-user-pci","socket":{"path":"/tmp/edu.sock","type":"unix"}}')
 `;

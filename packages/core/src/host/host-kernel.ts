@@ -46,6 +46,15 @@ export interface HostKernel {
   mmap(length: number, prot: number, flags: number, fd: number, offset: bigint): HostMapping;
   /** eventfd(2). Returns the new fd. */
   eventfd(initval: number, flags: number): number;
+  /**
+   * dup(2) (as fcntl F_DUPFD_CLOEXEC): a second fd for the same open file. Passing an fd to
+   * another party (a vfio-user peer) gives it a duplicate the same way SCM_RIGHTS does.
+   */
+  dup(fd: number): number;
+  /** memfd_create(2): an anonymous file of size 0 that can be shared and mmapped. Returns the new fd. */
+  memfdCreate(name: string, flags: number): number;
+  /** ftruncate(2): set a file's size (a memfd's, before it is mapped). */
+  ftruncate(fd: number, length: bigint): void;
   /** readlink(2), for sysfs links such as `iommu_group`. */
   readlink(path: string): string;
   /** The names in a directory, without `.` and `..`. */

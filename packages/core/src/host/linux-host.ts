@@ -90,6 +90,20 @@ export class LinuxHost implements HostKernel {
     return fd;
   }
 
+  dup(fd: number): number {
+    return this.#count('fcntl', fd, this.#libc.dup(fd));
+  }
+
+  memfdCreate(name: string, flags: number): number {
+    const fd = this.#libc.memfdCreate(name, flags);
+    if (fd < 0) throw new HostError({ errno: this.#libc.errno(), syscall: 'memfd_create' });
+    return fd;
+  }
+
+  ftruncate(fd: number, length: bigint): void {
+    this.#count('ftruncate', fd, this.#libc.ftruncate(fd, length));
+  }
+
   readlink(path: string): string {
     return fsCall('readlink', path, () => readlinkSync(path));
   }

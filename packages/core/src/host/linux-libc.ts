@@ -26,10 +26,47 @@ export interface Libc {
   address(bytes: Uint8Array): bigint;
   /** Call `onReadable` from libuv's poll phase while `fd` is readable; returns the stop function. */
   pollReadable(fd: number, onReadable: () => void): () => void;
+  /** fcntl(fd, F_DUPFD_CLOEXEC, 0). */
+  dup(fd: number): number;
+  memfdCreate(name: string, flags: number): number;
+  ftruncate(fd: number, length: bigint): number;
+  unlink(path: string): number;
+  /** The socket calls of AF_UNIX transports; structs are bytes, pointers addresses of off-heap buffers. */
+  readonly sockets: SocketLibc;
+  /** libuv's poll on `fd` for the events asked, changeable while it lives. */
+  poll(fd: number, events: PollEvents, onEvent: (ready: PollEvents) => void): FdPoll;
+}
+
+/** Which readiness a poll reports. */
+export interface PollEvents {
+  readonly readable: boolean;
+  readonly writable: boolean;
+}
+
+/** A live libuv poll handle. */
+export interface FdPoll {
+  /** Change the events watched (both false stops watching without closing). */
+  update(events: PollEvents): void;
+  close(): void;
+}
+
+/** socket(2) and friends, returning -1 with errno set. */
+export interface SocketLibc {
+  socket(domain: number, type: number, protocol: number): number;
+  socketpair(domain: number, type: number, protocol: number, sv: Int32Array): number;
+  bind(fd: number, addr: Uint8Array, len: number): number;
+  listen(fd: number, backlog: number): number;
+  accept4(fd: number, flags: number): number;
+  connect(fd: number, addr: Uint8Array, len: number): number;
+  sendmsg(fd: number, msghdr: Uint8Array, flags: number): number;
+  recvmsg(fd: number, msghdr: Uint8Array, flags: number): number;
 }
 
 /** mmap's MAP_FAILED, `(void *)-1`, as koffi returns pointers. */
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+/** fcntl's F_DUPFD_CLOEXEC. */
+const F_DUPFD_CLOEXEC = 1030;
 
 let libc: Libc | undefined;
 
@@ -40,6 +77,8 @@ export function loadLibc(): Libc {
   const open = lib.func('int open(const char *path, int flags, ...)');
   const mmap = lib.func('void *mmap(void *addr, size_t len, int prot, int flags, int fd, int64_t off)');
   const munmap = lib.func('int munmap(void *addr, size_t len)');
+  const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
+  const accept4 = lib.func('int accept4(int fd, void *addr, void *len, int flags)');
   libc = {
     open: (path, flags) => open(path, flags),
     close: lib.func('int close(int fd)'),
@@ -60,6 +99,34 @@ export function loadLibc(): Libc {
       // koffi.node.poll is libuv's uv_poll_t (undocumented in koffi 3, but stable in use here).
       const handle = koffi.node.poll(fd, { readable: true, writable: false, disconnect: false }, () => onReadable());
       return () => handle.close();
+    },
+    dup: (fd) => fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0),
+    memfdCreate: lib.func('int memfd_create(const char *name, unsigned int flags)'),
+    ftruncate: lib.func('int ftruncate(int fd, int64_t length)'),
+    unlink: lib.func('int unlink(const char *path)'),
+    sockets: {
+      socket: lib.func('int socket(int domain, int type, int protocol)'),
+      socketpair: lib.func('int socketpair(int domain, int type, int protocol, _Out_ int *sv)'),
+      bind: lib.func('int bind(int fd, const void *addr, uint32_t len)'),
+      listen: lib.func('int listen(int fd, int backlog)'),
+      accept4: (fd, flags) => accept4(fd, null, null, flags),
+      connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
+      sendmsg: lib.func('long sendmsg(int fd, const void *msg, int flags)'),
+      recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
+    },
+    poll: (fd, events, onEvent) => {
+      // koffi calls back with (status, events), whatever its typings say; a failed poll (status
+      // < 0) is reported as readable so that the next recvmsg reports the socket's error.
+      const callback = ((status: number, ev: PollEvents) =>
+        onEvent(status < 0 ? { readable: true, writable: false } : ev)) as unknown as (ev: PollEvents) => void;
+      const handle = koffi.node.poll(fd, { ...events, disconnect: false }, callback);
+      return {
+        update: (next) => {
+          if (next.readable || next.writable) handle.start({ ...next, disconnect: false }, callback);
+          else handle.stop();
+        },
+        close: () => handle.close(),
+      };
     },
   };
   return libc;

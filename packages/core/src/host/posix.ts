@@ -21,3 +21,6 @@ export const MAP_NORESERVE = 0x4000;
 export const EFD_SEMAPHORE = 0o1;
 export const EFD_NONBLOCK = 0o4000;
 export const EFD_CLOEXEC = 0o2000000;
+/** memfd_create(2) flags. */
+export const MFD_CLOEXEC = 0x0001;
+export const MFD_ALLOW_SEALING = 0x0002;

@@ -38,8 +38,18 @@ export class NicState {
   doorbells = 0;
   /** Per-flow counters: packets (u64), bytes (u32), last sequence number (u32). */
   readonly flows = new Uint8Array(NIC_FLOWS * NIC_FLOW_ENTRY);
-  /** BAR2's device memory (the same array for the NIC's life, so mappings of it stay valid). */
-  readonly memory = new Uint8Array(NIC_BAR2_SIZE);
+  /** BAR2's device memory (the same array for the NIC's life once adopted, so mappings of it stay valid). */
+  #memory: Uint8Array = new Uint8Array(NIC_BAR2_SIZE);
+
+  get memory(): Uint8Array {
+    return this.#memory;
+  }
+
+  /** Keep BAR2's memory in `bytes` (NIC_BAR2_SIZE of them) from now on, with the current contents. */
+  adoptMemory(bytes: Uint8Array): void {
+    bytes.set(this.#memory);
+    this.#memory = bytes;
+  }
 
   /** Back to power-on values. */
   reset(): void {

@@ -2,6 +2,7 @@
 // generated packets into a ring in guest memory as virtual time passes, interrupts per batch
 // (MSI-X, MSI or INTx), and a device state that VFIO migration v2 saves and restores.
 
+import { ArgumentError } from '@vmmkit/core';
 import type { SimDeviceConfig } from '../config.js';
 import { buildConfigSpace, firmwareBarBase, msiEnabled, msixEnabled, type ConfigSpaceSpec } from './config-space.js';
 import { ViewBacking, type MemoryBacking } from '../memory/backing.js';
@@ -28,7 +29,7 @@ export class NicModel implements SimPciModel, SimMigratableState {
   readonly migration: SimMigratableState = this;
   readonly #spec: ConfigSpaceSpec;
   readonly #state = new NicState();
-  readonly #bar2 = new ViewBacking(this.#state.memory);
+  #bar2 = new ViewBacking(this.#state.memory);
   #bus: SimDeviceBus | undefined;
   #running = true;
   #version = 0;
@@ -54,6 +55,12 @@ export class NicModel implements SimPciModel, SimMigratableState {
 
   barMemory(bar: number): MemoryBacking | undefined {
     return bar === 2 ? this.#bar2 : undefined;
+  }
+
+  shareBarMemory(bar: number, bytes: Uint8Array): void {
+    if (bar !== 2 || bytes.byteLength !== R.NIC_BAR2_SIZE) throw new ArgumentError(`nic: BAR${bar} memory of ${bytes.byteLength} bytes cannot be shared`);
+    this.#state.adoptMemory(bytes);
+    this.#bar2 = new ViewBacking(bytes);
   }
 
   barRead(bar: number, offset: number, size: 1 | 2 | 4 | 8): bigint {

@@ -89,6 +89,12 @@ export interface SimPciModel {
    * ever touched through it). Required when a BAR has mmap areas.
    */
   barMemory?(bar: number): MemoryBacking | undefined;
+  /**
+   * Optional: from now on keep BAR `bar`'s memory (what its mmap areas show) in `bytes`, which
+   * has the BAR's size, carrying the current contents over. A device server outside the
+   * simulated kernel passes memory it shares with its client through a file (a memfd).
+   */
+  shareBarMemory?(bar: number, bytes: Uint8Array): void;
   /** A config space write reached the hardware (after vfio-pci's virtualization). */
   configWritten?(offset: number, size: number): void;
   /** Function level reset: back to power-on state. */

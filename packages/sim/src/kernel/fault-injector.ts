@@ -6,7 +6,8 @@ import { ArgumentError, errnoNumber, type ErrnoCode } from '@vmmkit/core';
 import { type FdKind } from '@vmmkit/core/uapi';
 
 /** The system calls of the host-kernel port that faults can be injected into. */
-export type SimSyscall = 'ioctl' | 'open' | 'close' | 'read' | 'write' | 'pread' | 'pwrite' | 'mmap' | 'eventfd' | 'readlink' | 'readdir';
+export type SimSyscall = 'ioctl' | 'open' | 'close' | 'read' | 'write' | 'pread' | 'pwrite' | 'mmap' | 'eventfd' | 'readlink' | 'readdir'
+  | 'dup' | 'memfd_create' | 'ftruncate';
 
 /**
  * A fault to inject: the `nth` next matching call (default 1) fails with `errno`. A call matches

@@ -45,13 +45,16 @@ export class VfioPciCore {
   ) {
     this.irqs = new VfioPciIrqs(device, kernel.fds, kernel.census);
     this.migration = device.migrationFlags && device.model.migration ? this.#migrationDriver() : undefined;
-    this.logging = device.dmaLogging ? new DmaLogging(device, kernel) : undefined;
+    this.logging = device.dmaLogging ? new DmaLogging({ writeObservers: device.writeObservers, census: kernel.census }) : undefined;
   }
 
   /** The model's own migration driver, or the generic one. */
   #migrationDriver(): SimMigrationDriver {
     const { model, migrationFlags: flags } = this.device;
-    return model.migrationDriver?.({ flags, memory: this.kernel.memory, census: this.kernel.census }) ?? new VfioMigration(this);
+    return model.migrationDriver?.({ flags, memory: this.kernel.memory, census: this.kernel.census }) ?? new VfioMigration({
+      flags, kind: model.kind, migration: model.migration!, memory: this.kernel.memory, census: this.kernel.census,
+      keepResuming: this.device.config.migration?.resumeFailure === 'resuming',
+    });
   }
 
   get isOpen(): boolean {

@@ -77,6 +77,6 @@ export function loggingReport(call: FeatureCall): number {
   if (ps < 4096n || (ps & (ps - 1n)) !== 0n) fail('EINVAL', `page_size ${ps} is not a power of two of at least 4096`);
   if (report.iova + report.length > U64_MAX) fail('EOVERFLOW', 'the range wraps the IOVA space');
   if (report.length === 0n) fail('EINVAL', 'empty range');
-  log.report(report.iova, report.length, ps, report.bitmap);
+  log.report(report.iova, report.length, ps, report.bitmap, call.core.kernel.memory);
   return 0;
 }

@@ -3,9 +3,9 @@
 // every device write inside them, and read-and-clear into a user bitmap of any page size.
 
 import { SparseBitmap, setUserBits } from '../iommu/sparse-bitmap.js';
-import type { SimDevice } from '../kernel/sim-device.js';
-import type { SimKernel } from '../kernel/sim-kernel.js';
+import type { Census } from '../kernel/census.js';
 import { fail } from '../kernel/sim-errno.js';
+import type { UserMemory } from '../memory/user-memory.js';
 import { RangeMap } from '../kernel/range-map.js';
 
 /** Tracking granularity the device supports, and how much IOVA space it can track at once. */
@@ -27,15 +27,22 @@ interface Tracker {
   readonly dirty: SparseBitmap;
 }
 
-/** The DMA log of one device. */
+/** Where a DMA log sees the device's completed writes, and where it counts itself. */
+export interface DmaLoggingContext {
+  /** The device's write observers: called with (iova, length) after every completed DMA write. */
+  readonly writeObservers: Set<(iova: bigint, length: number) => void>;
+  readonly census: Census;
+}
+
+/**
+ * The DMA log of one device. The simulated kernel's vfio-pci drives it through ioctls; a
+ * vfio-user server drives the same log through DEVICE_FEATURE messages.
+ */
 export class DmaLogging {
   #tracker: Tracker | undefined;
   readonly #observe = (iova: bigint, length: number): void => this.#logged(iova, BigInt(length));
 
-  constructor(
-    private readonly device: SimDevice,
-    private readonly kernel: SimKernel,
-  ) {}
+  constructor(private readonly context: DmaLoggingContext) {}
 
   get active(): boolean {
     return this.#tracker !== undefined;
@@ -53,17 +60,17 @@ export class DmaLogging {
     const map = new RangeMap<true>();
     for (const r of merged) map.insert(r.iova, r.iova + r.length - 1n, true);
     this.#tracker = { shift, ranges: map, dirty: new SparseBitmap() };
-    this.device.writeObservers.add(this.#observe);
-    this.kernel.census.add('dma_logging');
+    this.context.writeObservers.add(this.#observe);
+    this.context.census.add('dma_logging');
     return 1n << shift;
   }
 
   /** log_stop: no error when logging was not started. */
   stop(): void {
     if (!this.#tracker) return;
-    this.device.writeObservers.delete(this.#observe);
+    this.context.writeObservers.delete(this.#observe);
     this.#tracker = undefined;
-    this.kernel.census.remove('dma_logging');
+    this.context.census.remove('dma_logging');
   }
 
   /**
@@ -71,14 +78,22 @@ export class DmaLogging {
    * [iova, iova + length), only ever set. EFAULT when the bitmap is not writable user memory,
    * EINVAL when logging is off.
    */
-  report(iova: bigint, length: bigint, pageSize: bigint, bitmap: bigint): void {
+  report(iova: bigint, length: bigint, pageSize: bigint, bitmap: bigint, memory: UserMemory): void {
     const shift = BigInt(pageSize.toString(2).length - 1);
     // iova_bitmap pins the whole bitmap the range needs, in u64 words.
     const words = ((length - 1n) >> shift) / 64n + 1n;
-    const spans = this.kernel.memory.resolve(bitmap, Number(words * 8n), 'write');
+    const spans = memory.resolve(bitmap, Number(words * 8n), 'write');
+    this.reportInto(iova, length, pageSize, spans.map((s) => s.backing.view(s.offset, s.length)));
+  }
+
+  /**
+   * log_read_and_clear into `views` (the bitmap's bytes, in order, zeroed by the caller): one bit
+   * per `pageSize` (a power of two) of [iova, iova + length). EINVAL when logging is off.
+   */
+  reportInto(iova: bigint, length: bigint, pageSize: bigint, views: readonly Uint8Array[]): void {
+    const shift = BigInt(pageSize.toString(2).length - 1);
     const t = this.#tracker;
     if (!t) fail('EINVAL', 'DMA logging is not started');
-    const views = spans.map((s) => s.backing.view(s.offset, s.length));
     const end = iova + length;
     const first = Number(iova >> t.shift);
     const count = Number(((end - 1n) >> t.shift) - (iova >> t.shift)) + 1;

@@ -20,7 +20,7 @@ export interface MigDataOwner {
   readonly state: number;
   readonly kind: string;
   readonly migration: SimMigratableState;
-  readonly memory: UserMemory;
+  readonly memory: UserMemory | undefined;
   readonly census: Census;
 }
 
@@ -100,7 +100,7 @@ export class VfioMigDataFile extends SimFile {
   }
 
   override ioctl(request: number, arg: IoctlArg): number {
-    if (request !== VFIO_MIG_GET_PRECOPY_INFO || !this.#save) return fail('ENOTTY');
+    if (request !== VFIO_MIG_GET_PRECOPY_INFO || !this.#save || !this.owner.memory) return fail('ENOTTY');
     const user = UserArg.of(arg, this.owner.memory);
     const minsz = vfio_precopy_info.size;
     const info = vfio_precopy_info.decode(user.read(0, minsz));

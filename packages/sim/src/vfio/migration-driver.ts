@@ -13,12 +13,25 @@ import type { SimMigratableState, SimMigrationDriver } from '../devices/pci-mode
 import type { Census } from '../kernel/census.js';
 import { SimErrno } from '../kernel/sim-errno.js';
 import type { UserMemory } from '../memory/user-memory.js';
-import type { VfioPciCore } from './device-core.js';
 import { MIG_STATE_NAMES, migNextState } from './mig-fsm.js';
 import { VfioMigDataFile, type MigDataOwner } from './mig-data-file.js';
 import { MIG_RECORD_HEADER } from './mig-stream.js';
 
 const key = (from: number, to: number): number => from * 8 + to;
+
+/** What the generic migration driver works on: the simulated kernel's device, or a vfio-user server's. */
+export interface VfioMigrationContext {
+  /** VFIO_MIGRATION_* flags the device offers. */
+  readonly flags: number;
+  /** The model's kind, written into and checked against every migration record. */
+  readonly kind: string;
+  readonly migration: SimMigratableState;
+  /** The caller's address space, for VFIO_MIG_GET_PRECOPY_INFO (absent: that ioctl is ENOTTY). */
+  readonly memory?: UserMemory;
+  readonly census: Census;
+  /** A failed load leaves the device RESUMING instead of ERROR. */
+  readonly keepResuming?: boolean;
+}
 
 /** The device's migration state and its data transfer sessions. */
 export class VfioMigration implements MigDataOwner, SimMigrationDriver {
@@ -26,7 +39,7 @@ export class VfioMigration implements MigDataOwner, SimMigrationDriver {
   readonly flags: number;
   readonly kind: string;
   readonly migration: SimMigratableState;
-  readonly memory: UserMemory;
+  readonly memory: UserMemory | undefined;
   readonly census: Census;
   /** The file of the saving session (PRE_COPY, PRE_COPY_P2P, STOP_COPY) or of RESUMING. */
   #session: VfioMigDataFile | undefined;
@@ -34,13 +47,13 @@ export class VfioMigration implements MigDataOwner, SimMigrationDriver {
   /** A failed load leaves the device RESUMING (SimDeviceConfig.migration.resumeFailure). */
   readonly #keepResuming: boolean;
 
-  constructor(core: VfioPciCore) {
-    this.flags = core.device.migrationFlags;
-    this.kind = core.device.model.kind;
-    this.migration = core.device.model.migration!;
-    this.memory = core.kernel.memory;
-    this.census = core.kernel.census;
-    this.#keepResuming = core.device.config.migration?.resumeFailure === 'resuming';
+  constructor(context: VfioMigrationContext) {
+    this.flags = context.flags;
+    this.kind = context.kind;
+    this.migration = context.migration;
+    this.memory = context.memory;
+    this.census = context.census;
+    this.#keepResuming = context.keepResuming ?? false;
     const run = (running: boolean) => () => {
       this.migration.setRunning(running);
       return undefined;

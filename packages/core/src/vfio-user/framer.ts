@@ -1,0 +1,87 @@
+// Reassembles whole messages from a byte stream: a header tells the size. The fds that came with
+// a chunk belong to the message holding the chunk's last byte: Linux ends a recvmsg right after
+// the one skb carrying fds it reads, and a sender passes a message's fds with its own sendmsg.
+
+import { VFIO_USER_HEADER_SIZE } from './constants.js';
+import { decodeHeader, type VfioUserLimits, type VfioUserMessage } from './message.js';
+import { VfioUserProtocolError } from './vfio-user-errors.js';
+
+/** The stream reassembler of one connection. Holds the fds of the message being assembled. */
+export class VfioUserFramer {
+  #buffer = new Uint8Array(4096);
+  #fill = 0;
+  /** Stream position of #buffer[0]. */
+  #consumed = 0;
+  /** Fd batches not yet given to a message, by the stream position of their chunk's last byte. */
+  #batches: { readonly last: number; readonly fds: readonly number[] }[] = [];
+
+  constructor(private readonly limits: VfioUserLimits) {}
+
+  /** Fds received for a message not yet complete: the owner closes them when the stream dies. */
+  get pendingFds(): readonly number[] {
+    return this.#batches.flatMap((b) => b.fds);
+  }
+
+  /**
+   * Take `bytes` (and the fds that came with them) and return the messages they complete.
+   * Throws VfioUserProtocolError for a bad header or too many fds; the stream is then beyond
+   * repair and its pending fds (including these) are the caller's to close.
+   */
+  push(bytes: Uint8Array, fds: readonly number[]): VfioUserMessage[] {
+    if (fds.length) this.#batches.push({ last: this.#consumed + this.#fill + bytes.byteLength - 1, fds: [...fds] });
+    if (fds.length > this.limits.maxFds) {
+      throw new VfioUserProtocolError('header', `${fds.length} fds came with a message, at most ${this.limits.maxFds} are accepted`);
+    }
+    this.#append(bytes);
+    const out: VfioUserMessage[] = [];
+    let at = 0;
+    try {
+      while (this.#fill - at >= VFIO_USER_HEADER_SIZE) {
+        const header = decodeHeader(this.#buffer.subarray(at, at + VFIO_USER_HEADER_SIZE), this.limits);
+        if (this.#fill - at < header.size) break;
+        const payload = this.#buffer.slice(at + VFIO_USER_HEADER_SIZE, at + header.size);
+        const taken = this.#takeFds(this.#consumed + at + header.size);
+        out.push({ header, payload, fds: taken });
+        if (taken.length > this.limits.maxFds) {
+          throw new VfioUserProtocolError('header', `${taken.length} fds came with a message, at most ${this.limits.maxFds} are accepted`);
+        }
+        at += header.size;
+      }
+    } catch (e) {
+      // The stream is beyond repair: the messages already complete are given back to no one,
+      // so their fds join the pending ones for the caller to close.
+      for (const m of out) this.#batches.push({ last: -1, fds: m.fds });
+      throw e;
+    }
+    this.#buffer.copyWithin(0, at, this.#fill);
+    this.#fill -= at;
+    this.#consumed += at;
+    return out;
+  }
+
+  /** Hand over the fds of the unfinished message (the stream ended); the framer forgets them. */
+  takePendingFds(): number[] {
+    const fds = this.#batches.flatMap((b) => b.fds);
+    this.#batches = [];
+    return fds;
+  }
+
+  /** The fds of batches whose last byte falls before stream position `end`. */
+  #takeFds(end: number): number[] {
+    const fds: number[] = [];
+    while (this.#batches.length && this.#batches[0]!.last < end) fds.push(...this.#batches.shift()!.fds);
+    return fds;
+  }
+
+  #append(bytes: Uint8Array): void {
+    if (this.#fill + bytes.byteLength > this.#buffer.byteLength) {
+      let size = this.#buffer.byteLength;
+      while (size < this.#fill + bytes.byteLength) size *= 2;
+      const next = new Uint8Array(size);
+      next.set(this.#buffer.subarray(0, this.#fill));
+      this.#buffer = next;
+    }
+    this.#buffer.set(bytes, this.#fill);
+    this.#fill += bytes.byteLength;
+  }
+}

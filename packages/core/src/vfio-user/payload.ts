@@ -1,0 +1,87 @@
+// Bounds-checked access to a payload for the command codecs: every read names the command
+// and refuses a payload too short for it with a VfioUserProtocolError.
+
+import { VfioUserProtocolError } from './vfio-user-errors.js';
+
+/** A little-endian reader over a payload that fails with the command's name. */
+export class PayloadReader {
+  readonly dv: DataView;
+
+  constructor(readonly command: number, readonly bytes: Uint8Array) {
+    this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  get length(): number {
+    return this.bytes.byteLength;
+  }
+
+  /** Fail unless the payload has at least `n` bytes (`what` says which part needs them). */
+  need(n: number, what: string): void {
+    if (this.bytes.byteLength < n) this.fail(`payload of ${this.bytes.byteLength} bytes is too short for ${what} (${n} bytes)`);
+  }
+
+  /** Fail unless the payload has exactly `n` bytes. */
+  exactly(n: number, what: string): void {
+    if (this.bytes.byteLength !== n) this.fail(`payload of ${this.bytes.byteLength} bytes, ${what} takes ${n}`);
+  }
+
+  u16(at: number): number {
+    return this.dv.getUint16(at, true);
+  }
+
+  u32(at: number): number {
+    return this.dv.getUint32(at, true);
+  }
+
+  u64(at: number): bigint {
+    return this.dv.getBigUint64(at, true);
+  }
+
+  /** `length` bytes from `at` (a view, not a copy). */
+  slice(at: number, length: number): Uint8Array {
+    this.need(at + length, `${length} data bytes at ${at}`);
+    return this.bytes.subarray(at, at + length);
+  }
+
+  fail(reason: string, errno?: 'EINVAL' | 'E2BIG' | 'ENOTSUP'): never {
+    throw new VfioUserProtocolError(this.command, reason, errno);
+  }
+}
+
+/** A little-endian writer over a new payload of `size` bytes. */
+export class PayloadWriter {
+  readonly bytes: Uint8Array;
+  readonly dv: DataView;
+
+  constructor(size: number) {
+    this.bytes = new Uint8Array(size);
+    this.dv = new DataView(this.bytes.buffer);
+  }
+
+  u16(at: number, v: number): this {
+    this.dv.setUint16(at, v, true);
+    return this;
+  }
+
+  u32(at: number, v: number): this {
+    this.dv.setUint32(at, v >>> 0, true);
+    return this;
+  }
+
+  u64(at: number, v: bigint): this {
+    this.dv.setBigUint64(at, v, true);
+    return this;
+  }
+
+  set(at: number, data: Uint8Array): this {
+    this.bytes.set(data, at);
+    return this;
+  }
+}
+
+/** Fail `command` unless exactly `expected` fds came with it (`what` explains the rule). */
+export function expectFds(command: number, fds: readonly number[], allowed: readonly number[], what: string): void {
+  if (!allowed.includes(fds.length)) {
+    throw new VfioUserProtocolError(command, `${fds.length} file descriptors came with the message, ${what}`);
+  }
+}
