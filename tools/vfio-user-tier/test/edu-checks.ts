@@ -128,6 +128,19 @@ export function eduChecks(options: EduSuiteOptions): void {
     expect((await peer.qtest.read(RAM_DST + 16n + BigInt(data.length), 16)).every((b) => b === 0)).toBe(true);
   });
 
+  it("with bus mastering off, edu's DMA does not reach guest RAM; back on, it does", async () => {
+    const data = new Uint8Array(randomBytes(128));
+    await peer.qtest.write(RAM_SRC, data);
+    await edu.copyFromRam(RAM_SRC, data.length);
+    await peer.qtest.memset(RAM_DST, data.length, 0);
+    await pci.write16(PCI_COMMAND, (await pci.read16(PCI_COMMAND)) & ~PCI_COMMAND_MASTER);
+    await edu.copyToRam(RAM_DST, data.length);
+    expect((await peer.qtest.read(RAM_DST, data.length)).every((b) => b === 0)).toBe(true);
+    await pci.enable(PCI_COMMAND_MASTER);
+    await edu.copyToRam(RAM_DST, data.length);
+    expect(Buffer.from(await peer.qtest.read(RAM_DST, data.length)).equals(data)).toBe(true);
+  });
+
   it('INTx: a raise reaches one of the I/O APIC inputs q35 routes PCI pins to, and the ack lowers it', async () => {
     await peer.qtest.irqInterceptIn('ioapic');
     expect(peer.qtest.raisedIrqs().filter((l) => PIRQ_GSIS.includes(l))).toEqual([]);
