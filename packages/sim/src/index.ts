@@ -27,4 +27,4 @@ export { MIG_STATE_NAMES, migNextState, migStateSupported } from './vfio/mig-fsm
 export { DmaLogging, type DmaLoggingContext, type LogRange } from './vfio/dma-logging.js';
 export { Census, type ObjectKind } from './kernel/census.js';
 export { SimErrno } from './kernel/sim-errno.js';
-export { msiEnabled, msixEnabled } from './devices/config-space.js';
+export { buildConfigSpace, msiEnabled, msixEnabled, type ConfigSpaceSpec } from './devices/config-space.js';

@@ -5,7 +5,7 @@
 import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
   VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_MIGRATION,
-  VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
+  VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_STATE_RUNNING,
 } from '@vmmkit/core/uapi';
 import {
   decodeLoggingReport, decodeLoggingStart, decodeMigState, encodeLoggingReport, encodeLoggingStart, encodeMigState,
@@ -42,7 +42,7 @@ export class DeviceFeatures {
 
   /** The device's migration state (RUNNING without migration support). */
   get state(): number {
-    return this.#migration?.state ?? 2;
+    return this.#migration?.state ?? VFIO_DEVICE_STATE_RUNNING;
   }
 
   /** DEVICE_FEATURE: answer `f`, or throw VfioUserRequestError. */
