@@ -36,7 +36,8 @@ export class DeviceServer {
       stream.on('data', (chunk: string) => { this.#output = (this.#output + chunk).slice(-STDERR_KEEP); });
     }
     this.#exited = new Promise((resolve) => {
-      this.#process.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+      // 'close', not 'exit': by then all the process wrote is read, for the error messages.
+      this.#process.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
       this.#process.once('error', (e) => {
         this.#output += `\n${e.message}`;
         resolve('spawn failed');

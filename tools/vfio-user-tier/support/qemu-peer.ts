@@ -45,7 +45,8 @@ export class QemuPeer {
       this.#stderr = (this.#stderr + chunk).slice(-STDERR_KEEP);
     });
     this.#exited = new Promise((resolve) => {
-      this.#process.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+      // 'close', not 'exit': by then all the process wrote is read, for the error messages.
+      this.#process.once('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
       this.#process.once('error', (e) => {
         this.#stderr += `\n${e.message}`;
         resolve('spawn failed');
@@ -84,8 +85,8 @@ export class QemuPeer {
       peer.#startMs = performance.now() - t0;
       return peer;
     } catch (e) {
-      const why = peer ? `${(e as Error).message}; QEMU said: ${peer.stderr.trim() || '(nothing)'}` : (e as Error).message;
       await peer?.stop();
+      const why = peer ? `${(e as Error).message}; QEMU said: ${peer.stderr.trim() || '(nothing)'}` : (e as Error).message;
       listener.close();
       throw new QemuPeerError(`starting QEMU failed: ${why}`, { cause: e });
     }
