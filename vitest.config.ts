@@ -6,7 +6,9 @@ export default defineConfig({
   resolve: { conditions: ['source'] },
   ssr: { resolve: { conditions: ['source'] } },
   test: {
-    include: ['packages/*/test/**/*.test.ts', 'examples/test/**/*.test.ts'],
+    // tools/*/test/unit: the tiers' support code against scripted peers (the tiers themselves run
+    // with their own configs, never here).
+    include: ['packages/*/test/**/*.test.ts', 'examples/test/**/*.test.ts', 'tools/*/test/unit/**/*.test.ts'],
     pool: 'forks',
   },
 });

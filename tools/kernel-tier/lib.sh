@@ -15,24 +15,5 @@ DEBIAN_MIRROR=${VMMKIT_KERNEL_TIER_MIRROR:-http://deb.debian.org/debian}
 KERNEL_SERIES=${VMMKIT_KERNEL_TIER_SERIES:-7.2}
 KERNEL_SUITE=${VMMKIT_KERNEL_TIER_KERNEL_SUITE:-trixie-backports}
 
-log() { printf '[kernel-tier %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-# Seconds since the epoch, to report how long each step took.
-now() { date +%s; }
-
-# Install Debian packages on this host that are not installed yet (apt-get update only if needed).
-ensure_host_packages() {
-  local missing=() p
-  for p in "$@"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  [ "$(id -u)" -eq 0 ] || die "needs root to install ${missing[*]} (apt-get)"
-  log "installing host packages: ${missing[*]}"
-  DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
-}
-
-# The content hash of files, to tell whether a cached artefact was built from the same inputs.
-inputs_hash() { cat "$@" | sha256sum | cut -c1-16; }
+LOG_TAG=kernel-tier
+source "$TIER_DIR/../lib/debian.sh"

@@ -17,13 +17,10 @@ rootfs_is_current() {
 # Build into a temporary folder and rename it at the end, so an interrupted run leaves no half root.
 bootstrap() {
   local tmp=$CACHE_DIR/rootfs.partial
-  rm -rf "$tmp"
-  mkdir -p "$CACHE_DIR"
   log "debootstrap $DEBIAN_SUITE (minbase + $PACKAGES) into $ROOTFS_DIR (about a minute)"
-  debootstrap --variant=minbase --include="$PACKAGES" "$DEBIAN_SUITE" "$tmp" "$DEBIAN_MIRROR" >"$CACHE_DIR/debootstrap.log" 2>&1 \
-    || { tail -n 20 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed (log: $CACHE_DIR/debootstrap.log)"; }
+  debootstrap_into "$tmp" "$DEBIAN_SUITE" "$DEBIAN_MIRROR" "$PACKAGES" "$CACHE_DIR/debootstrap.log"
   # backports carries linux-source-$KERNEL_SERIES; the guest never runs apt, only build-kernel.sh does.
-  echo "deb $DEBIAN_MIRROR $DEBIAN_SUITE-backports main" >"$tmp/etc/apt/sources.list.d/backports.list"
+  add_backports "$tmp" "$DEBIAN_SUITE" "$DEBIAN_MIRROR"
   rm -f "$tmp"/var/cache/apt/archives/*.deb
   rm -rf "$ROOTFS_DIR"
   mv "$tmp" "$ROOTFS_DIR"
