@@ -10,5 +10,9 @@ export default defineConfig({
     // with their own configs, never here).
     include: ['packages/*/test/**/*.test.ts', 'examples/test/**/*.test.ts', 'tools/*/test/unit/**/*.test.ts'],
     pool: 'forks',
+    // Many cases run real sockets, child processes, worker threads and whole migrations; 5 s (the
+    // default) was seen to run out on a loaded 2-core machine where each passed alone. A timeout
+    // only catches a hang: nothing here measures speed (that is npm run bench).
+    testTimeout: 30_000,
   },
 });
