@@ -40,10 +40,10 @@ describe('socket transport', () => {
   const host = new LinuxHost();
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('carries messages and fds both ways, large ones in pieces, and ends on peer close', async () => {
+  /** A client connected to a listener in a new folder, and the server side it was accepted as. */
+  async function connectedPair(): Promise<{ server: SocketTransport; client: SocketTransport }> {
     dir = mkdtempSync(join(tmpdir(), 'vu-'));
     const path = join(dir, 's');
-    const before = openFds();
     let server!: SocketTransport;
     const accepted = new Promise<void>((resolve) => {
       const listener = SocketListener.listen(path, (t) => {
@@ -54,6 +54,12 @@ describe('socket transport', () => {
     });
     const client = SocketTransport.connect(path);
     await accepted;
+    return { server, client };
+  }
+
+  it('carries messages and fds both ways, large ones in pieces, and ends on peer close', async () => {
+    const before = openFds();
+    const { server, client } = await connectedPair();
     const s = collect(server);
     const c = collect(client);
     const efd = host.eventfd(0, 0);
@@ -82,19 +88,8 @@ describe('socket transport', () => {
   });
 
   it('ends the connection on a hostile header and closes the fds that came with it', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'vu-'));
-    const path = join(dir, 's');
     const before = openFds();
-    let server!: SocketTransport;
-    const accepted = new Promise<void>((resolve) => {
-      const listener = SocketListener.listen(path, (t) => {
-        server = t;
-        listener.close();
-        resolve();
-      });
-    });
-    const client = SocketTransport.connect(path);
-    await accepted;
+    const { server, client } = await connectedPair();
     const s = collect(server);
     const c = collect(client);
     const efd = host.eventfd(0, 0);

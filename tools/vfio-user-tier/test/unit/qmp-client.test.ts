@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readLines } from '../../support/line-reader.js';
 import { QemuPeerError } from '../../support/peer-error.js';
 import { QmpClient } from '../../support/qmp-client.js';
 
@@ -28,16 +29,7 @@ describe('QmpClient', () => {
     server = createServer((socket) => {
       peer = socket;
       socket.write(`${JSON.stringify(GREETING)}\n`);
-      let pending = '';
-      socket.setEncoding('utf8');
-      socket.on('data', (chunk: string) => {
-        pending += chunk;
-        let end: number;
-        while ((end = pending.indexOf('\n')) >= 0) {
-          onCommand(JSON.parse(pending.slice(0, end)) as { execute: string; id: number }, socket);
-          pending = pending.slice(end + 1);
-        }
-      });
+      readLines(socket, (line) => onCommand(JSON.parse(line) as { execute: string; id: number }, socket));
     });
   });
 

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readLines } from '../../support/line-reader.js';
 import { QemuPeerError } from '../../support/peer-error.js';
 import { QtestListener, type QtestClient } from '../../support/qtest-client.js';
 
@@ -13,18 +14,10 @@ import { QtestListener, type QtestClient } from '../../support/qtest-client.js';
 function fakeQemu(path: string, answer: (line: string) => string | undefined): { socket: Socket; lines: string[] } {
   const socket = connect(path);
   const lines: string[] = [];
-  let pending = '';
-  socket.setEncoding('utf8');
-  socket.on('data', (chunk: string) => {
-    pending += chunk;
-    let end: number;
-    while ((end = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, end);
-      pending = pending.slice(end + 1);
-      lines.push(line);
-      const reply = answer(line);
-      if (reply !== undefined) socket.write(reply);
-    }
+  readLines(socket, (line) => {
+    lines.push(line);
+    const reply = answer(line);
+    if (reply !== undefined) socket.write(reply);
   });
   return { socket, lines };
 }
