@@ -9,6 +9,7 @@
 // default), and zlib's CRC-32 over every page at both ends (the native alternative) against the
 // stream without. Both ends' work lands on this one thread.
 
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -21,6 +22,7 @@ import {
   ThroughputMeter, type MigrationTransport,
 } from '@vmmkit/migration';
 import { compareAsync, type Benchmark, type Row } from './harness.js';
+import type { PeerReply, PeerRequest } from './stream-peer.js';
 
 const SIZE = 256 << 20;
 const RAW_CHUNK = 1 << 20;
@@ -74,6 +76,59 @@ async function streamOnce(address: string, source: GuestMemory, destination: Gue
   d.destroy();
   return bytes;
 }
+
+/** A destination in a process of its own (bench/stream-peer.ts), reused across trials. */
+class StreamPeer {
+  readonly #child: ChildProcess = fork(new URL('./stream-peer.js', import.meta.url), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+
+  /** Ask for one stream at `address`; resolves with where to connect and the promise of its bytes. */
+  async receive(address: string): Promise<{ name: string; done: Promise<{ bytes: number; cpuMs: number }> }> {
+    const replies: PeerReply[] = [];
+    const waiters: ((r: PeerReply) => void)[] = [];
+    const onMessage = (r: PeerReply): void => {
+      const waiter = waiters.shift();
+      if (waiter) waiter(r);
+      else replies.push(r);
+    };
+    const next = (): Promise<PeerReply> => new Promise((resolve) => (replies.length ? resolve(replies.shift()!) : waiters.push(resolve)));
+    this.#child.on('message', onMessage);
+    this.#child.send({ address, size: SIZE } satisfies PeerRequest);
+    const first = await next();
+    if (!('listening' in first)) throw new Error(`stream peer: ${JSON.stringify(first)}`);
+    const done = next().then((r) => {
+      this.#child.off('message', onMessage);
+      if (!('done' in r)) throw new Error(`stream peer: ${JSON.stringify(r)}`);
+      return { bytes: r.done, cpuMs: r.cpuMs };
+    });
+    return { name: first.listening, done };
+  }
+
+  stop(): void {
+    this.#child.send('exit');
+  }
+}
+
+/** CPU time (ms) of each end of one two-process trial. */
+interface TrialCpu {
+  source: number;
+  destination: number;
+}
+
+/** One trial with the destination in `peer`'s process: every dirty page of `source`; adds each end's CPU time to `cpu`. */
+async function streamToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, checksums: boolean, cpu: TrialCpu[]): Promise<void> {
+  const { name, done } = await peer.receive(address);
+  const start = process.cpuUsage();
+  const transport = await connectMigration(name);
+  const writer = new MigrationStreamWriter(transport, { checksums });
+  await sendDirtyPages(writer, source, 0, dirty);
+  await writer.end();
+  const { user, system } = process.cpuUsage(start);
+  const received = await done;
+  transport.destroy();
+  cpu.push({ source: (user + system) / 1000, destination: received.cpuMs });
+}
+
+const medianOf = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One baseline trial: the block's bytes written raw, in 1 MiB views, to a receiver that counts. */
 async function rawOnce(kind: Kind, address: string, source: GuestMemory): Promise<void> {
@@ -159,6 +214,60 @@ export const migrationStreamBenchmark: Benchmark = {
       random.free();
       zero.free();
       destination.free();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return rows;
+  },
+};
+
+export const twoProcessIntegrityBenchmark: Benchmark = {
+  name: 'migration stream integrity, two processes',
+  async run(): Promise<Row[]> {
+    const host = new LinuxHost();
+    const dir = mkdtempSync(join(tmpdir(), 'vmmkit-bench-'));
+    const random = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
+    const rows: Row[] = [];
+    try {
+      const bytes = random.blocks[0]!.mapping.bytes;
+      for (let at = 0; at < SIZE; at += 1 << 20) randomFillSync(bytes, at, 1 << 20);
+      const dirty = new DirtyBitmap(random.blocks[0]!.pages);
+      dirty.fill();
+      let n = 0;
+      const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
+      // Each end in its own process (a core each, as a real migration has a host each): the cost
+      // of the checksums to the stream's throughput, with each end paying its own.
+      const peer = new StreamPeer();
+      try {
+        for (const kind of ['tcp', 'unix'] as const) {
+          const over = kind === 'tcp' ? 'TCP loopback' : 'Unix socket';
+          const cpu: Record<'with' | 'without', TrialCpu[]> = { with: [], without: [] };
+          const once = (checksums: boolean) => () => streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, checksums, cpu[checksums ? 'with' : 'without']);
+          const r = await compareAsync({ trials: 9, baseline: once(false), subject: once(true) });
+          rows.push({
+            benchmark: 'migration stream integrity, 256 MiB random pages, two processes',
+            case: `${over}: checksums (PageDigest + pass CRC-32), throughput`,
+            ratio: r.ratio,
+            baseline: 'the stream without checksums',
+            note: `${rate(r.subjectMs)} against ${rate(r.baselineMs)}: costs ${((1 - r.ratio) * 100).toFixed(1)}% of the throughput`,
+          });
+          // CPU time per end: what the checksums cost each host, whatever else the machine runs.
+          for (const end of ['source', 'destination'] as const) {
+            const without = medianOf(cpu.without.map((c) => c[end]));
+            const withSums = medianOf(cpu.with.map((c) => c[end]));
+            rows.push({
+              benchmark: 'migration stream integrity, 256 MiB random pages, two processes',
+              case: `${over}: checksums, CPU time of the ${end}`,
+              ratio: without / withSums,
+              baseline: 'the stream without checksums',
+              note: `${withSums.toFixed(0)} ms against ${without.toFixed(0)} ms of CPU: +${((withSums / without - 1) * 100).toFixed(1)}%`,
+            });
+          }
+        }
+      } finally {
+        peer.stop();
+      }
+    } finally {
+      random.free();
       rmSync(dir, { recursive: true, force: true });
     }
     return rows;
