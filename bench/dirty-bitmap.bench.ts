@@ -104,6 +104,7 @@ export const dirtyBitmapBenchmark: Benchmark = {
       ['1% dirty, in 512-page blocks', () => blockPattern(0.01)],
       ['10% dirty, in 512-page blocks', () => blockPattern(0.1)],
       ['1% dirty, scattered pages', () => bitPattern(0.01)],
+      ['10% dirty, scattered pages', () => bitPattern(0.1)],
     ] as const) {
       const bitmap = new DirtyBitmap(PAGES);
       bitmap.incoming.set(pattern());

@@ -11,7 +11,10 @@ const WORD_BITS = 64;
 // collect(ptr, from, end, out, max, cell) -> count; P is the output cursor, LIMIT the last
 // place a whole word's bits still fit.
 const [PTR, FROM, END, OUT, MAX, CELL] = [0, 1, 2, 3, 4, 5];
-const [I, W, P, BASE, RESUME, LIMIT, RUN] = [6, 7, 8, 9, 10, 11, 12];
+// COUNT: the set bits of the last word (0 before the first).
+const [I, W, P, BASE, RESUME, LIMIT, RUN, COUNT, Q] = [6, 7, 8, 9, 10, 11, 12, 13, 14];
+/** Bit numbers written for every word, set or not: a branch-free start (measured: 2 beats 4 on scattered pages at 1% dirty and ties at 10%). */
+const EAGER = 2;
 const IOTA = [0, 1, 2, 3];
 
 /** Push (ptr + i). */
@@ -30,7 +33,7 @@ export const collect: WasmFunction = {
   name: 'collect',
   params: [I32, I32, I32, I32, I32, I32],
   results: [I32],
-  locals: [I32, I64, I32, I32, I32, I32, V128],
+  locals: [I32, I64, I32, I32, I32, I32, V128, I32, I32],
   body: [
     ...op.localGet(OUT), ...op.localSet(P),
     ...op.localGet(OUT), ...op.localGet(MAX), ...op.i32Const(WORD_BITS), ...op.i32Sub, ...op.i32Const(2), ...op.i32Shl, ...op.i32Add, ...op.localSet(LIMIT),
@@ -43,10 +46,9 @@ export const collect: WasmFunction = {
     ...op.i64Const(-1), ...op.localGet(FROM), ...op.i32Const(63), ...op.i32And, ...op.i64ExtendI32U, ...op.i64Shl,
     ...op.i64And, ...op.localSet(W),
     ...op.loop, // $words
-    ...op.localGet(W), ...op.i64Eqz, ...op.i32Eqz, ...op.if,
-    // A word with bits: stop if it might not fit, else write them all.
+    // Stop before a word whose bits might not fit (resuming at its first bit, or the next word).
     ...op.localGet(P), ...op.localGet(LIMIT), ...op.i32GtU, ...op.if,
-    ...stop([...op.localGet(I), ...op.i32Const(3), ...op.i32Shl, ...op.localGet(W), ...op.i64Ctz, ...op.i32WrapI64, ...op.i32Add], 3),
+    ...stop([...op.localGet(I), ...op.i32Const(3), ...op.i32Shl, ...op.localGet(W), ...op.i64Ctz, ...op.i32WrapI64, ...op.i32Add], 2),
     ...op.end,
     ...op.localGet(I), ...op.i32Const(3), ...op.i32Shl, ...op.localSet(BASE),
     // A word of 64 set bits (dirty pages come in runs): its numbers four at a time.
@@ -57,19 +59,31 @@ export const collect: WasmFunction = {
       ...op.localGet(RUN), ...op.v128ConstI32x4([4, 4, 4, 4]), ...op.i32x4Add, ...op.localSet(RUN),
     ]).flat(),
     ...op.localGet(P), ...op.i32Const(4 * WORD_BITS), ...op.i32Add, ...op.localSet(P),
+    ...op.i32Const(WORD_BITS), ...op.localSet(COUNT),
     ...op.else,
+    // Any other word, zero included, without a branch on it: the first EAGER numbers are written
+    // whatever the count (those past it are overwritten by the next word's), the rest in a loop.
+    ...op.localGet(W), ...op.i64Popcnt, ...op.i32WrapI64, ...op.localSet(COUNT),
+    ...Array.from({ length: EAGER }, (_, k) => [
+      ...op.localGet(P), ...op.localGet(BASE), ...op.localGet(W), ...op.i64Ctz, ...op.i32WrapI64, ...op.i32Add, ...op.i32Store(4 * k),
+      ...op.localGet(W), ...op.localGet(W), ...op.i64Const(1), ...op.i64Sub, ...op.i64And, ...op.localSet(W),
+    ]).flat(),
+    ...op.localGet(W), ...op.i64Eqz, ...op.i32Eqz, ...op.if,
+    ...op.localGet(P), ...op.i32Const(4 * EAGER), ...op.i32Add, ...op.localSet(Q),
     ...op.loop, // $bits
-    ...op.localGet(P),
+    ...op.localGet(Q),
     ...op.localGet(BASE), ...op.localGet(W), ...op.i64Ctz, ...op.i32WrapI64, ...op.i32Add, ...op.i32Store(0),
-    ...op.localGet(P), ...op.i32Const(4), ...op.i32Add, ...op.localSet(P),
+    ...op.localGet(Q), ...op.i32Const(4), ...op.i32Add, ...op.localSet(Q),
     ...op.localGet(W), ...op.localGet(W), ...op.i64Const(1), ...op.i64Sub, ...op.i64And, ...op.localTee(W),
     ...op.i64Eqz, ...op.i32Eqz, ...op.brIf(0),
     ...op.end, // $bits
+    ...op.end, // more than EAGER
+    ...op.localGet(P), ...op.localGet(COUNT), ...op.i32Const(2), ...op.i32Shl, ...op.i32Add, ...op.localSet(P),
     ...op.end, // all set
-    ...op.end, // if
     ...op.localGet(I), ...op.i32Const(8), ...op.i32Add, ...op.localSet(I),
-    // At a 64-byte boundary, step over empty blocks four vectors at a time.
-    ...op.localGet(I), ...op.i32Const(63), ...op.i32And, ...op.i32Eqz, ...op.if,
+    // At a 64-byte boundary after an empty word, step over empty blocks four vectors at a time
+    // (after a word with bits the next block is seldom empty: scattered bits, runs).
+    ...op.localGet(I), ...op.i32Const(63), ...op.i32And, ...op.localGet(COUNT), ...op.i32Or, ...op.i32Eqz, ...op.if,
     ...op.block, ...op.loop,
     ...op.localGet(I), ...op.localGet(END), ...op.i32GeU, ...op.brIf(1),
     ...at, ...op.v128Load(0), ...at, ...op.v128Load(16), ...op.v128Or,

@@ -42,6 +42,7 @@ export const op = {
   i32Rotl: [0x77],
   i32Store: (offset: number) => [0x36, 2, ...uleb(offset)],
   i32And: [0x71],
+  i32Or: [0x72],
   i32WrapI64: [0xa7],
   i64Load: (offset: number) => [0x29, 3, ...uleb(offset)],
   /** i64.const of a value that fits in an i32 (sign-extended). */
@@ -52,6 +53,7 @@ export const op = {
   i64And: [0x83],
   i64Shl: [0x86],
   i64Ctz: [0x7a],
+  i64Popcnt: [0x7b],
   i64Eqz: [0x50],
   i64Ne: [0x52],
   i64Eq: [0x51],
