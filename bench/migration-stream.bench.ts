@@ -9,7 +9,8 @@
 // default), and zlib's CRC-32 over every page at both ends (the native alternative) against the
 // stream without. Both ends' work lands on this one thread.
 
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -22,6 +23,7 @@ import {
   ThroughputMeter, type MigrationTransport,
 } from '@vmmkit/migration';
 import { compareAsync, type Benchmark, type Row } from './harness.js';
+import { C_COMPILER, nativeProgram } from './native.js';
 import type { PeerReply, PeerRequest } from './stream-peer.js';
 
 const SIZE = 256 << 20;
@@ -114,18 +116,41 @@ interface TrialCpu {
   destination: number;
 }
 
-/** One trial with the destination in `peer`'s process: every dirty page of `source`; adds each end's CPU time to `cpu`. */
-async function streamToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, checksums: boolean, cpu: TrialCpu[]): Promise<void> {
+/**
+ * One trial with the destination in `peer`'s process: every dirty page of `source`; adds each
+ * end's CPU time to `cpu` and returns the ms from connecting to the destination's end of stream.
+ */
+async function streamToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, checksums: boolean, cpu: TrialCpu[]): Promise<number> {
   const { name, done } = await peer.receive(address);
   const start = process.cpuUsage();
+  const t0 = performance.now();
   const transport = await connectMigration(name);
   const writer = new MigrationStreamWriter(transport, { checksums });
   await sendDirtyPages(writer, source, 0, dirty);
   await writer.end();
   const { user, system } = process.cpuUsage(start);
   const received = await done;
+  const ms = performance.now() - t0;
   transport.destroy();
   cpu.push({ source: (user + system) / 1000, destination: received.cpuMs });
+  return ms;
+}
+
+/**
+ * One trial of the C pair (bench/c/stream-pair.c): receiver and sender processes; returns the
+ * receiver's ms from accepting to the end of the stream (the sender fills its RAM before it connects).
+ */
+async function cPairOnce(program: string, kind: Kind, dir: string, n: number): Promise<number> {
+  const where = kind === 'tcp' ? 'tcp' : `unix:${join(dir, `c${n}.sock`)}`;
+  const receiver = spawn(program, ['recv', where, String(SIZE)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
+  const listening = (await lines.next()).value as string | undefined;
+  if (!listening?.startsWith('listening ')) throw new Error(`C receiver: ${listening}`);
+  const sender = spawn(program, ['send', listening.slice('listening '.length), String(SIZE)], { stdio: 'inherit' });
+  const done = (await lines.next()).value as string | undefined;
+  await new Promise((resolve) => (sender.exitCode !== null ? resolve(0) : sender.once('exit', resolve)));
+  if (!done?.startsWith('done ')) throw new Error(`C receiver: ${done}`);
+  return Number(done.split(' ')[2]);
 }
 
 const medianOf = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -221,7 +246,7 @@ export const migrationStreamBenchmark: Benchmark = {
 };
 
 export const twoProcessIntegrityBenchmark: Benchmark = {
-  name: 'migration stream integrity, two processes',
+  name: 'migration stream, two processes',
   async run(): Promise<Row[]> {
     const host = new LinuxHost();
     const dir = mkdtempSync(join(tmpdir(), 'vmmkit-bench-'));
@@ -237,11 +262,30 @@ export const twoProcessIntegrityBenchmark: Benchmark = {
       // Each end in its own process (a core each, as a real migration has a host each): the cost
       // of the checksums to the stream's throughput, with each end paying its own.
       const peer = new StreamPeer();
+      const program = nativeProgram('stream-pair');
       try {
         for (const kind of ['tcp', 'unix'] as const) {
           const over = kind === 'tcp' ? 'TCP loopback' : 'Unix socket';
+          const pairBench = 'migration stream, 256 MiB random pages, two processes';
+          const pairBaseline = `C sender and receiver, same framing (${C_COMPILER})`;
+          if (program.path) {
+            // Alternating trials; each side times only the stream (from connect or accept to its end).
+            const ts: number[] = [];
+            const c: number[] = [];
+            const scratch: TrialCpu[] = [];
+            await cPairOnce(program.path, kind, dir, n++);
+            await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch);
+            for (let t = 0; t < 9; t++) {
+              c.push(await cPairOnce(program.path, kind, dir, n++));
+              ts.push(await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch));
+            }
+            const [cMs, tsMs] = [medianOf(c), medianOf(ts)];
+            rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: cMs / tsMs, baseline: pairBaseline, note: `${rate(tsMs)} against C ${rate(cMs)}` });
+          } else {
+            rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: NaN, baseline: pairBaseline, skipped: program.missing });
+          }
           const cpu: Record<'with' | 'without', TrialCpu[]> = { with: [], without: [] };
-          const once = (checksums: boolean) => () => streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, checksums, cpu[checksums ? 'with' : 'without']);
+          const once = (checksums: boolean) => async () => void (await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, checksums, cpu[checksums ? 'with' : 'without']));
           const r = await compareAsync({ trials: 9, baseline: once(false), subject: once(true) });
           rows.push({
             benchmark: 'migration stream integrity, 256 MiB random pages, two processes',
