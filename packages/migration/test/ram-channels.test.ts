@@ -139,7 +139,8 @@ describe('RAM channels', () => {
   });
 
   it.for([
-    ['a channel that says it is another one', 'swap', /RAM channel 0 of 2 opened with CHANNEL 1 of 2/],
+    ['two connections that say they are the same channel', 'twice', /RAM channel 1 of 2 opened twice/],
+    ['a channel of another migration', 'count', /RAM channel connection 0 says it is channel 0 of 3; this destination has 2/],
     ['a device record on a channel', 'device', /RAM channel 1: DEVICE_DATA record at offset \d+ \(a channel carries RAM_PAGES, RAM_ZERO and SYNC\)/],
     ['a SYNC that skips a pass', 'skip', /RAM channel 0: SYNC of pass 3 at offset \d+ after pass 1/],
     ['a channel that ends inside a pass', 'cut', /RAM channel 1 ended inside the pass after 1/],
@@ -150,7 +151,8 @@ describe('RAM channels', () => {
     const receiver = new RamChannelReceiver(pairs.map(([, d]) => d), { memory: destination });
     const page = new Uint8Array(PAGE).fill(5);
     const sent = (async () => {
-      if (how === 'swap') await Promise.all(writers.map((w, i) => w.write({ name: 'CHANNEL', channel: 1 - i, channels: 2 })));
+      if (how === 'twice') await Promise.all(writers.map((w) => w.write({ name: 'CHANNEL', channel: 1, channels: 2 })));
+      else if (how === 'count') await Promise.all(writers.map((w, channel) => w.write({ name: 'CHANNEL', channel, channels: 3 })));
       else await Promise.all(writers.map((w, channel) => w.write({ name: 'CHANNEL', channel, channels: 2 })));
       await Promise.all(writers.map((w) => w.write({ name: 'SYNC', pass: 1 })));
       if (how === 'device') await writers[1]!.write({ name: 'DEVICE_DATA', device: 0, payload: page });

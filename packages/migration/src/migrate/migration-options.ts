@@ -1,6 +1,19 @@
 // What a user sets for a migration and what it reports back.
 
 import type { DirtyTrackingStrategy } from '@vmmkit/core';
+import type { MigrationTransport } from '../stream/migration-transport.js';
+
+/** Most RAM channels a migration may have beside its main stream. */
+export const MAX_CHANNELS = 16;
+
+/**
+ * The connections of a migration with RAM channels: the main stream (SETUP, device state,
+ * ordering, the return path) and the channels that carry RAM pages beside it.
+ */
+export interface MigrationConnections {
+  readonly main: MigrationTransport;
+  readonly channels: readonly MigrationTransport[];
+}
 
 /** Options of an outgoing migration (QEMU's migration parameters, the ones that matter here). */
 export interface MigrationOptions {
@@ -22,6 +35,14 @@ export interface MigrationOptions {
    * stream's throughput (`npm run bench`, migration stream integrity).
    */
   readonly integrity?: boolean;
+  /**
+   * RAM channels beside the main stream (QEMU's multifd-channels): each pass's pages are dealt
+   * out over this many more connections, while device state and the order of passes stay on the
+   * main one. Default 0: everything on the main stream. `migrateOutgoing` then takes
+   * `{ main, channels }` with exactly this many channels; the destination learns the number
+   * from SETUP.
+   */
+  readonly channels?: number;
 }
 
 /** The destination's idle timeout unless told otherwise: see {@link IncomingOptions.idleTimeoutMs}. */

@@ -78,6 +78,11 @@ export interface RamChannelReceiverOptions {
   readonly idleTimeoutMs?: number;
   /** Called with each RAM record once applied (the destination's account of corrupt pages). */
   readonly onRecord?: (record: RamRecord) => void;
+  /**
+   * Called once with the first channel's failure, as it happens (the owner may be waiting on
+   * its main stream, not on `pass()`). The channels are destroyed by then.
+   */
+  readonly onFailure?: (error: unknown) => void;
 }
 
 interface Gate {
@@ -98,7 +103,9 @@ export class RamChannelReceiver {
   readonly #options: RamChannelReceiverOptions;
   readonly #gates = new Map<number, Gate>();
   readonly #loops: Promise<void>[];
-  /** For each channel whose stream ended (after a SYNC), the pass it ended after. */
+  /** The channels whose connection has said CHANNEL. */
+  readonly #claimed = new Set<number>();
+  /** For each connection whose stream ended (after a SYNC), the pass it ended after. */
   readonly #endedAfter: (number | undefined)[] = [];
   #failure: unknown;
   readonly #failed = new Deferred();
@@ -112,6 +119,16 @@ export class RamChannelReceiver {
     // A failure is reported by pass() and end(); until someone asks, it must not be unhandled.
     this.#failed.promise.catch(() => undefined);
     this.#loops = this.#readers.map((r, i) => this.#run(r, i).catch((e: unknown) => this.#fail(e)));
+  }
+
+  /** Number of channels. */
+  get channels(): number {
+    return this.#readers.length;
+  }
+
+  /** The first channel's failure, if one failed. */
+  get failure(): unknown {
+    return this.#failure;
   }
 
   /** Stream bytes read on all channels so far. */
@@ -145,20 +162,25 @@ export class RamChannelReceiver {
     for (const r of this.#readers) r.stop();
   }
 
-  async #run(reader: MigrationStreamReader, channel: number): Promise<void> {
+  async #run(reader: MigrationStreamReader, connection: number): Promise<void> {
     const channels = this.#readers.length;
+    // Connections may be accepted in any order: CHANNEL says which channel each one is.
     const first = await reader.expectNext();
-    if (first.name !== 'CHANNEL' || first.channel !== channel || first.channels !== channels) {
-      const what = first.name === 'CHANNEL' ? `CHANNEL ${first.channel} of ${first.channels}` : `a ${first.name} record`;
-      throw new MigrationRefusedError(`RAM channel ${channel} of ${channels} opened with ${what}`);
+    if (first.name !== 'CHANNEL') throw new MigrationRefusedError(`RAM channel connection ${connection} opened with a ${first.name} record, not CHANNEL`);
+    const channel = first.channel;
+    if (first.channels !== channels || channel >= channels) {
+      throw new MigrationRefusedError(`RAM channel connection ${connection} says it is channel ${channel} of ${first.channels}; this destination has ${channels}`);
     }
+    if (this.#claimed.has(channel)) throw new MigrationRefusedError(`RAM channel ${channel} of ${channels} opened twice`);
+    this.#claimed.add(channel);
     let pass: number | undefined;
     let inPass = false;
     for (;;) {
       const record = await reader.next();
       if (!record) {
         if (inPass || pass === undefined) throw new MigrationRefusedError(`RAM channel ${channel} ended ${pass === undefined ? 'before its first SYNC' : `inside the pass after ${pass}`}`);
-        this.#endedAfter[channel] = pass;
+        reader.stop();
+        this.#endedAfter[connection] = pass;
         for (const waiting of this.#gates.keys()) this.#checkEnded(waiting);
         return;
       }
@@ -200,8 +222,8 @@ export class RamChannelReceiver {
 
   /** A channel that ended before `pass` can never reach it: refuse waiting for it. */
   #checkEnded(pass: number): void {
-    const channel = this.#endedAfter.findIndex((last) => last !== undefined && last < pass);
-    if (channel >= 0) this.#fail(new MigrationRefusedError(`RAM channel ${channel} ended after pass ${this.#endedAfter[channel]}, before pass ${pass}`));
+    const connection = this.#endedAfter.findIndex((last) => last !== undefined && last < pass);
+    if (connection >= 0) this.#fail(new MigrationRefusedError(`RAM channel connection ${connection} ended after pass ${this.#endedAfter[connection]}, before pass ${pass}`));
   }
 
   #fail(error: unknown): void {
@@ -210,6 +232,7 @@ export class RamChannelReceiver {
     this.#failed.reject(error);
     for (const gate of this.#gates.values()) gate.release.reject(error);
     this.destroy();
+    this.#options.onFailure?.(error);
   }
 }
 
