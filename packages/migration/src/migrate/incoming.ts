@@ -54,7 +54,7 @@ export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport | 
   try {
     return await vmm.runMigration('incoming', options, (signal) => {
       ran = true;
-      return new IncomingMigration(vmm, main, channels, idle, signal).run();
+      return new IncomingMigration(vmm, main, channels, idle, signal, options.acceptChannel).run();
     });
   } catch (e) {
     // Refused before it ran: the transports were given to this migration all the same.
@@ -67,7 +67,7 @@ class IncomingMigration {
   readonly #reader: MigrationStreamReader;
   readonly #writer: MigrationStreamWriter<'return'>;
   readonly #corrupt: CorruptPages;
-  readonly #channels: RamChannelReceiver | undefined;
+  #channels: RamChannelReceiver | undefined;
   /** The last ITERATION's number: the passes the channels have ended. */
   #lastIteration = 0;
   #devices: DestinationDevices | undefined;
@@ -82,15 +82,59 @@ class IncomingMigration {
     private readonly vmm: Vmm,
     private readonly transport: MigrationTransport,
     channels: readonly MigrationTransport[],
-    idleTimeoutMs: number,
+    private readonly idleTimeoutMs: number,
     private readonly signal: AbortSignal | undefined,
+    private readonly acceptChannel: (() => Promise<MigrationTransport>) | undefined,
   ) {
     this.#reader = new MigrationStreamReader(transport, { memory: vmm.memory, idleTimeoutMs });
     this.#writer = new MigrationStreamWriter(transport, { direction: 'return' });
     this.#corrupt = new CorruptPages(vmm.memory);
-    this.#channels = channels.length === 0 ? undefined : new RamChannelReceiver(channels, {
-      memory: vmm.memory, idleTimeoutMs, onRecord: (record) => this.#counted(record), onFailure: (error) => void this.#channelFailed(error),
+    if (channels.length > 0) this.#receiveChannels(channels);
+  }
+
+  #receiveChannels(channels: readonly MigrationTransport[]): void {
+    this.#channels = new RamChannelReceiver(channels, {
+      memory: this.vmm.memory, idleTimeoutMs: this.idleTimeoutMs,
+      onRecord: (record) => this.#counted(record), onFailure: (error) => void this.#channelFailed(error),
     });
+  }
+
+  /**
+   * Accept the `count` channels SETUP announced (none given up front), each within the idle
+   * timeout; a failure destroys those accepted so far.
+   */
+  async #acceptChannels(count: number): Promise<void> {
+    const accepted: MigrationTransport[] = [];
+    let gaveUp = false;
+    const limit = this.idleTimeoutMs > 0 && this.idleTimeoutMs !== Infinity ? this.idleTimeoutMs : undefined;
+    let onAbort = (): void => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(cancelled());
+      this.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
+    try {
+      for (let i = 0; i < count; i++) {
+        // A connection accepted after this gave up is the migration's all the same: destroyed.
+        const accepting = this.acceptChannel!().then((t) => (gaveUp && t.destroy(), t));
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          if (limit !== undefined) timer = setTimeout(() => reject(new MigrationRefusedError(`the source announced ${count} RAM channel(s); ${i} connected within ${limit} ms`)), limit);
+        });
+        try {
+          accepted.push(await Promise.race([accepting, late, aborted]));
+        } finally {
+          clearTimeout(timer);
+        }
+      }
+    } catch (e) {
+      gaveUp = true;
+      for (const t of accepted) t.destroy();
+      throw e;
+    } finally {
+      this.signal?.removeEventListener('abort', onAbort);
+    }
+    this.#receiveChannels(accepted);
   }
 
   /** Account a RAM record applied (from the main stream or a channel). */
@@ -134,6 +178,10 @@ class IncomingMigration {
   async #setup(): Promise<void> {
     const record = await this.#next();
     if (record.name !== 'SETUP') throw this.#unexpected(record, 'SETUP');
+    const announced = (record.json as { channels?: unknown } | null)?.channels;
+    if (!this.#channels && this.acceptChannel && typeof announced === 'number' && Number.isSafeInteger(announced) && announced > 0 && announced <= MAX_CHANNELS) {
+      await this.#acceptChannels(announced);
+    }
     const devices = matchSetup(this.vmm, record.json, this.#channels ? this.#channels.channels : 0);
     const loading = new DestinationDevices(this.vmm, devices);
     loading.loadSetup();

@@ -63,6 +63,13 @@ export interface IncomingOptions {
    * late once GO has arrived: the source has handed the guest over, and the destination runs it.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Where the RAM channels a source announces in SETUP come from when they were not given up
+   * front, e.g. `() => listener.accept()`: called once per channel after SETUP (the source
+   * connects them once its main stream is up; CHANNEL says which is which). A channel that does
+   * not come within `idleTimeoutMs` fails the migration.
+   */
+  readonly acceptChannel?: () => Promise<MigrationTransport>;
 }
 
 /** What one container's tracker found over the whole migration. */
