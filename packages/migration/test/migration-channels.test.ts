@@ -119,6 +119,23 @@ describe('a migration with RAM channels', { timeout: 30_000 }, () => {
     expect([MigrationTransportError, MigrationRefusedError].some((c) => source!.cause instanceof c), String(source!.cause)).toBe(true);
   });
 
+  it.for(['source', 'destination'] as const)('is cancelled on the %s during precopy: both sides fail, every channel closes', async (side) => {
+    const p = await pair();
+    const [out, into] = transportPair();
+    const [sources, destinations] = channelPairs(2);
+    const cancel = new AbortController();
+    p.source.events.on('migration:iteration', ({ iteration }) => {
+      if (iteration === 2) cancel.abort();
+    });
+    const outcome = await Promise.allSettled([
+      migrateOutgoing(p.source, { main: out, channels: sources }, { maxIterations: 4, downtimeLimitMs: 0, channels: 2, ...(side === 'source' && { signal: cancel.signal }) }),
+      migrateIncoming(p.destination, { main: into, channels: destinations }, side === 'destination' ? { signal: cancel.signal } : {}),
+    ]);
+    const errors = await expectFailedAndRolledBack(p, outcome);
+    expect(String(errors[side === 'source' ? 0 : 1]!.cause)).toMatch(/cancelled/);
+    for (const t of [...sources, ...destinations]) await expect(t.write([new Uint8Array(1)])).rejects.toBeInstanceOf(MigrationTransportError);
+  });
+
   it('refuses a hostile channel (device data on a RAM channel) before GO', async () => {
     const p = await pair();
     const [out, into] = transportPair();

@@ -60,7 +60,7 @@ function someDirty(seed: number): DirtyBitmap {
 }
 
 describe('RAM channels', () => {
-  it.for([1, 2, 4])('%i channel(s): every pass arrives whole and the newest copy of each page wins, with one channel slow', async (n) => {
+  it.for([1, 2, 4])('%i channel(s): every pass arrives whole and the newest copy of each page wins, with one channel slow', { timeout: 30_000 }, async (n) => {
     const source = ram();
     const destination = ram();
     const { sender, destinations } = channels(n);
@@ -85,7 +85,7 @@ describe('RAM channels', () => {
     await sent;
     expect(Buffer.compare(destination.blocks[0]!.mapping.bytes, source.blocks[0]!.mapping.bytes)).toBe(0);
     expect(receiver.bytesRead).toBe(sender.bytesWritten);
-  }, 30_000);
+  });
 
   it('deals the records to every channel in turn', async () => {
     const source = ram();

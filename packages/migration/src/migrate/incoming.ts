@@ -260,7 +260,7 @@ class IncomingMigration {
     const error = cancelled();
     await this.#lastWord(new MigrationFailedError('destination', this.#phase, error));
     this.transport.destroy(error);
-    this.#channels?.destroy();
+    this.#channels?.destroy(error);
   }
 
   /**

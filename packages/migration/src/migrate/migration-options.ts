@@ -31,8 +31,8 @@ export interface MigrationOptions {
   /**
    * Checksum the stream end to end (a CRC-32 per pass, a digest per RAM page), so that the
    * destination refuses a corrupted stream before the guest starts instead of running it.
-   * Default false: computing the digests at both ends costs a fifth to a third of the
-   * stream's throughput (`npm run bench`, migration stream integrity).
+   * Default false: it costs 16-36% of the stream's throughput here, more than the 10% it may
+   * cost to be on by default (`npm run bench`, migration stream integrity; docs/migration.md).
    */
   readonly integrity?: boolean;
   /**

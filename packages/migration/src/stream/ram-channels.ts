@@ -108,6 +108,8 @@ export class RamChannelReceiver {
   /** For each connection whose stream ended (after a SYNC), the pass it ended after. */
   readonly #endedAfter: (number | undefined)[] = [];
   #failure: unknown;
+  /** The owner destroyed the channels (before any failed). */
+  #stopped = false;
   readonly #failed = new Deferred();
 
   /** @throws ArgumentError without a channel. */
@@ -156,8 +158,19 @@ export class RamChannelReceiver {
     if (this.#failure !== undefined) throw this.#failure;
   }
 
-  /** Destroy every channel's transport and stop reading (a failed or cancelled migration). */
-  destroy(): void {
+  /**
+   * Destroy every channel's transport and stop reading (a failed or cancelled migration). What
+   * the channels then run into is the owner's doing, not a failure of theirs: `pass()` and
+   * `end()` reject with `reason`.
+   */
+  destroy(reason?: unknown): void {
+    if (this.#failure === undefined && !this.#stopped) {
+      this.#stopped = true;
+      // Whoever waits on pass() or end() learns why: the owner's reason.
+      const why = reason ?? new MigrationRefusedError('the RAM channels were closed');
+      this.#failed.reject(why);
+      for (const gate of this.#gates.values()) gate.release.reject(why);
+    }
     for (const t of this.#transports) t.destroy();
     for (const r of this.#readers) r.stop();
   }
@@ -227,7 +240,7 @@ export class RamChannelReceiver {
   }
 
   #fail(error: unknown): void {
-    if (this.#failure !== undefined) return;
+    if (this.#failure !== undefined || this.#stopped) return;
     this.#failure = error;
     this.#failed.reject(error);
     for (const gate of this.#gates.values()) gate.release.reject(error);
