@@ -3,12 +3,16 @@
 // bytes it read. A process of its own, so that each end of the stream has its own core.
 
 import { GuestMemory, LinuxHost } from '@vmmkit/core';
-import { applyRamRecord, listenMigration, MigrationStreamReader } from '@vmmkit/migration';
+import { applyRamRecord, listenMigration, MigrationStreamReader, RamChannelReceiver, type MigrationTransport } from '@vmmkit/migration';
 
-/** Parent to peer: receive one stream at `address` into `size` bytes of RAM. */
+/**
+ * Parent to peer: receive one stream at `address` into `size` bytes of RAM; with `channels`, one
+ * pass of RAM over that many RAM channels (no main stream) instead.
+ */
 export interface PeerRequest {
   readonly address: string;
   readonly size: number;
+  readonly channels?: number;
 }
 
 /**
@@ -19,10 +23,11 @@ export type PeerReply = { readonly listening: string } | { readonly done: number
 
 let memory: GuestMemory | undefined;
 
-async function receive({ address, size }: PeerRequest): Promise<void> {
+async function receive({ address, size, channels }: PeerRequest): Promise<void> {
   memory ??= GuestMemory.allocate(new LinuxHost(), [{ gpa: 0n, size: BigInt(size) }]);
-  const listener = await listenMigration(address);
+  const listener = await listenMigration(address, { connections: channels ?? 1 });
   process.send!({ listening: listener.name } satisfies PeerReply);
+  if (channels) return receiveChannels(listener, channels, memory);
   const transport = await listener.accept();
   const cpu = process.cpuUsage();
   await listener.close();
@@ -31,6 +36,20 @@ async function receive({ address, size }: PeerRequest): Promise<void> {
   transport.destroy();
   const { user, system } = process.cpuUsage(cpu);
   process.send!({ done: reader.bytesRead, cpuMs: (user + system) / 1000 } satisfies PeerReply);
+}
+
+/** One pass over `channels` RAM channels. */
+async function receiveChannels(listener: Awaited<ReturnType<typeof listenMigration>>, channels: number, ram: GuestMemory): Promise<void> {
+  const transports: MigrationTransport[] = [];
+  for (let i = 0; i < channels; i++) transports.push(await listener.accept());
+  const cpu = process.cpuUsage();
+  await listener.close();
+  const receiver = new RamChannelReceiver(transports, { memory: ram });
+  await receiver.pass(1);
+  await receiver.end();
+  for (const t of transports) t.destroy();
+  const { user, system } = process.cpuUsage(cpu);
+  process.send!({ done: receiver.bytesRead, cpuMs: (user + system) / 1000 } satisfies PeerReply);
 }
 
 process.on('message', (request: PeerRequest | 'exit') => {
