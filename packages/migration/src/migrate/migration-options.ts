@@ -31,7 +31,7 @@ export interface MigrationOptions {
   /**
    * Checksum the stream end to end (a CRC-32 per pass, a digest per RAM page), so that the
    * destination refuses a corrupted stream before the guest starts instead of running it.
-   * Default false: it costs 16-36% of the stream's throughput here, more than the 10% it may
+   * Default false: it costs 16-38% of the stream's throughput here, more than the 10% it may
    * cost to be on by default (`npm run bench`, migration stream integrity; docs/migration.md).
    */
   readonly integrity?: boolean;
