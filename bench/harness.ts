@@ -8,6 +8,8 @@ export interface Row {
   /** Subject throughput over baseline throughput (higher is better; 1 = as fast as the baseline). */
   readonly ratio: number;
   readonly baseline: string;
+  /** Why the row could not be measured (e.g. no C compiler); `ratio` is then NaN. */
+  readonly skipped?: string;
   readonly note?: string;
 }
 
@@ -18,6 +20,11 @@ export interface Benchmark {
 }
 
 const now = (): bigint => process.hrtime.bigint();
+/** CPU time of this process in ms (user + system). */
+const cpuMs = (): number => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1000;
+};
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -26,28 +33,32 @@ function median(xs: number[]): number {
 
 /**
  * Time `subject` and `baseline` in alternating trials (after a warm-up of each) and return the
- * ratio of baseline time to subject time per unit of work: >1 means the subject is faster.
- * `prepare` runs before each trial of the subject, outside the timing.
+ * ratio of baseline time to subject time per unit of work: >1 means the subject is faster. Both
+ * run on this thread, so the time is the process's CPU time: other load on a shared machine
+ * (which stretches wall time by whole scheduler slices) does not count against either.
+ * `prepare` runs before each trial of the subject, `prepareBaseline` before each of the baseline,
+ * outside the timing.
  */
 export function compare(options: {
   trials?: number;
   baseline: () => void;
   subject: () => void;
   prepare?: () => void;
+  prepareBaseline?: () => void;
 }): { ratio: number; baselineMs: number; subjectMs: number } {
   const trials = options.trials ?? 15;
   const timeOne = (fn: () => void, prepare?: () => void): number => {
     prepare?.();
-    const t = now();
+    const t = cpuMs();
     fn();
-    return Number(now() - t) / 1e6;
+    return cpuMs() - t;
   };
-  timeOne(options.baseline);
+  timeOne(options.baseline, options.prepareBaseline);
   timeOne(options.subject, options.prepare);
   const base: number[] = [];
   const subj: number[] = [];
   for (let i = 0; i < trials; i++) {
-    base.push(timeOne(options.baseline));
+    base.push(timeOne(options.baseline, options.prepareBaseline));
     subj.push(timeOne(options.subject, options.prepare));
   }
   const baselineMs = median(base);
@@ -89,7 +100,7 @@ export async function compareAsync(options: {
 /** Print rows as an aligned table. */
 export function printTable(rows: readonly Row[]): void {
   const header = ['benchmark', 'case', 'ratio', 'baseline (same run)', 'note'];
-  const lines = rows.map((r) => [r.benchmark, r.case, `${r.ratio.toFixed(2)}x`, r.baseline, r.note ?? '']);
+  const lines = rows.map((r) => [r.benchmark, r.case, r.skipped ? 'skipped' : `${r.ratio.toFixed(2)}x`, r.baseline, r.skipped ?? r.note ?? '']);
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i]!.length)));
   const fmt = (cols: string[]): string => cols.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
   console.log(fmt(header));

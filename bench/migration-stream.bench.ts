@@ -9,6 +9,8 @@
 // default), and zlib's CRC-32 over every page at both ends (the native alternative) against the
 // stream without. Both ends' work lands on this one thread.
 
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -17,10 +19,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirtyBitmap, GuestMemory, LinuxHost } from '@vmmkit/core';
 import {
-  applyRamRecord, connectMigration, listenMigration, MigrationStreamReader, MigrationStreamWriter, sendDirtyPages,
+  applyRamRecord, connectMigration, listenMigration, MigrationStreamReader, MigrationStreamWriter, RamChannelSender, sendDirtyPages,
   ThroughputMeter, type MigrationTransport,
 } from '@vmmkit/migration';
 import { compareAsync, type Benchmark, type Row } from './harness.js';
+import { C_COMPILER, nativeProgram } from './native.js';
+import type { PeerReply, PeerRequest } from './stream-peer.js';
 
 const SIZE = 256 << 20;
 const RAW_CHUNK = 1 << 20;
@@ -74,6 +78,99 @@ async function streamOnce(address: string, source: GuestMemory, destination: Gue
   d.destroy();
   return bytes;
 }
+
+/** A destination in a process of its own (bench/stream-peer.ts), reused across trials. */
+class StreamPeer {
+  readonly #child: ChildProcess = fork(new URL('./stream-peer.js', import.meta.url), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+
+  /** Ask for one stream at `address`; resolves with where to connect and the promise of its bytes. */
+  async receive(address: string, channels?: number): Promise<{ name: string; done: Promise<{ bytes: number; cpuMs: number }> }> {
+    const replies: PeerReply[] = [];
+    const waiters: ((r: PeerReply) => void)[] = [];
+    const onMessage = (r: PeerReply): void => {
+      const waiter = waiters.shift();
+      if (waiter) waiter(r);
+      else replies.push(r);
+    };
+    const next = (): Promise<PeerReply> => new Promise((resolve) => (replies.length ? resolve(replies.shift()!) : waiters.push(resolve)));
+    this.#child.on('message', onMessage);
+    this.#child.send({ address, size: SIZE, ...(channels && { channels }) } satisfies PeerRequest);
+    const first = await next();
+    if (!('listening' in first)) throw new Error(`stream peer: ${JSON.stringify(first)}`);
+    const done = next().then((r) => {
+      this.#child.off('message', onMessage);
+      if (!('done' in r)) throw new Error(`stream peer: ${JSON.stringify(r)}`);
+      return { bytes: r.done, cpuMs: r.cpuMs };
+    });
+    return { name: first.listening, done };
+  }
+
+  stop(): void {
+    this.#child.send('exit');
+  }
+}
+
+/** CPU time (ms) of each end of one two-process trial. */
+interface TrialCpu {
+  source: number;
+  destination: number;
+}
+
+/**
+ * One trial with the destination in `peer`'s process: every dirty page of `source`; adds each
+ * end's CPU time to `cpu` and returns the ms from connecting to the destination's end of stream.
+ */
+async function streamToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, checksums: boolean, cpu: TrialCpu[]): Promise<number> {
+  const { name, done } = await peer.receive(address);
+  const start = process.cpuUsage();
+  const t0 = performance.now();
+  const transport = await connectMigration(name);
+  const writer = new MigrationStreamWriter(transport, { checksums });
+  await sendDirtyPages(writer, source, 0, dirty);
+  await writer.end();
+  const { user, system } = process.cpuUsage(start);
+  const received = await done;
+  const ms = performance.now() - t0;
+  transport.destroy();
+  cpu.push({ source: (user + system) / 1000, destination: received.cpuMs });
+  return ms;
+}
+
+/**
+ * One trial of the C pair (bench/c/stream-pair.c): receiver and sender processes; returns the
+ * receiver's ms from accepting to the end of the stream (the sender fills its RAM before it connects).
+ */
+async function cPairOnce(program: string, kind: Kind, dir: string, n: number): Promise<number> {
+  const where = kind === 'tcp' ? 'tcp' : `unix:${join(dir, `c${n}.sock`)}`;
+  const receiver = spawn(program, ['recv', where, String(SIZE)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
+  const listening = (await lines.next()).value as string | undefined;
+  if (!listening?.startsWith('listening ')) throw new Error(`C receiver: ${listening}`);
+  const sender = spawn(program, ['send', listening.slice('listening '.length), String(SIZE)], { stdio: 'inherit' });
+  const done = (await lines.next()).value as string | undefined;
+  await new Promise((resolve) => (sender.exitCode !== null ? resolve(0) : sender.once('exit', resolve)));
+  if (!done?.startsWith('done ')) throw new Error(`C receiver: ${done}`);
+  return Number(done.split(' ')[2]);
+}
+
+/** One pass of every dirty page of `source` over `channels` RAM channels to `peer`; returns the ms from connecting to the end. */
+async function channelsToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, channels: number): Promise<number> {
+  const { name, done } = await peer.receive(address, channels);
+  const t0 = performance.now();
+  const transports: MigrationTransport[] = [];
+  for (let i = 0; i < channels; i++) transports.push(await connectMigration(name));
+  const sender = new RamChannelSender(transports.map((t) => new MigrationStreamWriter(t)));
+  await sender.open();
+  await sender.send(source, 0, dirty);
+  await sender.sync(1);
+  await sender.end();
+  await done;
+  const ms = performance.now() - t0;
+  for (const t of transports) t.destroy();
+  return ms;
+}
+
+const medianOf = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One baseline trial: the block's bytes written raw, in 1 MiB views, to a receiver that counts. */
 async function rawOnce(kind: Kind, address: string, source: GuestMemory): Promise<void> {
@@ -159,6 +256,97 @@ export const migrationStreamBenchmark: Benchmark = {
       random.free();
       zero.free();
       destination.free();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    return rows;
+  },
+};
+
+export const twoProcessIntegrityBenchmark: Benchmark = {
+  name: 'migration stream, two processes',
+  async run(): Promise<Row[]> {
+    const host = new LinuxHost();
+    const dir = mkdtempSync(join(tmpdir(), 'vmmkit-bench-'));
+    const random = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
+    const rows: Row[] = [];
+    try {
+      const bytes = random.blocks[0]!.mapping.bytes;
+      for (let at = 0; at < SIZE; at += 1 << 20) randomFillSync(bytes, at, 1 << 20);
+      const dirty = new DirtyBitmap(random.blocks[0]!.pages);
+      dirty.fill();
+      let n = 0;
+      const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
+      // Each end in its own process (a core each, as a real migration has a host each): the cost
+      // of the checksums to the stream's throughput, with each end paying its own.
+      const peer = new StreamPeer();
+      const program = nativeProgram('stream-pair');
+      try {
+        for (const kind of ['tcp', 'unix'] as const) {
+          const over = kind === 'tcp' ? 'TCP loopback' : 'Unix socket';
+          const pairBench = 'migration stream, 256 MiB random pages, two processes';
+          const pairBaseline = `C sender and receiver, same framing (${C_COMPILER})`;
+          if (program.path) {
+            // Alternating trials; each side times only the stream (from connect or accept to its end).
+            const ts: number[] = [];
+            const c: number[] = [];
+            const scratch: TrialCpu[] = [];
+            await cPairOnce(program.path, kind, dir, n++);
+            await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch);
+            for (let t = 0; t < 9; t++) {
+              c.push(await cPairOnce(program.path, kind, dir, n++));
+              ts.push(await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch));
+            }
+            const [cMs, tsMs] = [medianOf(c), medianOf(ts)];
+            rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: cMs / tsMs, baseline: pairBaseline, note: `${rate(tsMs)} against C ${rate(cMs)}` });
+          } else {
+            rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: NaN, baseline: pairBaseline, skipped: program.missing });
+          }
+          // N RAM channels against one stream, each end in its own process. Every channel runs on
+          // its process's one thread (no worker threads yet), on a machine of 2 cores that both
+          // ends share: more sockets, not more cores.
+          for (const channels of [2, 4]) {
+            const one: number[] = [];
+            const many: number[] = [];
+            const scratch: TrialCpu[] = [];
+            await channelsToPeer(peer, addressOf(kind, dir, n++), random, dirty, channels);
+            for (let t = 0; t < 7; t++) {
+              one.push(await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch));
+              many.push(await channelsToPeer(peer, addressOf(kind, dir, n++), random, dirty, channels));
+            }
+            const [oneMs, manyMs] = [medianOf(one), medianOf(many)];
+            rows.push({
+              benchmark: pairBench, case: `${over}: ${channels} RAM channels`, ratio: oneMs / manyMs, baseline: 'one stream',
+              note: `${rate(manyMs)} against ${rate(oneMs)}; one thread per end, 2 cores in all`,
+            });
+          }
+          const cpu: Record<'with' | 'without', TrialCpu[]> = { with: [], without: [] };
+          const once = (checksums: boolean) => async () => void (await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, checksums, cpu[checksums ? 'with' : 'without']));
+          const r = await compareAsync({ trials: 9, baseline: once(false), subject: once(true) });
+          rows.push({
+            benchmark: 'migration stream integrity, 256 MiB random pages, two processes',
+            case: `${over}: checksums (PageDigest + pass CRC-32), throughput`,
+            ratio: r.ratio,
+            baseline: 'the stream without checksums',
+            note: `${rate(r.subjectMs)} against ${rate(r.baselineMs)}: costs ${((1 - r.ratio) * 100).toFixed(1)}% of the throughput`,
+          });
+          // CPU time per end: what the checksums cost each host, whatever else the machine runs.
+          for (const end of ['source', 'destination'] as const) {
+            const without = medianOf(cpu.without.map((c) => c[end]));
+            const withSums = medianOf(cpu.with.map((c) => c[end]));
+            rows.push({
+              benchmark: 'migration stream integrity, 256 MiB random pages, two processes',
+              case: `${over}: checksums, CPU time of the ${end}`,
+              ratio: without / withSums,
+              baseline: 'the stream without checksums',
+              note: `${withSums.toFixed(0)} ms against ${without.toFixed(0)} ms of CPU: ${withSums >= without ? '+' : ''}${((withSums / without - 1) * 100).toFixed(1)}%`,
+            });
+          }
+        }
+      } finally {
+        peer.stop();
+      }
+    } finally {
+      random.free();
       rmSync(dir, { recursive: true, force: true });
     }
     return rows;

@@ -2,13 +2,13 @@
 
 import { printTable, type Benchmark, type Row } from './harness.js';
 import { dirtyBitmapBenchmark } from './dirty-bitmap.bench.js';
-import { migrationStreamBenchmark } from './migration-stream.bench.js';
+import { migrationStreamBenchmark, twoProcessIntegrityBenchmark } from './migration-stream.bench.js';
 import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
 import { scalingBenchmark } from './scaling.bench.js';
 import { vfioUserBenchmark } from './vfio-user.bench.js';
 import { kvmBenchmark } from './kvm.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, kvmBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, kvmBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];

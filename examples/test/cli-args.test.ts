@@ -54,13 +54,15 @@ describe('vmmkit command line: accepted', () => {
 
   it('migrate takes the URI anywhere among its options, and the migration parameters', () => {
     const line = parseCommandLine([
-      'migrate', '--sim', 'unix:/run/vm.sock', '--downtime-limit', '50', '--max-bandwidth', '100M', '--max-iterations', '5',
+      'migrate', '--sim', 'unix:/run/vm.sock', '--downtime-limit', '50', '--max-bandwidth', '100M', '--max-iterations', '5', '--channels', '4',
     ]);
     expect(line).toEqual({
       command: 'migrate', uri: 'unix:/run/vm.sock',
       vm: { sim: true, kvm: false, ramSize: DEFAULT_RAM_SIZE, objects: [], devices: [] },
-      parameters: { downtimeLimitMs: 50, maxBandwidth: 100 * 2 ** 20, maxIterations: 5 },
+      parameters: { downtimeLimitMs: 50, maxBandwidth: 100 * 2 ** 20, maxIterations: 5, channels: 4 },
     });
+    const none = parseCommandLine(['migrate', 'unix:/s', '--channels', '0']);
+    expect(none.command === 'migrate' && none.parameters).toEqual({ channels: 0 });
     const plain = parseCommandLine(['migrate', 'tcp:[::1]:4444']);
     expect(plain.command === 'migrate' && [plain.uri, plain.parameters]).toEqual(['tcp:[::1]:4444', {}]);
   });
@@ -119,6 +121,8 @@ describe('vmmkit command line: refused, naming the option and the value', () => 
     { argv: ['migrate', 'tcp:h:1', '--downtime-limit', '0'], option: '--downtime-limit', value: '0', says: 'a positive number of milliseconds' },
     { argv: ['migrate', 'tcp:h:1', '--max-bandwidth', 'fast'], option: '--max-bandwidth', value: 'fast', says: 'bytes per second' },
     { argv: ['migrate', 'tcp:h:1', '--max-iterations', '2.5'], option: '--max-iterations', value: '2.5', says: 'a positive integer' },
+    { argv: ['migrate', 'tcp:h:1', '--channels', '17'], option: '--channels', value: '17', says: 'a whole number from 0 to 16' },
+    { argv: ['migrate', 'tcp:h:1', '--channels', '1.5'], option: '--channels', value: '1.5', says: 'a whole number from 0 to 16' },
     { argv: ['migrate', 'tcp:h:1', '--incoming', 'tcp:h:2'], option: '--incoming', says: "unknown option '--incoming'" },
     // Sizes, durations and counts past what their option can hold, or with absurdly many digits.
     { argv: ['run', '-m', '1048576T'], option: '-m', value: '1048576T', says: "invalid value '1048576T' for -m (expected a size such as 512M or 2G, a whole number of 4 KiB pages, less than 8 PiB)" },

@@ -123,11 +123,76 @@ describe.for([false, true])('DirtyBitmap (forceJs=%s)', (forceJs) => {
     expect(() => a.merge(make(201))).toThrow(/merging 201 pages into 200/);
   });
 
+  it('hands out the set bits in ascending batches, across batch boundaries and whole set words', () => {
+    const pages = 300_007;
+    const b = make(pages);
+    const random = rng(5);
+    // Scattered bits, runs of whole words, and a dense stretch (more bits than one batch holds).
+    for (let i = 0; i < 2000; i++) b.set(Math.floor(random() * pages));
+    b.setRange(64 * 100, 64 * 40);
+    b.setRange(100_001, 9_000);
+    b.set(pages - 1);
+    const expected: number[] = [];
+    for (let i = 0; i < pages; i++) if (b.test(i)) expected.push(i);
+    const got: number[] = [];
+    let batches = 0;
+    b.forEachSetBitBatch((batch, count) => {
+      expect(count).toBeGreaterThan(0);
+      expect(count).toBeLessThanOrEqual(batch.length);
+      batches++;
+      for (let i = 0; i < count; i++) got.push(batch[i]!);
+    });
+    expect(batches).toBeGreaterThan(2);
+    expect(got).toEqual(expected);
+    expect(bits(b)).toEqual(expected);
+  });
+
   it('handles an empty bitmap', () => {
     const b = make(0);
     expect(b.count()).toBe(0);
     expect(b.nextSetBit(0)).toBe(-1);
     expect(b.mergeIncoming()).toBe(0);
+  });
+});
+
+describe('the WebAssembly and JS kernels', () => {
+  /** A random report mixing empty stretches, scattered bits, whole set words and single words. */
+  function randomReport(pages: number, random: () => number): Uint8Array {
+    const bytes = new Uint8Array(DirtyBitmap.byteLength(pages));
+    for (let at = 0; at < bytes.length; ) {
+      const span = 1 + Math.floor(random() * 200);
+      const kind = random();
+      for (let i = at; i < Math.min(at + span, bytes.length); i++) {
+        bytes[i] = kind < 0.3 ? 0 : kind < 0.6 ? (random() < 0.1 ? 1 << Math.floor(random() * 8) : 0) : kind < 0.85 ? 0xff : Math.floor(random() * 256);
+      }
+      at += span;
+    }
+    // Bits past the last page: both must drop them.
+    if (pages % 8 !== 0) bytes[bytes.length - 1]! |= 0xff << pages % 8;
+    return bytes;
+  }
+
+  it('agree on random bitmaps: merge counts and results, set bits, counts', () => {
+    const random = rng(1234);
+    for (const pages of [64, 1000, 4096 * 8 + 3, 200_000]) {
+      const simd = new DirtyBitmap(pages);
+      const js = new DirtyBitmap(pages, { forceJs: true });
+      for (let round = 0; round < 5; round++) {
+        const report = randomReport(pages, random);
+        simd.incoming.set(report);
+        js.incoming.set(report);
+        expect(simd.mergeIncoming(), `pages=${pages} round=${round}`).toBe(js.mergeIncoming());
+        expect(simd.bytes).toEqual(js.bytes);
+        expect(simd.count()).toBe(js.count());
+        const a: number[] = [];
+        const b: number[] = [];
+        simd.forEachSetBit((i) => a.push(i));
+        js.forEachSetBit((i) => b.push(i));
+        expect(a).toEqual(b);
+        expect(a.length).toBe(simd.count());
+        if (round === 2) (simd.clear(), js.clear());
+      }
+    }
   });
 });
 

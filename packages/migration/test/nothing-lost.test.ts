@@ -9,7 +9,7 @@ import { SimHost } from '@vmmkit/sim';
 import {
   NIC_A, NIC_B, SIM_GUEST_RING, SimGuest, nicRingBytes, nicRingsAt, ramHash, simMachine, type SimMachineOptions,
 } from '@vmmkit/sim/testing';
-import { migrate, type MigrationResult } from '../src/index.js';
+import { migrate, type MigrationOptions, type MigrationResult } from '../src/index.js';
 import { addNic, vmOn, type Backend } from './machines.js';
 
 interface Scenario {
@@ -66,7 +66,7 @@ async function setUp(s: Scenario) {
  * Migrate with the guest running throughout precopy, and the nics still receiving between the
  * vCPUs pausing and the devices stopping (what only the last sync can catch).
  */
-async function migrateBusy(source: Vmm, destination: Vmm, workload: SimGuest, srcHost: SimHost): Promise<MigrationResult> {
+async function migrateBusy(source: Vmm, destination: Vmm, workload: SimGuest, srcHost: SimHost, more: MigrationOptions = {}): Promise<MigrationResult> {
   const remaps: Promise<void>[] = [];
   source.events.on('migration:iteration', () => {
     workload.step();
@@ -75,17 +75,20 @@ async function migrateBusy(source: Vmm, destination: Vmm, workload: SimGuest, sr
   source.events.on('migration:switchover', () => srcHost.advance(5));
   const stop = workload.runConcurrently();
   try {
-    return await migrate(source, destination, { downtimeLimitMs: 0, maxIterations: 4, maxBandwidth: 400 << 20 });
+    return await migrate(source, destination, { downtimeLimitMs: 0, maxIterations: 4, maxBandwidth: 400 << 20, ...more });
   } finally {
     await stop();
     await Promise.all(remaps);
   }
 }
 
+/** The main stream alone, and RAM over three channels beside it (with the channels' checksums). */
+const LINKS: [string, MigrationOptions][] = [['the main stream', {}], ['3 RAM channels', { channels: 3, integrity: true }]];
+
 describe.each(SCENARIOS)('nothing is lost: $name', (s) => {
-  it('the destination equals the source at switchover, RAM and devices, byte for byte', async () => {
+  it.for(LINKS)('the destination equals the source at switchover, RAM and devices, byte for byte (%s)', { timeout: 30_000 }, async ([, links]) => {
     const { srcHost, dstHost, source, destination, workload, baseline } = await setUp(s);
-    const result = await migrateBusy(source, destination, workload, srcHost);
+    const result = await migrateBusy(source, destination, workload, srcHost, links);
     expect(result.containers.map((c) => c.strategy).sort()).toEqual([...s.strategies].sort());
     expect(result.iterations).toBe(4);
     expect(source.running).toBe(false);

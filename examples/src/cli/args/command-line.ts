@@ -2,7 +2,7 @@
 // Options follow QEMU (`-m`, `-name`, `-object`, `-device`, `-incoming`), with one dash or two.
 
 import {
-  parseBandwidth, parseGuestRamSize, parseMigrationUri, parseMilliseconds, parsePositiveInteger, parseQmpSocket, parseSeconds, parseVmName,
+  parseBandwidth, parseChannelCount, parseGuestRamSize, parseMigrationUri, parseMilliseconds, parsePositiveInteger, parseQmpSocket, parseSeconds, parseVmName,
 } from './option-values.js';
 import { scanOptions, type OptionTable, type OptionValue } from './scan-options.js';
 import { UsageError } from './usage-error.js';
@@ -31,6 +31,7 @@ export interface MigrateParameters {
   readonly downtimeLimitMs?: number;
   readonly maxBandwidth?: number;
   readonly maxIterations?: number;
+  readonly channels?: number;
 }
 
 /** A parsed command line. */
@@ -71,6 +72,7 @@ const MIGRATE_OPTIONS = {
   'downtime-limit': { kind: 'value', metavar: 'MS' },
   'max-bandwidth': { kind: 'value', metavar: 'BYTES/S' },
   'max-iterations': { kind: 'value', metavar: 'N' },
+  channels: { kind: 'value', metavar: 'N' },
 } as const satisfies OptionTable;
 
 const SERVE_OPTIONS = {
@@ -143,6 +145,7 @@ function parseMigrate(args: readonly string[]): CommandLine {
   const downtime = scanned.values('downtime-limit')[0];
   const bandwidth = scanned.values('max-bandwidth')[0];
   const iterations = scanned.values('max-iterations')[0];
+  const channels = scanned.values('channels')[0];
   return {
     command: 'migrate',
     uri: parseMigrationUri('migrate', { option: 'URI', value: uri }, 'connect'),
@@ -151,6 +154,7 @@ function parseMigrate(args: readonly string[]): CommandLine {
       ...(downtime && { downtimeLimitMs: parseMilliseconds('migrate', downtime) }),
       ...(bandwidth && { maxBandwidth: parseBandwidth('migrate', bandwidth) }),
       ...(iterations && { maxIterations: parsePositiveInteger('migrate', iterations) }),
+      ...(channels && { channels: parseChannelCount('migrate', channels) }),
     },
   };
 }

@@ -2,7 +2,7 @@
 // and the value and says what was expected.
 
 import { ConfigError, MAX_RAM_BLOCK_SIZE } from '@vmmkit/core';
-import { formatSocketAddress, parseSocketAddress, type SocketAddressRole } from '@vmmkit/migration';
+import { formatSocketAddress, MAX_CHANNELS, parseSocketAddress, type SocketAddressRole } from '@vmmkit/migration';
 import { MAX_NUMBER_LENGTH, readDecimal, type DecimalRule } from './decimal.js';
 import type { OptionValue } from './scan-options.js';
 import { UsageError } from './usage-error.js';
@@ -78,6 +78,11 @@ export function parseMilliseconds(command: string, v: OptionValue): number {
 /** A positive integer, at most 2^53 - 1. */
 export function parsePositiveInteger(command: string, v: OptionValue): number {
   return Number(decimal(command, v, v.value, { unit: 1n, fraction: 'refuse', min: 1n, max: MAX_SAFE }, 'a positive integer'));
+}
+
+/** `--channels N`: RAM channels beside the main stream, 0 to the library's MAX_CHANNELS. */
+export function parseChannelCount(command: string, v: OptionValue): number {
+  return Number(decimal(command, v, v.value, { unit: 1n, fraction: 'refuse', min: 0n, max: BigInt(MAX_CHANNELS) }, `a whole number from 0 to ${MAX_CHANNELS}`));
 }
 
 /**

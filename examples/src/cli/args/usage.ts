@@ -21,6 +21,7 @@ Commands:
       migrate, migrate-incoming, query-migrate, migrate_cancel, migrate-set-parameters, ...
 
   migrate URI [VM OPTIONS] [--downtime-limit MS] [--max-bandwidth BYTES/S] [--max-iterations N]
+          [--channels N]
       Compose the same VM as the destination's, let the guest work a moment, migrate it to the
       destination listening on URI, print the progress and the result, and the SHA-256 of guest
       RAM at switchover.
@@ -51,6 +52,8 @@ Migration:
   --downtime-limit MS the longest pause at switchover, in ms, up to 2000000 (default 300)
   --max-bandwidth B/S at most this many bytes per second (suffixes K, M, G; default unlimited)
   --max-iterations N  switch over after N precopy passes even if the limit is not met (default 30)
+  --channels N        send RAM over N more connections to URI beside the main one, 0 to 16
+                      (QEMU's multifd-channels; default 0); the destination learns N itself
 
 Options take one dash or two, and --option=value also works.
 

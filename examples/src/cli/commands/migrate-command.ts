@@ -2,7 +2,7 @@
 // migrate it to the destination, and print the progress, the result and the hash of guest RAM
 // at switchover.
 
-import { connectMigration, MigrationBlockedError, migrateOutgoing, planMigration } from '@vmmkit/migration';
+import { connectMigration, MigrationBlockedError, migrateOutgoing, planMigration, type MigrationTransport } from '@vmmkit/migration';
 import { ramHash } from '@vmmkit/sim';
 import type { MigrateParameters, VmArgs } from '../args/command-line.js';
 import type { CliIo } from '../cli-io.js';
@@ -49,8 +49,17 @@ export async function migrateCommand(options: MigrateOptions, io: CliIo): Promis
           io.err(`vmmkit: ${String(interrupt.signal.reason)}: not migrating`);
           return EXIT_FAILURE;
         }
-        const transport = await connectMigration(options.uri, { timeoutMs: CONNECT_TIMEOUT_MS });
-        io.out(`migrating to ${options.uri}`);
+        // The main stream first: the destination takes the first connection as the main one.
+        const main = await connectMigration(options.uri, { timeoutMs: CONNECT_TIMEOUT_MS });
+        const channels: MigrationTransport[] = [];
+        try {
+          for (let i = 0; i < (options.parameters.channels ?? 0); i++) channels.push(await connectMigration(options.uri, { timeoutMs: CONNECT_TIMEOUT_MS }));
+        } catch (e) {
+          for (const t of [main, ...channels]) t.destroy();
+          throw e;
+        }
+        const transport = channels.length > 0 ? { main, channels } : main;
+        io.out(`migrating to ${options.uri}${channels.length > 0 ? ` with ${channels.length} RAM channel(s)` : ''}`);
         const unfollow = followMigration(vmm, io);
         try {
           const result = await migrateOutgoing(vmm, transport, { ...options.parameters, signal: interrupt.signal });

@@ -2,7 +2,7 @@
 // and report what arrived with the SHA-256 of guest RAM taken before the guest runs a step here.
 
 import type { Vmm } from '@vmmkit/core';
-import { listenMigration, migrateIncoming } from '@vmmkit/migration';
+import { listenMigration, MAX_CHANNELS, migrateIncoming } from '@vmmkit/migration';
 import { ramHash } from '@vmmkit/sim';
 import type { CliIo } from '../cli-io.js';
 import { formatBytes } from '../../report/format.js';
@@ -16,7 +16,8 @@ import { unlessInterrupted } from '../vm/interrupt.js';
  *   fails (also when interrupted during it).
  */
 export async function receiveMigration(vmm: Vmm, uri: string, io: CliIo, signal: AbortSignal): Promise<boolean> {
-  const listener = await listenMigration(uri);
+  // The main connection, and as many RAM channels as a source may bring beside it.
+  const listener = await listenMigration(uri, { connections: 1 + MAX_CHANNELS });
   try {
     // Tests and scripts read this line for the port when they asked for port 0.
     io.out(`listening for a migration on ${listener.name}`);
@@ -28,7 +29,8 @@ export async function receiveMigration(vmm: Vmm, uri: string, io: CliIo, signal:
     signal.addEventListener('abort', drop, { once: true });
     let result;
     try {
-      result = await migrateIncoming(vmm, transport);
+      // A source with RAM channels connects them after the main stream; SETUP says how many.
+      result = await migrateIncoming(vmm, transport, { acceptChannel: () => listener.accept() });
     } finally {
       signal.removeEventListener('abort', drop);
     }

@@ -2,6 +2,7 @@
 // plain JS fallback of identical semantics where SIMD is unavailable. Both work on 64-byte
 // blocks; DirtyBitmap pads its storage to that.
 
+import { collect, collectJs } from './dirty-bitmap-collect.js';
 import { encodeModule, I32, I64, op, V128, type WasmFunction } from './wasm-module.js';
 
 /** Bulk bitmap operations over one memory; pointers and lengths in bytes, lengths multiples of 64. */
@@ -12,6 +13,12 @@ export interface BitmapKernels {
   popcount(ptr: number, length: number): number;
   /** Offset (from ptr) of the first 64-byte block at or after `from` holding a set bit, or `length`. */
   nextNonZero(ptr: number, from: number, length: number): number;
+  /**
+   * The numbers of the set bits at or after bit `from` of the `length` bytes at `ptr`, as u32 at
+   * `out`, at most `max` (>= 64) of them; returns how many and stores at `cell` (a u32) the bit
+   * to resume from, `length * 8` when none is left.
+   */
+  collect(ptr: number, from: number, length: number, out: number, max: number, cell: number): number;
 }
 
 export const BLOCK = 64;
@@ -163,7 +170,7 @@ let compiled: WebAssembly.Module | null | undefined;
 /** The compiled SIMD module, or null where this engine has no WebAssembly SIMD. */
 function simdModule(): WebAssembly.Module | null {
   if (compiled === undefined) {
-    const bytes = encodeModule([merge, popcount, nextNonZero]);
+    const bytes = encodeModule([merge, popcount, nextNonZero, collect]);
     compiled = typeof WebAssembly === 'object' && WebAssembly.validate(bytes) ? new WebAssembly.Module(bytes) : null;
   }
   return compiled;
@@ -187,11 +194,13 @@ export function createBitmapMemory(bytes: number, forceJs = false): { buffer: Ar
     merge(dst: number, src: number, len: number, clear: number): bigint;
     popcount(ptr: number, unused: number, len: number): bigint;
     nextNonZero(ptr: number, from: number, len: number): number;
+    collect(ptr: number, from: number, end: number, out: number, max: number, cell: number): number;
   };
   const kernels: BitmapKernels = {
     merge: (dst, src, length, clear) => chunked(length, (at, n) => Number(exports.merge(dst + at, src + at, n, clear ? 1 : 0))),
     popcount: (ptr, length) => chunked(length, (at, n) => Number(exports.popcount(ptr + at, 0, n))),
     nextNonZero: (ptr, from, length) => exports.nextNonZero(ptr, from, length),
+    collect: exports.collect,
   };
   return { buffer: memory.buffer, kernels };
 }
@@ -234,6 +243,11 @@ function jsKernels(buffer: ArrayBuffer): BitmapKernels {
         for (let i = (ptr + at) >>> 2, end = i + BLOCK / 4; i < end; i++) if (w[i] !== 0) return at;
       }
       return length;
+    },
+    collect(ptr, from, length, out, max, cell) {
+      const { count, resume } = collectJs(new Uint32Array(buffer, ptr, length >>> 2), from, length, new Uint32Array(buffer, out, max));
+      w[cell >>> 2] = resume;
+      return count;
     },
   };
 }

@@ -8,14 +8,15 @@ import { ConfigError, type Vmm } from '@vmmkit/core';
 import { MigrationSupport } from '../plugin.js';
 import { CorruptPages } from '../stream/corrupt-pages.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
+import { RamChannelReceiver } from '../stream/ram-channels.js';
 import { applyRamRecord } from '../stream/ram-pages.js';
-import type { RecordNameOf, StreamRecord } from '../stream/records.js';
+import type { RamRecord, RecordNameOf, StreamRecord } from '../stream/records.js';
 import { MigrationStreamReader } from '../stream/stream-reader.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { DestinationDevices } from './destination-devices.js';
 import { MigrationCancelledError, MigrationFailedError, MigrationRefusedError, type MigrationPhase } from '../migration-errors.js';
-import { DEFAULT_INCOMING_IDLE_TIMEOUT_MS, type IncomingOptions } from './migration-options.js';
+import { DEFAULT_INCOMING_IDLE_TIMEOUT_MS, MAX_CHANNELS, type IncomingOptions, type MigrationConnections } from './migration-options.js';
 import { matchSetup } from './setup-description.js';
 
 /** What the destination received. */
@@ -29,7 +30,8 @@ export interface IncomingResult {
 /**
  * Receive a migration into `vmm`, which must be paused (created with `incoming: true`) and have
  * the same RAM layout and devices as the source. Resolves once the guest runs here. The
- * transport is the migration's: ended on success, destroyed on failure.
+ * transports are the migration's: ended on success, destroyed on failure. A source with RAM
+ * channels needs them as `{ main, channels }` (as many as its SETUP says; in any order).
  * The VM migrates until this settles: hotplug and unplug are refused meanwhile, and closing the VM
  * cancels it.
  * @throws ConfigError without migrationPlugin(), with a running VM or a bad option;
@@ -37,24 +39,26 @@ export interface IncomingResult {
  *   cause a `MigrationTimeoutError` when the source went silent and a `MigrationCancelledError`
  *   when `signal` fired or the VM closed (the guest stays paused, its VFIO devices reset to RUNNING).
  */
-export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport, options: IncomingOptions = {}): Promise<IncomingResult> {
+export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport | MigrationConnections, options: IncomingOptions = {}): Promise<IncomingResult> {
+  const { main, channels } = 'main' in transport ? transport : { main: transport, channels: [] };
   const refuse = (error: ConfigError): never => {
-    transport.destroy();
+    for (const t of [main, ...channels]) t.destroy();
     throw error;
   };
   if (!vmm.container.isRegistered(MigrationSupport, true)) refuse(new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins'));
   if (vmm.running) refuse(new ConfigError(`VMM '${vmm.name}' is running: a migration destination must be created with incoming: true`, 'incoming'));
   const idle = options.idleTimeoutMs ?? DEFAULT_INCOMING_IDLE_TIMEOUT_MS;
   if (!(idle >= 0)) refuse(new ConfigError(`idleTimeoutMs must be a number of ms >= 0 (0 or Infinity: none), got ${idle}`, 'idleTimeoutMs'));
+  if (channels.length > MAX_CHANNELS) refuse(new ConfigError(`at most ${MAX_CHANNELS} RAM channels, got ${channels.length}`, 'channels'));
   let ran = false;
   try {
     return await vmm.runMigration('incoming', options, (signal) => {
       ran = true;
-      return new IncomingMigration(vmm, transport, idle, signal).run();
+      return new IncomingMigration(vmm, main, channels, idle, signal, options.acceptChannel).run();
     });
   } catch (e) {
-    // Refused before it ran: the transport was given to this migration all the same.
-    if (!ran) transport.destroy();
+    // Refused before it ran: the transports were given to this migration all the same.
+    if (!ran) for (const t of [main, ...channels]) t.destroy();
     throw e;
   }
 }
@@ -63,6 +67,9 @@ class IncomingMigration {
   readonly #reader: MigrationStreamReader;
   readonly #writer: MigrationStreamWriter<'return'>;
   readonly #corrupt: CorruptPages;
+  #channels: RamChannelReceiver | undefined;
+  /** The last ITERATION's number: the passes the channels have ended. */
+  #lastIteration = 0;
   #devices: DestinationDevices | undefined;
   #phase: MigrationPhase = 'setup';
   /** GO arrived: the guest is ours to run, too late to cancel. */
@@ -74,12 +81,67 @@ class IncomingMigration {
   constructor(
     private readonly vmm: Vmm,
     private readonly transport: MigrationTransport,
-    idleTimeoutMs: number,
+    channels: readonly MigrationTransport[],
+    private readonly idleTimeoutMs: number,
     private readonly signal: AbortSignal | undefined,
+    private readonly acceptChannel: (() => Promise<MigrationTransport>) | undefined,
   ) {
     this.#reader = new MigrationStreamReader(transport, { memory: vmm.memory, idleTimeoutMs });
     this.#writer = new MigrationStreamWriter(transport, { direction: 'return' });
     this.#corrupt = new CorruptPages(vmm.memory);
+    if (channels.length > 0) this.#receiveChannels(channels);
+  }
+
+  #receiveChannels(channels: readonly MigrationTransport[]): void {
+    this.#channels = new RamChannelReceiver(channels, {
+      memory: this.vmm.memory, idleTimeoutMs: this.idleTimeoutMs,
+      onRecord: (record) => this.#counted(record), onFailure: (error) => void this.#channelFailed(error),
+    });
+  }
+
+  /**
+   * Accept the `count` channels SETUP announced (none given up front), each within the idle
+   * timeout; a failure destroys those accepted so far.
+   */
+  async #acceptChannels(count: number): Promise<void> {
+    const accepted: MigrationTransport[] = [];
+    let gaveUp = false;
+    const limit = this.idleTimeoutMs > 0 && this.idleTimeoutMs !== Infinity ? this.idleTimeoutMs : undefined;
+    let onAbort = (): void => {};
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => reject(cancelled());
+      this.signal?.addEventListener('abort', onAbort, { once: true });
+    });
+    aborted.catch(() => undefined);
+    try {
+      for (let i = 0; i < count; i++) {
+        // A connection accepted after this gave up is the migration's all the same: destroyed.
+        const accepting = this.acceptChannel!().then((t) => (gaveUp && t.destroy(), t));
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const late = new Promise<never>((_, reject) => {
+          if (limit !== undefined) timer = setTimeout(() => reject(new MigrationRefusedError(`the source announced ${count} RAM channel(s); ${i} connected within ${limit} ms`)), limit);
+        });
+        try {
+          accepted.push(await Promise.race([accepting, late, aborted]));
+        } finally {
+          clearTimeout(timer);
+        }
+      }
+    } catch (e) {
+      gaveUp = true;
+      for (const t of accepted) t.destroy();
+      throw e;
+    } finally {
+      this.signal?.removeEventListener('abort', onAbort);
+    }
+    this.#receiveChannels(accepted);
+  }
+
+  /** Account a RAM record applied (from the main stream or a channel). */
+  #counted(record: RamRecord): void {
+    this.#corrupt.note(record);
+    if (record.name === 'RAM_PAGES') this.#pages += record.count;
+    else this.#zeroPages += record.count;
   }
 
   async run(): Promise<IncomingResult> {
@@ -105,7 +167,10 @@ class IncomingMigration {
     // The devices run: the guest is this side's now, whatever becomes of the connection.
     this.vmm.resume('migrated');
     void this.#writer.write({ name: 'STARTED' }).then(() => this.#writer.end()).catch(() => this.transport.destroy());
-    const result = { pages: this.#pages, zeroPages: this.#zeroPages, deviceBytes: this.#deviceBytes, bytesReceived: this.#reader.bytesRead };
+    // The channels' streams end once the source has let go: read them to their end meanwhile.
+    void this.#channels?.end().catch(() => this.#channels!.destroy());
+    const bytesReceived = this.#reader.bytesRead + (this.#channels?.bytesRead ?? 0);
+    const result = { pages: this.#pages, zeroPages: this.#zeroPages, deviceBytes: this.#deviceBytes, bytesReceived };
     this.vmm.events.emit('migration:incoming-completed', result);
     return result;
   }
@@ -113,7 +178,11 @@ class IncomingMigration {
   async #setup(): Promise<void> {
     const record = await this.#next();
     if (record.name !== 'SETUP') throw this.#unexpected(record, 'SETUP');
-    const devices = matchSetup(this.vmm, record.json);
+    const announced = (record.json as { channels?: unknown } | null)?.channels;
+    if (!this.#channels && this.acceptChannel && typeof announced === 'number' && Number.isSafeInteger(announced) && announced > 0 && announced <= MAX_CHANNELS) {
+      await this.#acceptChannels(announced);
+    }
+    const devices = matchSetup(this.vmm, record.json, this.#channels ? this.#channels.channels : 0);
     const loading = new DestinationDevices(this.vmm, devices);
     loading.loadSetup();
     this.#devices = loading;
@@ -127,13 +196,10 @@ class IncomingMigration {
       const record = await this.#next();
       switch (record.name) {
         case 'RAM_PAGES':
-        case 'RAM_ZERO': {
-          const pages = applyRamRecord(this.vmm.memory, record);
-          this.#corrupt.note(record);
-          if (record.name === 'RAM_PAGES') this.#pages += pages;
-          else this.#zeroPages += pages;
+        case 'RAM_ZERO':
+          applyRamRecord(this.vmm.memory, record);
+          this.#counted(record);
           break;
-        }
         case 'DEVICE_DATA':
           devices.data(record.device, record.parts);
           this.#deviceBytes += record.parts.reduce((n, p) => n + p.byteLength, 0);
@@ -147,8 +213,12 @@ class IncomingMigration {
           this.#deviceBytes += record.payload.byteLength;
           break;
         case 'ITERATION':
+          // Every channel has ended this pass before the next one's pages may land.
+          await this.#channels?.pass(record.iteration);
+          this.#lastIteration = record.iteration;
           break;
         case 'COMPLETE': {
+          await this.#channels?.pass(this.#lastIteration + 1);
           const sent = [record.ramPages, record.zeroPages, record.deviceBytes];
           const got = [this.#pages, this.#zeroPages, this.#deviceBytes].map(BigInt);
           if (sent.some((n, i) => n !== got[i])) {
@@ -190,6 +260,18 @@ class IncomingMigration {
     const error = cancelled();
     await this.#lastWord(new MigrationFailedError('destination', this.#phase, error));
     this.transport.destroy(error);
+    this.#channels?.destroy(error);
+  }
+
+  /**
+   * A RAM channel failed while the migration may be reading its main stream: as a cancel, tell
+   * the source, then end the main stream's wait with the channel's error. After GO the guest is
+   * this side's: a channel that fails then changes nothing.
+   */
+  async #channelFailed(error: unknown): Promise<void> {
+    if (this.#committed) return;
+    await this.#lastWord(new MigrationFailedError('destination', this.#phase, error));
+    this.transport.destroy(error instanceof Error ? error : new MigrationRefusedError(String(error)));
   }
 
   /** Send ERROR and end this side, or give up on that after a while. */
@@ -202,9 +284,11 @@ class IncomingMigration {
    * must not keep it open), reset the devices; returns the error to throw.
    */
   async #fail(cause: unknown): Promise<MigrationFailedError> {
-    const error = new MigrationFailedError('destination', this.#phase, cause);
+    // A failed channel is the root of whatever the main stream then saw (its end, an ABORT).
+    const error = new MigrationFailedError('destination', this.#phase, this.#channels?.failure ?? cause);
     await this.#lastWord(error);
     this.transport.destroy();
+    this.#channels?.destroy();
     try {
       this.#devices?.abort();
     } catch (e) {

@@ -1,6 +1,19 @@
 // What a user sets for a migration and what it reports back.
 
 import type { DirtyTrackingStrategy } from '@vmmkit/core';
+import type { MigrationTransport } from '../stream/migration-transport.js';
+
+/** Most RAM channels a migration may have beside its main stream. */
+export const MAX_CHANNELS = 16;
+
+/**
+ * The connections of a migration with RAM channels: the main stream (SETUP, device state,
+ * ordering, the return path) and the channels that carry RAM pages beside it.
+ */
+export interface MigrationConnections {
+  readonly main: MigrationTransport;
+  readonly channels: readonly MigrationTransport[];
+}
 
 /** Options of an outgoing migration (QEMU's migration parameters, the ones that matter here). */
 export interface MigrationOptions {
@@ -21,10 +34,18 @@ export interface MigrationOptions {
   /**
    * Checksum the stream end to end (a CRC-32 per pass, a digest per RAM page), so that the
    * destination refuses a corrupted stream before the guest starts instead of running it.
-   * Default false: computing the digests at both ends costs a fifth to a third of the
-   * stream's throughput (`npm run bench`, migration stream integrity).
+   * Default false: it costs 16-38% of the stream's throughput here, more than the 10% it may
+   * cost to be on by default (`npm run bench`, migration stream integrity; docs/migration.md).
    */
   readonly integrity?: boolean;
+  /**
+   * RAM channels beside the main stream (QEMU's multifd-channels): each pass's pages are dealt
+   * out over this many more connections, while device state and the order of passes stay on the
+   * main one. Default 0: everything on the main stream. `migrateOutgoing` then takes
+   * `{ main, channels }` with exactly this many channels; the destination learns the number
+   * from SETUP.
+   */
+  readonly channels?: number;
 }
 
 /** The destination's idle timeout unless told otherwise: see {@link IncomingOptions.idleTimeoutMs}. */
@@ -45,6 +66,13 @@ export interface IncomingOptions {
    * late once GO has arrived: the source has handed the guest over, and the destination runs it.
    */
   readonly signal?: AbortSignal;
+  /**
+   * Where the RAM channels a source announces in SETUP come from when they were not given up
+   * front, e.g. `() => listener.accept()`: called once per channel after SETUP (the source
+   * connects them once its main stream is up; CHANNEL says which is which). A channel that does
+   * not come within `idleTimeoutMs` fails the migration.
+   */
+  readonly acceptChannel?: () => Promise<MigrationTransport>;
 }
 
 /** What one container's tracker found over the whole migration. */

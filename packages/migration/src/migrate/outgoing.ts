@@ -7,12 +7,14 @@ import { ConfigError, type Vmm } from '@vmmkit/core';
 import { VmDirtyTracking, type DirtySyncReport } from '../dirty/vm-dirty-tracking.js';
 import { planMigration, type MigrationPlan } from '../plan/migration-plan.js';
 import { MigrationSupport } from '../plugin.js';
+import { BandwidthPacer } from '../stream/bandwidth-pacer.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
+import { RamChannelSender } from '../stream/ram-channels.js';
 import { sendDirtyPages } from '../stream/ram-pages.js';
 import { STREAM_PAGE_SIZE } from '../stream/records.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, type MigrationPhase } from '../migration-errors.js';
-import type { ContainerResult, MigrationOptions, MigrationResult } from './migration-options.js';
+import { MAX_CHANNELS, type ContainerResult, type MigrationConnections, type MigrationOptions, type MigrationResult } from './migration-options.js';
 import { migrationParameters, type MigrationParameters } from './migration-parameters.js';
 import { closeGently, lastWord } from './close-gently.js';
 import { ReturnPath } from './return-path.js';
@@ -21,43 +23,60 @@ import { SourceDevices } from './source-devices.js';
 
 /**
  * Migrate `vmm` to the destination at the other end of `transport` (which the migration owns:
- * it is ended on success and destroyed on failure). Resolves once the destination runs the
- * guest; the source VM is then paused with its devices stopped, ready to be closed.
+ * it is ended on success and destroyed on failure). With `options.channels` RAM channels, give
+ * the connections as `{ main, channels }`, the main stream's first: RAM pages travel on the
+ * channels, everything else on the main stream. Resolves once the destination runs the guest;
+ * the source VM is then paused with its devices stopped, ready to be closed.
  * The VM migrates until this settles: a second migration, hotplug and unplug are refused meanwhile,
  * and closing the VM cancels it.
- * @throws ConfigError without migrationPlugin(); MigrationInProgressError when the VM migrates
- *   already; MigrationBlockedError listing every blocker (nothing was changed in any of these);
+ * @throws ConfigError without migrationPlugin() or for channels that do not match
+ *   `options.channels`; MigrationInProgressError when the VM migrates already;
+ *   MigrationBlockedError listing every blocker (nothing was changed in any of these);
  *   MigrationFailedError when it fails or is cancelled (the source runs on).
  */
-export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions = {}): Promise<MigrationResult> {
-  if (!vmm.container.isRegistered(MigrationSupport, true)) {
-    transport.destroy();
-    throw new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins');
+export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport | MigrationConnections, options: MigrationOptions = {}): Promise<MigrationResult> {
+  const { main, channels } = 'main' in transport ? transport : { main: transport, channels: [] };
+  const destroyAll = (): void => [main, ...channels].forEach((t) => t.destroy());
+  const count = options.channels ?? 0;
+  const refusal = !vmm.container.isRegistered(MigrationSupport, true)
+    ? new ConfigError(`VMM '${vmm.name}' was composed without migrationPlugin()`, 'plugins')
+    : !(Number.isSafeInteger(count) && count >= 0 && count <= MAX_CHANNELS)
+      ? new ConfigError(`channels must be a whole number from 0 to ${MAX_CHANNELS}, got ${count}`, 'channels', String(count))
+      : channels.length !== count
+        ? new ConfigError(`channels is ${count} but ${channels.length} channel connection(s) were given`, 'channels', String(count))
+        : undefined;
+  if (refusal) {
+    destroyAll();
+    throw refusal;
   }
   let ran = false;
   try {
     return await vmm.runMigration('outgoing', options, (signal) => {
       ran = true;
-      return runOutgoing(vmm, transport, options, signal);
+      return runOutgoing(vmm, main, channels, options, signal);
     });
   } catch (e) {
-    // Refused before it ran: the transport was given to this migration all the same.
-    if (!ran) transport.destroy();
+    // Refused before it ran: the transports were given to this migration all the same.
+    if (!ran) destroyAll();
     throw e;
   }
 }
 
-async function runOutgoing(vmm: Vmm, transport: MigrationTransport, options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
+async function runOutgoing(vmm: Vmm, transport: MigrationTransport, channels: readonly MigrationTransport[], options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
   const plan = planMigration(vmm);
+  // One bandwidth limit for all the connections: the caller's, else the VM's parameter as the migration starts.
   const maxBandwidth = options.maxBandwidth ?? migrationParameters(vmm).values.maxBandwidth;
-  const writer = new MigrationStreamWriter(transport, { maxBandwidth, checksums: options.integrity });
+  const pacer = maxBandwidth === undefined ? undefined : new BandwidthPacer(maxBandwidth);
+  const writer = new MigrationStreamWriter(transport, { pacer, checksums: options.integrity });
+  const sender = channels.length > 0 ? new RamChannelSender(channels.map((t) => new MigrationStreamWriter(t, { pacer, checksums: options.integrity }))) : undefined;
   if (plan.blockers.length > 0) {
     const error = new MigrationBlockedError(plan.blockers);
+    sender?.destroy();
     await closeGently(transport, () => writer.write({ name: 'ABORT', text: lastWord(error) }), () => writer.end());
     throw error;
   }
   vmm.events.emit('migration:started', { plan });
-  return new OutgoingMigration(vmm, transport, writer, plan, options, signal).run();
+  return new OutgoingMigration(vmm, transport, writer, sender, plan, options, signal).run();
 }
 
 /** Why precopy ended: what was dirty and what switching over would cost, at the deciding sync. */
@@ -89,6 +108,8 @@ class OutgoingMigration {
     private readonly vmm: Vmm,
     private readonly transport: MigrationTransport,
     private readonly writer: MigrationStreamWriter,
+    /** The RAM channels, if the migration has any. */
+    private readonly channels: RamChannelSender | undefined,
     private readonly plan: MigrationPlan,
     private readonly options: MigrationOptions,
     /** The caller's cancel, or the VM closing. */
@@ -105,8 +126,9 @@ class OutgoingMigration {
     let decision: SwitchoverDecision;
     let downtimeStart: number;
     try {
-      await this.writer.write({ name: 'SETUP', json: describeSetup(this.vmm) });
+      await this.writer.write({ name: 'SETUP', json: describeSetup(this.vmm, this.channels?.channels) });
       await this.#wait(this.#returnPath.expect('READY'));
+      await this.channels?.open();
       await this.#dirty.start();
       this.#devices.saveSetup();
       this.#phase = 'precopy';
@@ -171,25 +193,29 @@ class OutgoingMigration {
   /** Send every dirty page and what the devices have, measuring the throughput. */
   async #sendPass(phase: 'precopy' | 'stop-copy', dirtyPages: number, sendDevices: () => Promise<number>): Promise<void> {
     const t0 = performance.now();
-    const bytes0 = this.writer.bytesWritten;
+    const bytes0 = this.#bytesSent();
     let pages = 0;
     let zeroPages = 0;
     const memory = this.vmm.memory;
     for (let i = 0; i < memory.blocks.length; i++) {
-      const sent = await sendDirtyPages(this.writer, memory, i, this.#dirty.take(i));
+      const dirty = this.#dirty.take(i);
+      const sent = this.channels ? await this.channels.send(memory, i, dirty) : await sendDirtyPages(this.writer, memory, i, dirty);
       pages += sent.pages;
       zeroPages += sent.zeroPages;
       this.#checkAlive();
     }
     const deviceBytes = await sendDevices();
+    // The channels end the pass before the main stream does (ITERATION or COMPLETE follow):
+    // passes are numbered as the iterations, the stop-copy pass one past the last.
+    await this.channels?.sync(this.#iteration);
     await this.writer.flush();
     const seconds = Math.max(performance.now() - t0, 0.01) / 1000;
-    this.#throughput = (this.writer.bytesWritten - bytes0) / seconds;
+    this.#throughput = (this.#bytesSent() - bytes0) / seconds;
     this.#pagesSent += pages;
     this.#zeroPages += zeroPages;
     this.#deviceBytes += deviceBytes;
     this.vmm.events.emit('migration:progress', {
-      iteration: this.#iteration, phase, pagesSent: pages, zeroPages, deviceBytes, bytesSent: this.writer.bytesWritten,
+      iteration: this.#iteration, phase, pagesSent: pages, zeroPages, deviceBytes, bytesSent: this.#bytesSent(),
       throughput: this.#throughput, dirtyPages, expectedDowntimeMs: this.#expectedDowntimeMs(this.#dirty.dirtyPages()),
     });
   }
@@ -197,6 +223,11 @@ class OutgoingMigration {
   /** The caller's limit, else the VM's parameter as it is now (migrate-set-parameters may change it meanwhile). */
   #downtimeLimitMs(): number {
     return this.options.downtimeLimitMs ?? this.#parameters.values.downtimeLimitMs;
+  }
+
+  /** Stream bytes written on the main stream and the channels. */
+  #bytesSent(): number {
+    return this.writer.bytesWritten + (this.channels?.bytesWritten ?? 0);
   }
 
   /** Time to send `dirtyPages` and the devices' pending state at the measured throughput. */
@@ -245,6 +276,7 @@ class OutgoingMigration {
   async #rollback(cause: unknown): Promise<MigrationFailedError> {
     if (this.#goSent && !this.#returnPath.refused) return this.#inDoubt(cause);
     const error = new MigrationFailedError('source', this.#phase, cause);
+    this.channels?.destroy();
     await closeGently(this.transport, () => this.writer.write({ name: 'ABORT', text: lastWord(error) }), () => this.writer.end());
     const undo = async (step: () => unknown): Promise<void> => {
       try {
@@ -266,6 +298,7 @@ class OutgoingMigration {
       detail: 'the destination may be running the guest: the source stays paused, its devices stopped',
     });
     this.transport.destroy();
+    this.channels?.destroy();
     // As after a migration that completed: the device sessions end, the devices stay stopped.
     this.#finish();
     this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message, cancelled: false });
@@ -279,6 +312,7 @@ class OutgoingMigration {
       this.vmm.events.emit('vfio:warning', { message: `after the migration: ${e instanceof Error ? e.message : String(e)}` });
     }
     void this.writer.end().catch(() => this.transport.destroy());
+    void this.channels?.end().catch(() => this.channels!.destroy());
   }
 
   #result({ converged, expectedDowntimeMs }: SwitchoverDecision, downtimeMs: number): MigrationResult {
@@ -288,8 +322,8 @@ class OutgoingMigration {
     }));
     return {
       containers, iterations: this.#iteration - 1, converged, pagesSent: this.#pagesSent, zeroPages: this.#zeroPages,
-      deviceBytes: this.#deviceBytes, bytesSent: this.writer.bytesWritten, downtimeMs, expectedDowntimeMs, durationMs,
-      throughput: this.writer.bytesWritten / (durationMs / 1000),
+      deviceBytes: this.#deviceBytes, bytesSent: this.#bytesSent(), downtimeMs, expectedDowntimeMs, durationMs,
+      throughput: this.#bytesSent() / (durationMs / 1000),
     };
   }
 }

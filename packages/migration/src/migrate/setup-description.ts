@@ -21,6 +21,8 @@ export interface SetupDescription {
   readonly pageSize: number;
   readonly ram: readonly { readonly name: string; readonly gpa: string; readonly size: string }[];
   readonly devices: readonly SetupDevice[];
+  /** RAM channels beside the main stream (absent: none). */
+  readonly channels?: number;
 }
 
 /** The devices of `vmm` whose state a migration carries, in stream order. */
@@ -28,9 +30,10 @@ export function migratingDevices(vmm: Vmm): VmmDevice[] {
   return vmm.devices.filter((d) => isVfioVmmDevice(d) || d.saveState !== undefined);
 }
 
-/** Describe the source VM. */
-export function describeSetup(vmm: Vmm): SetupDescription {
+/** Describe the source VM, and the RAM channels the migration uses beside the main stream. */
+export function describeSetup(vmm: Vmm, channels = 0): SetupDescription {
   return {
+    ...(channels > 0 ? { channels } : {}),
     vm: vmm.name,
     pageSize: vmm.memory.pageSize,
     ram: vmm.memory.blocks.map((b) => ({ name: b.name, gpa: hex(b.gpa), size: hex(b.size) })),
@@ -43,8 +46,9 @@ export function describeSetup(vmm: Vmm): SetupDescription {
  * devices in stream order.
  * @throws MigrationRefusedError naming the first thing that differs.
  */
-export function matchSetup(vmm: Vmm, json: unknown): VmmDevice[] {
+export function matchSetup(vmm: Vmm, json: unknown, channels = 0): VmmDevice[] {
   const setup = parse(json);
+  if ((setup.channels ?? 0) !== channels) refuse(`the source sends RAM over ${setup.channels ?? 0} channel(s) beside the main stream, this destination has ${channels}`);
   if (setup.pageSize !== vmm.memory.pageSize) refuse(`the source migrates ${setup.pageSize}-byte pages, this host has ${vmm.memory.pageSize}-byte pages`);
   const blocks = vmm.memory.blocks;
   if (setup.ram.length !== blocks.length) refuse(`the source has ${setup.ram.length} RAM blocks, this VM ${blocks.length}`);
@@ -74,7 +78,8 @@ function parse(json: unknown): SetupDescription {
   const o = json as Partial<SetupDescription> | null;
   const ok = typeof o === 'object' && o !== null && typeof o.vm === 'string' && typeof o.pageSize === 'number' &&
     Array.isArray(o.ram) && o.ram.every((r) => typeof r?.name === 'string' && typeof r.gpa === 'string' && typeof r.size === 'string') &&
-    Array.isArray(o.devices) && o.devices.every((d) => typeof d?.id === 'string' && typeof d.driver === 'string' && typeof d.vfio === 'boolean' && typeof d.state === 'boolean');
+    Array.isArray(o.devices) && o.devices.every((d) => typeof d?.id === 'string' && typeof d.driver === 'string' && typeof d.vfio === 'boolean' && typeof d.state === 'boolean') &&
+    (o.channels === undefined || Number.isSafeInteger(o.channels));
   if (!ok) refuse('the SETUP record does not describe a VM');
   return o as SetupDescription;
 }

@@ -9,5 +9,6 @@ export * from './socket-address.js';
 export * from './socket-transport.js';
 export * from './socket-connect.js';
 export * from './ram-pages.js';
+export * from './ram-channels.js';
 export * from './bandwidth-pacer.js';
 export * from './throughput-meter.js';

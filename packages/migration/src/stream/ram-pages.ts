@@ -5,7 +5,7 @@
 import { ArgumentError, type DirtyBitmap, type GuestMemory } from '@vmmkit/core';
 import { ramView, ramWindow, WINDOW_PAGES, wholeBlock } from './ram-view.js';
 import { checkRamRun } from './record-codec.js';
-import { MAX_DATA_PAGES, MAX_ZERO_PAGES, STREAM_PAGE_SIZE, type RamRecord } from './records.js';
+import { MAX_DATA_PAGES, MAX_ZERO_PAGES, STREAM_PAGE_SIZE, type RamRecord, type RecordInit } from './records.js';
 import type { MigrationStreamWriter } from './stream-writer.js';
 
 const PAGE = STREAM_PAGE_SIZE;
@@ -28,6 +28,9 @@ export function isZeroPage(view: Uint8Array, offset: number): boolean {
   return ZEROES.compare(view, offset, offset + PAGE, 0, PAGE) === 0;
 }
 
+/** A RAM record as {@link forEachDirtyRecord} hands it out. */
+export type RamRecordInit = RecordInit<'RAM_PAGES'> | RecordInit<'RAM_ZERO'>;
+
 /**
  * Send every page whose bit is set in `dirty` (one bit per page of RAM block `blockIndex`):
  * runs of non-zero pages as RAM_PAGES records of at most 256 pages, their data handed to the
@@ -36,11 +39,23 @@ export function isZeroPage(view: Uint8Array, offset: number): boolean {
  * @throws ArgumentError when the block does not exist or the bitmap is not the block's size.
  */
 export async function sendDirtyPages(writer: MigrationStreamWriter, memory: GuestMemory, blockIndex: number, dirty: DirtyBitmap): Promise<RamSendResult> {
+  const start = writer.bytesWritten;
+  const { pages, zeroPages } = await forEachDirtyRecord(memory, blockIndex, dirty, (record) => writer.write(record));
+  return { pages, zeroPages, bytes: writer.bytesWritten - start };
+}
+
+/**
+ * The records {@link sendDirtyPages} sends, each given to `send` in page order (awaited, so that
+ * `send` can hold the walk back). Returns the pages sent as data and as zero markers.
+ * @throws ArgumentError when the block does not exist or the bitmap is not the block's size.
+ */
+export async function forEachDirtyRecord(
+  memory: GuestMemory, blockIndex: number, dirty: DirtyBitmap, send: (record: RamRecordInit) => Promise<void>,
+): Promise<{ pages: number; zeroPages: number }> {
   const block = memory.blocks[blockIndex];
   if (!block) throw new ArgumentError(`sendDirtyPages: RAM block ${blockIndex} does not exist (there are ${memory.blocks.length})`);
   if (dirty.pages !== block.pages) throw new ArgumentError(`sendDirtyPages: a bitmap of ${dirty.pages} pages for RAM block ${block.name} of ${block.pages}`);
   const words = new Uint32Array(dirty.bytes.buffer, dirty.bytes.byteOffset, dirty.bytes.byteLength >>> 2);
-  const start = writer.bytesWritten;
   let pages = 0;
   let zeroPages = 0;
   const windowPages = wholeBlock(block) ? block.pages : WINDOW_PAGES;
@@ -63,18 +78,18 @@ export async function sendDirtyPages(writer: MigrationStreamWriter, memory: Gues
       while (end < limit && isZeroPage(view, (end - base) * PAGE) === zero) end++;
       const count = end - page;
       if (zero) {
-        await writer.write({ name: 'RAM_ZERO', block: blockIndex, first: page, count });
+        await send({ name: 'RAM_ZERO', block: blockIndex, first: page, count });
         zeroPages += count;
       } else {
         const payload = view.subarray((page - base) * PAGE, (end - base) * PAGE);
-        await writer.write({ name: 'RAM_PAGES', block: blockIndex, first: page, count, payload });
+        await send({ name: 'RAM_PAGES', block: blockIndex, first: page, count, payload });
         pages += count;
       }
       page = end;
     }
     if (page >= block.pages) break;
   }
-  return { pages, zeroPages, bytes: writer.bytesWritten - start };
+  return { pages, zeroPages };
 }
 
 /**

@@ -94,6 +94,17 @@ export const RECORDS = {
   COMPLETE: { type: 0x08, direction: 'forward', fields: { ramPages: 'u64', zeroPages: 'u64', deviceBytes: 'u64', checksum: 'crc32' }, flush: true },
   ABORT: { type: 0x09, direction: 'forward', fields: {}, payload: REASON, flush: true },
   GO: { type: 0x0a, direction: 'forward', fields: {}, flush: true },
+  /**
+   * The first record of a RAM channel (QEMU's multifd): which of the `channels` channels beside
+   * the main stream this one is. A channel carries only RAM_PAGES, RAM_ZERO and SYNC after it.
+   */
+  CHANNEL: { type: 0x0b, direction: 'forward', fields: { channel: 'u32', channels: 'u32' }, flush: true },
+  /**
+   * The end of a pass on a RAM channel (QEMU's MULTIFD_FLAG_SYNC): the destination applies no
+   * page of the next pass from any channel before every channel's SYNC of this one, so the newest
+   * copy of a page wins whatever channel it came by. With checksums it ends the channel's pass.
+   */
+  SYNC: { type: 0x0c, direction: 'forward', fields: { pass: 'u32', reserved: 'reserved32', checksum: 'crc32' }, flush: true },
   READY: { type: 0x81, direction: 'return', fields: {}, flush: true },
   LOADED: { type: 0x82, direction: 'return', fields: {}, flush: true },
   ERROR: { type: 0x83, direction: 'return', fields: {}, payload: REASON, flush: true },

@@ -1,31 +1,42 @@
 // Opening socket transports: the destination listens and accepts one connection (QEMU's
-// `-incoming tcp:...`), the source connects (`migrate tcp:...`). Errors name the address.
+// `-incoming tcp:...`), or a few with RAM channels; the source connects (`migrate tcp:...`).
+// Errors name the address.
 
 import net from 'node:net';
 import { formatSocketAddress, parseSocketAddress, type SocketAddress } from './socket-address.js';
 import { SocketTransport } from './socket-transport.js';
 import { MigrationTransportError } from '../migration-errors.js';
 
-/** A listening socket that accepts one migration connection. */
+/** A listening socket that accepts one migration connection (or `connections` of them). */
 export interface SocketListener {
   /** The bound address (with the port the system chose for port 0). */
   readonly address: SocketAddress;
   /** The bound address as a URI, e.g. `tcp:127.0.0.1:41234`. */
   readonly name: string;
   /**
-   * The first connection. The listener stops listening once it has one (later attempts are
-   * refused). Rejects with `MigrationTransportError` after `timeoutMs` or on a listening error.
+   * The next connection, in the order they came. The listener stops listening once it has had
+   * as many as it takes (later attempts are refused). Rejects with `MigrationTransportError`
+   * after `timeoutMs`, on a listening error, or once closed.
    */
   accept(options?: { readonly timeoutMs?: number }): Promise<SocketTransport>;
-  /** Stop listening, and drop a connection that was not accepted. Idempotent. */
+  /** Stop listening, and drop the connections that were not accepted. Idempotent. */
   close(): Promise<void>;
 }
 
+/** Options of {@link listenMigration}. */
+export interface ListenOptions {
+  /**
+   * How many connections the listener takes: 1 (default) for a migration on one stream, more for
+   * a source with RAM channels (which it may announce only in SETUP: take as many as it may send).
+   */
+  readonly connections?: number;
+}
+
 /**
- * Listen on `tcp:HOST:PORT` or `unix:PATH` for one migration connection.
+ * Listen on `tcp:HOST:PORT` or `unix:PATH` for one migration connection (or `connections`).
  * @throws MigrationTransportError naming the address when it cannot listen (in use, no permission).
  */
-export async function listenMigration(address: string | SocketAddress): Promise<SocketListener> {
+export async function listenMigration(address: string | SocketAddress, options: ListenOptions = {}): Promise<SocketListener> {
   const wanted = parseSocketAddress(address);
   // Accepted sockets must not start reading: the transport takes their handle over (adopt).
   const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
@@ -35,7 +46,7 @@ export async function listenMigration(address: string | SocketAddress): Promise<
   });
   const bound = server.address();
   const actual: SocketAddress = wanted.kind === 'tcp' && bound && typeof bound === 'object' ? { ...wanted, port: bound.port } : wanted;
-  return new OneShotListener(server, actual);
+  return new Listener(server, actual, Math.max(1, Math.floor(options.connections ?? 1)));
 }
 
 /**
@@ -69,46 +80,51 @@ export function connectMigration(address: string | SocketAddress, options: { rea
   });
 }
 
-class OneShotListener implements SocketListener {
+class Listener implements SocketListener {
   readonly name: string;
   readonly #server: net.Server;
-  readonly #accepted: Promise<SocketTransport>;
-  /** A connection not handed out by accept() yet. */
-  #pending: SocketTransport | undefined;
-  #connected = false;
-  #fail!: (e: Error) => void;
+  /** Connections not handed out by accept() yet, in the order they came. */
+  readonly #pending: SocketTransport[] = [];
+  readonly #waiters: { resolve: (t: SocketTransport) => void; reject: (e: Error) => void }[] = [];
+  #count = 0;
+  #failure: Error | undefined;
 
-  constructor(server: net.Server, readonly address: SocketAddress) {
+  constructor(server: net.Server, readonly address: SocketAddress, limit: number) {
     this.name = formatSocketAddress(address);
     this.#server = server;
-    this.#accepted = new Promise<SocketTransport>((resolve, reject) => {
-      this.#fail = reject;
-      server.on('connection', (socket) => {
-        if (this.#connected) return void socket.destroy();
-        this.#connected = true;
-        server.close();
-        try {
-          this.#pending = SocketTransport.adopt(this.name, socket);
-          resolve(this.#pending);
-        } catch (e) {
-          socket.destroy();
-          reject(e);
-        }
-      });
-      server.on('error', (e) => reject(new MigrationTransportError(this.name, 'listening failed', { cause: e })));
+    server.on('connection', (socket) => {
+      if (this.#count >= limit || this.#failure) return void socket.destroy();
+      if (++this.#count === limit) server.close();
+      let transport: SocketTransport;
+      try {
+        transport = SocketTransport.adopt(this.name, socket);
+      } catch (e) {
+        socket.destroy();
+        return this.#fail(e instanceof Error ? e : new MigrationTransportError(this.name, String(e)));
+      }
+      const waiter = this.#waiters.shift();
+      if (waiter) waiter.resolve(transport);
+      else this.#pending.push(transport);
     });
-    // accept() may never be called (the migration was cancelled first): no unhandled rejection.
-    this.#accepted.catch(() => undefined);
+    server.on('error', (e) => this.#fail(new MigrationTransportError(this.name, 'listening failed', { cause: e })));
   }
 
   async accept(options: { readonly timeoutMs?: number } = {}): Promise<SocketTransport> {
-    if (options.timeoutMs === undefined) return this.#take(await this.#accepted);
+    const ready = this.#pending.shift();
+    if (ready) return ready;
+    if (this.#failure) throw this.#failure;
     let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new MigrationTransportError(this.name, `no connection within ${options.timeoutMs} ms`)), options.timeoutMs);
-    });
+    const waiter = { resolve: (_: SocketTransport) => {}, reject: (_: Error) => {} };
+    const next = new Promise<SocketTransport>((resolve, reject) => Object.assign(waiter, { resolve, reject }));
+    this.#waiters.push(waiter);
+    if (options.timeoutMs !== undefined) {
+      timer = setTimeout(() => {
+        this.#waiters.splice(this.#waiters.indexOf(waiter), 1);
+        waiter.reject(new MigrationTransportError(this.name, `no connection within ${options.timeoutMs} ms`));
+      }, options.timeoutMs);
+    }
     try {
-      return this.#take(await Promise.race([this.#accepted, timeout]));
+      return await next;
     } finally {
       clearTimeout(timer);
     }
@@ -116,13 +132,16 @@ class OneShotListener implements SocketListener {
 
   async close(): Promise<void> {
     this.#fail(new MigrationTransportError(this.name, 'listener closed'));
-    this.#pending?.destroy();
-    if (this.#server.listening) await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const t of this.#pending.splice(0)) t.destroy();
+    if (!this.#server.listening) return;
+    // close()'s callback waits for the server's connections to end: the accepted ones belong to
+    // their transports now, so only a listener that never had one waits for it.
+    if (this.#count > 0) this.#server.close();
+    else await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  /** Hand the connection over: from now on closing the listener leaves it alone. */
-  #take(transport: SocketTransport): SocketTransport {
-    if (this.#pending === transport) this.#pending = undefined;
-    return transport;
+  #fail(error: Error): void {
+    this.#failure ??= error;
+    for (const w of this.#waiters.splice(0)) w.reject(this.#failure);
   }
 }

@@ -25,6 +25,11 @@ export interface StreamWriterOptions {
   /** At most this many bytes per second go to the transport (QEMU's max-bandwidth); unlimited if absent. */
   readonly maxBandwidth?: number;
   /**
+   * A pacer shared with other writers, instead of `maxBandwidth`: a migration's RAM channels and
+   * its main stream share one limit.
+   */
+  readonly pacer?: BandwidthPacer;
+  /**
    * Checksum the stream (`STREAM_CHECKSUMS`): a CRC-32 ends each pass and RAM pages carry
    * digests, so that the destination refuses a corrupted stream before the guest starts.
    * Default false. Only the forward stream checksums (the return path has no passes).
@@ -58,7 +63,7 @@ export class MigrationStreamWriter<D extends StreamDirection = 'forward'> {
   constructor(transport: MigrationTransport, options: StreamWriterOptions & { direction?: D } = {}) {
     this.#transport = transport;
     this.direction = options.direction ?? ('forward' as D);
-    this.#pacer = options.maxBandwidth === undefined ? undefined : new BandwidthPacer(options.maxBandwidth);
+    this.#pacer = options.pacer ?? (options.maxBandwidth === undefined ? undefined : new BandwidthPacer(options.maxBandwidth));
     const checksums = this.direction === 'forward' && options.checksums === true;
     this.#pass = checksums ? new PassChecksum() : undefined;
     const preamble = encodePreamble(checksums);
