@@ -3,7 +3,7 @@
 // tracks of the VM for QMP (run state, the migration it started, PCI slots); the VM stays the
 // VMM's.
 
-import { ConfigError, type Vmm } from '@vmmkit/core';
+import { ConfigError, LinuxHost, type Vmm } from '@vmmkit/core';
 import { CONTROL_COMMANDS, QMP_SCHEMA_VERSION } from './commands/control-commands.js';
 import { DEVICE_COMMANDS } from './commands/device-commands.js';
 import { FD_COMMANDS } from './commands/fd-commands.js';
@@ -109,7 +109,9 @@ export class QmpServer {
    */
   async listen(path: string, options: QmpSocketOptions = {}): Promise<QmpListener> {
     if (this.#closed) throw new ConfigError('the QMP server is closed');
-    const listener = await listenUnix(path, (peer) => this.connect(peer), options);
+    // Descriptors that come over the socket are this process's: only a real host can use them.
+    const passFds = options.passFds ?? this.vmm.host instanceof LinuxHost;
+    const listener = await listenUnix(path, (peer) => this.connect(peer), { ...options, passFds });
     this.#listeners.push(listener);
     return listener;
   }

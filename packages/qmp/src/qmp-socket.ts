@@ -1,10 +1,11 @@
 // Serving QMP on a Unix socket (QEMU's `-qmp unix:PATH,server=on,wait=off`): every connection is a
-// session. A client that stops reading is dropped once its unsent output passes a bound, so that
-// it cannot make the VMM buffer without end.
+// session. The connection is core's byte stream with SCM_RIGHTS, so clients pass descriptors as
+// libvirt does (getfd, add-fd). A client that stops reading is dropped once its unsent output
+// passes a bound, so that it cannot make the VMM buffer without end.
 
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import net from 'node:net';
-import { ConfigError } from '@vmmkit/core';
+import { ConfigError, HostError } from '@vmmkit/core';
+import { closeReceivedFds, UnixStreamListener, type UnixStream } from '@vmmkit/core/vfio-user';
 import type { QmpPeer, QmpSession } from './protocol/qmp-session.js';
 
 /** The most output a client may leave unread before it is dropped, unless told otherwise. */
@@ -14,6 +15,12 @@ export const MAX_UNREAD_BYTES = 16 << 20;
 export interface QmpSocketOptions {
   /** Drop a client once this much of its output is unread (default {@link MAX_UNREAD_BYTES}). */
   readonly maxUnreadBytes?: number;
+  /**
+   * Whether descriptors clients pass reach the commands. They are this process's, so only a VM
+   * whose host is this process's kernel can use them; for a simulated host they are closed on
+   * arrival and getfd / add-fd find none. Default: whether the VM's host is a LinuxHost.
+   */
+  readonly passFds?: boolean;
 }
 
 /** A listening QMP socket. */
@@ -34,36 +41,37 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
     unlinkSync(path);
   }
   const maxUnread = options.maxUnreadBytes ?? MAX_UNREAD_BYTES;
-  const server = net.createServer((socket) => serve(socket, connect, maxUnread));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError(`QMP socket ${path}: cannot listen (${e.code ?? e.message})`, 'qmp', path, { cause: e })));
-    server.listen({ path }, () => resolve());
-  });
-  let closed = false;
+  const passFds = options.passFds ?? true;
+  let listener: UnixStreamListener;
+  try {
+    listener = UnixStreamListener.listen(path, (stream) => serve(stream, connect, maxUnread, passFds));
+  } catch (e) {
+    const why = e instanceof HostError ? `${e.syscall}: ${e.errno}` : e instanceof Error ? e.message : String(e);
+    throw new ConfigError(`QMP socket ${path}: cannot listen (${why})`, 'qmp', path, { cause: e });
+  }
   return {
     path,
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      if (existsSync(path)) unlinkSync(path);
+    close: () => {
+      listener.close();
+      return Promise.resolve();
     },
   };
 }
 
-function serve(socket: net.Socket, connect: (peer: QmpPeer) => QmpSession, maxUnread: number): void {
+function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUnread: number, passFds: boolean): void {
   const session = connect({
     write: (text) => {
-      if (socket.destroyed) return;
-      socket.write(text);
-      if (socket.writableLength > maxUnread) socket.destroy();
+      stream.send(Buffer.from(text));
+      if (stream.queuedBytes > maxUnread) stream.close();
     },
-    end: () => {
-      if (!socket.destroyed) socket.end(() => socket.destroy());
-    },
+    end: () => stream.end(),
   });
-  socket.on('data', (chunk: Buffer) => session.receive(chunk));
-  socket.on('close', () => session.end());
-  // A reset by the client ends its session like a close; nothing else is disturbed.
-  socket.on('error', () => socket.destroy());
+  stream.start({
+    data: (bytes, fds) => {
+      if (!passFds) closeReceivedFds(fds.splice(0));
+      session.receive(bytes, fds);
+    },
+    // A reset by the client ends its session like a close; nothing else is disturbed.
+    closed: () => session.end(),
+  });
 }

@@ -48,6 +48,8 @@ export class UnixStream {
   #open = true;
   /** Whether the poll watches for writability (only while output waits). */
   #watchingWrites = false;
+  /** Close once the queued output is written ({@link UnixStream.end}). */
+  #ending = false;
 
   constructor(socket: UnixSocket, readSize = 64 * 1024) {
     this.#socket = socket;
@@ -79,6 +81,8 @@ export class UnixStream {
       if (ready.readable) this.#readable();
       if (ready.writable && this.#open) this.#flush();
     });
+    // Output queued before the start waits for writability like any other.
+    if (this.#queue.length) this.#flush();
   }
 
   /**
@@ -87,10 +91,26 @@ export class UnixStream {
    * end through `closed`); a send that fails ends the stream.
    */
   send(bytes: Uint8Array, fds: readonly number[] = []): void {
-    if (!this.#open) return;
+    if (!this.#open || this.#ending) return;
     this.#queue.push({ bytes, sent: 0, fds });
     this.#queuedBytes += bytes.byteLength;
     if (this.#queue.length === 1) this.#flush();
+  }
+
+  /**
+   * Close once what is queued is written (a last answer before hanging up); nothing more is
+   * sent or delivered meanwhile. A peer that never reads keeps it open until `close()`.
+   */
+  end(): void {
+    if (!this.#open) return;
+    this.#ending = true;
+    if (this.#queue.length === 0) {
+      this.#end(undefined);
+      return;
+    }
+    // Stop reading: a level-triggered poll would otherwise fire for input no one takes.
+    this.#watchingWrites = true;
+    this.#poll?.update({ readable: false, writable: true });
   }
 
   /** Close the stream (idempotent): pending output is dropped, `closed()` is called. */
@@ -116,17 +136,21 @@ export class UnixStream {
       this.#end({ kind: 'send', cause: e });
       return;
     }
+    if (this.#ending && this.#queue.length === 0) {
+      this.#end(undefined);
+      return;
+    }
     // Restarting libuv's poll costs more than the send itself: only when writability matters anew.
     const waiting = this.#queue.length > 0;
     if (waiting !== this.#watchingWrites && this.#poll) {
       this.#watchingWrites = waiting;
-      this.#poll.update({ readable: true, writable: waiting });
+      this.#poll.update({ readable: !this.#ending, writable: waiting });
     }
   }
 
   /** Drain what is readable now (the poll fires again for more). */
   #readable(): void {
-    while (this.#open) {
+    while (this.#open && !this.#ending) {
       let got;
       try {
         got = this.#socket.receive(this.#buffer);
