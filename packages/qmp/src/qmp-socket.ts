@@ -16,11 +16,13 @@ export interface QmpSocketOptions {
   /** Drop a client once this much of its output is unread (default {@link MAX_UNREAD_BYTES}). */
   readonly maxUnreadBytes?: number;
   /**
-   * Whether descriptors clients pass reach the commands. They are this process's, so only a VM
-   * whose host is this process's kernel can use them; for a simulated host they are closed on
-   * arrival and getfd / add-fd find none. Default: whether the VM's host is a LinuxHost.
+   * How a descriptor a client passed (one of this process's) becomes one of the VM's host, which
+   * the commands then use and close there: the identity for this process's kernel (LinuxHost),
+   * the simulated host's `adoptProcessFd`. It owns the fd from the call, closing it when it
+   * throws. Without it descriptors are closed on arrival and getfd / add-fd find none. The
+   * server's default follows its VM's host.
    */
-  readonly passFds?: boolean;
+  readonly adoptFd?: (fd: number) => number;
 }
 
 /** A listening QMP socket. */
@@ -41,10 +43,10 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
     unlinkSync(path);
   }
   const maxUnread = options.maxUnreadBytes ?? MAX_UNREAD_BYTES;
-  const passFds = options.passFds ?? true;
+  const adoptFd = options.adoptFd;
   let listener: UnixStreamListener;
   try {
-    listener = UnixStreamListener.listen(path, (stream) => serve(stream, connect, maxUnread, passFds));
+    listener = UnixStreamListener.listen(path, (stream) => serve(stream, connect, maxUnread, adoptFd));
   } catch (e) {
     const why = e instanceof HostError ? `${e.syscall}: ${e.errno}` : e instanceof Error ? e.message : String(e);
     throw new ConfigError(`QMP socket ${path}: cannot listen (${why})`, 'qmp', path, { cause: e });
@@ -58,7 +60,7 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
   };
 }
 
-function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUnread: number, passFds: boolean): void {
+function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUnread: number, adoptFd: ((fd: number) => number) | undefined): void {
   const session = connect({
     write: (text) => {
       stream.send(Buffer.from(text));
@@ -68,10 +70,27 @@ function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUn
   });
   stream.start({
     data: (bytes, fds) => {
-      if (!passFds) closeReceivedFds(fds.splice(0));
-      session.receive(bytes, fds);
+      session.receive(bytes, adoptFd ? adoptAll(fds, adoptFd) : closeAll(fds));
     },
     // A reset by the client ends its session like a close; nothing else is disturbed.
     closed: () => session.end(),
   });
+}
+
+/** The received fds as the VM's host's; one that cannot be adopted was closed by `adoptFd` and is left out. */
+function adoptAll(fds: readonly number[], adoptFd: (fd: number) => number): number[] {
+  const adopted: number[] = [];
+  for (const fd of fds) {
+    try {
+      adopted.push(adoptFd(fd));
+    } catch {
+      // adoptFd closed it; the command that wanted it reports none supplied.
+    }
+  }
+  return adopted;
+}
+
+function closeAll(fds: readonly number[]): number[] {
+  closeReceivedFds(fds);
+  return [];
 }

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LinuxHost, Vmm, type HostKernel } from '@vmmkit/core';
 import { UnixStream } from '@vmmkit/core/vfio-user';
+import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
 import { SimHost, simMachine } from '@vmmkit/sim';
 import { QmpServer } from '../src/index.js';
@@ -74,6 +75,9 @@ class SocketClient {
   }
 }
 
+/** A second real fd for the file `fd` is open on. */
+const dupOf = (fd: number): number => openSync(readlinkSync(`/proc/self/fd/${fd}`), 'r');
+
 /** The fds this process has open now. */
 const openFds = (): number => readdirSync('/proc/self/fd').length;
 
@@ -91,7 +95,7 @@ let client: SocketClient;
 let devNull: number;
 
 async function start(host: HostKernel): Promise<void> {
-  vmm = await Vmm.create({ host, plugins: [vfioPciPlugin()], memory: [{ gpa: 0n, size: 1n << 20n }], name: 'fds' });
+  vmm = await Vmm.create({ host, plugins: [iommufdPlugin(), vfioPciPlugin()], memory: [{ gpa: 0n, size: 1n << 20n }], name: 'fds' });
   server = new QmpServer(vmm);
   await server.listen(path);
   client = new SocketClient(path);
@@ -189,12 +193,39 @@ describe('on this process\'s kernel (LinuxHost)', () => {
   });
 });
 
-describe('on a simulated host', () => {
-  beforeEach(() => start(new SimHost(simMachine())));
+describe('on a simulated host (vmmkit run --sim)', () => {
+  let host: SimHost;
+  beforeEach(() => start((host = new SimHost(simMachine()))));
 
-  it('closes descriptors on arrival: a simulated VM cannot use this process\'s fds', async () => {
+  it('adopts passed descriptors into the simulated kernel and closes the real one with the simulated one', async () => {
     const before = openFds();
-    expect(await client.execute('getfd', { fdname: 'x' }, [devNull])).toMatchObject({ error: { desc: 'No file descriptor supplied via SCM_RIGHTS' } });
+    expect(await client.execute('getfd', { fdname: 'x' }, [devNull])).toEqual({ return: {} });
+    expect(openFds()).toBe(before + 1);
+    expect(host.census().objects).toMatchObject({ process_fd: 1 });
+    expect(await client.execute('closefd', { fdname: 'x' })).toEqual({ return: {} });
     expect(openFds()).toBe(before);
+    expect(host.census().objects).not.toHaveProperty('process_fd');
+  });
+
+  it('device_add vfio-pci fd=NAME checks the passed descriptor as the simulated kernel names it', async () => {
+    expect(await client.execute('object-add', { 'qom-type': 'iommufd', id: 'iommufd0' })).toEqual({ return: {} });
+    expect(await client.execute('getfd', { fdname: 'dev' }, [devNull])).toEqual({ return: {} });
+    const answer = await client.execute('device_add', { driver: 'vfio-pci', id: 'nic0', fd: 'dev', iommufd: 'iommufd0' });
+    expect(answer.error).toMatchObject({ class: 'GenericError', desc: expect.stringMatching(/fd=\d+ is \/dev\/null, not a VFIO device cdev/) });
+    const before = openFds();
+    client.close();
+    await settle();
+    expect(openFds()).toBe(before - CONNECTION_FDS - 1);
+    expect(host.census().objects).not.toHaveProperty('process_fd');
+  });
+
+  it('an fd the simulated kernel cannot adopt (not open, or its table full) is closed all the same', async () => {
+    const before = openFds();
+    expect(() => host.adoptProcessFd(1 << 20)).toThrow(expect.objectContaining({ errno: 'EBADF', syscall: 'readlink' }));
+    // A full simulated fd table refuses it (EMFILE): the real fd is closed all the same.
+    const full = new SimHost({ fdLimit: 3 });
+    expect(() => full.adoptProcessFd(dupOf(devNull))).toThrow(expect.objectContaining({ errno: 'EMFILE' }));
+    expect(openFds()).toBe(before);
+    expect(full.census().objects).toEqual({});
   });
 });
