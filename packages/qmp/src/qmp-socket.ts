@@ -28,7 +28,10 @@ export interface QmpSocketOptions {
 /** A listening QMP socket. */
 export interface QmpListener {
   readonly path: string;
-  /** Stop accepting, and remove the socket file. Open sessions are the server's to end. */
+  /**
+   * Stop accepting, remove the socket file, and close the connections still open (sessions the
+   * server ended whose last output a client left unread).
+   */
   close(): Promise<void>;
 }
 
@@ -44,9 +47,11 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
   }
   const maxUnread = options.maxUnreadBytes ?? MAX_UNREAD_BYTES;
   const adoptFd = options.adoptFd;
+  // Connections still open: a hung-up client whose last answer is unread lingers until this closes.
+  const streams = new Set<UnixStream>();
   let listener: UnixStreamListener;
   try {
-    listener = UnixStreamListener.listen(path, (stream) => serve(stream, connect, maxUnread, adoptFd));
+    listener = UnixStreamListener.listen(path, (stream) => serve(stream, connect, maxUnread, adoptFd, streams));
   } catch (e) {
     const why = e instanceof HostError ? `${e.syscall}: ${e.errno}` : e instanceof Error ? e.message : String(e);
     throw new ConfigError(`QMP socket ${path}: cannot listen (${why})`, 'qmp', path, { cause: e });
@@ -55,12 +60,14 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
     path,
     close: () => {
       listener.close();
+      for (const stream of [...streams]) stream.close();
       return Promise.resolve();
     },
   };
 }
 
-function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUnread: number, adoptFd: ((fd: number) => number) | undefined): void {
+function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUnread: number, adoptFd: ((fd: number) => number) | undefined, streams: Set<UnixStream>): void {
+  streams.add(stream);
   const session = connect({
     write: (text) => {
       stream.send(Buffer.from(text));
@@ -73,7 +80,10 @@ function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUn
       session.receive(bytes, adoptFd ? adoptAll(fds, adoptFd) : closeAll(fds));
     },
     // A reset by the client ends its session like a close; nothing else is disturbed.
-    closed: () => session.end(),
+    closed: () => {
+      streams.delete(stream);
+      session.end();
+    },
   });
 }
 
