@@ -4,8 +4,7 @@
 // passes a bound, so that it cannot make the VMM buffer without end.
 
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import { ConfigError, HostError } from '@vmmkit/core';
-import { closeReceivedFds, UnixStreamListener, type UnixStream } from '@vmmkit/core/vfio-user';
+import { closeReceivedFds, ConfigError, HostError, UnixStreamListener, type UnixStream } from '@vmmkit/core';
 import type { QmpPeer, QmpSession } from './protocol/qmp-session.js';
 
 /** The most output a client may leave unread before it is dropped, unless told otherwise. */

@@ -6,8 +6,7 @@ import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LinuxHost, Vmm, type HostKernel } from '@vmmkit/core';
-import { UnixStream } from '@vmmkit/core/vfio-user';
+import { LinuxHost, UnixStream, Vmm, type HostKernel } from '@vmmkit/core';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin } from '@vmmkit/device-vfio-pci';
 import { SimHost, simMachine } from '@vmmkit/sim';

@@ -2,9 +2,8 @@
 // with test hooks to drive device DMA, inject faults and count what is left behind.
 
 import {
-  ArgumentError, ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping,
+  ArgumentError, closeReceivedFds, ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping,
 } from '@vmmkit/core';
-import { closeReceivedFds } from '@vmmkit/core/vfio-user';
 import { MAP_ANONYMOUS, MAP_FIXED, MFD_ALLOW_SEALING, MFD_CLOEXEC, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName } from '@vmmkit/core/uapi';
 import type { SimHostConfig } from './config.js';
 import { AttrFile, DirFile } from './kernel/attr-file.js';

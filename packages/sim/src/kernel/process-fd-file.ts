@@ -4,7 +4,7 @@
 // close it: the real fd lives exactly as long as the simulated one.
 
 import { readlinkSync } from 'node:fs';
-import { closeReceivedFds } from '@vmmkit/core/vfio-user';
+import { closeReceivedFds } from '@vmmkit/core';
 import type { Census } from './census.js';
 import { SimFile } from './sim-file.js';
 
