@@ -9,6 +9,8 @@ PCI devices, creates an iommufd object and hot-adds a vfio-pci NIC through it on
      and that destination exits (migrate-incoming's exit-on-error);
   3. migrates to the destination, polling query-migrate and listening for events until
      `completed`: the destination runs, the source is stopped (postmigrate).
+Descriptors are passed with SCM_RIGHTS (send_fd_scm) for getfd / closefd, device_add fd=NAME and
+add-fd / query-fdsets / remove-fd, and the VM process is seen to close each one (/proc/PID/fd).
 A client that sends garbage is dropped while the others carry on. Every step checks QEMU's
 result shapes; the first failed check stops the tier with a non-zero status.
 """
@@ -154,6 +156,51 @@ async def hot_add(src, dst):
     check(len(devices[0]["regions"]) > 0, "with its BARs")
 
 
+def held_by(vm, target):
+    """How many of the VM process's fds link to `target` (what /proc/<pid>/fd/N names)."""
+    fd_dir = f"/proc/{vm.proc.pid}/fd"
+    count = 0
+    for name in os.listdir(fd_dir):
+        try:
+            count += os.readlink(os.path.join(fd_dir, name)) == target
+        except FileNotFoundError:
+            pass
+    return count
+
+
+async def passed_fds(vm):
+    """Descriptors passed with SCM_RIGHTS (the library's send_fd_scm, as libvirt passes them)."""
+    read_end, write_end = os.pipe()
+    target = os.readlink(f"/proc/self/fd/{write_end}")
+    try:
+        vm.qmp.send_fd_scm(write_end)
+        await vm.run("getfd", {"fdname": "pipe0"})
+        check(held_by(vm, target) == 1, "getfd: the VM holds the passed pipe")
+        cls, desc = await vm.error("device_add", {"driver": "vfio-pci", "id": "nic1", "fd": "pipe0", "iommufd": "iommufd0"})
+        check(cls == "GenericError" and target in desc and "not a VFIO device cdev" in desc,
+              f"device_add fd=pipe0 checks the passed descriptor: {desc}")
+        await vm.run("closefd", {"fdname": "pipe0"})
+        check(held_by(vm, target) == 0, "closefd closes it in the VM")
+        cls, desc = await vm.error("closefd", {"fdname": "pipe0"})
+        check(cls == "GenericError" and "pipe0" in desc, "closefd of a closed name fails")
+
+        vm.qmp.send_fd_scm(write_end)
+        added = await vm.run("add-fd", {"opaque": "tier"})
+        check(set(added) == {"fdset-id", "fd"} and held_by(vm, target) == 1, "add-fd puts it in an fd set")
+        sets = await vm.run("query-fdsets")
+        check(sets == [{"fdset-id": added["fdset-id"], "fds": [{"fd": added["fd"], "opaque": "tier"}]}],
+              "query-fdsets lists it")
+        await vm.run("remove-fd", {"fdset-id": added["fdset-id"], "fd": added["fd"]})
+        check(held_by(vm, target) == 0 and await vm.run("query-fdsets") == [], "remove-fd closes it")
+
+        vm.qmp.send_fd_scm(write_end)
+        await vm.run("query-status")
+        check(held_by(vm, target) == 0, "a descriptor sent with a command that does not take it is closed")
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
 async def garbage_client(vm):
     """A raw socket client that sends garbage is dropped; the VM's other client carries on."""
     reader, writer = await asyncio.open_unix_connection(vm.sock)
@@ -244,6 +291,7 @@ async def main():
                 await enable_events(vm)
             await negotiate_and_query(src, dst)
             await hot_add(src, dst)
+            await passed_fds(src)
             await garbage_client(src)
             await cancelled_migration(src, dst, tmp)
             await failed_migration(src, tmp)

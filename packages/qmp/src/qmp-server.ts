@@ -3,7 +3,7 @@
 // tracks of the VM for QMP (run state, the migration it started, PCI slots); the VM stays the
 // VMM's.
 
-import { ConfigError, type Vmm } from '@vmmkit/core';
+import { ConfigError, LinuxHost, type HostKernel, type Vmm } from '@vmmkit/core';
 import { CONTROL_COMMANDS, QMP_SCHEMA_VERSION } from './commands/control-commands.js';
 import { DEVICE_COMMANDS } from './commands/device-commands.js';
 import { FD_COMMANDS } from './commands/fd-commands.js';
@@ -109,7 +109,7 @@ export class QmpServer {
    */
   async listen(path: string, options: QmpSocketOptions = {}): Promise<QmpListener> {
     if (this.#closed) throw new ConfigError('the QMP server is closed');
-    const listener = await listenUnix(path, (peer) => this.connect(peer), options);
+    const listener = await listenUnix(path, (peer) => this.connect(peer), { adoptFd: this.#adoptFd(), ...options });
     this.#listeners.push(listener);
     return listener;
   }
@@ -174,6 +174,13 @@ export class QmpServer {
         // Already closed on the host.
       }
     }
+  }
+
+  /** How descriptors passed over a socket (this process's) become the VM host's, if they can. */
+  #adoptFd(): ((fd: number) => number) | undefined {
+    const host = this.vmm.host as HostKernel & { adoptProcessFd?: (fd: number) => number };
+    if (host instanceof LinuxHost) return (fd) => fd;
+    return typeof host.adoptProcessFd === 'function' ? (fd) => host.adoptProcessFd!(fd) : undefined;
   }
 
   async #run(command: QmpCommand, args: QmpArgs, fds: QmpClientFds): Promise<unknown> {

@@ -1,10 +1,10 @@
 // Serving QMP on a Unix socket (QEMU's `-qmp unix:PATH,server=on,wait=off`): every connection is a
-// session. A client that stops reading is dropped once its unsent output passes a bound, so that
-// it cannot make the VMM buffer without end.
+// session. The connection is core's byte stream with SCM_RIGHTS, so clients pass descriptors as
+// libvirt does (getfd, add-fd). A client that stops reading is dropped once its unsent output
+// passes a bound, so that it cannot make the VMM buffer without end.
 
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
-import net from 'node:net';
-import { ConfigError } from '@vmmkit/core';
+import { closeReceivedFds, ConfigError, HostError, UnixStreamListener, type UnixStream } from '@vmmkit/core';
 import type { QmpPeer, QmpSession } from './protocol/qmp-session.js';
 
 /** The most output a client may leave unread before it is dropped, unless told otherwise. */
@@ -14,12 +14,23 @@ export const MAX_UNREAD_BYTES = 16 << 20;
 export interface QmpSocketOptions {
   /** Drop a client once this much of its output is unread (default {@link MAX_UNREAD_BYTES}). */
   readonly maxUnreadBytes?: number;
+  /**
+   * How a descriptor a client passed (one of this process's) becomes one of the VM's host, which
+   * the commands then use and close there: the identity for this process's kernel (LinuxHost),
+   * the simulated host's `adoptProcessFd`. It owns the fd from the call, closing it when it
+   * throws. Without it descriptors are closed on arrival and getfd / add-fd find none. The
+   * server's default follows its VM's host.
+   */
+  readonly adoptFd?: (fd: number) => number;
 }
 
 /** A listening QMP socket. */
 export interface QmpListener {
   readonly path: string;
-  /** Stop accepting, and remove the socket file. Open sessions are the server's to end. */
+  /**
+   * Stop accepting, remove the socket file, and close the connections still open (sessions the
+   * server ended whose last output a client left unread).
+   */
   close(): Promise<void>;
 }
 
@@ -34,36 +45,61 @@ export async function listenUnix(path: string, connect: (peer: QmpPeer) => QmpSe
     unlinkSync(path);
   }
   const maxUnread = options.maxUnreadBytes ?? MAX_UNREAD_BYTES;
-  const server = net.createServer((socket) => serve(socket, connect, maxUnread));
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (e: NodeJS.ErrnoException) => reject(new ConfigError(`QMP socket ${path}: cannot listen (${e.code ?? e.message})`, 'qmp', path, { cause: e })));
-    server.listen({ path }, () => resolve());
-  });
-  let closed = false;
+  const adoptFd = options.adoptFd;
+  // Connections still open: a hung-up client whose last answer is unread lingers until this closes.
+  const streams = new Set<UnixStream>();
+  let listener: UnixStreamListener;
+  try {
+    listener = UnixStreamListener.listen(path, (stream) => serve(stream, connect, maxUnread, adoptFd, streams));
+  } catch (e) {
+    const why = e instanceof HostError ? `${e.syscall}: ${e.errno}` : e instanceof Error ? e.message : String(e);
+    throw new ConfigError(`QMP socket ${path}: cannot listen (${why})`, 'qmp', path, { cause: e });
+  }
   return {
     path,
-    close: async () => {
-      if (closed) return;
-      closed = true;
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      if (existsSync(path)) unlinkSync(path);
+    close: () => {
+      listener.close();
+      for (const stream of [...streams]) stream.close();
+      return Promise.resolve();
     },
   };
 }
 
-function serve(socket: net.Socket, connect: (peer: QmpPeer) => QmpSession, maxUnread: number): void {
+function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUnread: number, adoptFd: ((fd: number) => number) | undefined, streams: Set<UnixStream>): void {
+  streams.add(stream);
   const session = connect({
     write: (text) => {
-      if (socket.destroyed) return;
-      socket.write(text);
-      if (socket.writableLength > maxUnread) socket.destroy();
+      stream.send(Buffer.from(text));
+      if (stream.queuedBytes > maxUnread) stream.close();
     },
-    end: () => {
-      if (!socket.destroyed) socket.end(() => socket.destroy());
+    end: () => stream.end(),
+  });
+  stream.start({
+    data: (bytes, fds) => {
+      session.receive(bytes, adoptFd ? adoptAll(fds, adoptFd) : closeAll(fds));
+    },
+    // A reset by the client ends its session like a close; nothing else is disturbed.
+    closed: () => {
+      streams.delete(stream);
+      session.end();
     },
   });
-  socket.on('data', (chunk: Buffer) => session.receive(chunk));
-  socket.on('close', () => session.end());
-  // A reset by the client ends its session like a close; nothing else is disturbed.
-  socket.on('error', () => socket.destroy());
+}
+
+/** The received fds as the VM's host's; one that cannot be adopted was closed by `adoptFd` and is left out. */
+function adoptAll(fds: readonly number[], adoptFd: (fd: number) => number): number[] {
+  const adopted: number[] = [];
+  for (const fd of fds) {
+    try {
+      adopted.push(adoptFd(fd));
+    } catch {
+      // adoptFd closed it; the command that wanted it reports none supplied.
+    }
+  }
+  return adopted;
+}
+
+function closeAll(fds: readonly number[]): number[] {
+  closeReceivedFds(fds);
+  return [];
 }

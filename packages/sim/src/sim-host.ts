@@ -2,13 +2,14 @@
 // with test hooks to drive device DMA, inject faults and count what is left behind.
 
 import {
-  ArgumentError, ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping,
+  ArgumentError, closeReceivedFds, ERRNO, HostError, type HostErrorDetails, type HostKernel, type HostMapping,
 } from '@vmmkit/core';
 import { MAP_ANONYMOUS, MAP_FIXED, MFD_ALLOW_SEALING, MFD_CLOEXEC, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE, ioctlName } from '@vmmkit/core/uapi';
 import type { SimHostConfig } from './config.js';
 import { AttrFile, DirFile } from './kernel/attr-file.js';
 import { EventFdFile } from './kernel/eventfd-file.js';
 import { MemfdFile } from './kernel/memfd-file.js';
+import { ProcessFdFile } from './kernel/process-fd-file.js';
 import type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';
 import { fail, SimErrno } from './kernel/sim-errno.js';
 import { SimKernel } from './kernel/sim-kernel.js';
@@ -116,6 +117,31 @@ export class SimHost implements HostKernel {
     return this.#syscall({ syscall: 'fcntl', fd }, () => {
       const file = this.#injectOn('dup', fd);
       return this.kernel.fds.install(file);
+    });
+  }
+
+  /**
+   * Adopt a descriptor of the real process (one a client passed over a real socket): the
+   * simulated kernel gives it an fd of its own, whose /proc/self/fd link names the real file, and
+   * closes the real one when that fd's last reference goes. Ownership passes in every case: the
+   * real fd is closed when adoption fails (EMFILE in the simulated table, say).
+   * @throws HostError when the simulated kernel cannot install it.
+   */
+  adoptProcessFd(realFd: number): number {
+    let file: ProcessFdFile;
+    try {
+      file = new ProcessFdFile(realFd, this.kernel.census);
+    } catch (e) {
+      closeReceivedFds([realFd]);
+      throw new HostError({ errno: ERRNO.EBADF, syscall: 'readlink', path: `/proc/self/fd/${realFd}` }, { cause: e });
+    }
+    return this.#syscall({ syscall: 'fcntl', fd: realFd }, () => {
+      try {
+        return this.kernel.fds.install(file, file.target);
+      } catch (e) {
+        file.discard();
+        throw e;
+      }
     });
   }
 

@@ -15,3 +15,4 @@ export type * from './transport.js';
 export * from './socket-transport.js';
 export * from './in-process-transport.js';
 export { UnixSocket, unlinkSocketPath, UNIX_SOCKET_MAX_FDS } from '../host/unix-socket.js';
+export { UnixStream, UnixStreamListener, closeReceivedFds, type UnixStreamFailure, type UnixStreamHandlers } from '../host/unix-stream.js';

@@ -32,7 +32,10 @@ const NEGOTIATION_MEMBERS = new Set(['execute', 'arguments', 'id']);
 
 export class QmpSession {
   readonly #splitter: JsonSplitter;
-  readonly #received: number[] = [];
+  /** Descriptors that arrived before the message they came for was complete. */
+  readonly #waiting: number[] = [];
+  /** Descriptors of the command running now (it takes what it uses, the rest are closed after it). */
+  #current: number[] = [];
   readonly #fds: QmpClientFds;
   #negotiated = false;
   #ended = false;
@@ -41,8 +44,7 @@ export class QmpSession {
 
   constructor(private readonly host: QmpSessionHost, private readonly peer: QmpPeer, limits: JsonSplitterLimits = {}) {
     this.#splitter = new JsonSplitter(limits);
-    const received = this.#received;
-    this.#fds = { takeReceived: () => received.shift(), named: new Map() };
+    this.#fds = { takeReceived: () => this.#current.shift(), named: new Map() };
     this.#send(host.greeting());
   }
 
@@ -57,22 +59,34 @@ export class QmpSession {
 
   /**
    * Bytes from the client, with descriptors that came with them (owned by the session from now:
-   * a command takes them, or they are closed after the command they came with).
+   * a command takes them, or they are closed after the command they came with). A socket
+   * delivers a message's fds with the chunk holding its last byte or before it (QEMU's clients
+   * send them with the command, or with a byte ahead of it): the fds belong to the message that
+   * holds or follows the chunk's last byte, so a command still running never sees the next
+   * one's.
    */
-  receive(bytes: Buffer, fds: readonly number[] = []): void {
+  receive(bytes: Uint8Array, fds: readonly number[] = []): void {
     if (this.#ended) {
       for (const fd of fds) this.#closeFd(fd);
       return;
     }
-    this.#received.push(...fds);
     let texts: string[];
     try {
-      texts = this.#splitter.feed(bytes);
+      texts = this.#splitter.feed(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
     } catch (e) {
+      for (const fd of fds) this.#closeFd(fd);
       this.#drop(e);
       return;
     }
-    for (const text of texts) this.#queue = this.#queue.then(() => this.#handle(text));
+    const last = bytes.byteLength ? bytes[bytes.byteLength - 1]! : 0x20;
+    // Outside a message only whitespace is accepted: a last byte that is not means it closed one.
+    const endsMessage = texts.length > 0 && !this.#splitter.pending && !isJsonSpace(last);
+    if (!endsMessage) this.#waiting.push(...fds);
+    texts.forEach((text, i) => {
+      const mine = i === 0 ? this.#waiting.splice(0) : [];
+      if (endsMessage && i === texts.length - 1) mine.push(...fds);
+      this.#queue = this.#queue.then(() => this.#handle(text, mine));
+    });
   }
 
   /** Send an event (the server calls this for negotiated sessions only). */
@@ -84,7 +98,7 @@ export class QmpSession {
   end(): void {
     if (this.#ended) return;
     this.#ended = true;
-    for (const fd of this.#received.splice(0)) this.#closeFd(fd);
+    for (const fd of this.#waiting.splice(0)) this.#closeFd(fd);
     for (const fd of this.#fds.named.values()) this.#closeFd(fd);
     this.#fds.named.clear();
     this.peer.end();
@@ -96,12 +110,17 @@ export class QmpSession {
     return this.#queue;
   }
 
-  async #handle(text: string): Promise<void> {
-    if (this.#ended) return;
+  async #handle(text: string, fds: number[]): Promise<void> {
+    if (this.#ended) {
+      for (const fd of fds) this.#closeFd(fd);
+      return;
+    }
+    this.#current = fds;
     let request: unknown;
     try {
       request = JSON.parse(text);
     } catch (e) {
+      for (const fd of fds.splice(0)) this.#closeFd(fd);
       this.#drop(genericError(`JSON parse error, ${e instanceof Error ? e.message : String(e)}`));
       return;
     }
@@ -113,7 +132,7 @@ export class QmpSession {
       this.#send(id === undefined ? { error: describe(e) } : { error: describe(e), id });
     } finally {
       // Descriptors the command did not take are not kept for the next one (QEMU closes them too).
-      for (const fd of this.#received.splice(0)) this.#closeFd(fd);
+      for (const fd of fds.splice(0)) this.#closeFd(fd);
     }
   }
 
@@ -162,6 +181,8 @@ export class QmpSession {
     }
   }
 }
+
+const isJsonSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;
 
 /** An error as QMP reports it: QEMU's class, and the message. */
 function describe(e: unknown): { class: string; desc: string } {

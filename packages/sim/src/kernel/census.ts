@@ -5,7 +5,8 @@ import { InvariantError } from '@vmmkit/core';
 /** Kinds of kernel object the simulated host counts. */
 export type ObjectKind =
   | 'ioas' | 'hwpt' | 'device_bind' | 'access' | 'selftest' | 'container' | 'group_attach' | 'data_fd'
-  | 'dma_logging' | 'irq_eventfd' | 'eventfd' | 'memfd' | 'mapping' | 'iommu_dirty_tracking' | 'device_open';
+  | 'dma_logging' | 'irq_eventfd' | 'eventfd' | 'memfd' | 'mapping' | 'iommu_dirty_tracking' | 'device_open'
+  | 'process_fd';
 
 /** Counts of live kernel objects by kind. */
 export class Census {
