@@ -48,7 +48,9 @@ export class VfioUserIommuBackend implements VfioIommuBackend {
       device.proxy.dmaTarget = undefined;
       const failures = new FirstFailure();
       await failures.runAsync(() => container.close());
-      throw new VfioError(`attach to ${container.id}`, name, { cause: e });
+      // Keep the errno the failed step reported (a server's reply, ENOTCONN, ETIMEDOUT).
+      const errno = firstErrno(e);
+      throw new VfioError(`attach to ${container.id}`, name, { cause: e, ...(errno ? { errno } : {}) });
     }
     return container;
   }
@@ -64,3 +66,12 @@ export class VfioUserIommuBackend implements VfioIommuBackend {
     failures.rethrow();
   }
 }
+
+/** The errno of the first VfioError in `e`'s cause chain that has one (the base's wrappers have none). */
+function firstErrno(e: unknown): string | undefined {
+  for (let c = e, depth = 0; c instanceof Error && depth < 8; c = c.cause, depth++) {
+    if (c instanceof VfioError && c.errno) return c.errno;
+  }
+  return undefined;
+}
+

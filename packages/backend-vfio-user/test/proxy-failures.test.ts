@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { VfioError, ERRNO } from '@vmmkit/core';
 import { PCI_COMMAND, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
 import {
-  DEFAULT_CAPABILITIES, InProcessTransport, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DMA_READ, VFIO_USER_DMA_WRITE,
+  DEFAULT_CAPABILITIES, InProcessTransport, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DMA_MAP, VFIO_USER_DMA_READ, VFIO_USER_DMA_WRITE,
   VFIO_USER_F_TYPE_COMMAND, VFIO_USER_REGION_READ, VFIO_USER_VERSION, decodeDmaReadReply, encodeDeviceInfo, encodeDmaRead,
   encodeDmaWrite, encodeMessage, encodeVersion, isErrorReply, replyHeader, type VfioUserMessage, type VfioUserTransport,
 } from '@vmmkit/core/vfio-user';
@@ -90,6 +90,24 @@ describe('vfio-user client: a server that fails', () => {
     expect(device.failure).toBe(error);
     expect(rig.proxy.pendingCount).toBe(0);
     await backend.detachDevice(device);
+    await rig.close();
+    rig = undefined;
+    expect(host.census()).toEqual(base);
+  });
+
+  it('an attach whose DMA_MAP goes unanswered fails naming the device, with no container left', async () => {
+    const host = new SimHost();
+    const base = host.census();
+    const stall = new Set([VFIO_USER_DMA_MAP]);
+    rig = await makeClientRig({ host, wrapServerEnd: (end) => stalling(end, host, stall), proxy: { timeoutMs: 50 } });
+    const { backend, device, space } = rig;
+    const error = await backend.attachDevice('vu0', device, space).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(VfioError);
+    expect(error).toMatchObject({ device: 'vu0', errno: 'ETIMEDOUT' });
+    expect((error as Error).message).toMatch(/^vu0: failed to attach to vfio-user-container-1/);
+    expect(space.containers).toEqual([]);
+    expect(device.container).toBeUndefined();
+    expect(device.failed).toBe(true);
     await rig.close();
     rig = undefined;
     expect(host.census()).toEqual(base);
