@@ -12,6 +12,7 @@ import {
   EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID,
   EDU_IRQ_RAISE, EDU_LIVENESS, SimHost,
 } from '@vmmkit/sim';
+import { VFIO_USER_REGION_WRITE, encodeRegionAccess } from '@vmmkit/core/vfio-user';
 import { VFIO_IOMMU_USER, VfioUserContainer } from '@vmmkit/backend-vfio-user';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
 
@@ -94,6 +95,15 @@ describe('vfio-user client: edu over an in-process pair', () => {
     await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_IRQ_RAISE), le32(1));
     expect(eventCount(host, msi)).toBe(1n);
     host.close(msi);
+  });
+
+  it('posts a register write that wants no reply; the next read sees it', async () => {
+    rig = await makeClientRig();
+    const { backend, device, space, proxy } = rig;
+    await backend.attachDevice('vu0', device, space);
+    proxy.post(VFIO_USER_REGION_WRITE, encodeRegionAccess({ offset: BigInt(EDU_LIVENESS), region: VFIO_PCI_BAR0_REGION_INDEX, count: 4, data: le32(0xf0f0_0000) }));
+    expect(proxy.pendingCount).toBe(0);
+    expect(u32(await device.io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_LIVENESS), 4))).toBe(~0xf0f0_0000 >>> 0);
   });
 
   it('resets the device: registers back to power-on and bus mastering off', async () => {
