@@ -5,12 +5,12 @@
 
 import { afterEach, describe, expect, it } from 'vitest';
 import {
-  PCI_COMMAND, PCI_VENDOR_ID, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_BAR0_REGION_INDEX,
+  MAP_SHARED, PCI_COMMAND, PCI_VENDOR_ID, PROT_READ, PROT_WRITE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_BAR0_REGION_INDEX,
   VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
 } from '@vmmkit/core/uapi';
 import {
   EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID,
-  EDU_IRQ_RAISE, EDU_LIVENESS, SimHost,
+  EDU_IRQ_RAISE, EDU_LIVENESS, NIC_BAR2_SIZE, SimHost,
 } from '@vmmkit/sim';
 import { VFIO_USER_REGION_WRITE, encodeRegionAccess } from '@vmmkit/core/vfio-user';
 import { VFIO_IOMMU_USER, VfioUserContainer } from '@vmmkit/backend-vfio-user';
@@ -66,7 +66,9 @@ describe('vfio-user client: edu over an in-process pair', () => {
     const io = device.io;
     const ids = u32(await io.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_VENDOR_ID), 4));
     expect(ids).toBe(0x11e8_1234); // QEMU's edu: vendor 0x1234, device 0x11e8
-    expect(await io.regionInfo(VFIO_PCI_BAR0_REGION_INDEX)).toMatchObject({ index: 0, size: 0x10_0000n });
+    const bar0 = await io.regionInfo(VFIO_PCI_BAR0_REGION_INDEX);
+    if (bar0.fd !== undefined) host.close(bar0.fd);
+    expect(bar0).toMatchObject({ index: 0, size: 0x10_0000n });
     expect(u32(await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_ID), 4))).toBe(0x010000ed);
     await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_LIVENESS), le32(0x1234_5678));
     expect(u32(await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_LIVENESS), 4))).toBe(~0x1234_5678 >>> 0);
@@ -95,6 +97,28 @@ describe('vfio-user client: edu over an in-process pair', () => {
     await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_IRQ_RAISE), le32(1));
     expect(eventCount(host, msi)).toBe(1n);
     host.close(msi);
+  });
+
+  it('reads region info with its file: the nic\'s BAR2 is shared memory the client can map', async () => {
+    const host = new SimHost();
+    const base = host.census();
+    rig = await makeClientRig({ host, model: 'nic' });
+    const { backend, device, space } = rig;
+    await backend.attachDevice('vu0', device, space);
+    const bar2 = await device.io.regionInfo(2);
+    expect(bar2.size).toBe(BigInt(NIC_BAR2_SIZE));
+    expect(bar2.flags & VFIO_REGION_INFO_FLAG_MMAP).toBe(VFIO_REGION_INFO_FLAG_MMAP);
+    expect(bar2.fd).toBeDefined();
+    const mapping = host.mmap(NIC_BAR2_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, bar2.fd!, bar2.mmapOffset);
+    mapping.view(0x40, 4).set([1, 2, 3, 4]);
+    expect([...await device.io.regionRead(2, 0x40n, 4)]).toEqual([1, 2, 3, 4]);
+    mapping.unmap();
+    host.close(bar2.fd!);
+    // A region without a file comes without one.
+    expect((await device.io.regionInfo(VFIO_PCI_CONFIG_REGION_INDEX)).fd).toBeUndefined();
+    await rig.close();
+    rig = undefined;
+    expect(host.census()).toEqual(base);
   });
 
   it('posts a register write that wants no reply; the next read sees it', async () => {
