@@ -45,7 +45,8 @@ export const CLIENT_CAPABILITIES: VfioUserCapabilities = Object.freeze({
 
 interface Pending {
   readonly command: number;
-  readonly timer: ReturnType<typeof setTimeout>;
+  /** When the reply is due (performance.now() milliseconds). */
+  readonly deadline: number;
   resolve(message: VfioUserMessage): void;
   reject(error: VmmError): void;
 }
@@ -59,6 +60,12 @@ export class VfioUserProxy {
   readonly #offer: VfioUserCapabilities;
   readonly #pending = new Map<number, Pending>();
   #nextId = 0;
+  /**
+   * One timer for all pending commands, due at the oldest one's deadline: commands are sent in
+   * order with the same timeout, so the first in `#pending` is always the next to expire, and a
+   * timer per command would cost a setTimeout/clearTimeout pair on every register access.
+   */
+  #timer: ReturnType<typeof setTimeout> | undefined;
   #capabilities: VfioUserCapabilities | undefined;
   #failure: VfioError | undefined;
   #closed = false;
@@ -126,10 +133,8 @@ export class VfioUserProxy {
     if (this.#closed) return Promise.reject(this.#error(command, 'the connection is closed', 'ENOTCONN'));
     const msgId = this.#allocateId();
     return new Promise<VfioUserMessage>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.#fail(this.#error(command, `no reply within ${this.#timeoutMs} ms (the server stalled)`, 'ETIMEDOUT'));
-      }, this.#timeoutMs);
-      this.#pending.set(msgId, { command, timer, resolve, reject });
+      this.#pending.set(msgId, { command, deadline: performance.now() + this.#timeoutMs, resolve, reject });
+      this.#timer ??= setTimeout(() => this.#expire(), this.#timeoutMs);
       try {
         this.#transport.send(encodeMessage({ msgId, command, flags: VFIO_USER_F_TYPE_COMMAND, error: 0 }, payload), fds);
       } catch (e) {
@@ -176,8 +181,9 @@ export class VfioUserProxy {
         this.#fail(new VfioError('talk to the vfio-user server', this.device, { detail: what, errno: 'EPROTO' }));
         return;
       }
+      // The timer stays armed when nothing is pending: it finds nothing when it fires, and the
+      // next command does not pay for arming one.
       this.#pending.delete(m.header.msgId);
-      clearTimeout(p.timer);
       p.resolve(m);
       return;
     }
@@ -240,11 +246,29 @@ export class VfioUserProxy {
     return error;
   }
 
+  /** The timer fired: fail if the oldest command is overdue, else wait for its deadline. */
+  #expire(): void {
+    this.#timer = undefined;
+    const oldest = this.#pending.values().next().value;
+    if (!oldest) return;
+    const left = oldest.deadline - performance.now();
+    if (left > 0) {
+      this.#timer = setTimeout(() => this.#expire(), Math.ceil(left));
+      return;
+    }
+    this.#fail(this.#error(oldest.command, `no reply within ${this.#timeoutMs} ms (the server stalled)`, 'ETIMEDOUT'));
+  }
+
+  #stopTimer(): void {
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
   #rejectAll(error: VfioError | undefined): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
+    this.#stopTimer();
     for (const p of pending) {
-      clearTimeout(p.timer);
       p.reject(error ?? this.#error(p.command, 'the connection was closed', 'ENOTCONN'));
     }
   }
