@@ -4,7 +4,8 @@
 // against a raw node:net Unix socket ping-pong of the same byte counts (Node's own sockets,
 // which cannot carry fds); (2) the
 // model's DMA into guest RAM through the client's mapped memfd against the same DMA as DMA_WRITE
-// messages the client answers. Both ends run in this process over a socketpair.
+// messages the client answers; (3) a register read through vmmkit's client (proxy and device I/O)
+// against a bare request loop. Both ends run in this process over a socketpair.
 
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
@@ -19,6 +20,7 @@ import {
 } from '@vmmkit/core/vfio-user';
 import { createModel, type SimBar, type SimDeviceBus, type SimPciModel } from '@vmmkit/sim';
 import { VfioUserServer } from '@vmmkit/vfio-user-server';
+import { VfioUserDeviceIo, VfioUserProxy } from '@vmmkit/backend-vfio-user';
 import { compareAsync, type Benchmark, type Row } from './harness.js';
 
 const READS = 2000;
@@ -160,6 +162,34 @@ async function rawNetRead(host: LinuxHost): Promise<Row> {
   return { benchmark: 'vfio-user', case: 'register read round trip', ratio: r.ratio, baseline: 'node:net ping-pong, same bytes', note: 'goal >= 0.67x' };
 }
 
+/** The client's own round trip (VfioUserProxy with its timeout per command, VfioUserDeviceIo decoding) against a bare request loop to the same server. */
+async function clientRead(host: LinuxHost): Promise<Row> {
+  const bare = await connected(createModel({ model: 'edu' }), host);
+  const [a, b] = UnixSocket.pair();
+  const server = new VfioUserServer({ model: createModel({ model: 'edu' }), host, tickMs: 0 });
+  server.serve(new SocketTransport(b));
+  const proxy = new VfioUserProxy({ device: 'bench-edu', transport: new SocketTransport(a), host });
+  await proxy.connect();
+  const io = new VfioUserDeviceIo(proxy, host);
+  const read = encodeRegionAccess({ offset: 0n, region: 0, count: 4 });
+  const r = await compareAsync({
+    trials: 9,
+    baseline: async () => {
+      for (let i = 0; i < READS; i++) await bare.client.request(VFIO_USER_REGION_READ, read);
+    },
+    subject: async () => {
+      for (let i = 0; i < READS; i++) await io.regionRead(0, 0n, 4);
+    },
+  });
+  proxy.close();
+  await server.close();
+  await bare.close();
+  return {
+    benchmark: 'vfio-user', case: 'register read through the client', ratio: r.ratio, baseline: 'bare request loop, same server',
+    note: 'VfioUserProxy + VfioUserDeviceIo: id matching, the stall deadline, reply checks',
+  };
+}
+
 async function dmaPaths(host: LinuxHost): Promise<Row> {
   const setUp = async (withFile: boolean): Promise<{ pump: () => Promise<void>; close(): Promise<void> }> => {
     const served = await connected(new DmaPump(), host);
@@ -214,6 +244,6 @@ export const vfioUserBenchmark: Benchmark = {
   name: 'vfio-user',
   async run() {
     const host = new LinuxHost();
-    return [await registerRead(host), await rawNetRead(host), await dmaPaths(host)];
+    return [await registerRead(host), await rawNetRead(host), await clientRead(host), await dmaPaths(host)];
   },
 };

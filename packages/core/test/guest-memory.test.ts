@@ -1,8 +1,10 @@
 // GuestMemory on the real kernel (LinuxHost): RAM from mmap, vCPU-style writes, the dirty log.
 
+import { readlinkSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { MAP_SHARED, PROT_READ, PROT_WRITE } from '../src/uapi/index.js';
 import {
-  ConfigError, DirtyBitmap, GuestMemory, HostError, LinuxHost, MAX_RAM_BLOCK_SIZE, type HostKernel, type HostMapping, type RamSpec,
+  ConfigError, DirtyBitmap, GuestMemory, HostError, LinuxHost, MAX_RAM_BLOCK_SIZE, type HostKernel, type HostMapping, type RamBlock, type RamSpec,
 } from '../src/index.js';
 
 const onLinux = process.platform === 'linux';
@@ -23,6 +25,30 @@ describe.skipIf(!onLinux)('GuestMemory on LinuxHost', () => {
     } finally {
       mem.free();
     }
+  });
+
+  it('backs blocks with memfds when asked: the file shares the bytes, findByHva finds them, free closes it', () => {
+    const mem = GuestMemory.allocate(host, [{ gpa: 0n, size: MiB }, { gpa: 4n * MiB, size: MiB }], { backing: 'memfd' });
+    const [a, b] = mem.blocks as [RamBlock, RamBlock];
+    const fds = [a.fd!, b.fd!];
+    let other: HostMapping | undefined;
+    try {
+      expect(fds.every((fd) => fd >= 0)).toBe(true);
+      expect(readlinkSync(`/proc/self/fd/${a.fd}`)).toMatch(/^\/memfd:guest-ram:ram0/);
+      // A second mapping of the file (what a vfio-user server makes) sees the guest's writes.
+      other = host.mmap(0x1000, PROT_READ | PROT_WRITE, MAP_SHARED, b.fd!, 0x2000n);
+      mem.write(4n * MiB + 0x2010n, new Uint8Array([7, 7]));
+      expect([...other.view(0x10, 2)]).toEqual([7, 7]);
+      expect(mem.findByHva(b.hva + 0x2000n, 0x1000n)).toEqual({ block: b, offset: 0x2000n });
+      expect(mem.findByHva(b.hva + MiB - 0x800n, 0x1000n)).toBeUndefined();
+    } finally {
+      other?.unmap();
+      mem.free();
+    }
+    for (const fd of fds) expect(() => readlinkSync(`/proc/self/fd/${fd}`)).toThrow();
+    const anonymous = GuestMemory.allocate(host, [{ gpa: 0n, size: MiB }]);
+    expect(anonymous.blocks[0]!.fd).toBeUndefined();
+    anonymous.free();
   });
 
   it('refuses unaligned, empty and overlapping blocks', () => {

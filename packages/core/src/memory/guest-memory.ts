@@ -3,7 +3,7 @@
 // reports feed.
 
 import { ArgumentError } from '../errors/vmm-error.js';
-import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
+import { MAP_ANONYMOUS, MAP_NORESERVE, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import type { HostKernel, HostMapping } from '../host/host-kernel.js';
 import { HostError } from '../host/host-error.js';
 import { DirtyBitmap } from './dirty-bitmap.js';
@@ -19,6 +19,16 @@ export interface RamSpec {
   readonly name?: string;
 }
 
+/** How guest RAM is backed. */
+export interface GuestMemoryOptions {
+  /**
+   * `'anonymous'` (default): private anonymous memory. `'memfd'`: each block is a memfd mapped
+   * shared, so its file can be handed to another process (a vfio-user server maps it for DMA,
+   * as QEMU's memory-backend-memfd,share=on).
+   */
+  readonly backing?: 'anonymous' | 'memfd';
+}
+
 /** One block of guest RAM. */
 export class RamBlock {
   readonly pages: number;
@@ -32,6 +42,8 @@ export class RamBlock {
     /** The host memory behind the block. */
     readonly mapping: HostMapping,
     pageSize: number,
+    /** The file behind the block (a memfd, mapped shared from offset 0), when it has one; the block owns it. */
+    readonly fd?: number,
   ) {
     this.pages = Number(size / BigInt(pageSize));
   }
@@ -54,9 +66,17 @@ export class GuestMemory {
   readonly pageSize: number;
 
   /** Guest memory over blocks already mapped (in pages of `pageSize`); `allocate` maps them for you. */
-  constructor(blocks: readonly RamBlock[], pageSize: number) {
+  constructor(blocks: readonly RamBlock[], pageSize: number, private readonly fileHost?: HostKernel) {
     this.blocks = blocks;
     this.pageSize = pageSize;
+  }
+
+  /** The block whose host memory holds [hva, hva + length), and the offset there. */
+  findByHva(hva: bigint, length: bigint): { block: RamBlock; offset: bigint } | undefined {
+    for (const block of this.blocks) {
+      if (hva >= block.hva && hva + length <= block.hva + block.size) return { block, offset: hva - block.hva };
+    }
+    return undefined;
   }
 
   /**
@@ -66,21 +86,30 @@ export class GuestMemory {
    *   checked before anything is mapped; and for a block the host cannot map (ENOMEM for more
    *   address space than it has), with the HostError as `cause` and the blocks mapped so far unmapped.
    */
-  static allocate(host: HostKernel, specs: readonly RamSpec[]): GuestMemory {
+  static allocate(host: HostKernel, specs: readonly RamSpec[], options: GuestMemoryOptions = {}): GuestMemory {
     const blocks: RamBlock[] = [];
+    const memfd = options.backing === 'memfd';
     for (const s of checkRamSpecs(specs, host.pageSize)) {
+      let fd: number | undefined;
       let mapping: HostMapping;
       try {
+        if (memfd) {
+          fd = host.memfdCreate(`guest-ram:${s.name}`, MFD_CLOEXEC);
+          host.ftruncate(fd, s.size);
+        }
         // Exact: checkRamSpecs keeps every size within Number.MAX_SAFE_INTEGER.
-        mapping = host.mmap(Number(s.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0n);
+        mapping = fd === undefined
+          ? host.mmap(Number(s.size), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0n)
+          : host.mmap(Number(s.size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0n);
       } catch (e) {
-        for (const b of blocks) b.mapping.unmap();
+        if (fd !== undefined) closeQuietly(host, fd);
+        for (const b of blocks) releaseBlock(host, b);
         if (!(e instanceof HostError)) throw e;
-        throw ramSpecError(s, `cannot be mapped: ${e.syscall} -> ${e.errno}`, e);
+        throw ramSpecError(s, `cannot be ${memfd ? 'allocated in a memfd' : 'mapped'}: ${e.syscall} -> ${e.errno}`, e);
       }
-      blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping, host.pageSize));
+      blocks.push(new RamBlock(s.name, s.gpa, s.size, mapping, host.pageSize, fd));
     }
-    return new GuestMemory(blocks, host.pageSize);
+    return new GuestMemory(blocks, host.pageSize, memfd ? host : undefined);
   }
 
   /** The block holding `gpa`. */
@@ -158,12 +187,32 @@ export class GuestMemory {
 
   /** Unmap every block. The memory must not be used afterwards. */
   free(): void {
-    for (const b of this.blocks) b.mapping.unmap();
+    for (const b of this.blocks) {
+      if (this.fileHost) releaseBlock(this.fileHost, b);
+      else b.mapping.unmap();
+    }
   }
 
   #markPages(bitmap: DirtyBitmap, offset: number, length: number): number {
     const first = Math.floor(offset / this.pageSize);
     const last = Math.floor((offset + length - 1) / this.pageSize);
     return bitmap.setRange(first, last - first + 1);
+  }
+}
+
+/** Unmap a block and close its file; both are released even when a call fails. */
+function releaseBlock(host: HostKernel, b: RamBlock): void {
+  try {
+    b.mapping.unmap();
+  } finally {
+    if (b.fd !== undefined) closeQuietly(host, b.fd);
+  }
+}
+
+function closeQuietly(host: HostKernel, fd: number): void {
+  try {
+    host.close(fd);
+  } catch {
+    // close(2) frees the descriptor even when it reports an error.
   }
 }

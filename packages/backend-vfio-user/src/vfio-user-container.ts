@@ -1,0 +1,62 @@
+// The vfio-user container (QEMU's hw/vfio-user/container.c): one per device, its DMA map and
+// unmap hooks are DMA_MAP / DMA_UNMAP messages to the device's server. A mapping of guest RAM
+// with a file (a memfd block) hands the server that file and the offset, so it maps the memory
+// itself; a mapping of memory without a file goes without one, and the server reaches it with
+// DMA_READ / DMA_WRITE messages the proxy answers.
+
+import { VfioContainerBase, VfioError, type VfioContainerContext, type VfioContainerInfo } from '@vmmkit/core';
+import { VFIO_DMA_UNMAP_FLAG_ALL } from '@vmmkit/core/uapi';
+import {
+  VFIO_USER_DMA_MAP, VFIO_USER_DMA_UNMAP, VFIO_USER_F_DMA_REGION_READ, VFIO_USER_F_DMA_REGION_WRITE, encodeDmaMap,
+  encodeDmaUnmap,
+} from '@vmmkit/core/vfio-user';
+import type { VfioUserProxy } from './vfio-user-proxy.js';
+
+export class VfioUserContainer extends VfioContainerBase {
+  constructor(context: VfioContainerContext, readonly proxy: VfioUserProxy) {
+    super(context);
+  }
+
+  /** What VERSION negotiated stands for the kernel's limits: page sizes and the number of windows. */
+  protected override doSetup(): VfioContainerInfo {
+    const caps = this.proxy.capabilities;
+    return { pgsizes: caps.pgsizes, dmaMaxMappings: caps.maxDmaMaps };
+  }
+
+  protected async doDmaMap(iova: bigint, size: bigint, vaddr: bigint, readonly: boolean): Promise<void> {
+    const where = this.space.memory.findByHva(vaddr, size);
+    if (!where) {
+      throw new VfioError(`map IOVA 0x${iova.toString(16)} in ${this.id}`, this.proxy.device, {
+        errno: 'EFAULT', detail: `host address 0x${vaddr.toString(16)} (+0x${size.toString(16)}) is not guest RAM`,
+      });
+    }
+    const flags = VFIO_USER_F_DMA_REGION_READ | (readonly ? 0 : VFIO_USER_F_DMA_REGION_WRITE);
+    const fd = where.block.fd;
+    const reply = await this.proxy.request(
+      VFIO_USER_DMA_MAP,
+      encodeDmaMap({ flags, offset: fd === undefined ? 0n : where.offset, address: iova, size }),
+      fd === undefined ? [] : [fd],
+    );
+    this.#closeFds(reply.fds);
+  }
+
+  protected async doDmaUnmap(iova: bigint, size: bigint, all: boolean): Promise<void> {
+    // A server that is gone took its mappings with it: nothing is left to unmap.
+    if (this.proxy.failure) return;
+    const payload = encodeDmaUnmap(all ? { flags: VFIO_DMA_UNMAP_FLAG_ALL, address: 0n, size: 0n } : { flags: 0, address: iova, size });
+    this.#closeFds((await this.proxy.request(VFIO_USER_DMA_UNMAP, payload)).fds);
+  }
+
+  /** The connection is the device's (it closes it); the container holds nothing of its own. */
+  protected doRelease(): void {}
+
+  #closeFds(fds: readonly number[]): void {
+    for (const fd of fds) {
+      try {
+        this.host.close(fd);
+      } catch {
+        // close(2) frees the descriptor even when it fails.
+      }
+    }
+  }
+}

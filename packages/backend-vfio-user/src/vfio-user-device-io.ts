@@ -1,0 +1,150 @@
+// A device's I/O over a vfio-user proxy (QEMU's vfio_user_device_io_ops): device and region
+// info, region reads and writes, IRQ info and SET_IRQS with eventfds, and reset, each a message
+// where the kernel backends make an ioctl or a pread/pwrite on the device fd. Every call is
+// async: the reply comes back through the event loop.
+
+import type { HostKernel } from '@vmmkit/core';
+import {
+  VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DEVICE_RESET,
+  VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, decodeDeviceInfo, decodeIrqInfo,
+  decodeRegionInfo, decodeRegionReadReply, encodeQuery, encodeRegionAccess, encodeSetIrqs, type VfioUserDeviceInfo,
+  type VfioUserIrqInfo, type VfioUserMessage, type VfioUserRegionInfo, type VfioUserSetIrqs,
+} from '@vmmkit/core/vfio-user';
+import { VfioError } from '@vmmkit/core';
+import { PCI_COMMAND, PCI_COMMAND_MASTER, VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
+import type { VfioUserProxy } from './vfio-user-proxy.js';
+
+/** A region's description, and the file to mmap its mappable parts from when the server sent one. */
+export interface VfioUserRegion extends VfioUserRegionInfo {
+  /** The file behind the region (the caller owns it and closes it), when the server shares it. */
+  readonly fd?: number;
+}
+
+/** The device I/O of one vfio-user device. */
+export class VfioUserDeviceIo {
+  #busMaster = false;
+
+  constructor(readonly proxy: VfioUserProxy, private readonly host: HostKernel) {}
+
+  /**
+   * The bus-master bit of the command register as last written through `regionWrite` (cleared
+   * by `reset`): the server's DMA_READ / DMA_WRITE are refused while it is off, as QEMU checks
+   * its bus-master address space before answering them.
+   */
+  get busMaster(): boolean {
+    return this.#busMaster;
+  }
+
+  get device(): string {
+    return this.proxy.device;
+  }
+
+  /** DEVICE_GET_INFO: flags and the numbers of regions and IRQ indexes. */
+  async deviceInfo(): Promise<VfioUserDeviceInfo> {
+    const reply = await this.proxy.request(VFIO_USER_DEVICE_GET_INFO, encodeQuery(VFIO_USER_DEVICE_GET_INFO, 0));
+    return this.#decode(reply, 'read the device info', () => decodeDeviceInfo(reply.payload));
+  }
+
+  /**
+   * DEVICE_GET_REGION_INFO: asked once with room for the fixed structure and again with the
+   * argsz the server says it needs for the capabilities (sparse mmap areas), as the ioctl is.
+   */
+  async regionInfo(index: number): Promise<VfioUserRegion> {
+    let argsz = 32;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const reply = await this.proxy.request(VFIO_USER_DEVICE_GET_REGION_INFO, encodeQuery(VFIO_USER_DEVICE_GET_REGION_INFO, index, argsz));
+      const info = this.#decode(reply, `read the info of region ${index}`, () => decodeRegionInfo(reply.payload), true);
+      if (reply.fds.length > 1) {
+        this.#closeFds(reply.fds);
+        throw new VfioError(`read the info of region ${index}`, this.device, { detail: `the server sent ${reply.fds.length} files, at most 1 belongs to a region`, errno: 'EPROTO' });
+      }
+      if (info.argsz > argsz && attempt === 0) {
+        this.#closeFds(reply.fds);
+        argsz = info.argsz;
+        continue;
+      }
+      const { argsz: _argsz, ...region } = info;
+      return reply.fds.length ? { ...region, fd: reply.fds[0]! } : region;
+    }
+    throw new VfioError(`read the info of region ${index}`, this.device, { detail: 'the server asked for more room twice', errno: 'EPROTO' });
+  }
+
+  /** REGION_READ: `count` bytes at `offset` of region `region`, in pieces no larger than the negotiated transfer size. */
+  async regionRead(region: number, offset: bigint, count: number): Promise<Uint8Array> {
+    const out = new Uint8Array(count);
+    const max = this.proxy.capabilities.maxDataXferSize;
+    for (let done = 0; done < count;) {
+      const n = Math.min(max, count - done);
+      const reply = await this.proxy.request(VFIO_USER_REGION_READ, encodeRegionAccess({ offset: offset + BigInt(done), region, count: n }));
+      out.set(this.#decode(reply, `read region ${region} at 0x${(offset + BigInt(done)).toString(16)}`, () => decodeRegionReadReply(reply.payload, n)), done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** REGION_WRITE: `data` at `offset` of region `region`, waiting for each piece's reply. */
+  async regionWrite(region: number, offset: bigint, data: Uint8Array): Promise<void> {
+    if (region === VFIO_PCI_CONFIG_REGION_INDEX && offset <= BigInt(PCI_COMMAND) && offset + BigInt(data.byteLength) > BigInt(PCI_COMMAND)) {
+      this.#busMaster = (data[PCI_COMMAND - Number(offset)]! & PCI_COMMAND_MASTER) !== 0;
+    }
+    const max = this.proxy.capabilities.maxDataXferSize;
+    for (let done = 0; done < data.byteLength;) {
+      const n = Math.min(max, data.byteLength - done);
+      const reply = await this.proxy.request(VFIO_USER_REGION_WRITE, encodeRegionAccess({ offset: offset + BigInt(done), region, count: n, data: data.subarray(done, done + n) }));
+      this.#closeFds(reply.fds);
+      done += n;
+    }
+  }
+
+  /** DEVICE_GET_IRQ_INFO for one IRQ index. */
+  async irqInfo(index: number): Promise<VfioUserIrqInfo> {
+    const reply = await this.proxy.request(VFIO_USER_DEVICE_GET_IRQ_INFO, encodeQuery(VFIO_USER_DEVICE_GET_IRQ_INFO, index));
+    return this.#decode(reply, `read the info of IRQ index ${index}`, () => decodeIrqInfo(reply.payload));
+  }
+
+  /**
+   * DEVICE_SET_IRQS; with DATA_EVENTFD the eventfds go with the message (they stay the
+   * caller's), in batches no larger than the negotiated max_msg_fds.
+   */
+  async setIrqs(set: VfioUserSetIrqs, eventfds: readonly number[] = []): Promise<void> {
+    const max = this.proxy.capabilities.maxMsgFds;
+    if (eventfds.length <= max) {
+      this.#closeFds((await this.proxy.request(VFIO_USER_DEVICE_SET_IRQS, encodeSetIrqs(set), eventfds)).fds);
+      return;
+    }
+    for (let i = 0; i < eventfds.length; i += max) {
+      const batch = eventfds.slice(i, i + max);
+      const reply = await this.proxy.request(VFIO_USER_DEVICE_SET_IRQS, encodeSetIrqs({ ...set, start: set.start + i, count: batch.length }), batch);
+      this.#closeFds(reply.fds);
+    }
+  }
+
+  /** DEVICE_RESET. */
+  async reset(): Promise<void> {
+    this.#busMaster = false;
+    this.#closeFds((await this.proxy.request(VFIO_USER_DEVICE_RESET)).fds);
+  }
+
+  /** Decode a reply; a malformed one is the server's fault, named with the step. Its fds are closed unless `keepFds`. */
+  #decode<T>(reply: VfioUserMessage, step: string, decode: () => T, keepFds = false): T {
+    let value: T;
+    try {
+      value = decode();
+    } catch (e) {
+      this.#closeFds(reply.fds);
+      throw new VfioError(step, this.device, { cause: e, errno: 'EPROTO' });
+    }
+    if (!keepFds) this.#closeFds(reply.fds);
+    return value;
+  }
+
+  #closeFds(fds: readonly number[]): void {
+    for (const fd of fds) {
+      try {
+        this.host.close(fd);
+      } catch {
+        // close(2) frees the descriptor even when it fails.
+      }
+    }
+  }
+}

@@ -1,0 +1,30 @@
+// A VFIO device reached over vfio-user: no fd and no sysfs path, a proxy instead. Its I/O goes
+// through `io`; it is marked failed (and stays so) once its server dies, stalls or breaks the
+// protocol, while the VM goes on.
+
+import { VfioDevice, type HostKernel, type VfioError } from '@vmmkit/core';
+import { VfioUserDeviceIo } from './vfio-user-device-io.js';
+import type { VfioUserProxy } from './vfio-user-proxy.js';
+
+export class VfioUserDevice extends VfioDevice {
+  readonly io: VfioUserDeviceIo;
+  #failure: VfioError | undefined;
+
+  /** @param name the device's id (or socket path), in every error. */
+  constructor(name: string, readonly proxy: VfioUserProxy, host: HostKernel) {
+    super({}, name);
+    this.io = new VfioUserDeviceIo(proxy, host);
+    proxy.onFailure = (error) => {
+      this.#failure ??= error;
+    };
+  }
+
+  /** Why the device failed (its server died, stalled or broke the protocol); undefined while it works. */
+  get failure(): VfioError | undefined {
+    return this.#failure ?? this.proxy.failure;
+  }
+
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+}
