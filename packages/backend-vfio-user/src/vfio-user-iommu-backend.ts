@@ -48,9 +48,8 @@ export class VfioUserIommuBackend implements VfioIommuBackend {
       device.proxy.dmaTarget = undefined;
       const failures = new FirstFailure();
       await failures.runAsync(() => container.close());
-      // Keep the errno the failed step reported (a server's reply, ENOTCONN, ETIMEDOUT).
-      const errno = firstErrno(e);
-      throw new VfioError(`attach to ${container.id}`, name, { cause: e, ...(errno ? { errno } : {}) });
+      // The errno the failed step reported (a server's reply, ENOTCONN, ETIMEDOUT) comes along with the cause.
+      throw new VfioError(`attach to ${container.id}`, name, { cause: e });
     }
     return container;
   }
@@ -66,12 +65,3 @@ export class VfioUserIommuBackend implements VfioIommuBackend {
     failures.rethrow();
   }
 }
-
-/** The errno of the first VfioError in `e`'s cause chain that has one (the base's wrappers have none). */
-function firstErrno(e: unknown): string | undefined {
-  for (let c = e, depth = 0; c instanceof Error && depth < 8; c = c.cause, depth++) {
-    if (c instanceof VfioError && c.errno) return c.errno;
-  }
-  return undefined;
-}
-

@@ -53,8 +53,10 @@ export class VfioError extends VmmError {
       : '';
     const detail = options?.detail ? `: ${options.detail}` : '';
     super(`${device ? `${device}: ` : ''}failed to ${step}${detail}${why}`, options);
-    this.errno = host?.errno ?? options?.errno;
-    this.ioctl = host?.ioctl;
+    // A wrapped VfioError has already taken the errno from its own causes (or was told one).
+    const inner = cause instanceof VfioError ? cause : undefined;
+    this.errno = host?.errno ?? options?.errno ?? inner?.errno;
+    this.ioctl = host?.ioctl ?? inner?.ioctl;
   }
 }
 
