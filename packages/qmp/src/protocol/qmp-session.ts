@@ -125,15 +125,17 @@ export class QmpSession {
       return;
     }
     const id = isObject(request) ? request.id : undefined;
+    let reply: object;
     try {
       const result = await this.#dispatch(request);
-      this.#send(id === undefined ? { return: result ?? {} } : { return: result ?? {}, id });
+      reply = id === undefined ? { return: result ?? {} } : { return: result ?? {}, id };
     } catch (e) {
-      this.#send(id === undefined ? { error: describe(e) } : { error: describe(e), id });
-    } finally {
-      // Descriptors the command did not take are not kept for the next one (QEMU closes them too).
-      for (const fd of fds.splice(0)) this.#closeFd(fd);
+      reply = id === undefined ? { error: describe(e) } : { error: describe(e), id };
     }
+    // Descriptors the command did not take are not kept for the next one (QEMU closes them too),
+    // and are closed before the answer goes out: a client that has the answer finds them closed.
+    for (const fd of fds.splice(0)) this.#closeFd(fd);
+    this.#send(reply);
   }
 
   async #dispatch(request: unknown): Promise<unknown> {
