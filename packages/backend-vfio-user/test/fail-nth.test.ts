@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { GuestMemory, VmmError } from '@vmmkit/core';
 import { PCI_COMMAND, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSI_IRQ_INDEX } from '@vmmkit/core/uapi';
 import { EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_LIVENESS, SimHost } from '@vmmkit/sim';
+import { stepErrors } from '@vmmkit/sim/testing';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
 
 const le64 = (v: bigint): Uint8Array => {
@@ -17,14 +18,7 @@ const le64 = (v: bigint): Uint8Array => {
 
 /** The whole life; returns the errors its steps ended with (none in a clean run). */
 async function life(host: SimHost): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  const step = async (fn: () => unknown): Promise<void> => {
-    try {
-      await fn();
-    } catch (e) {
-      errors.push(e);
-    }
-  };
+  const { errors, step } = stepErrors();
   let rig: ClientRig | undefined;
   await step(async () => { rig = await makeClientRig({ host }); });
   if (!rig) return errors;

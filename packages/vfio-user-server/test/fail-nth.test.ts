@@ -11,6 +11,7 @@ import {
 } from '@vmmkit/core/vfio-user';
 import { NIC_CTRL, NIC_CTRL_IRQ_EN, NIC_CTRL_RX_EN, NIC_IRQ_BATCH, NIC_RATE_PPS, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, SimHost, createModel } from '@vmmkit/sim';
 import { VfioUserServer } from '@vmmkit/vfio-user-server';
+import { stepErrors } from '@vmmkit/sim/testing';
 import { TestClient } from './support/test-client.js';
 import { enableBusMaster, guestRam, mapRam } from './support/rig.js';
 
@@ -22,14 +23,7 @@ function expectTyped(e: unknown, what: string): void {
 
 /** The whole life; returns the errors steps ended with (none in a clean run). */
 async function life(host: SimHost): Promise<unknown[]> {
-  const errors: unknown[] = [];
-  const step = async (fn: () => unknown): Promise<void> => {
-    try {
-      await fn();
-    } catch (e) {
-      errors.push(e);
-    }
-  };
+  const { errors, step } = stepErrors();
   let server: VfioUserServer | undefined;
   await step(() => { server = new VfioUserServer({ model: createModel({ model: 'nic' }), host, tickMs: 0 }); });
   if (!server) return errors;

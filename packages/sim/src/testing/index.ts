@@ -4,3 +4,4 @@
 export * from './vfio-contract-harness.js';
 export * from '../guest/index.js';
 export * from './difffuzz/index.js';
+export * from './step-errors.js';
