@@ -54,12 +54,12 @@ describe('vmmkit command line: accepted', () => {
 
   it('migrate takes the URI anywhere among its options, and the migration parameters', () => {
     const line = parseCommandLine([
-      'migrate', '--sim', 'unix:/run/vm.sock', '--downtime-limit', '50', '--max-bandwidth', '100M', '--max-iterations', '5', '--channels', '4',
+      'migrate', '--sim', 'unix:/run/vm.sock', '--downtime-limit', '50', '--max-bandwidth', '100M', '--max-iterations', '5', '--channels', '4', '--integrity',
     ]);
     expect(line).toEqual({
       command: 'migrate', uri: 'unix:/run/vm.sock',
       vm: { sim: true, kvm: false, ramSize: DEFAULT_RAM_SIZE, objects: [], devices: [] },
-      parameters: { downtimeLimitMs: 50, maxBandwidth: 100 * 2 ** 20, maxIterations: 5, channels: 4 },
+      parameters: { downtimeLimitMs: 50, maxBandwidth: 100 * 2 ** 20, maxIterations: 5, channels: 4, integrity: true },
     });
     const none = parseCommandLine(['migrate', 'unix:/s', '--channels', '0']);
     expect(none.command === 'migrate' && none.parameters).toEqual({ channels: 0 });

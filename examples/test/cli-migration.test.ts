@@ -98,11 +98,11 @@ describe('vmmkit run --incoming and vmmkit migrate, in two processes', () => {
     expect(hashOf(destination.out), all).toBe(sourceHash);
   }, 30_000);
 
-  it('migrates over RAM channels beside the main connection (--channels)', async () => {
+  it('migrates over RAM channels beside the main connection, with checksums (--channels, --integrity)', async () => {
     const destination = vmmkit(['run', ...VM, '--incoming', 'tcp:127.0.0.1:0', '--duration', '0.2']);
     const listening = await destination.line(/^listening for a migration on tcp:127\.0\.0\.1:\d+$/);
     const uri = listening.split(' ').pop()!;
-    const source = vmmkit(['migrate', uri, ...VM, '--max-iterations', '3', '--channels', '3']);
+    const source = vmmkit(['migrate', uri, ...VM, '--max-iterations', '3', '--channels', '3', '--integrity']);
     const [sourceStatus, destinationStatus] = await Promise.all([source.exited, destination.exited]);
     const all = `source:\n${[...source.out, ...source.err].join('\n')}\ndestination:\n${[...destination.out, ...destination.err].join('\n')}`;
     expect([sourceStatus, destinationStatus], all).toEqual([0, 0]);

@@ -32,6 +32,8 @@ export interface MigrateParameters {
   readonly maxBandwidth?: number;
   readonly maxIterations?: number;
   readonly channels?: number;
+  /** Checksum each pass and check it before the destination starts (`--integrity`). */
+  readonly integrity?: boolean;
 }
 
 /** A parsed command line. */
@@ -73,6 +75,7 @@ const MIGRATE_OPTIONS = {
   'max-bandwidth': { kind: 'value', metavar: 'BYTES/S' },
   'max-iterations': { kind: 'value', metavar: 'N' },
   channels: { kind: 'value', metavar: 'N' },
+  integrity: { kind: 'flag' },
 } as const satisfies OptionTable;
 
 const SERVE_OPTIONS = {
@@ -155,6 +158,7 @@ function parseMigrate(args: readonly string[]): CommandLine {
       ...(bandwidth && { maxBandwidth: parseBandwidth('migrate', bandwidth) }),
       ...(iterations && { maxIterations: parsePositiveInteger('migrate', iterations) }),
       ...(channels && { channels: parseChannelCount('migrate', channels) }),
+      ...(scanned.flag('integrity') && { integrity: true }),
     },
   };
 }
