@@ -201,6 +201,15 @@ async function rawOnce(kind: Kind, address: string, source: GuestMemory): Promis
   await new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
+/** Fill the guest's one block with random bytes; returns a bitmap with every page dirty. */
+function fillRandomAllDirty(guest: GuestMemory): DirtyBitmap {
+  const block = guest.blocks[0]!;
+  for (let at = 0; at < SIZE; at += 1 << 20) randomFillSync(block.mapping.bytes, at, 1 << 20);
+  const dirty = new DirtyBitmap(block.pages);
+  dirty.fill();
+  return dirty;
+}
+
 export const migrationStreamBenchmark: Benchmark = {
   name: 'migration stream',
   async run(): Promise<Row[]> {
@@ -211,10 +220,7 @@ export const migrationStreamBenchmark: Benchmark = {
     const destination = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
     const rows: Row[] = [];
     try {
-      const bytes = random.blocks[0]!.mapping.bytes;
-      for (let at = 0; at < SIZE; at += 1 << 20) randomFillSync(bytes, at, 1 << 20);
-      const dirty = new DirtyBitmap(random.blocks[0]!.pages);
-      dirty.fill();
+      const dirty = fillRandomAllDirty(random);
       let n = 0;
       const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
       const stream = (kind: Kind, source: GuestMemory, integrity: Integrity) => () => streamOnce(addressOf(kind, dir, n++), source, destination, dirty, integrity);
@@ -270,10 +276,7 @@ export const twoProcessIntegrityBenchmark: Benchmark = {
     const random = GuestMemory.allocate(host, [{ gpa: 0n, size: BigInt(SIZE) }]);
     const rows: Row[] = [];
     try {
-      const bytes = random.blocks[0]!.mapping.bytes;
-      for (let at = 0; at < SIZE; at += 1 << 20) randomFillSync(bytes, at, 1 << 20);
-      const dirty = new DirtyBitmap(random.blocks[0]!.pages);
-      dirty.fill();
+      const dirty = fillRandomAllDirty(random);
       let n = 0;
       const rate = (ms: number): string => ThroughputMeter.format((SIZE * 1000) / ms);
       // Each end in its own process (a core each, as a real migration has a host each): the cost
