@@ -9,21 +9,17 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
 } from '@vmmkit/core/uapi';
 import {
-  EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID,
+  EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID,
   EDU_IRQ_RAISE, EDU_LIVENESS, NIC_BAR2_SIZE, SimHost,
 } from '@vmmkit/sim';
 import { VFIO_USER_REGION_WRITE, encodeRegionAccess } from '@vmmkit/core/vfio-user';
 import { VFIO_IOMMU_USER, VfioUserContainer } from '@vmmkit/backend-vfio-user';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
+import { le64, runEduDma } from './support/edu-io.js';
 
 const le32 = (v: number): Uint8Array => {
   const b = new Uint8Array(4);
   new DataView(b.buffer).setUint32(0, v >>> 0, true);
-  return b;
-};
-const le64 = (v: bigint): Uint8Array => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v, true);
   return b;
 };
 const u32 = (b: Uint8Array): number => new DataView(b.buffer, b.byteOffset).getUint32(0, true);
@@ -82,11 +78,7 @@ describe('vfio-user client: edu over an in-process pair', () => {
     // edu copies 4 bytes from guest RAM into its buffer and back to another place in guest RAM.
     memory.write(0x1000n, new Uint8Array([9, 8, 7, 6]));
     const run = async (src: bigint, dst: bigint, cmd: number): Promise<void> => {
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_SRC), le64(src));
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_DST), le64(dst));
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_COUNT), le64(4n));
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_CMD), le64(BigInt(cmd)));
-      await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_CMD), 4); // stands for edu's timer
+      await runEduDma(io, src, dst, cmd);
     };
     await run(0x1000n, BigInt(EDU_DMA_START), EDU_DMA_RUN);
     await run(BigInt(EDU_DMA_START), 0x2000n, EDU_DMA_RUN | EDU_DMA_TO_PCI | EDU_DMA_IRQ);

@@ -14,18 +14,14 @@ import {
   VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSI_IRQ_INDEX,
 } from '@vmmkit/core/uapi';
 import { SocketTransport } from '@vmmkit/core/vfio-user';
-import { EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID } from '@vmmkit/sim';
+import { EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID } from '@vmmkit/sim';
 import { VfioUserDevice, VfioUserIommuBackend, VfioUserProxy } from '@vmmkit/backend-vfio-user';
+import { le64, runEduDma } from './support/edu-io.js';
 
 const onLinux = process.platform === 'linux';
 const fixture = join(import.meta.dirname, 'fixtures/serve-edu.mjs');
 const fds = (): number => readdirSync('/proc/self/fd').length;
 const memfdMappings = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('/memfd:guest-ram')).length;
-const le64 = (v: bigint): Uint8Array => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v, true);
-  return b;
-};
 
 async function startServer(path: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, [fixture, path], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -71,11 +67,7 @@ describe.skipIf(!onLinux)('vfio-user client over a Unix socket to a server proce
       await io.setIrqs({ flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index: VFIO_PCI_MSI_IRQ_INDEX, start: 0, count: 1 }, [msi]);
       memory.write(0x1000n, new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
       const run = async (src: bigint, dst: bigint, cmd: number): Promise<void> => {
-        await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_SRC), le64(src));
-        await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_DST), le64(dst));
-        await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_COUNT), le64(4n));
-        await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_CMD), le64(BigInt(cmd)));
-        await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_CMD), 4);
+        await runEduDma(io, src, dst, cmd);
       };
       await run(0x1000n, BigInt(EDU_DMA_START), EDU_DMA_RUN);
       await run(BigInt(EDU_DMA_START), 0x8000n, EDU_DMA_RUN | EDU_DMA_TO_PCI | EDU_DMA_IRQ);

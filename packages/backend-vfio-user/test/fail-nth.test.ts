@@ -9,12 +9,8 @@ import { PCI_COMMAND, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VF
 import { EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_LIVENESS, SimHost } from '@vmmkit/sim';
 import { stepErrors } from '@vmmkit/sim/testing';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
+import { le64 } from './support/edu-io.js';
 
-const le64 = (v: bigint): Uint8Array => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v, true);
-  return b;
-};
 
 /** The whole life; returns the errors its steps ended with (none in a clean run). */
 async function life(host: SimHost): Promise<unknown[]> {

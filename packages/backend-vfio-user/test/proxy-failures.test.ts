@@ -12,16 +12,12 @@ import {
   encodeDmaWrite, encodeMessage, encodeVersion, isErrorReply, replyHeader, type VfioUserMessage, type VfioUserTransport,
 } from '@vmmkit/core/vfio-user';
 import {
-  EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID, SimHost,
+  EDU_DMA_RUN, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID, SimHost,
 } from '@vmmkit/sim';
 import { VfioUserProxy } from '@vmmkit/backend-vfio-user';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
+import { le64, runEduDma } from './support/edu-io.js';
 
-const le64 = (v: bigint): Uint8Array => {
-  const b = new Uint8Array(8);
-  new DataView(b.buffer).setBigUint64(0, v, true);
-  return b;
-};
 
 /** The server's end, dropping the commands `stall` names while it holds them (a server stuck on them). */
 function stalling(end: VfioUserTransport, host: SimHost, stall: Set<number>): VfioUserTransport {
@@ -122,11 +118,7 @@ describe('vfio-user client: a server that fails', () => {
     await io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), new Uint8Array([0x06, 0x00]));
     memory.write(0x4000n, new Uint8Array([0xaa, 0xaa, 0xaa, 0xaa]));
     const run = async (src: bigint, dst: bigint, cmd: number): Promise<void> => {
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_SRC), le64(src));
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_DST), le64(dst));
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_COUNT), le64(4n));
-      await io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_CMD), le64(BigInt(cmd)));
-      await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_DMA_CMD), 4);
+      await runEduDma(io, src, dst, cmd);
       await new Promise((r) => setImmediate(r)); // the DMA message's reply reaches the server
     };
     // edu's buffer (zeros after power-on) goes out in a posted DMA_WRITE the proxy answers.
