@@ -7,6 +7,8 @@ export * from './kvm-dirty-log.js';
 export * from './kvm-vm.js';
 export * from './kvm-eventfds.js';
 export * from './vcpu/io-handler.js';
+export * from './pci/pci-host-bridge.js';
+export * from './pci/bar-windows.js';
 export * from './vcpu/kvm-vcpu.js';
 export * from './vcpu/vcpu-registers.js';
 export * from './state/kvm-state-format.js';

@@ -2,12 +2,13 @@
 // state for migration. It follows the VM's run state (vCPUs run only while the VM does), stops
 // the VM when a vCPU stops on its own, and is the VM's RAM dirty-log provider.
 
-import { FirstFailure, InvariantError, type AddressSpace, type HostKernel, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
+import { FirstFailure, InvariantError, type AddressSpace, type HostKernel, type PciBus, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
 import {
   KVM_CAP_DEBUGREGS, KVM_CAP_VCPU_EVENTS, KVM_CAP_XCRS, KVM_CAP_XSAVE, KVM_CAP_XSAVE2, kvm_clock_data,
 } from '@vmmkit/core/uapi';
 import type { VcpuStoppedError } from './kvm-errors.js';
 import { KvmVm, type KvmVmOptions } from './kvm-vm.js';
+import { PciHostBridge } from './pci/pci-host-bridge.js';
 import { decodeKvmState, encodeKvmState, KvmStateError } from './state/kvm-state-format.js';
 import { VcpuState, type VcpuStateCaps } from './state/vcpu-state.js';
 import { IoBus } from './vcpu/io-handler.js';
@@ -25,6 +26,8 @@ export interface KvmAccelOptions extends KvmVmOptions {
 export interface KvmAccelContext {
   readonly host: HostKernel;
   readonly addressSpace: AddressSpace;
+  /** The VM's PCI bus, which the accelerator's PCI host bridge lets the guest reach (none: no bridge). */
+  readonly pciBus?: PciBus;
   readonly events: VmmEventBus;
   /** Whether the VM runs now (its vCPUs start running if so). */
   readonly running: boolean;
@@ -39,6 +42,8 @@ export class KvmAccel implements VmmDevice {
   readonly name = 'kvm';
   /** Port I/O and MMIO of the guest: devices claim their ranges here. */
   readonly io = new IoBus();
+  /** Config mechanism #1 and the guest's BARs, where the VM has a PCI bus. */
+  readonly pciHost: PciHostBridge | undefined;
   /** Why vCPUs stopped on their own, in order. */
   readonly stopped: VcpuStoppedError[] = [];
   readonly #vcpus: KvmVcpu[] = [];
@@ -46,7 +51,9 @@ export class KvmAccel implements VmmDevice {
   #unfollow: () => void = () => {};
   #closed = false;
 
-  private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {}
+  private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {
+    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io);
+  }
 
   /**
    * Create the KVM VM over the VM's system memory and its vCPUs (each given the CPUID KVM
@@ -134,6 +141,7 @@ export class KvmAccel implements VmmDevice {
     if (this.#closed) return;
     this.#closed = true;
     this.#unfollow();
+    this.pciHost?.detach();
     const failures = new FirstFailure();
     for (const v of [...this.#vcpus].reverse()) await failures.runAsync(() => v.close());
     this.#vcpus.length = 0;
@@ -144,11 +152,23 @@ export class KvmAccel implements VmmDevice {
 
   #follow(): void {
     const onRunState = (e: { running: boolean }): void => {
-      if (e.running) this.resumeVcpus();
-      else void this.pauseVcpus();
+      if (e.running) {
+        // Config space may have changed while the VM stood (a migration restored it): the BARs
+        // are read again at the first access that needs them.
+        this.pciHost?.invalidate();
+        this.resumeVcpus();
+      } else void this.pauseVcpus();
     };
-    this.context.events.on('vm:run-state', onRunState);
-    this.#unfollow = () => this.context.events.off('vm:run-state', onRunState);
+    const onDevices = (): void => this.pciHost?.invalidate();
+    const events = this.context.events;
+    events.on('vm:run-state', onRunState);
+    events.on('device:realized', onDevices);
+    events.on('device:unrealized', onDevices);
+    this.#unfollow = () => {
+      events.off('vm:run-state', onRunState);
+      events.off('device:realized', onDevices);
+      events.off('device:unrealized', onDevices);
+    };
     if (this.context.running) this.resumeVcpus();
   }
 

@@ -34,6 +34,7 @@ export function kvmPlugin(): VmmPlugin {
           created = await KvmAccel.create(ctx.id, {
             host: ctx.host,
             addressSpace: container.resolve(AddressSpace),
+            pciBus: vmm.pciBus,
             events: ctx.events,
             get running() { return vmm.running; },
             pause: (reason) => vmm.pause(reason),

@@ -109,4 +109,44 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
       await failing.close();
     }
   });
+
+  it('waits in the exit for a device that answers later, and stops the vCPU when its answer is a rejection', async () => {
+    const rig = await kvmRig({ irqchip: 'off' });
+    const seen: string[] = [];
+    rig.bus.addMmio(DEVICE, 0x1000n, async (a) => {
+      await new Promise((r) => setTimeout(r, 20));
+      seen.push(`${a.write ? 'write' : 'read'} +${a.addr - DEVICE}`);
+      if (!a.write) a.data.set(a.size === 4 ? [4, 3, 2, 1] : [0x5a]);
+    });
+    try {
+      rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
+      enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: 7n, rdi: DEVICE });
+      rig.vcpu.resume();
+      await rig.reports.until(() => rig.reports.hello.length === 2);
+      // Each access completed, in order, with the late answer as the guest's data.
+      expect(seen).toEqual(['write +0', 'read +4', 'read +8']);
+      expect(rig.reports.hello).toEqual([0x0102_0304, 0x5a]);
+    } finally {
+      await rig.close();
+    }
+    const failing = await kvmRig({ irqchip: 'off' });
+    failing.bus.addMmio(DEVICE, 0x1000n, async () => {
+      await new Promise((r) => setTimeout(r, 5));
+      throw new Error('the device went away');
+    });
+    try {
+      failing.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
+      enterFlatProtectedMode(failing.host, failing.vcpu.fd, GUEST_CODE, { rax: 1n, rdi: DEVICE });
+      failing.vcpu.resume();
+      const deadline = Date.now() + 10_000;
+      while (failing.stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+      await failing.vcpu.whenStill();
+      expect(failing.stopped[0]).toBeInstanceOf(VcpuStoppedError);
+      expect(failing.stopped[0]!.reason).toBe('io-failed');
+      expect((failing.stopped[0]!.cause as Error).message).toBe('the device went away');
+      expect(failing.reports.hello).toEqual([]);
+    } finally {
+      await failing.close();
+    }
+  });
 });

@@ -47,5 +47,6 @@ export * from './vfio/hot-reset.js';
 export * from './vfio/migration-blocker.js';
 export * from './memory/guest-iommu.js';
 export * from './vmm/pci-bus.js';
+export * from './vmm/pci-function.js';
 export * from './vmm/guest-iommu-device.js';
 export * from './vfio/passed-device-fd.js';

@@ -9,7 +9,7 @@ import {
 import { EventEmitter } from 'eventemitter3';
 import {
   ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
-  type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
+  type AddressSpace, type HostKernel, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
   VmmObject, type VmVfio,
 } from '@vmmkit/core';
 import { checkMigration, irqCounts, probeMigration } from './device-probes.js';
@@ -52,7 +52,7 @@ export interface VfioPciRealizeContext {
   readonly options: VfioPciOptions;
 }
 
-export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVmmDevice {
+export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVmmDevice, PciFunction {
   readonly driver = 'vfio-pci';
   #bars: (VfioBar | undefined)[] = [];
   #config!: VfioPciConfig;
@@ -169,6 +169,11 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       return;
     }
     this.#bar(bar).write(offset, size, value);
+  }
+
+  /** The size of BAR `index` in bytes, 0 when the device has none (the PCI host bridge maps BARs by it). */
+  barSize(index: number): bigint {
+    return this.#bars[index]?.size ?? 0n;
   }
 
   /** A BAR's accessor: its size and which parts are mmapped. */

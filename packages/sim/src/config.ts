@@ -80,6 +80,14 @@ export interface SimHostConfig {
    * dirty tracking reports whole huge IOPTEs, as on a THP host. Default false: 4 KiB IOPTEs.
    */
   readonly transparentHugePages?: boolean;
+  /**
+   * Where the simulated process lives beside a real one (HybridHost): its first fd number (so
+   * that its fds never collide with the real process's, which stay below RLIMIT_NOFILE) and the
+   * address its own mappings start at (above the 47-bit user space the real kernel hands out, so
+   * they never collide with real mappings it adopts). Defaults: fd 3 and 0x7f0000000000, as a
+   * process of its own.
+   */
+  readonly process?: { readonly firstFd?: number; readonly mappingBase?: bigint };
 
   // ---- which Linux -----------------------------------------------------------------------------
   /**

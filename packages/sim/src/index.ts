@@ -1,6 +1,7 @@
 // @vmmkit/sim: SimHost, an in-process model of the Linux VFIO + IOMMUFD uAPI.
 
 export * from './sim-host.js';
+export * from './hybrid-host.js';
 export * from './config.js';
 export { SimDmaFault } from './iommu/dma-target.js';
 export type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';

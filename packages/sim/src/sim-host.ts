@@ -14,7 +14,7 @@ import type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';
 import { fail, SimErrno } from './kernel/sim-errno.js';
 import { SimKernel } from './kernel/sim-kernel.js';
 import { buildMachine } from './machine-builder.js';
-import { anonymousBacking, ViewBacking } from './memory/backing.js';
+import { anonymousBacking, MappingBacking, ViewBacking } from './memory/backing.js';
 
 const O_ACCMODE = 0o3;
 const PAGE = 4096n;
@@ -36,7 +36,7 @@ export class SimHost implements HostKernel {
   readonly pageSize = Number(PAGE);
 
   constructor(config: SimHostConfig = {}) {
-    this.kernel = new SimKernel(config.features, config.fdLimit, config.transparentHugePages);
+    this.kernel = new SimKernel(config.features, config.fdLimit, config.transparentHugePages, config.process);
     buildMachine(this.kernel, config);
   }
 
@@ -187,6 +187,21 @@ export class SimHost implements HostKernel {
     return this.#syscall({ syscall: 'mmap' }, () => {
       if (bytes.byteLength === 0) fail('EINVAL', 'nothing to map');
       return this.kernel.memory.map(bytes.byteLength, PROT_READ | PROT_WRITE, new ViewBacking(bytes));
+    });
+  }
+
+  /**
+   * Adopt memory the process already has at `mapping.addr` (a real mapping of the VMM: guest
+   * RAM that KVM maps too), as mmap with MAP_FIXED_NOREPLACE over the same bytes: the simulated
+   * kernel resolves that address to them, so a DMA map of it and the devices' DMA reach the
+   * real memory. Unmapping the result ends the adoption and leaves the memory alone.
+   * @throws HostError EINVAL (unaligned or empty), ENOMEM (past the user address space),
+   *   EEXIST (over a simulated mapping).
+   */
+  adoptMapping(mapping: Pick<HostMapping, 'addr' | 'length' | 'view'>, prot = PROT_READ | PROT_WRITE): HostMapping {
+    return this.#syscall({ syscall: 'mmap' }, () => {
+      this.#inject({ syscall: 'mmap' });
+      return this.kernel.memory.mapAt(mapping.addr, mapping.length, prot, new MappingBacking(mapping));
     });
   }
 

@@ -5,3 +5,5 @@ export { PAGES_GUEST } from './pages-guest.js';
 export { MMIO_GUEST } from './mmio-guest.js';
 export { EXITS_GUEST } from './exits-guest.js';
 export { DIRTY_GUEST } from './dirty-guest.js';
+export { NIC_RING_GUEST } from './nic-ring-guest.js';
+export * from './nic-ring-params.js';

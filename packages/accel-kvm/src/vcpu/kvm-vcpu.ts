@@ -183,16 +183,17 @@ export class KvmVcpu {
       const seq = Atomics.load(ctl, Ctl.REQ_SEQ);
       if (seq === seen) continue;
       seen = seq;
-      this.#handle(seq);
+      await this.#handle(seq);
     }
   }
 
-  #handle(seq: number): void {
+  async #handle(seq: number): Promise<void> {
     const ctl = this.#channel.ctl;
     switch (ctl[Ctl.KIND]) {
       case Req.IO:
       case Req.MMIO:
-        this.#access(ctl[Ctl.KIND] === Req.IO);
+        // The worker waits in the exit until the device has answered, however long it takes.
+        await this.#access(ctl[Ctl.KIND] === Req.IO);
         this.#reply(seq, Reply.RUN);
         return;
       case Req.READY:
@@ -227,8 +228,8 @@ export class KvmVcpu {
     }
   }
 
-  /** One port I/O or MMIO access, handed to the devices. */
-  #access(pio: boolean): void {
+  /** One port I/O or MMIO access, handed to the devices (which may answer asynchronously). */
+  async #access(pio: boolean): Promise<void> {
     const ctl = this.#channel.ctl;
     const size = ctl[Ctl.SIZE]!;
     const count = ctl[Ctl.COUNT]!;
@@ -237,7 +238,7 @@ export class KvmVcpu {
     const addr = (BigInt(ctl[Ctl.ADDR_HI]! >>> 0) << 32n) | BigInt(ctl[Ctl.ADDR_LO]! >>> 0);
     const access = { vcpu: this.index, addr, size, count, write, data };
     try {
-      const claimed = pio ? this.io.pio(access) : this.io.mmio(access);
+      const claimed = await (pio ? this.io.pio(access) : this.io.mmio(access));
       if (!claimed && !write) data.fill(0xff);
     } catch (e) {
       // The access completes (reads see all ones) and the vCPU stops there.

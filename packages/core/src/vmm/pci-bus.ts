@@ -1,17 +1,23 @@
-// The VM's PCI bus as far as DMA goes (QEMU's pci_setup_iommu / pci_device_iommu_address_space):
-// which address space a device realized on it DMAs in — system memory, or the window of a guest
-// IOMMU set up before the devices behind it.
+// The VM's PCI bus: which address space a device realized on it DMAs in (QEMU's
+// pci_setup_iommu / pci_device_iommu_address_space) — system memory, or the window of a guest
+// IOMMU set up before the devices behind it — and which PCI function sits in which slot of bus 0
+// (what a PCI host bridge's config cycles reach).
 
 import { ConfigError } from '../errors/vmm-error.js';
 import { AddressSpace } from '../memory/address-space.js';
 import type { IommuMemoryRegion } from '../memory/iommu-memory-region.js';
+import type { PciFunction } from './pci-function.js';
 
 /** IOVAs span 64 bits when a guest IOMMU reports no address-width limit. */
 const IOVA_SPACE = 1n << 64n;
+/** Slots of a conventional PCI bus; slot 0 is the host bridge's. */
+export const PCI_SLOTS = 32;
 
 export class PciBus {
   #iommu: { region: IommuMemoryRegion; as: AddressSpace } | undefined;
   #placed = 0;
+  /** Function 0 of each slot of bus 0 (index = slot); slot 0 is left to the host bridge. */
+  readonly #slots: (PciFunction | undefined)[] = new Array<PciFunction | undefined>(PCI_SLOTS).fill(undefined);
 
   constructor(
     /** System memory: where devices DMA without a translating guest IOMMU. */
@@ -55,5 +61,29 @@ export class PciBus {
     this.#placed++;
     const iommu = this.#iommu;
     return iommu?.region.attributes.dmaTranslation ? iommu.as : this.systemMemory;
+  }
+
+  /**
+   * Put a realized PCI function in the lowest free slot of bus 0 (1-31), as function 0.
+   * Returns its slot.
+   * @throws ConfigError when the bus is full or the device is on it already.
+   */
+  plug(fn: PciFunction): number {
+    if (this.#slots.includes(fn)) throw new ConfigError(`PCI device '${fn.id}' is on the bus already`, 'id', fn.id);
+    const slot = this.#slots.findIndex((s, i) => i > 0 && s === undefined);
+    if (slot < 0) throw new ConfigError(`PCI device '${fn.id}': all ${PCI_SLOTS - 1} slots of bus 0 are taken`, 'id', fn.id);
+    this.#slots[slot] = fn;
+    return slot;
+  }
+
+  /** Take a function off the bus (nothing when it is not on it). */
+  unplug(fn: PciFunction): void {
+    const slot = this.#slots.indexOf(fn);
+    if (slot >= 0) this.#slots[slot] = undefined;
+  }
+
+  /** The function in `slot` of bus 0 (function 0), if any. */
+  function(slot: number): PciFunction | undefined {
+    return this.#slots[slot];
   }
 }

@@ -14,6 +14,7 @@ import { GuestMemory, type RamSpec } from '../memory/guest-memory.js';
 import { VfioIommuBackends } from '../vfio/vfio-iommu-backend.js';
 import { VmVfio } from '../vfio/vm-vfio.js';
 import { PciBus } from './pci-bus.js';
+import { isPciFunction } from './pci-function.js';
 import { parseDescription, validateOptions, type Description } from './options.js';
 import { VmmDeviceTypes, type VmmDevice } from './vmm-device.js';
 import { VmmObjectTypes, type VmmObject } from './vmm-object.js';
@@ -248,6 +249,15 @@ export class Vmm {
         return o;
       },
     });
+    if (isPciFunction(device)) {
+      // A PCI function takes a slot of bus 0, where the guest's config cycles find it.
+      try {
+        this.pciBus.plug(device);
+      } catch (e) {
+        await device.unrealize().catch(() => undefined);
+        throw e;
+      }
+    }
     this.#devices.set(id, device);
     this.events.emit('device:realized', { id, driver: device.driver, name: device.name });
     return device;
@@ -262,6 +272,7 @@ export class Vmm {
     if (!entry) throw new ConfigError(`no device with id '${id}'`, 'id', id);
     if (this.#migration) throw new MigrationInProgressError(`remove device '${id}'`, this.#migration.direction, this.name);
     this.#devices.delete(id);
+    if (isPciFunction(entry)) this.pciBus.unplug(entry);
     await entry.unrealize();
     this.events.emit('device:unrealized', { id, driver: entry.driver, name: entry.name });
   }

@@ -8,13 +8,17 @@ export class FdTable {
   /** The path each fd was opened at, for /proc/self/fd (anonymous files have none). */
   readonly #paths = new Map<number, string>();
 
-  constructor(private readonly limit = 1024) {}
+  constructor(
+    private readonly limit = 1024,
+    /** The lowest fd handed out (0-2 are stdio; higher beside a real process, see SimHostConfig.process). */
+    private readonly first = 3,
+  ) {}
 
   /** Install a file at the lowest free fd (taking a reference); EMFILE at RLIMIT_NOFILE. */
   install(file: SimFile, path?: string): number {
-    let fd = 3;
+    let fd = this.first;
     while (this.#files.has(fd)) fd++;
-    if (fd >= this.limit) fail('EMFILE');
+    if (fd - this.first + 3 >= this.limit) fail('EMFILE');
     this.#files.set(fd, file.ref());
     if (path !== undefined) this.#paths.set(fd, path);
     return fd;

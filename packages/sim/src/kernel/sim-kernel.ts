@@ -28,9 +28,9 @@ export class SimKernel {
   linux: LinuxSeries = linuxSeries();
   #now = 0;
 
-  constructor(features: SimFeatures = {}, fdLimit = 1024, transparentHugePages = false) {
-    this.fds = new FdTable(fdLimit);
-    this.memory = new UserMemory(this.census, transparentHugePages);
+  constructor(features: SimFeatures = {}, fdLimit = 1024, transparentHugePages = false, process: { firstFd?: number; mappingBase?: bigint } = {}) {
+    this.fds = new FdTable(fdLimit, process.firstFd);
+    this.memory = new UserMemory(this.census, transparentHugePages, process.mappingBase);
     this.features = {
       iommufd: features.iommufd ?? true,
       vfioContainer: features.vfioContainer ?? true,

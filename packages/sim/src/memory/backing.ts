@@ -137,3 +137,30 @@ export function anonymousBacking(length: number): MemoryBacking {
   const pages = Math.ceil(length / 4096) * 4096;
   return pages <= MAX_VIEW_LENGTH ? new DenseBacking(pages) : new ChunkedBacking(pages);
 }
+
+/**
+ * A mapping the real kernel made (HostKernel.mmap of LinuxHost), adopted by the simulated
+ * kernel: reads and writes go to the very same bytes, through windows of at most 4 GiB.
+ */
+export class MappingBacking implements MemoryBacking {
+  readonly length: number;
+
+  constructor(private readonly mapping: { readonly length: number; view(offset: number, length: number): Uint8Array }) {
+    this.length = mapping.length;
+  }
+
+  view(offset: number, length: number): Uint8Array {
+    checkSpan(this, offset, length);
+    return this.mapping.view(offset, length);
+  }
+
+  read(offset: number, into: Uint8Array): void {
+    checkSpan(this, offset, into.byteLength);
+    into.set(this.mapping.view(offset, into.byteLength));
+  }
+
+  write(offset: number, from: Uint8Array): void {
+    checkSpan(this, offset, from.byteLength);
+    this.mapping.view(offset, from.byteLength).set(from);
+  }
+}

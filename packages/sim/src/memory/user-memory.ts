@@ -45,19 +45,25 @@ export function sliceSpans(spans: readonly UserSpan[], offset: number, length: n
   }
   return out;
 }
+/** x86-64's TASK_SIZE with 4-level paging: user addresses end below 2^47. */
+const USER_SPACE_END = 1n << 47n;
 // Leave a guard gap between mappings, so an overrun faults instead of reaching the neighbour.
 const GUARD = 16n * PAGE;
 
 /** The user address space: mappings, and copy/pin of user memory with EFAULT semantics. */
 export class UserMemory {
   readonly #regions = new RangeMap<Region>();
-  #next = 0x7f00_0000_0000n;
+  #next: bigint;
 
   constructor(
     private readonly census: Census,
     /** Anonymous memory is huge-page backed (physically contiguous when pinned). */
     readonly hugePages = false,
-  ) {}
+    /** Where mmap starts handing out addresses. */
+    mappingBase = 0x7f00_0000_0000n,
+  ) {
+    this.#next = mappingBase;
+  }
 
   /**
    * Map `backing[backingOffset, +length)` at a fresh address. The kernel maps whole pages, so the
@@ -66,11 +72,34 @@ export class UserMemory {
    */
   map(length: number, prot: number, backing: MemoryBacking, backingOffset = 0, onUnmap?: () => void): HostMapping {
     if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'mmap length must be positive');
-    const addr = this.#next;
     const size = ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
+    // Past anything placed at a fixed address (adopted memory) that is in the way.
+    let addr = this.#next;
+    for (let taken = this.#regions.overlapping(addr, addr + size + GUARD - 1n); taken.length > 0; taken = this.#regions.overlapping(addr, addr + size + GUARD - 1n)) {
+      addr = ((taken.at(-1)!.last + PAGE) / PAGE) * PAGE + GUARD;
+    }
+    this.#next = addr + size + GUARD;
+    return this.#install(addr, length, size, prot, backing, backingOffset, onUnmap);
+  }
+
+  /**
+   * Map `backing` at exactly `addr`, as mmap with MAP_FIXED_NOREPLACE: memory the process has at
+   * that address already (the real kernel's mapping, adopted so that simulated devices DMA into
+   * it). EINVAL for an unaligned address or an empty length, ENOMEM past the user address space,
+   * EEXIST over a mapping.
+   */
+  mapAt(addr: bigint, length: number, prot: number, backing: MemoryBacking): HostMapping {
+    if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'mmap length must be positive');
+    if (addr % PAGE !== 0n || addr <= 0n) fail('EINVAL', `address 0x${addr.toString(16)} is not page aligned`);
+    const size = ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
+    if (addr + size > USER_SPACE_END) fail('ENOMEM', `[0x${addr.toString(16)}, +0x${size.toString(16)}) is past the user address space`);
+    if (this.#regions.overlapping(addr, addr + size - 1n).length > 0) fail('EEXIST', `0x${addr.toString(16)} is mapped already`);
+    return this.#install(addr, length, size, prot, backing, 0);
+  }
+
+  #install(addr: bigint, length: number, size: bigint, prot: number, backing: MemoryBacking, backingOffset: number, onUnmap?: () => void): HostMapping {
     const reach = Math.min(Number(size), backing.length - backingOffset);
     const range = this.#regions.insert(addr, addr + BigInt(reach) - 1n, { length: reach, prot, backing, backingOffset, onUnmap });
-    this.#next = addr + size + GUARD;
     this.census.add('mapping');
     let mapped = true;
     const assertMapped = (): void => {
