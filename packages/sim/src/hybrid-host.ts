@@ -5,7 +5,6 @@
 // bytes KVM maps.
 
 import { ArgumentError, LinuxHost, type HostKernel, type HostMapping } from '@vmmkit/core';
-import { PROT_READ, PROT_WRITE } from '@vmmkit/core/uapi';
 import type { SimHostConfig } from './config.js';
 import { SimHost } from './sim-host.js';
 
@@ -75,7 +74,8 @@ export class HybridHost implements HostKernel {
   /** A simulated fd's mapping is the simulated kernel's; real memory is mapped and then adopted. */
   mmap(length: number, prot: number, flags: number, fd: number, offset: bigint): HostMapping {
     if (fd >= HYBRID_SIM_FIRST_FD) return this.sim.mmap(length, prot, flags, fd, offset);
-    return this.#adopted(this.real.mmap(length, prot, flags, fd, offset), prot);
+    const real = this.real.mmap(length, prot, flags, fd, offset);
+    return this.#adopted(real, () => this.sim.adoptMapping(real, prot));
   }
 
   /** The simulated kernel's: VFIO's interrupts are signalled through it. (A KVM irqfd needs a real one.) */
@@ -112,7 +112,8 @@ export class HybridHost implements HostKernel {
 
   mapMemory(bytes: Uint8Array): HostMapping {
     if (!this.real.mapMemory) return this.sim.mapMemory(bytes);
-    return this.#adopted(this.real.mapMemory(bytes), PROT_READ | PROT_WRITE);
+    const real = this.real.mapMemory(bytes);
+    return this.#adopted(real, () => this.sim.adoptMemory(real));
   }
 
   watch(fd: number, onReadable: () => void): () => void {
@@ -130,10 +131,10 @@ export class HybridHost implements HostKernel {
   }
 
   /** `mapping`, adopted by the simulated kernel at its address for as long as it is mapped. */
-  #adopted(mapping: HostMapping, prot: number): HostMapping {
+  #adopted(mapping: HostMapping, adopt: () => HostMapping): HostMapping {
     let adoption: HostMapping;
     try {
-      adoption = this.sim.adoptMapping(mapping, prot);
+      adoption = adopt();
     } catch (e) {
       mapping.unmap();
       throw e;

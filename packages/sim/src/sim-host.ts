@@ -205,6 +205,19 @@ export class SimHost implements HostKernel {
     });
   }
 
+  /**
+   * Adopt memory given a user address without mmap (HostKernel.mapMemory of the real host: a
+   * typed array, a dirty bitmap) at exactly its bytes, which need not fill whole pages. Unmapping
+   * the result ends the adoption.
+   * @throws HostError EINVAL (empty), ENOMEM (past the user address space), EEXIST (over a mapping).
+   */
+  adoptMemory(mapping: Pick<HostMapping, 'addr' | 'length' | 'view'>): HostMapping {
+    return this.#syscall({ syscall: 'mmap' }, () => {
+      this.#inject({ syscall: 'mmap' });
+      return this.kernel.memory.mapAt(mapping.addr, mapping.length, PROT_READ | PROT_WRITE, new MappingBacking(mapping), true);
+    });
+  }
+
   watch(fd: number, onReadable: () => void): () => void {
     return this.#syscall({ syscall: 'epoll_ctl', fd }, () => {
       const file = this.kernel.fds.get(fd);

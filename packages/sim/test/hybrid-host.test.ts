@@ -58,6 +58,18 @@ describe('SimHost.adoptMapping', () => {
     expect(errnoOf(() => host.adoptMapping(memoryAt(0x5000_0000n, 0x1000)))).toBe('ENOMEM');
   });
 
+  it('adopts memory given an address without mmap at exactly its bytes', () => {
+    const host = new SimHost();
+    const a = host.adoptMemory(memoryAt(0x5000_0010n, 0x20));
+    const b = host.adoptMemory(memoryAt(0x5000_0030n, 0x10)); // the same page, the next bytes
+    expect(errnoOf(() => host.adoptMemory(memoryAt(0x5000_0020n, 0x20)))).toBe('EEXIST');
+    expect(errnoOf(() => host.adoptMemory({ ...memoryAt(0x5000_0100n, 1), length: 0 }))).toBe('EINVAL');
+    host.kernel.memory.write(0x5000_002en, new Uint8Array([1, 2, 3, 4]));
+    expect(host.kernel.memory.read(0x5000_002en, 4)).toEqual(new Uint8Array([1, 2, 3, 4]));
+    a.unmap();
+    b.unmap();
+  });
+
   it('keeps its own mappings clear of adopted memory', () => {
     const host = new SimHost();
     const adopted = host.adoptMapping(memoryAt(0x7f00_0000_0000n, 0x10_0000));
@@ -82,6 +94,16 @@ describe('HybridHost', () => {
     m.unmap();
     expect(reallyMapped(m.addr)).toBe(false);
     expect(host.sim.census()).toEqual(before);
+  });
+
+  it('gives typed arrays a real address the simulated kernel reaches too', () => {
+    const host = HybridHost.create(simMachine({ edus: 1, nics: 0 }));
+    const bytes = new Uint8Array(100);
+    const m = host.mapMemory(bytes);
+    host.sim.kernel.memory.write(m.addr + 99n, new Uint8Array([0x42]));
+    expect(bytes[99]).toBe(0x42);
+    m.unmap();
+    expect(host.sim.census().objects.mapping ?? 0).toBe(0);
   });
 
   it('gives the simulated machine its paths and fds, and the real host KVM, memfds and memory', () => {

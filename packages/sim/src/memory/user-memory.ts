@@ -88,10 +88,13 @@ export class UserMemory {
    * it). EINVAL for an unaligned address or an empty length, ENOMEM past the user address space,
    * EEXIST over a mapping.
    */
-  mapAt(addr: bigint, length: number, prot: number, backing: MemoryBacking): HostMapping {
+  mapAt(addr: bigint, length: number, prot: number, backing: MemoryBacking, exact = false): HostMapping {
     if (!Number.isInteger(length) || length <= 0) fail('EINVAL', 'mmap length must be positive');
-    if (addr % PAGE !== 0n || addr <= 0n) fail('EINVAL', `address 0x${addr.toString(16)} is not page aligned`);
-    const size = ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
+    if (!exact && addr % PAGE !== 0n) fail('EINVAL', `address 0x${addr.toString(16)} is not page aligned`);
+    if (addr <= 0n) fail('EINVAL', `address 0x${addr.toString(16)}`);
+    // `exact`: memory the process had without mmap (a typed array given a user address), which
+    // shares its pages with other memory: only its own bytes are adopted.
+    const size = exact ? BigInt(length) : ((BigInt(length) + PAGE - 1n) / PAGE) * PAGE;
     if (addr + size > USER_SPACE_END) fail('ENOMEM', `[0x${addr.toString(16)}, +0x${size.toString(16)}) is past the user address space`);
     if (this.#regions.overlapping(addr, addr + size - 1n).length > 0) fail('EEXIST', `0x${addr.toString(16)} is mapped already`);
     return this.#install(addr, length, size, prot, backing, 0);
