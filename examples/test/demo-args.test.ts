@@ -16,16 +16,16 @@ function usageError(argv: string[]): DemoUsageError {
 
 describe('parseDemoArgs', () => {
   it('has defaults', () => {
-    expect(parseDemoArgs([])).toEqual({ ...DEMO_DEFAULTS, report: undefined, compare: false, json: false, help: false });
+    expect(parseDemoArgs([])).toEqual({ ...DEMO_DEFAULTS, report: undefined, compare: false, json: false, help: false, kvm: false });
   });
 
   it('reads every flag, as --flag value or --flag=value', () => {
     expect(parseDemoArgs([
       '--strategy=all-dirty', '--memory', '512', '--downtime-limit', '150.5', '--max-bandwidth=64', '--max-iterations', '3',
-      '--report', 'out.html', '--json', '-h',
+      '--report', 'out.html', '--json', '-h', '--kvm',
     ])).toEqual({
       strategy: 'all-dirty', memoryMiB: 512, downtimeLimitMs: 150.5, maxBandwidthMiBs: 64, maxIterations: 3, report: 'out.html',
-      compare: false, json: true, help: true,
+      compare: false, json: true, help: true, kvm: true,
     });
     expect(parseDemoArgs(['--compare']).compare).toBe(true);
   });

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { DemoIo } from '../src/demo/demo-io.js';
+import { kvmUnavailable } from '../src/demo/kvm-demo-guest.js';
 import { runDemo } from '../src/demo/run-demo.js';
 import type { ReportRun } from '../src/report/migration-record.js';
 import { svgElements, xmlProblems } from './report-xml.js';
@@ -68,5 +69,29 @@ describe('npm run demo', () => {
     expect(await runDemo([...argv], io)).toBe(2);
     expect(io.text.err).toBe(message);
     expect(io.text.out).toBe('');
+  });
+
+  it('says when --kvm cannot run here and runs the JavaScript guest instead', async () => {
+    const io = captured();
+    expect(await runDemo([...SMALL, '--kvm'], io, () => '/dev/kvm is not usable here (ENOENT)')).toBe(0);
+    expect(io.text.err).toBe('demo: --kvm: /dev/kvm is not usable here (ENOENT); running the JavaScript guest on simulated hosts instead\n');
+    expect(io.text.out).toContain('between two VMMs on simulated hosts');
+    expect(io.text.out).toContain('Result: verified, the destination equals the source');
+  });
+});
+
+describe.skipIf(kvmUnavailable())('npm run demo -- --kvm', () => {
+  it('migrates a real guest on KVM that receives from NIC A, verifies the destination as it started, and the guest carries on there', { timeout: 120_000 }, async () => {
+    const io = captured();
+    expect(await runDemo([...SMALL, '--kvm'], io)).toBe(0);
+    const out = io.text.out;
+    expect(io.text.err).toBe('');
+    expect(out).toContain('live migration of a VM on KVM with two assigned NICs (simulated)');
+    expect(out).toMatch(/VMM +composed from plugins: accel-kvm, /);
+    expect(out).toMatch(/workload +a bare-metal guest on KVM \(vCPU 0\) finds NIC A through PCI config space/);
+    expect(out).toMatch(/iteration 2 +found [\d,]+ dirty pages: .*kvm-dirty-log [\d,]+/);
+    expect(out).toContain('Result: verified, the destination equals the source');
+    expect(out).toMatch(/NIC A state +equal/);
+    expect(out).toMatch(/On the destination, the guest carried on from packet \d+: it has checked \d+ packets/);
   });
 });

@@ -6,7 +6,6 @@ import { countOf, formatBytes, formatCount, formatMs, formatRate } from '../repo
 import type { ReportRun } from '../report/migration-record.js';
 import type { DemoPair } from './demo-pair.js';
 import { DEMO_NICS } from './demo-pair.js';
-import { DEMO_WORKLOAD } from './demo-scenario.js';
 
 /** Columns padded to their widest cell, each row indented. */
 export function textTable(rows: readonly (readonly string[])[], indent = '  '): string {
@@ -36,14 +35,14 @@ export function introText(pair: DemoPair, plan: MigrationPlan, plugins: readonly
     const backend = container?.backend === 'vfio-iommu-iommufd' ? 'IOMMUFD (iommufd0)' : `legacy type1 (${pair.scenario.vm.type1ContainerPath ?? '/dev/vfio/vfio'})`;
     return [nic.name, `vfio-pci host=${nic.host} → ${backend}, container ${device?.container ?? '?'}`];
   });
-  const w = DEMO_WORKLOAD;
   return textTable([
     ['VMM', `composed from plugins: ${plugins.join(', ')}`],
-    ['hosts', 'two SimHosts (source, destination): one IOMMU, two migratable NICs, an edu device'],
+    ['hosts', pair.kvm
+      ? 'this machine\'s KVM on both sides, each with a simulated machine beside it (HybridHost): one IOMMU, two migratable NICs, an edu device'
+      : 'two SimHosts (source, destination): one IOMMU, two migratable NICs, an edu device'],
     ['guest', `${formatBytes(total)} of RAM: ${ram}`],
     ...nics,
-    ['workload', `vCPUs store ${formatBytes(w.writeBytesPerSecond)}/s at random in a ${formatBytes(pair.activity.guest.workingSetBytes)} working set `
-      + `(filled at boot); each NIC receives ${formatCount(w.packetsPerSecond)} packets/s into its ring in guest RAM`],
+    ['workload', pair.activity.description],
     ['tracking', pair.scenario.setup],
   ]);
 }

@@ -12,11 +12,14 @@ import { migrateDemoPair } from './demo-migration.js';
 import { createDemoPair, type DemoPair } from './demo-pair.js';
 import { writeDemoReport, reportPathProblem } from './demo-report.js';
 import { demoScenario } from './demo-scenario.js';
+import { destinationCarriesOn, kvmUnavailable } from './kvm-demo-guest.js';
 import { comparisonText, containerNames, introText, planText, resultText } from './demo-text.js';
 import { ProgressView } from './progress-view.js';
 
 // The guest runs a moment before the migration starts, so that the NICs' rings are busy.
 const WARM_UP_MS = 250;
+/** How long a KVM destination's guest has to report its first packets checked. */
+const CARRY_ON_MS = 10_000;
 
 /** Exit statuses: verified, failed (migration or verification), bad flags. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
@@ -25,7 +28,7 @@ export const EXIT = { ok: 0, failed: 1, usage: 2 } as const;
  * Run the demo with `argv` (the flags, without node and the script) and return the exit status.
  * Writes the text (or JSON) to `io.out` and errors to `io.err`; never exits the process.
  */
-export async function runDemo(argv: readonly string[], io: DemoIo = processIo()): Promise<number> {
+export async function runDemo(argv: readonly string[], io: DemoIo = processIo(), kvmMissing: () => string | undefined = kvmUnavailable): Promise<number> {
   let options: DemoOptions;
   try {
     options = parseDemoArgs(argv);
@@ -42,6 +45,13 @@ export async function runDemo(argv: readonly string[], io: DemoIo = processIo())
   if (problem) {
     io.err.write(`demo: --report: ${problem}\n`);
     return EXIT.usage;
+  }
+  if (options.kvm) {
+    const missing = kvmMissing();
+    if (missing) {
+      io.err.write(`demo: --kvm: ${missing}; running the JavaScript guest on simulated hosts instead\n`);
+      options = { ...options, kvm: false };
+    }
   }
   const runs: ReportRun[] = [];
   const strategies = options.compare ? DEMO_STRATEGIES : [options.strategy];
@@ -65,7 +75,7 @@ export async function runDemo(argv: readonly string[], io: DemoIo = processIo())
 
 /** One migration of a fresh pair set up for `strategy`. @throws when blocked or when it fails. */
 async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, first: boolean): Promise<ReportRun> {
-  const pair = await createDemoPair(demoScenario(strategy), options.memoryMiB);
+  const pair = await createDemoPair(demoScenario(strategy), options.memoryMiB, { kvm: options.kvm });
   try {
     const plan = planMigration(pair.source.vm.vmm);
     const names = containerNames(plan);
@@ -73,14 +83,26 @@ async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, 
       if (!options.json) io.out.write(text);
     };
     if (options.compare) say(`${first ? '' : '\n'}━━ strategy: ${strategy} ━━\n`);
-    say(`${first ? 'vmmkit demo: live migration of a VM with two assigned NICs, between two VMMs on simulated hosts\n' : ''}`);
-    say(`${introText(pair, plan, allPlugins().map((p) => p.name))}\n${planText(plan, names)}\n`);
+    say(`${!first ? '' : options.kvm
+      ? 'vmmkit demo: live migration of a VM on KVM with two assigned NICs (simulated), between two VMMs\n'
+      : 'vmmkit demo: live migration of a VM with two assigned NICs, between two VMMs on simulated hosts\n'}`);
+    const plugins = [...(pair.kvm ? ['accel-kvm'] : []), ...allPlugins().map((p) => p.name)];
+    say(`${introText(pair, plan, plugins)}\n${planText(plan, names)}\n`);
     pair.activity.start();
     await sleep(WARM_UP_MS);
     say(`Migrating to the destination VMM (incoming), downtime limit ${options.downtimeLimitMs} ms, `
       + `max bandwidth ${options.maxBandwidthMiBs} MiB/s, at most ${options.maxIterations} precopy iterations\n`);
     const run = await migrateWithView(pair, plan, options, io, strategy);
     say(`\n${resultText(run, names, options.downtimeLimitMs)}`);
+    if (pair.kvm) {
+      // The guest runs on in the destination: its next packets come from the destination's NIC A.
+      const after = await destinationCarriesOn(pair.destination.vm.vmm, pair.kvm.destinationReports, pair.destination.sim, CARRY_ON_MS);
+      const ok = after.error === undefined && after.checked !== undefined && after.checked > after.resumedAt;
+      say(after.error ? `On the destination, ${after.error}\n`
+        : after.checked === undefined ? `On the destination, the guest reported nothing within ${CARRY_ON_MS} ms\n`
+          : `On the destination, the guest carried on from packet ${after.resumedAt}: it has checked ${after.checked} packets\n`);
+      if (!ok && run.verification) return { ...run, verification: { ...run.verification, ok: false } };
+    }
     return run;
   } finally {
     await pair.close();
@@ -90,7 +112,7 @@ async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, 
 async function migrateWithView(pair: DemoPair, plan: MigrationPlan, options: DemoOptions, io: DemoIo, label: string): Promise<ReportRun> {
   const maxBandwidth = options.maxBandwidthMiBs * 2 ** 20;
   const view = options.json ? undefined : new ProgressView(io.out, {
-    downtimeLimitMs: options.downtimeLimitMs, bandwidth: maxBandwidth, firstPassBytes: pair.activity.guest.workingSetBytes, names: containerNames(plan),
+    downtimeLimitMs: options.downtimeLimitMs, bandwidth: maxBandwidth, firstPassBytes: pair.activity.workingSetBytes, names: containerNames(plan),
   });
   const detach = view?.attach(pair.source.vm.vmm);
   try {

@@ -6,6 +6,7 @@ import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrationPlugin } from '@vmmkit/migration';
+import { kvmPlugin, type KvmAccel } from '@vmmkit/accel-kvm';
 import { NIC_A, NIC_B } from '@vmmkit/sim';
 
 /** How the shipped plugins are set up. */
@@ -36,12 +37,21 @@ export interface DemoVmOptions extends DemoPluginOptions {
    */
   readonly enableMigration?: boolean;
   readonly name?: string;
+  /**
+   * A KVM VM (the host must give real memory: LinuxHost, or HybridHost for simulated NICs):
+   * the kvm device `kvm0` with one vCPU, realized paused unless incoming.
+   */
+  readonly kvm?: boolean;
+  /** Called with the VMM before its devices are added (a listener that must come before theirs). */
+  readonly beforeDevices?: (vmm: Vmm) => void;
 }
 
 export interface DemoVm {
   readonly vmm: Vmm;
   /** NIC A (legacy type1) and NIC B (IOMMUFD). */
   readonly nics: readonly VfioPciDevice[];
+  /** The KVM accelerator, with `kvm`. */
+  readonly accel?: KvmAccel;
 }
 
 export async function createDemoVm(host: HostKernel, options: DemoVmOptions = {}): Promise<DemoVm> {
@@ -51,16 +61,23 @@ export async function createDemoVm(host: HostKernel, options: DemoVmOptions = {}
     host,
     name: options.name,
     incoming: options.incoming,
-    plugins: allPlugins(options),
+    plugins: options.kvm ? [kvmPlugin(), ...allPlugins(options)] : allPlugins(options),
     memory: [{ gpa: 0n, size: low << 20n, name: 'ram-low' }, { gpa: 1n << 32n, size: (mib - low) << 20n, name: 'ram-high' }],
   });
   try {
+    options.beforeDevices?.(vmm);
+    let accel: KvmAccel | undefined;
+    if (options.kvm) {
+      // The guest is loaded before its vCPU runs.
+      if (!options.incoming) vmm.pause('loading the guest');
+      accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
+    }
     vmm.addObject('iommufd,id=iommufd0');
     const extra =
       (options.noDeviceDirtyTracking ? ',x-device-dirty-page-tracking=off' : '') + (options.enableMigration ? ',enable-migration=on' : '');
     const a = (await vmm.addDevice(`vfio-pci,id=nic-a,host=${NIC_A}${extra}`)) as VfioPciDevice;
     const b = (await vmm.addDevice(`vfio-pci,id=nic-b,host=${NIC_B},iommufd=iommufd0${extra}`)) as VfioPciDevice;
-    return { vmm, nics: [a, b] };
+    return { vmm, nics: [a, b], accel };
   } catch (e) {
     await vmm.close();
     throw e;
