@@ -57,7 +57,7 @@ export function simClock(host: HybridHost): () => void {
 }
 
 /** The VM, paused, with `kvm0`, the nic as `nic0` (vfio-pci on `backend`), and reports attached. */
-export async function nicVmm(o: { backend?: 'legacy' | 'iommufd'; incoming?: boolean; host?: HybridHost } = {}) {
+export async function nicVmm(o: { backend?: 'legacy' | 'iommufd'; incoming?: boolean; host?: HybridHost; beforeDevices?: (vmm: Vmm) => void } = {}) {
   const host = o.host ?? HybridHost.create(simMachine({ edus: 0, nics: 1 }));
   const vmm = await Vmm.create({
     host, plugins: [kvmPlugin(), legacyType1Plugin(), iommufdPlugin(), vfioPciPlugin(), migrationPlugin()],
@@ -65,6 +65,7 @@ export async function nicVmm(o: { backend?: 'legacy' | 'iommufd'; incoming?: boo
   });
   try {
     vmm.pause('setup');
+    o.beforeDevices?.(vmm);
     const accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
     if (o.backend === 'iommufd') vmm.addObject('iommufd,id=iommufd0');
     const nic = (await vmm.addDevice(`vfio-pci,id=nic0,host=${NIC_A}${o.backend === 'iommufd' ? ',iommufd=iommufd0' : ''}`)) as VfioPciDevice;
