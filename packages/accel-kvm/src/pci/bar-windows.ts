@@ -63,7 +63,14 @@ export class BarWindows {
     while (this.#stale || this.#reading) {
       if (!this.#reading) {
         this.#stale = false;
-        this.#reading = this.#read().then((w) => { this.#windows = w; }).finally(() => { this.#reading = undefined; });
+        this.#reading = this.#read().then(
+          (w) => { this.#windows = w; },
+          (e: unknown) => {
+            // A function that could not be read is asked again at the next access.
+            this.#stale = true;
+            throw e;
+          },
+        ).finally(() => { this.#reading = undefined; });
       }
       await this.#reading;
     }
