@@ -3,26 +3,22 @@
 // where the kernel backends make an ioctl or a pread/pwrite on the device fd. Every call is
 // async: the reply comes back through the event loop.
 
-import type { HostKernel } from '@vmmkit/core';
+import type { HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioRegionInfo } from '@vmmkit/core';
 import {
-  VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DEVICE_RESET,
-  VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, decodeDeviceInfo, decodeIrqInfo,
-  decodeRegionInfo, decodeRegionReadReply, encodeQuery, encodeRegionAccess, encodeSetIrqs, type VfioUserDeviceInfo,
-  type VfioUserIrqInfo, type VfioUserMessage, type VfioUserRegionInfo, type VfioUserSetIrqs,
+  VFIO_USER_DEVICE_FEATURE, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO,
+  VFIO_USER_DEVICE_RESET, VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, decodeDeviceInfo,
+  decodeFeatureReply, decodeIrqInfo, decodeRegionInfo, decodeRegionReadReply, encodeFeature, encodeQuery,
+  encodeRegionAccess, encodeSetIrqs, type VfioUserDeviceInfo, type VfioUserMessage,
 } from '@vmmkit/core/vfio-user';
 import { VfioError } from '@vmmkit/core';
 import { PCI_COMMAND, PCI_COMMAND_MASTER, VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
 import type { VfioUserProxy } from './vfio-user-proxy.js';
 
-/** A region's description, and the file to mmap its mappable parts from when the server sent one. */
-export interface VfioUserRegion extends VfioUserRegionInfo {
-  /** The file behind the region (the caller owns it and closes it), when the server shares it. */
-  readonly fd?: number;
-}
-
 /** The device I/O of one vfio-user device. */
-export class VfioUserDeviceIo {
+export class VfioUserDeviceIo implements VfioDeviceIo {
   #busMaster = false;
+  /** The files the server sent with region info, by region: this I/O's until `closeRegionFiles`. */
+  readonly #regionFiles = new Map<number, number>();
 
   constructor(readonly proxy: VfioUserProxy, private readonly host: HostKernel) {}
 
@@ -47,9 +43,11 @@ export class VfioUserDeviceIo {
 
   /**
    * DEVICE_GET_REGION_INFO: asked once with room for the fixed structure and again with the
-   * argsz the server says it needs for the capabilities (sparse mmap areas), as the ioctl is.
+   * argsz the server says it needs for the capabilities (sparse mmap areas), as the ioctl is. The
+   * file the server shares the region through becomes `mmapFd` and stays this I/O's (asking
+   * again replaces it) until `closeRegionFiles`.
    */
-  async regionInfo(index: number): Promise<VfioUserRegion> {
+  async regionInfo(index: number): Promise<VfioRegionInfo> {
     let argsz = 32;
     for (let attempt = 0; attempt < 2; attempt++) {
       const reply = await this.proxy.request(VFIO_USER_DEVICE_GET_REGION_INFO, encodeQuery(VFIO_USER_DEVICE_GET_REGION_INFO, index, argsz));
@@ -63,8 +61,13 @@ export class VfioUserDeviceIo {
         argsz = info.argsz;
         continue;
       }
-      const { argsz: _argsz, ...region } = info;
-      return reply.fds.length ? { ...region, fd: reply.fds[0]! } : region;
+      const region: VfioRegionInfo = { index, flags: info.flags, size: info.size, offset: info.mmapOffset, ...(info.sparse ? { sparseAreas: info.sparse } : {}) };
+      const previous = this.#regionFiles.get(index);
+      if (previous !== undefined) this.#closeFds([previous]);
+      this.#regionFiles.delete(index);
+      if (!reply.fds.length) return region;
+      this.#regionFiles.set(index, reply.fds[0]!);
+      return { ...region, mmapFd: reply.fds[0]! };
     }
     throw new VfioError(`read the info of region ${index}`, this.device, { detail: 'the server asked for more room twice', errno: 'EPROTO' });
   }
@@ -96,8 +99,14 @@ export class VfioUserDeviceIo {
     }
   }
 
+  /** Close the files region info brought (at detach; mappings made from them stay valid). */
+  closeRegionFiles(): void {
+    this.#closeFds([...this.#regionFiles.values()]);
+    this.#regionFiles.clear();
+  }
+
   /** DEVICE_GET_IRQ_INFO for one IRQ index. */
-  async irqInfo(index: number): Promise<VfioUserIrqInfo> {
+  async irqInfo(index: number): Promise<VfioIrqInfo> {
     const reply = await this.proxy.request(VFIO_USER_DEVICE_GET_IRQ_INFO, encodeQuery(VFIO_USER_DEVICE_GET_IRQ_INFO, index));
     return this.#decode(reply, `read the info of IRQ index ${index}`, () => decodeIrqInfo(reply.payload));
   }
@@ -106,7 +115,8 @@ export class VfioUserDeviceIo {
    * DEVICE_SET_IRQS; with DATA_EVENTFD the eventfds go with the message (they stay the
    * caller's), in batches no larger than the negotiated max_msg_fds.
    */
-  async setIrqs(set: VfioUserSetIrqs, eventfds: readonly number[] = []): Promise<void> {
+  async setIrqs(request: VfioIrqSet): Promise<void> {
+    const { eventfds = [], ...set } = request;
     const max = this.proxy.capabilities.maxMsgFds;
     if (eventfds.length <= max) {
       this.#closeFds((await this.proxy.request(VFIO_USER_DEVICE_SET_IRQS, encodeSetIrqs(set), eventfds)).fds);
@@ -117,6 +127,12 @@ export class VfioUserDeviceIo {
       const reply = await this.proxy.request(VFIO_USER_DEVICE_SET_IRQS, encodeSetIrqs({ ...set, start: set.start + i, count: batch.length }), batch);
       this.#closeFds(reply.fds);
     }
+  }
+
+  /** DEVICE_FEATURE: the feature's data as the server answered it (its errno when it refused). */
+  async feature(flags: number, payload: Uint8Array = new Uint8Array(0)): Promise<Uint8Array> {
+    const reply = await this.proxy.request(VFIO_USER_DEVICE_FEATURE, encodeFeature(flags, payload));
+    return this.#decode(reply, `use device feature ${flags & 0xffff}`, () => decodeFeatureReply(reply.payload));
   }
 
   /** DEVICE_RESET. */

@@ -7,16 +7,18 @@ import { VfioUserDeviceIo } from './vfio-user-device-io.js';
 import type { VfioUserProxy } from './vfio-user-proxy.js';
 
 export class VfioUserDevice extends VfioDevice {
-  readonly io: VfioUserDeviceIo;
   #failure: VfioError | undefined;
 
   /** @param name the device's id (or socket path), in every error. */
   constructor(name: string, readonly proxy: VfioUserProxy, host: HostKernel) {
-    super({}, name);
-    this.io = new VfioUserDeviceIo(proxy, host);
+    super({}, name, () => new VfioUserDeviceIo(proxy, host));
     proxy.onFailure = (error) => {
       this.#failure ??= error;
     };
+  }
+
+  override get io(): VfioUserDeviceIo {
+    return super.io as VfioUserDeviceIo;
   }
 
   /** Why the device failed (its server died, stalled or broke the protocol); undefined while it works. */

@@ -61,7 +61,10 @@ export class VfioUserIommuBackend implements VfioIommuBackend {
     const failures = new FirstFailure();
     await failures.runAsync(() => container.removeDevice(device));
     await failures.runAsync(() => container.close());
-    if (device instanceof VfioUserDevice) device.proxy.dmaTarget = undefined;
+    if (device instanceof VfioUserDevice) {
+      device.proxy.dmaTarget = undefined;
+      device.io.closeRegionFiles();
+    }
     failures.rethrow();
   }
 }

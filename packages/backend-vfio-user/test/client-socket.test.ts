@@ -64,7 +64,7 @@ describe.skipIf(!onLinux)('vfio-user client over a Unix socket to a server proce
       const id = await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_ID), 4);
       expect(new DataView(id.buffer).getUint32(0, true)).toBe(0x010000ed);
       await io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), new Uint8Array([0x06, 0]));
-      await io.setIrqs({ flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index: VFIO_PCI_MSI_IRQ_INDEX, start: 0, count: 1 }, [msi]);
+      await io.setIrqs({ flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index: VFIO_PCI_MSI_IRQ_INDEX, start: 0, count: 1, eventfds: [msi] });
       memory.write(0x1000n, new Uint8Array([0xde, 0xad, 0xbe, 0xef]));
       const run = async (src: bigint, dst: bigint, cmd: number): Promise<void> => {
         await runEduDma(io, src, dst, cmd);

@@ -25,7 +25,7 @@ async function life(host: SimHost): Promise<unknown[]> {
   await step(() => { efd = host.eventfd(0, 0o4000); });
   if (efd !== undefined) {
     const fd = efd;
-    await step(() => io.setIrqs({ flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index: VFIO_PCI_MSI_IRQ_INDEX, start: 0, count: 1 }, [fd]));
+    await step(() => io.setIrqs({ flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index: VFIO_PCI_MSI_IRQ_INDEX, start: 0, count: 1, eventfds: [fd] }));
   }
   await step(async () => {
     await io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), new Uint8Array([0x06, 0]));

@@ -32,6 +32,8 @@ export * from './vfio/vfio-address-spaces.js';
 export * from './vfio/vfio-call.js';
 export * from './vfio/vfio-container-base.js';
 export * from './vfio/vfio-device.js';
+export * from './vfio/vfio-device-io.js';
+export * from './vfio/kernel-device-io.js';
 export * from './vfio/vfio-iommu-backend.js';
 export * from './vmm/options.js';
 export * from './vmm/vmm.js';

@@ -8,7 +8,7 @@ import {
 } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
-  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
+  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
   type AddressSpace, type HostKernel, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
   VmmObject, type VmVfio,
 } from '@vmmkit/core';
@@ -77,7 +77,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
 
   /** Realize the device. On failure everything done is undone and a VfioError says what failed. */
   static async realize(ctx: VfioPciRealizeContext): Promise<VfioPciDevice> {
-    const vfio = new VfioDevice(ctx.location);
+    const vfio = new VfioDevice(ctx.location, undefined, (d) => new VfioKernelDeviceIo(ctx.host, d));
     vfio.iommufd = ctx.iommufd;
     vfio.deviceDirtyPageTracking = ctx.options.deviceDirtyPageTracking ? 'auto' : 'off';
     vfio.enableMigration = ctx.options.enableMigration;

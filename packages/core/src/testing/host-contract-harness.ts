@@ -6,6 +6,7 @@ import type { HostKernel } from '../host/host-kernel.js';
 import { MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE } from '../host/posix.js';
 import type { VmmEventBus } from '../events/vmm-events.js';
 import type { VfioContainerBase } from '../vfio/vfio-container-base.js';
+import { VfioKernelDeviceIo } from '../vfio/kernel-device-io.js';
 import { VfioDevice } from '../vfio/vfio-device.js';
 import type { VfioIommuBackend } from '../vfio/vfio-iommu-backend.js';
 import { contractMemory, type VfioIommuContractHarness } from './contract-harness.js';
@@ -41,7 +42,7 @@ export async function hostContractHarness(options: HostContractOptions): Promise
     device(index) {
       const sysfsdev = options.devices[index];
       if (!sysfsdev) throw new ArgumentError(`the harness has ${options.devices.length} devices, not ${index + 1}`);
-      const device = new VfioDevice({ sysfsdev });
+      const device = new VfioDevice({ sysfsdev }, undefined, (d) => new VfioKernelDeviceIo(host, d));
       options.prepareDevice?.(device);
       return device;
     },

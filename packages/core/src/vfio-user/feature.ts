@@ -39,6 +39,13 @@ export function encodeFeature(flags: number, data: Uint8Array = new Uint8Array(0
   return new PayloadWriter(8 + data.byteLength).u32(0, argsz ?? 8 + data.byteLength).u32(4, flags).set(8, data).bytes;
 }
 
+/** A DEVICE_FEATURE reply: the feature's data after argsz and flags. */
+export function decodeFeatureReply(payload: Uint8Array): Uint8Array {
+  const r = new PayloadReader(VFIO_USER_DEVICE_FEATURE, payload);
+  r.need(8, 'argsz and flags');
+  return payload.subarray(8);
+}
+
 /** VFIO_DEVICE_FEATURE_MIGRATION's data: the VFIO_MIGRATION_* flags (u64). */
 export function encodeMigrationFlags(flags: number): Uint8Array {
   return new PayloadWriter(8).u64(0, BigInt(flags)).bytes;

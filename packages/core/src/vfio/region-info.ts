@@ -13,8 +13,14 @@ export interface VfioRegionInfo {
   readonly index: number;
   readonly flags: number;
   readonly size: bigint;
-  /** Where the region starts in the device fd (for pread/pwrite/mmap). */
+  /** Where the region starts in the device fd (for pread/pwrite/mmap), or in `mmapFd` for mmap. */
   readonly offset: bigint;
+  /**
+   * The file to mmap the region's mappable parts from, at `offset` + the area's offset (set by
+   * `VfioDeviceIo.regionInfo` when the region may be mmapped): the device fd, or a vfio-user
+   * server's file. It belongs to the device's I/O; a caller never closes it.
+   */
+  readonly mmapFd?: number;
   /** The parts that may be mmapped, when the kernel says only parts may (sparse mmap capability). */
   readonly sparseAreas?: readonly { readonly offset: bigint; readonly size: bigint }[];
   /** A device-specific region's type and subtype (VFIO_REGION_INFO_CAP_TYPE). */

@@ -1,9 +1,11 @@
 // A VFIO device as every backend and device model sees it (QEMU's VFIODevice): how to find it,
 // the fd once attached, its container, and the dirty-tracking facts migration decides by.
 
+import { InvariantError } from '../errors/vmm-error-base.js';
 import type { VmmObject } from '../vmm/vmm-object.js';
 import type { HostIommuDevice } from './host-iommu-device.js';
 import type { VfioContainerBase } from './vfio-container-base.js';
+import type { VfioDeviceIo } from './vfio-device-io.js';
 import { containerOf } from './vfio-membership.js';
 
 /** on/off/auto, as QEMU's OnOffAuto properties. */
@@ -51,12 +53,30 @@ export class VfioDevice {
   preCopyDirtyPageTracking = true;
   /** VFIO_MIGRATION_* flags the device reported (VFIO_DEVICE_FEATURE_MIGRATION); 0 when it cannot migrate. */
   migrationFlags = 0;
+  #io: VfioDeviceIo | undefined;
 
-  constructor(location: VfioDeviceLocation, name?: string) {
+  /**
+   * @param io makes the device's I/O, chosen by the device type as QEMU's realize chooses
+   *   io_ops: `(d) => new VfioKernelDeviceIo(host, d)` for a device the kernel serves, messages
+   *   for a vfio-user one. Without it the device has no `io` (a bare device a backend test attaches).
+   */
+  constructor(location: VfioDeviceLocation, name?: string, io?: (device: VfioDevice) => VfioDeviceIo) {
     this.sysfsdev = location.sysfsdev;
     this.fd = location.fd ?? -1;
     this.fdPassed = location.fd !== undefined;
     this.name = name ?? (location.sysfsdev ? basename(location.sysfsdev) : `VFIO_FD${location.fd}`);
+    this.#io = io?.(this);
+  }
+
+  /**
+   * How the device's regions, interrupts, features and reset are reached (ioctls on the fd, or
+   * vfio-user messages). Device models and migration use only this; the kernel's needs the
+   * device attached (its fd open).
+   * @throws InvariantError for a device made without one.
+   */
+  get io(): VfioDeviceIo {
+    if (!this.#io) throw new InvariantError(`${this.name}: the device was made without an I/O (VfioDevice's io argument)`);
+    return this.#io;
   }
 
   /** The container the device is attached to: its membership is the container's to keep. */

@@ -2,7 +2,7 @@
 // with edu devices, guest memory, DMA through the test hook, the census and fault injection.
 // Any backend (vmmkit's or a user's) can run the contract on it.
 
-import { ArgumentError, setBusMaster, VfioDevice, type VfioIommuBackend, type VmmEventBus } from '@vmmkit/core';
+import { ArgumentError, setBusMaster, VfioDevice, VfioKernelDeviceIo, type VfioIommuBackend, type VmmEventBus } from '@vmmkit/core';
 import { contractMemory, type ContractIoctl, type VfioIommuContractHarness } from '@vmmkit/core/testing';
 import type { SimHostConfig } from '../config.js';
 import { SimDmaFault } from '../iommu/dma-target.js';
@@ -44,7 +44,7 @@ export async function simContractHarness(options: SimContractOptions): Promise<V
     device(index) {
       const d = devices[index];
       if (!d) throw new ArgumentError(`the machine has ${devices.length} vfio devices, not ${index + 1}`);
-      const device = new VfioDevice({ sysfsdev: `/sys/bus/${d.mdev ? 'mdev' : 'pci'}/devices/${d.name}` });
+      const device = new VfioDevice({ sysfsdev: `/sys/bus/${d.mdev ? 'mdev' : 'pci'}/devices/${d.name}` }, undefined, (v) => new VfioKernelDeviceIo(host, v));
       options.prepareDevice?.(device);
       return device;
     },

@@ -1,0 +1,70 @@
+// How a VFIO device's regions, interrupts, features and reset are reached (QEMU's
+// VFIODeviceIOOps): ioctls and pread/pwrite on the device fd for the kernel backends, messages
+// for vfio-user. A device model (vfio-pci) and migration talk to a device only through this, so
+// one device model runs over every backend.
+
+import type { VfioDeviceInfo } from './vfio-device.js';
+import type { VfioRegionInfo } from './region-info.js';
+
+/** One IRQ index (VFIO_DEVICE_GET_IRQ_INFO). */
+export interface VfioIrqInfo {
+  readonly index: number;
+  /** VFIO_IRQ_INFO_* (EVENTFD, MASKABLE, AUTOMASKED, NORESIZE). */
+  readonly flags: number;
+  /** How many interrupts the index has (vectors for MSI/MSI-X; 0 when absent). */
+  readonly count: number;
+}
+
+/** One VFIO_DEVICE_SET_IRQS request. */
+export interface VfioIrqSet {
+  readonly index: number;
+  readonly start: number;
+  readonly count: number;
+  /** VFIO_IRQ_SET_DATA_* | VFIO_IRQ_SET_ACTION_*. */
+  readonly flags: number;
+  /**
+   * With VFIO_IRQ_SET_DATA_EVENTFD: one fd per interrupt from `start` (-1 unwires it). The fds
+   * stay the caller's: the kernel takes its own reference, vfio-user sends copies.
+   */
+  readonly eventfds?: readonly number[];
+}
+
+/**
+ * The I/O of one attached device. Every method is asynchronous because over vfio-user the
+ * answer is a message that comes back through the event loop; the kernel's implementation
+ * completes synchronously underneath. Every failure is a `VfioError` naming the device, the step
+ * and, where one failed, the ioctl and its errno.
+ */
+export interface VfioDeviceIo {
+  /** VFIO_DEVICE_GET_INFO: flags and the numbers of regions and IRQ indexes. */
+  deviceInfo(): Promise<VfioDeviceInfo>;
+
+  /**
+   * VFIO_DEVICE_GET_REGION_INFO with its capabilities. When parts of the region may be mmapped,
+   * `mmapFd` is the file to map them from, at `offset` + the area's offset: the device fd for
+   * the kernel, the server's file for vfio-user. That fd belongs to the device's I/O (it is
+   * closed when the device detaches); a caller maps it but never closes it.
+   */
+  regionInfo(index: number): Promise<VfioRegionInfo>;
+
+  /** Read `count` bytes at `offset` into region `index` (pread on the fd, or REGION_READ). */
+  regionRead(index: number, offset: bigint, count: number): Promise<Uint8Array>;
+
+  /** Write `data` at `offset` into region `index` (pwrite on the fd, or REGION_WRITE). */
+  regionWrite(index: number, offset: bigint, data: Uint8Array): Promise<void>;
+
+  /** VFIO_DEVICE_GET_IRQ_INFO for one index. */
+  irqInfo(index: number): Promise<VfioIrqInfo>;
+
+  /** VFIO_DEVICE_SET_IRQS. */
+  setIrqs(set: VfioIrqSet): Promise<void>;
+
+  /** VFIO_DEVICE_RESET (function-level reset; hot reset stays the backend's). */
+  reset(): Promise<void>;
+
+  /**
+   * VFIO_DEVICE_FEATURE with `flags` (feature number | GET/SET/PROBE) and `payload`; resolves to
+   * the payload as the device left it. The error keeps the errno (ENOTTY: no such feature).
+   */
+  feature(flags: number, payload?: Uint8Array): Promise<Uint8Array>;
+}
