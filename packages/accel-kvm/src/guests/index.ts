@@ -7,3 +7,4 @@ export { EXITS_GUEST } from './exits-guest.js';
 export { DIRTY_GUEST } from './dirty-guest.js';
 export { NIC_RING_GUEST } from './nic-ring-guest.js';
 export * from './nic-ring-params.js';
+export { MMIO_EXITS_GUEST } from './mmio-exits-guest.js';
