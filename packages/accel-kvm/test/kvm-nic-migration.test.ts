@@ -112,8 +112,10 @@ describe.skipIf(kvmMissing)('migrating the nic-ring guest on KVM between two pro
       expect(report.reports.hello).toEqual([]);
       expect(report.reports.checked[0]).toBeGreaterThan(report.atStart.nextSeq);
       expect(report.reports.checked[0]).toBeGreaterThan(src.reports.checked.at(-1)!);
+      // Its next progress report is the one after its last on the source (wherever the pause caught it).
       const every = NIC_GUEST.reportMask + 1;
-      expect(report.reports.progress[0]).toBe((Math.floor(report.atStart.writes / every) + 1) * every);
+      expect(report.reports.progress[0]).toBe(src.reports.progress.at(-1)! + every);
+      expect(report.reports.progress[0]).toBeGreaterThanOrEqual(report.atStart.writes);
       expect(report.stopped).toEqual([]);
     } finally {
       await src.vmm.close();
