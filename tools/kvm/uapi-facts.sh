@@ -53,6 +53,7 @@ int main(void) {
   S(kvm_ioeventfd); F(kvm_ioeventfd, datamatch); F(kvm_ioeventfd, addr); F(kvm_ioeventfd, len); F(kvm_ioeventfd, fd);
     F(kvm_ioeventfd, flags); F(kvm_ioeventfd, pad); E();
   S(kvm_irqfd); F(kvm_irqfd, fd); F(kvm_irqfd, gsi); F(kvm_irqfd, flags); F(kvm_irqfd, resamplefd); F(kvm_irqfd, pad); E();
+  S(kvm_msi); F(kvm_msi, address_lo); F(kvm_msi, address_hi); F(kvm_msi, data); F(kvm_msi, flags); F(kvm_msi, devid); F(kvm_msi, pad); E();
   S(kvm_run); F(kvm_run, request_interrupt_window); F(kvm_run, immediate_exit); F(kvm_run, exit_reason);
     F(kvm_run, ready_for_interrupt_injection); F(kvm_run, if_flag); F(kvm_run, flags); F(kvm_run, cr8);
     F(kvm_run, apic_base); F(kvm_run, io); F(kvm_run, mmio); F(kvm_run, fail_entry); F(kvm_run, internal);
@@ -71,7 +72,7 @@ int main(void) {
   C(KVM_API_VERSION); C(KVM_GET_API_VERSION); C(KVM_CREATE_VM); C(KVM_CHECK_EXTENSION); C(KVM_GET_VCPU_MMAP_SIZE);
   C(KVM_GET_MSR_INDEX_LIST); C(KVM_GET_SUPPORTED_CPUID);
   C(KVM_CAP_IRQCHIP); C(KVM_CAP_USER_MEMORY); C(KVM_CAP_SET_TSS_ADDR); C(KVM_CAP_EXT_CPUID); C(KVM_CAP_NR_VCPUS);
-  C(KVM_CAP_NR_MEMSLOTS); C(KVM_CAP_MP_STATE); C(KVM_CAP_SYNC_MMU); C(KVM_CAP_IRQFD); C(KVM_CAP_PIT2);
+  C(KVM_CAP_NR_MEMSLOTS); C(KVM_CAP_MP_STATE); C(KVM_CAP_SYNC_MMU); C(KVM_CAP_IRQFD); C(KVM_CAP_SIGNAL_MSI); C(KVM_CAP_PIT2);
   C(KVM_CAP_IOEVENTFD); C(KVM_CAP_ADJUST_CLOCK); C(KVM_CAP_VCPU_EVENTS); C(KVM_CAP_DEBUGREGS); C(KVM_CAP_XSAVE);
   C(KVM_CAP_XCRS); C(KVM_CAP_MAX_VCPUS); C(KVM_CAP_IMMEDIATE_EXIT); C(KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2);
   C(KVM_CAP_XSAVE2); C(KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE); C(KVM_DIRTY_LOG_INITIALLY_SET);
@@ -87,7 +88,7 @@ int main(void) {
   C(KVM_GET_MSRS); C(KVM_SET_MSRS); C(KVM_GET_FPU); C(KVM_SET_FPU); C(KVM_GET_LAPIC); C(KVM_SET_LAPIC);
   C(KVM_SET_CPUID2); C(KVM_GET_CPUID2); C(KVM_GET_MP_STATE); C(KVM_SET_MP_STATE); C(KVM_GET_VCPU_EVENTS);
   C(KVM_SET_VCPU_EVENTS); C(KVM_GET_DEBUGREGS); C(KVM_SET_DEBUGREGS); C(KVM_GET_XSAVE); C(KVM_SET_XSAVE);
-  C(KVM_GET_XCRS); C(KVM_SET_XCRS); C(KVM_GET_XSAVE2); C(KVM_IRQFD); C(KVM_IOEVENTFD);
+  C(KVM_GET_XCRS); C(KVM_SET_XCRS); C(KVM_GET_XSAVE2); C(KVM_IRQFD); C(KVM_IOEVENTFD); C(KVM_SIGNAL_MSI);
   C(KVM_IOEVENTFD_FLAG_DATAMATCH); C(KVM_IOEVENTFD_FLAG_PIO); C(KVM_IOEVENTFD_FLAG_DEASSIGN);
   C(KVM_IRQFD_FLAG_DEASSIGN); C(KVM_IRQFD_FLAG_RESAMPLE);
   printf("}}\n");

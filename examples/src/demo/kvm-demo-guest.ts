@@ -1,7 +1,9 @@
 // The demo's guest with --kvm: @vmmkit/accel-kvm's nic-ring guest on vCPU 0 of a KVM VM whose
 // NICs are simulated beside it (HybridHost). It finds NIC A (the first NIC on its PCI bus)
 // through config space, places its BARs, receives into a ring in its RAM, checks every packet
-// and writes pseudo-random pages of an arena, reporting through port I/O.
+// and writes pseudo-random pages of an arena, reporting through port I/O. It polls the ring (the
+// guest can also wait for MSI-X interrupts; halting until one comes, it would write few pages
+// while the migration keeps the main thread, and so the NICs' time, busy).
 
 import { accessSync, constants } from 'node:fs';
 import type { Vmm } from '@vmmkit/core';

@@ -2,11 +2,11 @@
 // state for migration. It follows the VM's run state (vCPUs run only while the VM does), stops
 // the VM when a vCPU stops on its own, and is the VM's RAM dirty-log provider.
 
-import { FirstFailure, InvariantError, type AddressSpace, type HostKernel, type PciBus, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
+import { FirstFailure, InvariantError, PCI_SLOTS, type AddressSpace, type HostKernel, type PciBus, type PciFunction, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
 import {
   KVM_CAP_DEBUGREGS, KVM_CAP_VCPU_EVENTS, KVM_CAP_XCRS, KVM_CAP_XSAVE, KVM_CAP_XSAVE2, kvm_clock_data,
 } from '@vmmkit/core/uapi';
-import type { VcpuStoppedError } from './kvm-errors.js';
+import type { KvmError, VcpuStoppedError } from './kvm-errors.js';
 import { KvmVm, type KvmVmOptions } from './kvm-vm.js';
 import { PciHostBridge } from './pci/pci-host-bridge.js';
 import { decodeKvmState, encodeKvmState, KvmStateError } from './state/kvm-state-format.js';
@@ -46,6 +46,10 @@ export class KvmAccel implements VmmDevice {
   readonly pciHost: PciHostBridge | undefined;
   /** Why vCPUs stopped on their own, in order. */
   readonly stopped: VcpuStoppedError[] = [];
+  /** MSIs of the VM's PCI functions that KVM refused, in order. */
+  readonly msiErrors: KvmError[] = [];
+  /** The PCI functions whose MSIs go to the in-kernel APICs, and what stops that. */
+  readonly #msiSources = new Map<PciFunction, () => void>();
   readonly #vcpus: KvmVcpu[] = [];
   readonly #states: VcpuState[] = [];
   #unfollow: () => void = () => {};
@@ -159,7 +163,11 @@ export class KvmAccel implements VmmDevice {
         this.resumeVcpus();
       } else void this.pauseVcpus();
     };
-    const onDevices = (): void => this.pciHost?.invalidate();
+    const onDevices = (): void => {
+      this.pciHost?.invalidate();
+      this.#routeMsis();
+    };
+    this.#routeMsis();
     const events = this.context.events;
     events.on('vm:run-state', onRunState);
     events.on('device:realized', onDevices);
@@ -168,8 +176,35 @@ export class KvmAccel implements VmmDevice {
       events.off('vm:run-state', onRunState);
       events.off('device:realized', onDevices);
       events.off('device:unrealized', onDevices);
+      for (const stop of this.#msiSources.values()) stop();
+      this.#msiSources.clear();
     };
     if (this.context.running) this.resumeVcpus();
+  }
+
+  /**
+   * With an in-kernel irqchip, the MSIs of the functions on the VM's PCI bus go to the guest's
+   * local APICs (KVM_SIGNAL_MSI): listen to the functions plugged, stop for those unplugged.
+   */
+  #routeMsis(): void {
+    const bus = this.context.pciBus;
+    if (!bus || !this.vm.irqchip) return;
+    const present = new Set<PciFunction>();
+    for (let slot = 1; slot < PCI_SLOTS; slot++) {
+      const fn = bus.function(slot);
+      if (fn?.onMessageInterrupt) present.add(fn);
+    }
+    for (const [fn, stop] of this.#msiSources) if (!present.has(fn)) (stop(), this.#msiSources.delete(fn));
+    for (const fn of present) {
+      if (this.#msiSources.has(fn)) continue;
+      this.#msiSources.set(fn, fn.onMessageInterrupt!((m) => {
+        try {
+          this.vm.signalMsi(m.address, m.data);
+        } catch (e) {
+          this.msiErrors.push(e as KvmError);
+        }
+      }));
+    }
   }
 
   #onStopped(e: VcpuStoppedError): void {

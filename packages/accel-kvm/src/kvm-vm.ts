@@ -6,7 +6,7 @@ import { FirstFailure, type AddressSpace, type HostKernel } from '@vmmkit/core';
 import {
   KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SET_TSS_ADDR, KVM_CREATE_IRQCHIP,
   KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_ENABLE_CAP, KVM_GET_CLOCK, KVM_SET_CLOCK,
-  KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_TSS_ADDR, kvm_clock_data, kvm_enable_cap,
+  KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_TSS_ADDR, KVM_SIGNAL_MSI, kvm_clock_data, kvm_enable_cap, kvm_msi,
 } from '@vmmkit/core/uapi';
 import { KvmDirtyLog } from './kvm-dirty-log.js';
 import { KvmError } from './kvm-errors.js';
@@ -107,6 +107,19 @@ export class KvmVm {
     // Only `clock` (and the TSC-stable flag it came with) is set; realtime would need KVM_CLOCK_REALTIME.
     const buf = kvm_clock_data.encode({ clock: kvm_clock_data.get(clock, 'clock') });
     KvmError.wrap('set the VM clock', () => this.host.ioctl(this.fd, KVM_SET_CLOCK, buf));
+  }
+
+  /**
+   * Deliver a message-signalled interrupt (KVM_SIGNAL_MSI) as a device's write of `data` to
+   * `address` would: to the in-kernel local APICs. Returns false when the APIC addressed
+   * ignored it (KVM answers 0).
+   * @throws KvmError without an in-kernel irqchip, or when KVM refuses the message (EPERM: no
+   *   local APIC at its destination).
+   */
+  signalMsi(address: bigint, data: number): boolean {
+    if (!this.irqchip) throw new KvmError('signal an MSI', 'the VM has no in-kernel irqchip (irqchip=off)');
+    const msi = kvm_msi.encode({ address_lo: Number(address & 0xffff_ffffn), address_hi: Number(address >> 32n), data });
+    return KvmError.wrap(`signal the MSI 0x${data.toString(16)} to 0x${address.toString(16)}`, () => this.host.ioctl(this.fd, KVM_SIGNAL_MSI, msi)) > 0;
   }
 
   /**

@@ -63,4 +63,25 @@ describe.skipIf(kvmMissing)('the nic-ring guest on KVM', () => {
       await vmm.close();
     }
   });
+
+  it('receives with MSI-X interrupts: the nic\'s messages reach the guest\'s local APIC through KVM_SIGNAL_MSI', { timeout: 60_000 }, async () => {
+    const { host, vmm, accel, nic, reports } = await nicVmm();
+    const stopClock = simClock(host);
+    try {
+      expect(accel.vm.irqchip).toBe(true);
+      loadNicGuest(vmm, accel, { ...NIC_GUEST, msix: { vector: 0x41, batch: 8, tables: 0x2000 } });
+      vmm.resume('test');
+      await reports.until(() => (reports.checked.at(-1) ?? 0) >= 100 || reports.errors.length > 0);
+      expect(reports.errors.map(nicRingGuestError)).toEqual([]);
+      expect(nic.interruptMode).toBe('msix');
+      const state = new DataView(vmm.memory.view(NIC_GUEST_PARAMS, NIC_RING_PARAMS_SIZE).slice().buffer);
+      // The guest polls only after an interrupt: it took at least one per poll that found packets.
+      expect(state.getUint32(NIC_RING_PARAM.interrupts, true)).toBeGreaterThanOrEqual(reports.checked.length);
+      expect(accel.msiErrors).toEqual([]);
+      expect(accel.stopped).toEqual([]);
+    } finally {
+      stopClock();
+      await vmm.close();
+    }
+  });
 });

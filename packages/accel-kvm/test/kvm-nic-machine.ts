@@ -9,7 +9,7 @@ import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrationPlugin } from '@vmmkit/migration';
 import { HybridHost, NIC_A, simMachine } from '@vmmkit/sim';
-import { enterFlatProtectedMode, kvmPlugin, NIC_RING_GUEST, nicRingParamBlock, type IoBus, type KvmAccel, type NicRingGuestParams } from '../src/index.js';
+import { enterFlatProtectedMode, kvmPlugin, NIC_RING_GUEST, NIC_RING_PARAMS_SIZE, nicRingParamBlock, type IoBus, type KvmAccel, type NicRingGuestParams } from '../src/index.js';
 
 export const NIC_RAM_BYTES = 8n << 20n;
 export const NIC_GUEST_CODE = 0x1000n;
@@ -81,6 +81,6 @@ export async function nicVmm(o: { backend?: 'legacy' | 'iommufd'; incoming?: boo
 /** Load the guest and its parameters and point vCPU 0 at it. */
 export function loadNicGuest(vmm: Vmm, accel: KvmAccel, params: NicRingGuestParams = NIC_GUEST): void {
   vmm.memory.view(NIC_GUEST_CODE, NIC_RING_GUEST.byteLength).set(NIC_RING_GUEST);
-  vmm.memory.view(NIC_GUEST_PARAMS, 64).set(nicRingParamBlock(params));
+  vmm.memory.view(NIC_GUEST_PARAMS, NIC_RING_PARAMS_SIZE).set(nicRingParamBlock(params));
   enterFlatProtectedMode(vmm.host, accel.vcpus[0]!.fd, NIC_GUEST_CODE, { rbx: NIC_GUEST_PARAMS, rsp: NIC_GUEST_STACK });
 }

@@ -3,7 +3,8 @@
 // KVM's log sees it) and by the nic's DMA into the ring (only the device's dirty tracking sees
 // it). At switchover the destination's RAM, vCPU registers and nic state equal the source's,
 // and the guest carries on there: writing pages and checking the packets the destination's nic
-// sends, none missing. A tracker that skips one page the nic wrote leaves the destination different.
+// sends (its MSI-X interrupts now raised there), none missing. A tracker that skips one page the
+// nic wrote leaves the destination different.
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -20,7 +21,8 @@ import { loadNicGuest, NIC_GUEST, NIC_GUEST_PARAMS, NIC_RAM_BYTES, nicVmm, simCl
 
 interface DestinationReport {
   readonly pages: number;
-  readonly atStart: { ram: string; ringPage: string; ramOutsideRingPage: string; nic: string; regs: Record<string, string>; writes: number; nextSeq: number };
+  readonly atStart: { ram: string; ringPage: string; ramOutsideRingPage: string; nic: string; regs: Record<string, string>; writes: number; nextSeq: number; interrupts: number };
+  readonly interrupts: number;
   readonly reports: { progress: number[]; checked: number[]; errors: number[]; hello: number[] };
   readonly stopped: string[];
 }
@@ -62,7 +64,8 @@ async function migrateBusyGuest(skipRingPage: boolean) {
   const src = await nicVmm({ backend: 'iommufd' });
   const stopClock = simClock(src.host);
   try {
-    loadNicGuest(src.vmm, src.accel);
+    // Interrupt-driven: it halts between polls until the nic's MSI-X message arrives.
+    loadNicGuest(src.vmm, src.accel, { ...NIC_GUEST, msix: { vector: 0x41, batch: 8, tables: 0x2000 } });
     src.vmm.resume('test');
     await src.reports.until(() => (src.reports.checked.at(-1) ?? 0) >= 100 && src.reports.progress.length >= 1);
     if (skipRingPage) {
@@ -110,6 +113,10 @@ describe.skipIf(kvmMissing)('migrating the nic-ring guest on KVM between two pro
       // checked on the source, page writes after the last it made there.
       expect(report.reports.errors.map(nicRingGuestError)).toEqual([]);
       expect(report.reports.hello).toEqual([]);
+      // Its MSI-X setup (the nic's table and enable, its own APIC) came along: it takes interrupts there.
+      expect(src.nic.interruptMode).toBe('msix');
+      expect(report.atStart.interrupts).toBeGreaterThan(0);
+      expect(report.interrupts).toBeGreaterThan(report.atStart.interrupts);
       expect(report.reports.checked[0]).toBeGreaterThan(report.atStart.nextSeq);
       expect(report.reports.checked[0]).toBeGreaterThan(src.reports.checked.at(-1)!);
       // Its next progress report is the one after its last on the source (wherever the pause caught it).

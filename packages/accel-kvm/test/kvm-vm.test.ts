@@ -48,4 +48,30 @@ describe.skipIf(kvmMissing)('the KVM VM', { timeout: 30_000 }, () => {
     }
     expect(vm.memslots.slots).toEqual([]);
   });
+
+  it('signals an MSI only with an in-kernel irqchip, and names the ioctl KVM refused', () => {
+    const host = new LinuxHost();
+    const off = KvmVm.create(host, { irqchip: 'off' });
+    try {
+      expect(() => off.signalMsi(0xfee0_0000n, 0x41)).toThrow(/no in-kernel irqchip/);
+    } finally {
+      void off.close();
+    }
+    const on = KvmVm.create(host, { irqchip: 'on' });
+    try {
+      // A VM without vCPUs has no local APIC to take it: KVM answers EPERM, named.
+      const e = (() => {
+        try {
+          on.signalMsi(0xfee0_0000n, 0x41);
+        } catch (x) {
+          return x;
+        }
+        return undefined;
+      })();
+      expect(e).toBeInstanceOf(KvmError);
+      expect([((e as KvmError).cause as HostError).ioctl, ((e as KvmError).cause as HostError).errno]).toEqual(['KVM_SIGNAL_MSI', 'EPERM']);
+    } finally {
+      void on.close();
+    }
+  });
 });

@@ -176,6 +176,15 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     return this.#bars[index]?.size ?? 0n;
   }
 
+  /** The MSI and MSI-X interrupts the device raises, with the message the guest programmed. */
+  onMessageInterrupt(deliver: (message: { readonly address: bigint; readonly data: number }) => void): () => void {
+    const listener = (e: VfioPciInterrupt): void => {
+      if (e.message) deliver(e.message);
+    };
+    this.on('interrupt', listener);
+    return () => void this.off('interrupt', listener);
+  }
+
   /** A BAR's accessor: its size and which parts are mmapped. */
   bar(index: number): VfioBar {
     return this.#bar(index);

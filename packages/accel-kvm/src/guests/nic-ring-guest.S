@@ -10,6 +10,8 @@
 #  12 ring address   16 ring slots   20 packet size   24 packets per second   28 BAR0 address
 #  32 BAR2 address   36 report mask  40 the nic's payload seed   44 page writes between polls
 #  48 writes made    52 the next packet's sequence number   56 the ring's tail   60 config address
+#  64 MSI-X vector (0: poll without interrupts)   68 packets per interrupt   72 where its GDT and
+#     IDT go (256 bytes each)   76 interrupts taken   80 interrupts seen by the main loop
 # It finds the nic (vendor 0x1234, device 0x4e49) by scanning slots 1-31 of bus 0 through
 # configuration mechanism #1 (ports 0xcf8/0xcfc), places BAR0 and the 64-bit BAR2, enables
 # memory decoding and bus mastering, resets the nic, sets up its receive ring, rings BAR2's
@@ -18,10 +20,15 @@
 # poll of the ring: every packet between the tail and the nic's head must carry the next
 # sequence number, the packet size and the nic's payload (xorshift32 from seed ^ seq ^
 # 0x9e3779b9), after which the tail moves past it.
+# With a vector, the nic interrupts through MSI-X: the guest loads a flat GDT and an IDT whose
+# gate for the vector counts the interrupt, clears the nic's cause and ends it at the local
+# APIC; it enables its local APIC, programs MSI-X table entry 0 (in BAR0) for the vector and
+# enables MSI-X in the capability it finds in config space, then halts between polls until an
+# interrupt has come (interrupts are enabled only in that HLT).
 # Reports on port I/O: 0x11 the generator's seed at the start; 0x10 the writes made every
 # mask + 1 writes; 0x13 the packets checked after each poll that found some; 0x14 an error
 # (code << 24 | the expected sequence number's low 24 bits), after which it halts. Codes:
-# 1 no nic, 2 wrong NIC_ID, 3 doorbell count, 4 sequence number, 5 length, 6 payload.
+# 1 no nic, 2 wrong NIC_ID, 3 doorbell count, 4 sequence number, 5 length, 6 payload, 7 no MSI-X.
 # Assembled by tools/kvm/build-guest.sh into nic-ring-guest.ts (the bytes) and nic-ring-guest.lst.
 
     .set P_ARENA, 0
@@ -40,6 +47,11 @@
     .set P_SEQ, 52
     .set P_TAIL, 56
     .set P_CFG, 60
+    .set P_VECTOR, 64
+    .set P_BATCH, 68
+    .set P_TABLES, 72
+    .set P_IRQS, 76
+    .set P_SEEN, 80
 
     .set NIC_ID, 0x00
     .set NIC_CTRL, 0x04
@@ -50,7 +62,12 @@
     .set NIC_RX_TAIL, 0x24
     .set NIC_RATE_PPS, 0x28
     .set NIC_SEED, 0x4c
+    .set NIC_IRQ_STATUS, 0x0c
+    .set NIC_IRQ_BATCH, 0x2c
+    .set NIC_MSIX_TABLE, 0x2000
     .set NIC_DOORBELL, 0x4000
+    .set APIC_EOI, 0xfee000b0
+    .set APIC_SVR, 0xfee000f0
 
     .code32
     .text
@@ -116,7 +133,15 @@ found:
     je      2f
     mov     $3, %al
     jmp     fail
-2:  movl    $1, NIC_CTRL(%edi)              # receive
+2:  cmpl    $0, P_VECTOR(%ebx)
+    jne     3f
+    movl    $1, NIC_CTRL(%edi)              # receive, polled
+    jmp     main
+3:  call    interrupts
+    mov     P_BAR0(%ebx), %edi
+    mov     P_BATCH(%ebx), %eax
+    mov     %eax, NIC_IRQ_BATCH(%edi)
+    movl    $3, NIC_CTRL(%edi)              # receive, interrupts on
 
 main:
     mov     P_BURST(%ebx), %ecx
@@ -124,8 +149,91 @@ writes:
     call    write_page
     dec     %ecx
     jnz     writes
-    call    poll
+    cmpl    $0, P_VECTOR(%ebx)
+    je      4f
+    mov     P_IRQS(%ebx), %eax      # interrupts are off but for the HLT below
+    cmp     P_SEEN(%ebx), %eax
+    jne     woken
+    sti                             # the interrupt comes once HLT starts, not before ...
+    hlt
+    cli
+woken:                              # ... and its handler goes on here
+    mov     P_IRQS(%ebx), %eax
+    mov     %eax, P_SEEN(%ebx)
+4:  call    poll
     jmp     main
+
+# Interrupts: GDT, IDT gate for the vector, the local APIC, MSI-X entry 0 and its enable.
+interrupts:
+    mov     P_TABLES(%ebx), %edi
+    movl    $0, 0(%edi)                     # null descriptor
+    movl    $0, 4(%edi)
+    movl    $0x0000ffff, 8(%edi)            # 0x08: flat 32-bit code
+    movl    $0x00cf9a00, 12(%edi)
+    movl    $0x0000ffff, 16(%edi)           # 0x10: flat 32-bit data
+    movl    $0x00cf9200, 20(%edi)
+    movw    $23, 32(%edi)                   # its pseudo-descriptor: limit, base
+    mov     %edi, 34(%edi)
+    lgdt    32(%edi)
+    call    1f                              # where the handler is (the code loads anywhere)
+1:  pop     %eax
+    add     $(handler - 1b), %eax
+    mov     P_VECTOR(%ebx), %ecx
+    lea     0x100(%edi,%ecx,8), %edx        # the vector's gate
+    mov     %eax, %esi
+    and     $0xffff, %esi
+    or      $0x00080000, %esi               # selector 0x08, offset 15:0
+    mov     %esi, (%edx)
+    and     $0xffff0000, %eax
+    or      $0x8e00, %eax                   # present, 32-bit interrupt gate, offset 31:16
+    mov     %eax, 4(%edx)
+    lea     7(,%ecx,8), %eax
+    movw    %ax, 40(%edi)                   # the IDT's pseudo-descriptor
+    lea     0x100(%edi), %eax
+    mov     %eax, 42(%edi)
+    lidt    40(%edi)
+    movl    $0x1ff, APIC_SVR                # local APIC on, spurious vector 0xff
+    mov     P_BAR0(%ebx), %edx
+    movl    $0xfee00000, NIC_MSIX_TABLE(%edx)       # entry 0: to APIC 0 ...
+    movl    $0, NIC_MSIX_TABLE+4(%edx)
+    mov     P_VECTOR(%ebx), %eax
+    mov     %eax, NIC_MSIX_TABLE+8(%edx)            # ... this vector ...
+    movl    $0, NIC_MSIX_TABLE+12(%edx)             # ... unmasked
+    mov     P_CFG(%ebx), %esi
+    lea     0x34(%esi), %eax                # capabilities pointer
+    call    config_read
+    and     $0xfc, %eax
+cap:
+    test    %eax, %eax
+    jz      no_msix
+    mov     %eax, %edi
+    or      %esi, %eax
+    call    config_read
+    cmp     $0x11, %al                      # MSI-X
+    je      msix
+    movzbl  %ah, %eax                       # next
+    and     $0xfc, %eax
+    jmp     cap
+msix:
+    or      $0x80000000, %eax               # message control: enable
+    mov     %eax, %ecx
+    lea     (%esi,%edi), %eax
+    call    config_write
+    ret
+no_msix:
+    mov     $7, %al
+    jmp     fail
+
+# The nic's interrupt: count it, clear the receive cause, end it at the local APIC. It can only
+# come in the HLT of the main loop, so instead of returning (IRET, which kvm_pvm cannot emulate
+# in 32-bit protected mode) it drops its frame and goes on after that HLT with interrupts off.
+handler:
+    add     $12, %esp               # EIP, CS, EFLAGS
+    incl    P_IRQS(%ebx)
+    mov     P_BAR0(%ebx), %eax
+    movl    $1, NIC_IRQ_STATUS(%eax)
+    movl    $0, APIC_EOI
+    jmp     woken
 
 # One step of the generator: the counter and x into a qword of a page chosen by x.
 write_page:

@@ -24,6 +24,7 @@ export const KVM_CAP_NR_MEMSLOTS = 10;
 export const KVM_CAP_MP_STATE = 14;
 export const KVM_CAP_SYNC_MMU = 16;
 export const KVM_CAP_IRQFD = 32;
+export const KVM_CAP_SIGNAL_MSI = 77;
 export const KVM_CAP_PIT2 = 33;
 export const KVM_CAP_IOEVENTFD = 36;
 export const KVM_CAP_ADJUST_CLOCK = 39;
@@ -119,6 +120,8 @@ export const KVM_IOEVENTFD_FLAG_DEASSIGN = 1 << 2;
 export const kvm_irqfd = defineStruct('kvm_irqfd', { fd: u32, gsi: u32, flags: u32, resamplefd: u32, pad: array(u8, 16) });
 export const KVM_IRQFD_FLAG_DEASSIGN = 1 << 0;
 export const KVM_IRQFD_FLAG_RESAMPLE = 1 << 1;
+/** A message-signalled interrupt injected by the VMM (KVM_SIGNAL_MSI): what a device wrote to the APIC's window. */
+export const kvm_msi = defineStruct('kvm_msi', { address_lo: u32, address_hi: u32, data: u32, flags: u32, devid: u32, pad: array(u8, 12) });
 
 // -------- struct kvm_run (the mmapped page of a vCPU fd) --------
 export const KVM_EXIT_UNKNOWN = 0;
@@ -166,6 +169,7 @@ export const KVM_CREATE_IRQCHIP = _IO(KVMIO, 0x60);
 export const KVM_SET_CLOCK = _IOW(KVMIO, 0x7b, kvm_clock_data.size);
 export const KVM_GET_CLOCK = _IOR(KVMIO, 0x7c, kvm_clock_data.size);
 export const KVM_IRQFD = _IOW(KVMIO, 0x76, kvm_irqfd.size);
+export const KVM_SIGNAL_MSI = _IOW(KVMIO, 0xa5, kvm_msi.size);
 export const KVM_IOEVENTFD = _IOW(KVMIO, 0x79, kvm_ioeventfd.size);
 export const KVM_ENABLE_CAP = _IOW(KVMIO, 0xa3, kvm_enable_cap.size);
 export const KVM_CLEAR_DIRTY_LOG = _IOWR(KVMIO, 0xc0, kvm_clear_dirty_log.size);
@@ -209,7 +213,7 @@ export const KVM_SYSTEM_IOCTLS = {
 export const KVM_VM_IOCTLS = {
   KVM_CHECK_EXTENSION, KVM_CREATE_VCPU, KVM_GET_DIRTY_LOG, KVM_SET_USER_MEMORY_REGION, KVM_SET_TSS_ADDR,
   KVM_SET_IDENTITY_MAP_ADDR, KVM_CREATE_IRQCHIP, KVM_SET_CLOCK, KVM_GET_CLOCK, KVM_ENABLE_CAP, KVM_CLEAR_DIRTY_LOG,
-  KVM_IRQFD, KVM_IOEVENTFD,
+  KVM_IRQFD, KVM_IOEVENTFD, KVM_SIGNAL_MSI,
 } as const;
 /** The ioctls of a vCPU fd, by name. */
 export const KVM_VCPU_IOCTLS = {

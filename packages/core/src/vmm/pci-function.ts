@@ -22,6 +22,12 @@ export interface PciFunction extends VmmDevice {
   barWrite(bar: number, offset: number, size: PciBarAccessSize, value: bigint): void | Promise<void>;
   /** The size of BAR `bar` (0-5) in bytes; 0 when the function has no such BAR. */
   barSize(bar: number): bigint;
+  /**
+   * Optional: hear the function's message-signalled interrupts (MSI, MSI-X) as the address and
+   * data the guest programmed, for whatever delivers them to the guest's CPUs (an in-kernel
+   * interrupt controller). Returns what stops listening.
+   */
+  onMessageInterrupt?(deliver: (message: { readonly address: bigint; readonly data: number }) => void): () => void;
 }
 
 /** Whether `device` is a PCI function the guest can reach through config space and BARs. */
