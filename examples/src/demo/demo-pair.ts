@@ -34,7 +34,7 @@ export interface DemoPair {
   /** The guest, running on the source. */
   readonly activity: DemoActivity;
   /** With KVM: the destination as it started, and what its guest reports. */
-  readonly kvm?: { readonly atStart: () => DemoStartState | undefined; readonly destinationReports: KvmGuestReports };
+  readonly kvm?: { readonly atStart: () => DemoStartState | undefined; readonly sourceReports: KvmGuestReports; readonly destinationReports: KvmGuestReports };
   /** Stop the guest and close both VMMs. */
   close(): Promise<void>;
 }
@@ -71,14 +71,15 @@ export async function createDemoPair(scenario: DemoScenario, memoryMiB: number, 
     await source.vmm.close();
     throw e;
   }
-  const activity = source.accel
-    ? kvmActivity(source.vmm, source.accel, sourceSide.sim)
-    : javascriptActivity(timedGuest(source.vmm, sourceSide.sim, source.nics, DEMO_WORKLOAD));
+  const kvmGuest = source.accel ? kvmActivity(source.vmm, source.accel, sourceSide.sim) : undefined;
+  const activity = kvmGuest ?? javascriptActivity(timedGuest(source.vmm, sourceSide.sim, source.nics, DEMO_WORKLOAD));
   return {
     scenario, activity,
     source: { ...sourceSide, vm: source },
     destination: { ...destinationSide, vm: destination },
-    kvm: destination.accel ? { atStart: () => atStart, destinationReports: new KvmGuestReports(destination.accel) } : undefined,
+    kvm: destination.accel && kvmGuest
+      ? { atStart: () => atStart, sourceReports: kvmGuest.reports, destinationReports: new KvmGuestReports(destination.accel) }
+      : undefined,
     async close() {
       activity.stop();
       // Both close even if one fails; the first failure is reported.

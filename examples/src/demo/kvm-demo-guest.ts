@@ -8,7 +8,7 @@
 import { accessSync, constants } from 'node:fs';
 import type { Vmm } from '@vmmkit/core';
 import {
-  NIC_RING_GUEST, NIC_RING_PARAM, NIC_RING_PARAMS_SIZE, enterFlatProtectedMode, nicRingGuestError, nicRingParamBlock,
+  NIC_RING_GUEST, NIC_RING_PARAMS_SIZE, enterFlatProtectedMode, nicRingGuestError, nicRingParamBlock,
   type KvmAccel, type NicRingGuestParams,
 } from '@vmmkit/accel-kvm';
 import type { SimHost } from '@vmmkit/sim';
@@ -106,17 +106,20 @@ export function kvmActivity(vmm: Vmm, accel: KvmAccel, sim: SimHost): DemoActivi
 
 /**
  * After the migration: let the destination's NICs' time run until its guest reports packets
- * checked (or `ms` pass), and say what it did.
+ * checked (or `ms` pass), and say what it did: it carried on when the first packets it checked
+ * there come after the last it checked on the source.
  */
-export async function destinationCarriesOn(vmm: Vmm, reports: KvmGuestReports, sim: SimHost, ms: number): Promise<{ checked?: number; resumedAt: number; error?: string }> {
-  const resumedAt = new DataView(vmm.memory.view(PARAMS, NIC_RING_PARAMS_SIZE).slice().buffer).getUint32(NIC_RING_PARAM.nextSeq, true);
+export async function destinationCarriesOn(source: KvmGuestReports, destination: KvmGuestReports, sim: SimHost, ms: number): Promise<{ checked?: number; lastOnSource: number; error?: string; ok: boolean }> {
+  const lastOnSource = source.checked.at(-1) ?? 0;
   const time = clock(sim);
   time.start();
   try {
     const deadline = Date.now() + ms;
-    while (reports.checked.length === 0 && reports.errors.length === 0 && Date.now() < deadline) await reports.next(deadline - Date.now());
+    while (destination.checked.length === 0 && destination.errors.length === 0 && Date.now() < deadline) await destination.next(deadline - Date.now());
   } finally {
     time.stop();
   }
-  return { checked: reports.checked[0], resumedAt, error: reports.error };
+  const checked = destination.checked[0];
+  const error = destination.error;
+  return { checked, lastOnSource, error, ok: error === undefined && checked !== undefined && checked > lastOnSource };
 }

@@ -96,12 +96,11 @@ async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, 
     say(`\n${resultText(run, names, options.downtimeLimitMs)}`);
     if (pair.kvm) {
       // The guest runs on in the destination: its next packets come from the destination's NIC A.
-      const after = await destinationCarriesOn(pair.destination.vm.vmm, pair.kvm.destinationReports, pair.destination.sim, CARRY_ON_MS);
-      const ok = after.error === undefined && after.checked !== undefined && after.checked > after.resumedAt;
+      const after = await destinationCarriesOn(pair.kvm.sourceReports, pair.kvm.destinationReports, pair.destination.sim, CARRY_ON_MS);
       say(after.error ? `On the destination, ${after.error}\n`
         : after.checked === undefined ? `On the destination, the guest reported nothing within ${CARRY_ON_MS} ms\n`
-          : `On the destination, the guest carried on from packet ${after.resumedAt}: it has checked ${after.checked} packets\n`);
-      if (!ok && run.verification) return { ...run, verification: { ...run.verification, ok: false } };
+          : `On the destination, the guest carried on: ${after.checked} packets checked (${after.lastOnSource} on the source)\n`);
+      if (!after.ok && run.verification) return { ...run, verification: { ...run.verification, ok: false } };
     }
     return run;
   } finally {

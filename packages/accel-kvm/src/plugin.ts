@@ -50,6 +50,8 @@ export function kvmPlugin(): VmmPlugin {
         start: (memory: GuestMemory) => accel?.vm.dirtyLog.start(memory),
         sync: (memory: GuestMemory) => accel?.vm.dirtyLog.sync(memory) ?? 0,
         stop: (memory: GuestMemory) => accel?.vm.dirtyLog.stop(memory),
+        // The VM paused: its vCPUs leave the guest, finishing the device access in flight.
+        quiesce: () => accel?.quiesced() ?? Promise.resolve(),
       };
       container.register(RamDirtyLogProviders, { useValue: provider });
     },

@@ -4,9 +4,9 @@
 import { describe, expect, it } from 'vitest';
 import type { GuestMemory, Vmm } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
-import { ramHash, simMachine } from '@vmmkit/sim/testing';
+import { NIC_A, ramHash, simMachine } from '@vmmkit/sim/testing';
 import { RamDirtyLogProviders, migrate, type RamDirtyLogProvider } from '../src/index.js';
-import { vmOn } from './machines.js';
+import { addNic, vmOn } from './machines.js';
 
 /** A stand-in for KVM: guest writes go straight into RAM, and the provider remembers their pages. */
 class DirectWrites implements RamDirtyLogProvider {
@@ -63,6 +63,29 @@ describe('RAM dirty-log providers', () => {
     expect(syncs.slice(0, 2)).toEqual(report ? [64, 64] : [0, 0]);
     if (report) expect(ramHash(destination.memory)).toBe(ramHash(source.memory));
     else expect(ramHash(destination.memory)).not.toBe(ramHash(source.memory));
+    await source.close();
+    await destination.close();
+  });
+
+  it('the devices stop only once the provider\'s writers have stopped (vCPUs before devices, as QEMU pauses them)', async () => {
+    const order: string[] = [];
+    const provider: RamDirtyLogProvider = {
+      name: 'slow-vcpus', start: () => {}, sync: () => 0, stop: () => {},
+      // A vCPU finishing an access to a device after the VM paused.
+      quiesce: async () => {
+        await new Promise((r) => setTimeout(r, 20));
+        order.push('vCPUs still');
+      },
+    };
+    const source = await vmOn(new SimHost(simMachine()));
+    source.container.register(RamDirtyLogProviders, { useValue: provider });
+    await addNic(source, NIC_A, 'iommufd');
+    const destination = await vmOn(new SimHost(simMachine()), { incoming: true });
+    await addNic(destination, NIC_A, 'iommufd');
+    source.events.on('migration:device-state', (e) => { if (e.to === 'STOP_COPY' || e.to === 'STOP') order.push(`device ${e.to}`); });
+    await migrate(source, destination, { maxIterations: 2, downtimeLimitMs: 0 });
+    expect(order[0]).toBe('vCPUs still');
+    expect(order.slice(1).length).toBeGreaterThan(0);
     await source.close();
     await destination.close();
   });

@@ -17,6 +17,13 @@ export interface RamDirtyLogProvider {
   sync(memory: GuestMemory): number | Promise<number>;
   /** Dirty logging stops (migration ended, either way). */
   stop(memory: GuestMemory): void | Promise<void>;
+  /**
+   * Optional: resolves once the writers it logs have stopped after the VM paused (vCPUs out of
+   * the guest, their last port I/O and MMIO completed). The migration waits for it before it
+   * stops the devices, so that no guest access reaches a device whose state is being saved
+   * (QEMU pauses all vCPUs before the VM's state change stops the devices).
+   */
+  quiesce?(): Promise<void>;
 }
 
 /** Multi-registration token: the RAM dirty-log providers of a VM. */

@@ -70,6 +70,11 @@ export class VmDirtyTracking {
     }
   }
 
+  /** After the VM paused: resolves once every provider's writers (vCPUs) have stopped. */
+  async quiesce(): Promise<void> {
+    for (const p of this.#providers) await p.quiesce?.();
+  }
+
   /** Sync every source into the dirty log. `precopy`: the devices may still be running. */
   async sync(precopy: boolean): Promise<DirtySyncReport> {
     const t0 = performance.now();

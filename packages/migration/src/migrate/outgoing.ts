@@ -180,6 +180,8 @@ class OutgoingMigration {
       this.#pausedByUs = true;
     }
     this.vmm.events.emit('migration:switchover', { passes: this.#iteration - 1, ...decision });
+    // vCPUs first: their last accesses to the devices complete before the devices stop.
+    await this.#dirty.quiesce();
     this.#devices.switchover();
     // The devices have stopped: this sync is the last word on what they wrote.
     const { dirtyPages } = this.#report(await this.#dirty.sync(false), 'stop-copy');
