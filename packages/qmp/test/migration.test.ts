@@ -62,7 +62,8 @@ describe('a migration driven over QMP', () => {
     await addNic(dst);
     const path = join(dir, 'mig.sock');
     await dst.c.ok('migrate-incoming', { channels: [{ 'channel-type': 'main', addr: { transport: 'socket', type: 'unix', path } }] });
-    expect(await dst.c.ok('query-migrate')).toMatchObject({ status: 'setup' });
+    // The destination reports what QEMU's does: its status and where it listens, no numbers.
+    expect(await dst.c.ok('query-migrate')).toEqual({ status: 'setup', 'socket-address': [{ type: 'unix', path }] });
     await src.c.ok('migrate-set-parameters', { 'downtime-limit': 500, 'max-bandwidth': 0 });
     expect(await src.c.ok('query-migrate-parameters')).toEqual({ 'downtime-limit': 500, 'max-bandwidth': 0 });
     expect(await src.c.ok('query-migrate')).toEqual({});
@@ -91,6 +92,7 @@ describe('a migration driven over QMP', () => {
     expect(info.ram.transferred).toBeGreaterThan(0);
     expect(info.ram.normal + info.ram.duplicate).toBeGreaterThanOrEqual(2048);
     expect(info.vfio.transferred).toBeGreaterThan(0);
+    expect(await dst.c.ok('query-migrate')).toEqual({ status: 'completed' });
     expect(await src.c.ok('query-status')).toEqual({ running: false, status: 'postmigrate' });
     expect(await dst.c.ok('query-status')).toEqual({ running: true, status: 'running' });
     expect(src.c.events.some((e) => e.event === 'STOP')).toBe(true);
@@ -120,6 +122,21 @@ describe('a migration driven over QMP', () => {
     expect(await src.c.ok('migrate_cancel')).toEqual({});
   }, 30_000);
 
+  it('max-bandwidth set while it runs applies to it (QEMU applies it to the running migration)', async () => {
+    // 8 MiB the stream cannot skip as zero pages: at 16 KiB/s, over eight minutes.
+    src.vmm.memory.write(0n, new Uint8Array(8 << 20).map((_, i) => (i * 13 + 1) & 0xff));
+    const path = join(dir, 'mig.sock');
+    await dst.c.ok('migrate-incoming', { uri: `unix:${path}` });
+    await src.c.ok('migrate-set-parameters', { 'max-bandwidth': 16 << 10 });
+    await src.c.ok('migrate', { uri: `unix:${path}` });
+    await src.c.event('MIGRATION', (d) => d.status === 'active');
+    expect(await dst.c.ok('query-migrate')).toMatchObject({ status: 'active', 'socket-address': [{ type: 'unix', path }] });
+    await src.c.ok('migrate-set-parameters', { 'max-bandwidth': 0 });
+    await src.c.event('MIGRATION', (d) => d.status === 'completed');
+    expect(await src.c.ok('query-migrate')).toMatchObject({ status: 'completed', ram: { transferred: expect.any(Number) } });
+    expect((await src.c.ok('query-migrate')).ram.transferred).toBeGreaterThanOrEqual(8 << 20);
+  }, 30_000);
+
   it('a destination that refuses (it lacks the device) fails the migration: the source runs again', async () => {
     await addNic(src);
     const path = join(dir, 'mig.sock');
@@ -130,6 +147,7 @@ describe('a migration driven over QMP', () => {
     expect(info).toMatchObject({ status: 'failed', 'error-desc': expect.stringContaining('migration failed') });
     expect(await src.c.ok('query-status')).toEqual({ running: true, status: 'running' });
     await dst.c.event('MIGRATION', (d) => d.status === 'failed');
+    expect(await dst.c.ok('query-migrate')).toEqual({ status: 'failed', 'error-desc': expect.any(String) });
     // exit-on-error defaults to true: the embedding VMM is told (QEMU exits).
     expect(incomingFailures.length).toBe(1);
   });
@@ -159,6 +177,13 @@ describe('commands that cannot run', () => {
     const path = join(dir, 'mig.sock');
     await dst.c.ok('migrate-incoming', { uri: `unix:${path}` });
     expect(await dst.c.err('migrate-incoming', { uri: `unix:${path}` })).toEqual({ class: 'GenericError', desc: 'The incoming migration has already been started' });
+  });
+
+  it('migrate-incoming on tcp port 0 reports the port it got in socket-address', async () => {
+    await dst.c.ok('migrate-incoming', { uri: 'tcp:127.0.0.1:0' });
+    const info = await dst.c.ok('query-migrate');
+    expect(info).toEqual({ status: 'setup', 'socket-address': [{ type: 'inet', host: '127.0.0.1', port: expect.stringMatching(/^\d+$/) }] });
+    expect(Number(info['socket-address'][0].port)).toBeGreaterThan(0);
   });
 
   it('parameters and capabilities out of range or unknown', async () => {

@@ -60,7 +60,7 @@ export const migrateIncomingCommand: QmpCommand = {
       } finally {
         await listener.close();
       }
-    });
+    }, listener.address);
     return {};
   },
 };

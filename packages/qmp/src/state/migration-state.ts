@@ -3,7 +3,7 @@
 // The VMM runs the migration; this remembers what the client asked for and how it went.
 
 import type { Vmm, VmmEvents } from '@vmmkit/core';
-import { MigrationCancelledError, MigrationFailedError, type MigrationProgress, type MigrationResult } from '@vmmkit/migration';
+import { MigrationCancelledError, MigrationFailedError, type MigrationProgress, type MigrationResult, type SocketAddress } from '@vmmkit/migration';
 import { MigrationStats } from './migration-stats.js';
 
 /** The MigrationStatus values vmmkit's migrations go through (qapi/migration.json). */
@@ -26,6 +26,8 @@ export class MigrationState {
   #direction: 'outgoing' | 'incoming' | undefined;
   #stats: MigrationStats | undefined;
   #error: string | undefined;
+  /** Where an incoming migration listens (query-migrate's socket-address), until it ends. */
+  #listening: SocketAddress | undefined;
   #controller: AbortController | undefined;
   #done: Promise<void> = Promise.resolve();
   /** Capabilities switched on (migrate-set-capabilities). */
@@ -72,12 +74,13 @@ export class MigrationState {
    * Start tracking a migration that `body` runs (in the background: the command that starts it
    * has answered by then). `body` gets the signal migrate_cancel aborts.
    */
-  start(direction: 'outgoing' | 'incoming', body: (signal: AbortSignal) => Promise<unknown>): void {
+  start(direction: 'outgoing' | 'incoming', body: (signal: AbortSignal) => Promise<unknown>, listening?: SocketAddress): void {
     const controller = new AbortController();
     this.#controller = controller;
     this.#direction = direction;
     this.#stats = new MigrationStats(this.vmm);
     this.#error = undefined;
+    this.#listening = listening;
     this.#set('setup');
     this.#done = body(controller.signal).then(
       () => this.#set('completed'),
@@ -86,6 +89,7 @@ export class MigrationState {
         this.#set(controller.signal.aborted || cancelled(e) ? 'cancelled' : 'failed');
       },
     ).finally(() => {
+      this.#listening = undefined;
       this.#stats?.ended();
       this.#controller = undefined;
     });
@@ -107,15 +111,19 @@ export class MigrationState {
     controller.abort();
   }
 
-  /** query-migrate's MigrationInfo. */
+  /**
+   * query-migrate's MigrationInfo. The source's has its times and numbers; the destination's,
+   * as QEMU's fill_destination_migration_info, its status and, while the migration is under way,
+   * the addresses it listens on: QEMU counts nothing on the receiving side.
+   */
   info(): Record<string, unknown> {
     if (this.#status === 'none' || !this.#stats) return {};
+    const error = this.#error !== undefined && (this.#status === 'failed' || this.#status === 'cancelled') ? { 'error-desc': this.#error } : {};
+    if (this.#direction === 'incoming') {
+      return { status: this.#status, ...(this.#listening && { 'socket-address': [qapiSocketAddress(this.#listening)] }), ...error };
+    }
     const withVfio = this.vmm.devices.some((d) => 'vfio' in d);
-    return {
-      status: this.#status,
-      ...this.#stats.info(this.#status, withVfio),
-      ...(this.#error !== undefined && (this.#status === 'failed' || this.#status === 'cancelled') && { 'error-desc': this.#error }),
-    };
+    return { status: this.#status, ...this.#stats.info(this.#status, withVfio), ...error };
   }
 
   /** Cancel what runs and stop listening (the server closes). */
@@ -134,6 +142,11 @@ export class MigrationState {
   #event(name: string, data: Record<string, unknown>): void {
     if (this.capabilities.has('events')) this.emit(name, data);
   }
+}
+
+/** A socket address as QAPI's SocketAddress (qapi/sockets.json): inet's port is a string. */
+function qapiSocketAddress(address: SocketAddress): Record<string, string> {
+  return address.kind === 'unix' ? { type: 'unix', path: address.path } : { type: 'inet', host: address.host, port: String(address.port) };
 }
 
 function cancelled(e: unknown): boolean {
