@@ -94,6 +94,11 @@ describe('objects and devices', () => {
     const nic = bus.devices[1];
     expect(nic).toMatchObject({ bus: 0, function: 0, id: { vendor: expect.any(Number), device: expect.any(Number) }, class_info: { class: expect.any(Number) } });
     expect(nic.id.vendor).toBe(vmm.device('nic0') && (vmm.device('nic0') as unknown as { configRead(o: number, s: 2): number }).configRead(0, 2));
+    // irq_pin is mandatory in QEMU 11.1's PciDeviceInfo; irq comes with a pin only.
+    for (const d of bus.devices) {
+      expect(d.irq_pin, d.qdev_id).toEqual(expect.any(Number));
+      expect('irq' in d, d.qdev_id).toBe(d.irq_pin !== 0);
+    }
     expect(nic.regions.length).toBeGreaterThan(0);
     expect(nic.regions[0]).toMatchObject({ bar: expect.any(Number), type: expect.stringMatching(/io|memory/), size: expect.any(Number) });
 
