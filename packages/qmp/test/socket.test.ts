@@ -162,7 +162,9 @@ it('drops a client sending a huge message (a stop that never ends), garbage, or 
   }
   await until(huge.closed);
   expect(huge.closed()).toBe(true);
-  expect(huge.lines.at(-1)).toEqual({ error: { class: 'GenericError', desc: expect.stringContaining('JSON token size limit exceeded') } });
+  // The greeting, the negotiation, and the reason, unless the client, still writing, was reset
+  // before it read it (the kernel discards what a reset connection had not delivered).
+  expect(huge.lines.slice(2)).toEqual(huge.lines.length > 2 ? [{ error: { class: 'GenericError', desc: expect.stringContaining('JSON token size limit exceeded') } }] : []);
 
   const garbage = await stayingClient(path);
   garbage.socket.write('{"execute":"qmp_capabilities"}\r\n\x00\x01binary');
