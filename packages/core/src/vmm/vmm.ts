@@ -63,6 +63,8 @@ export class Vmm {
   readonly events = new VmmEventBus();
   readonly #objects = new Map<string, VmmObject>();
   readonly #devices = new Map<string, VmmDevice>();
+  /** Devices whose description gave no id: theirs was made up (QEMU's anonymous devices). */
+  readonly #generatedIds = new Set<string>();
   /** 'closing' refuses new work while a running migration is cancelled; 'closed' refuses everything. */
   #state: 'open' | 'closing' | 'closed' = 'open';
   #running = true;
@@ -191,6 +193,14 @@ export class Vmm {
   }
 
   /**
+   * Whether device `id` was given no id by its description, so that the VMM made this one up:
+   * what QEMU calls an anonymous device, which management stacks know by its QOM path only.
+   */
+  hasGeneratedId(id: string): boolean {
+    return this.#generatedIds.has(id);
+  }
+
+  /**
    * Add an object: `'iommufd,id=iommufd0'` or `{ type: 'iommufd', id: 'iommufd0' }`.
    * @throws ConfigError for an unknown type, a missing or taken id, or a bad option.
    */
@@ -249,6 +259,7 @@ export class Vmm {
       },
     });
     this.#devices.set(id, device);
+    if (typeof options.id !== 'string') this.#generatedIds.add(id);
     this.events.emit('device:realized', { id, driver: device.driver, name: device.name });
     return device;
   }
@@ -262,6 +273,7 @@ export class Vmm {
     if (!entry) throw new ConfigError(`no device with id '${id}'`, 'id', id);
     if (this.#migration) throw new MigrationInProgressError(`remove device '${id}'`, this.#migration.direction, this.name);
     this.#devices.delete(id);
+    this.#generatedIds.delete(id);
     await entry.unrealize();
     this.events.emit('device:unrealized', { id, driver: entry.driver, name: entry.name });
   }

@@ -64,9 +64,10 @@ export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport | 
 
 async function runOutgoing(vmm: Vmm, transport: MigrationTransport, channels: readonly MigrationTransport[], options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
   const plan = planMigration(vmm);
-  // One bandwidth limit for all the connections: the caller's, else the VM's parameter as the migration starts.
-  const maxBandwidth = options.maxBandwidth ?? migrationParameters(vmm).values.maxBandwidth;
-  const pacer = maxBandwidth === undefined ? undefined : new BandwidthPacer(maxBandwidth);
+  // One bandwidth limit for all the connections: the caller's, else the VM's parameter, read as
+  // the migration goes so that migrate-set-parameters applies to it (as QEMU's does).
+  const parameters = migrationParameters(vmm);
+  const pacer = new BandwidthPacer(options.maxBandwidth ?? (() => parameters.values.maxBandwidth));
   const writer = new MigrationStreamWriter(transport, { pacer, checksums: options.integrity });
   const sender = channels.length > 0 ? new RamChannelSender(channels.map((t) => new MigrationStreamWriter(t, { pacer, checksums: options.integrity }))) : undefined;
   if (plan.blockers.length > 0) {

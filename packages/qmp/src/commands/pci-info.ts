@@ -26,7 +26,9 @@ export function pciDeviceInfo(id: string, slot: number, device: PciConfigSpace):
     bus: 0, slot, function: 0,
     class_info: { class: read(0x0a, 2) },
     id: { vendor: read(0x00, 2), device: read(0x02, 2), subsystem: read(0x2e, 2), 'subsystem-vendor': read(0x2c, 2) },
-    ...(pin !== 0 && { irq_pin: pin, irq: read(0x3c, 1) }),
+    // irq_pin is always there (0: none); irq only with a pin, as QEMU's.
+    irq_pin: pin,
+    ...(pin !== 0 && { irq: read(0x3c, 1) }),
     qdev_id: id,
     regions: regions(device, read),
   };
