@@ -12,6 +12,8 @@ export class VfioUserDevice extends VfioDevice {
   /** @param name the device's id (or socket path), in every error. */
   constructor(name: string, readonly proxy: VfioUserProxy, host: HostKernel) {
     super({}, name, () => new VfioUserDeviceIo(proxy, host));
+    // As QEMU says: vfio-user devices are effectively mdevs (no host IOMMU of their own).
+    this.mdev = true;
     proxy.onFailure = (error) => {
       this.#failure ??= error;
     };
