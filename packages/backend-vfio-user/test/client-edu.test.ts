@@ -13,7 +13,8 @@ import {
   EDU_IRQ_RAISE, EDU_LIVENESS, NIC_BAR2_SIZE, SimHost,
 } from '@vmmkit/sim';
 import { VFIO_USER_REGION_WRITE, encodeRegionAccess } from '@vmmkit/core/vfio-user';
-import { VFIO_IOMMU_USER, VfioUserContainer } from '@vmmkit/backend-vfio-user';
+import { CLIENT_CAPABILITIES, VFIO_IOMMU_USER, VfioUserContainer } from '@vmmkit/backend-vfio-user';
+import { VfioError } from '@vmmkit/core';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
 import { le64, runEduDma } from './support/edu-io.js';
 
@@ -147,5 +148,22 @@ describe('vfio-user client: edu over an in-process pair', () => {
     await rig.close();
     rig = undefined;
     expect(host.census()).toEqual(base);
+  });
+
+  it('keeps to the server\'s max_dma_maps: a map past it is refused with ENOSPC before it is sent, and fits again after an unmap', async () => {
+    rig = await makeClientRig({ proxy: { capabilities: { ...CLIENT_CAPABILITIES, maxDmaMaps: 2 } } });
+    const { backend, device, space, server, memory } = rig;
+    const container = await backend.attachDevice('vu0', device, space);
+    expect(container.dmaMaxMappings).toBe(2);
+    const ram = memory.blocks[0]!;
+    await container.dmaMap(0x800_0000n, 0x1000n, ram.hva, false); // the second window
+    const e = await container.dmaMap(0x800_1000n, 0x1000n, ram.hva + 0x1000n, false).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(VfioError);
+    expect(e).toMatchObject({ device: 'vu0', errno: 'ENOSPC' });
+    expect(String(e)).toContain('max_dma_maps');
+    expect(server.connection!.dma.count).toBe(2); // never sent
+    await container.dmaUnmap(0x800_0000n, 0x1000n);
+    await container.dmaMap(0x800_1000n, 0x1000n, ram.hva + 0x1000n, false);
+    expect(server.connection!.dma.count).toBe(2);
   });
 });
