@@ -58,12 +58,13 @@ export const deviceDel: QmpCommand = {
 export const queryPci: QmpCommand = {
   name: 'query-pci',
   args: {},
-  run: (_args, { vmm, server }) => {
-    const devices = vmm.devices.flatMap((d) => {
+  run: async (_args, { vmm, server }) => {
+    const devices: Record<string, unknown>[] = [];
+    for (const d of vmm.devices) {
       const slot = server.pciSlots.slotOf(d.id);
       // An anonymous device's qdev_id is empty, as QEMU's.
-      return hasPciConfig(d) && slot !== undefined ? [pciDeviceInfo(server.qomPaths.clientId(d.id) ?? '', slot, d)] : [];
-    });
+      if (hasPciConfig(d) && slot !== undefined) devices.push(await pciDeviceInfo(server.qomPaths.clientId(d.id) ?? '', slot, d));
+    }
     devices.sort((a, b) => (a.slot as number) - (b.slot as number));
     return [{ bus: 0, devices }];
   },
