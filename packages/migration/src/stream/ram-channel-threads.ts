@@ -56,11 +56,14 @@ class ChannelThread {
   #onMessage: (m: WorkerMessage) => void = () => undefined;
   #onFailure: (e: Error) => void = () => undefined;
 
-  constructor(readonly connection: number, readonly name: string, data: Omit<ChannelWorkerData, 'fd' | 'received' | 'name' | 'connection'>, transport: SocketTransport) {
+  constructor(readonly connection: number, readonly name: string, data: Omit<ChannelWorkerData, 'fd' | 'received' | 'name' | 'connection'>, transport: SocketTransport, module: URL) {
     const { fd, received } = transport.detach();
     this.#fd = fd;
     try {
-      this.#worker = new Worker(workerUrl(), { workerData: { ...data, fd, received, name, connection } satisfies ChannelWorkerData, name: `ram-channel-${connection}` });
+      // execArgv: [] — not the owner's flags: a test runner's resolve conditions would point the
+      // worker at TypeScript sources it cannot load.
+      this.#worker = new Worker(module, {
+        execArgv: [], workerData: { ...data, fd, received, name, connection } satisfies ChannelWorkerData, name: `ram-channel-${connection}` });
     } catch (e) {
       this.#closeFd();
       throw new MigrationChannelThreadError(connection, name, 'could not start', { cause: e });
@@ -132,11 +135,24 @@ class ChannelThread {
   }
 }
 
+/** What RAM channels in threads are given. */
+export interface ThreadOptions {
+  /** Guest RAM, shared with the workers. */
+  readonly memory: GuestMemory;
+  /**
+   * The workers' module. Default: this package's (`ram-channel-worker.js`). Tests give one that
+   * fails, to see a failing worker handled.
+   */
+  readonly threadModule?: URL;
+}
+
 /** Start one worker per connection; a failure to start one destroys every transport and worker. */
-function startThreads(transports: readonly MigrationTransport[], data: (connection: number) => Omit<ChannelWorkerData, 'fd' | 'received' | 'name' | 'connection'>): ChannelThread[] {
+function startThreads(
+  transports: readonly MigrationTransport[], data: Omit<ChannelWorkerData, 'fd' | 'received' | 'name' | 'connection'>, module = workerUrl(),
+): ChannelThread[] {
   const threads: ChannelThread[] = [];
   try {
-    transports.forEach((t, i) => threads.push(new ChannelThread(i, t.name, data(i), t as SocketTransport)));
+    transports.forEach((t, i) => threads.push(new ChannelThread(i, t.name, data, t as SocketTransport, module)));
   } catch (e) {
     for (const t of threads) t.destroy();
     for (const t of transports) t.destroy();
@@ -150,10 +166,11 @@ function startThreads(transports: readonly MigrationTransport[], data: (connecti
  * @throws MigrationTransportError, HostError or MigrationChannelThreadError when a connection
  *   cannot be handed over (every transport and worker is dropped then).
  */
-export function threadReceiveLinks(transports: readonly MigrationTransport[], memory: GuestMemory, idleTimeoutMs: number | undefined): RamChannelLink[] {
-  const ram = sharedRam(memory);
+export function threadReceiveLinks(transports: readonly MigrationTransport[], options: ThreadOptions & { readonly idleTimeoutMs?: number }): RamChannelLink[] {
+  const ram = sharedRam(options.memory);
   const channels = transports.length;
-  return startThreads(transports, () => ({ role: 'receive', ram, channels, checksums: false, ...(idleTimeoutMs !== undefined && { idleTimeoutMs }) }))
+  const idle = options.idleTimeoutMs;
+  return startThreads(transports, { role: 'receive', ram, channels, checksums: false, ...(idle !== undefined && { idleTimeoutMs: idle }) }, options.threadModule)
     .map((thread) => new ThreadReceiveLink(thread));
 }
 
@@ -227,12 +244,12 @@ export class ThreadedRamChannelSender implements RamChannelsOut {
    *   MigrationChannelThreadError when a connection cannot be handed over (every transport and
    *   worker is dropped then).
    */
-  constructor(transports: readonly MigrationTransport[], options: { readonly memory: GuestMemory; readonly checksums?: boolean }) {
+  constructor(transports: readonly MigrationTransport[], options: ThreadOptions & { readonly checksums?: boolean }) {
     if (transports.length === 0) throw new ArgumentError('ThreadedRamChannelSender: no channel');
     if (!ramChannelThreadsPossible(options.memory, transports)) throw new ArgumentError('ThreadedRamChannelSender: guest RAM or a connection cannot be shared with a thread');
     const ram = sharedRam(options.memory);
     const channels = transports.length;
-    this.#threads = startThreads(transports, () => ({ role: 'send', ram, channels, checksums: options.checksums === true }));
+    this.#threads = startThreads(transports, { role: 'send', ram, channels, checksums: options.checksums === true }, options.threadModule);
     this.#pending = this.#threads.map(() => []);
     this.#bytes = this.#threads.map(() => 0);
     this.#threads.forEach((thread, i) => thread.listen((m) => {
@@ -263,11 +280,11 @@ export class ThreadedRamChannelSender implements RamChannelsOut {
     const words = new Uint32Array(dirty.bytes.buffer, dirty.bytes.byteOffset, dirty.bytes.byteLength >>> 2);
     for (let page = dirty.nextSetBit(0); page >= 0 && page < block.pages; page = dirty.nextSetBit(page)) {
       const end = nextClearBit(words, page, block.pages);
-      for (; page < end; page += MAX_DATA_PAGES) {
-        runs[this.#turn]!.push(page, Math.min(MAX_DATA_PAGES, end - page));
+      for (let first = page; first < end; first += MAX_DATA_PAGES) {
+        runs[this.#turn]!.push(first, Math.min(MAX_DATA_PAGES, end - first));
         this.#turn = (this.#turn + 1) % n;
       }
-      if (page >= block.pages) break;
+      page = end;
     }
     const start = this.bytesWritten;
     const replies = await Promise.all(runs.map((list, i) => {

@@ -116,6 +116,8 @@ export interface RamChannelReceiverOptions {
    * default, on this thread's event loop.
    */
   readonly threads?: boolean;
+  /** With `threads`: the workers' module (see `ThreadOptions`), for tests of a failing worker. */
+  readonly threadModule?: URL;
 }
 
 interface Gate {
@@ -193,7 +195,7 @@ export class RamChannelReceiver {
     this.#options = options;
     const channels = transports.length;
     this.#links = options.threads && ramChannelThreadsPossible(options.memory, transports)
-      ? threadReceiveLinks(transports, options.memory, options.idleTimeoutMs)
+      ? threadReceiveLinks(transports, options)
       : transports.map((t, i) => new LocalChannelLink(t, options.memory, i, channels, options.idleTimeoutMs));
     // A failure is reported by pass() and end(); until someone asks, it must not be unhandled.
     this.#failed.promise.catch(() => undefined);
