@@ -154,6 +154,22 @@ describe('RAM channels in worker threads', { timeout: 30_000 }, () => {
     destination.free();
   });
 
+  it.for([false, true])('threads %s: a channel that sends pages after the last pass is refused, and they never reach guest RAM', async (threads) => {
+    const destination = ram();
+    const [sources, destinations] = await sockets(1);
+    const receiver = new RamChannelReceiver(destinations, { memory: destination, threads });
+    const writer = new MigrationStreamWriter(sources[0]!);
+    await writer.write({ name: 'CHANNEL', channel: 0, channels: 1 });
+    await writer.write({ name: 'SYNC', pass: 1 });
+    await writer.write({ name: 'RAM_PAGES', block: 0, first: 3, count: 1, payload: new Uint8Array(PAGE).fill(9) });
+    await writer.end();
+    await receiver.pass(1, true);
+    await expect(receiver.end()).rejects.toThrow(/RAM channel 0: more after the last pass \(1\)/);
+    await receiver.settled();
+    expect(destination.blocks[0]!.mapping.bytes.subarray(3 * PAGE, 4 * PAGE).every((b) => b === 0)).toBe(true);
+    destination.free();
+  });
+
   it('marks a page whose data was corrupted on the way (its digest, checked in the worker)', async () => {
     const source = ram();
     const destination = ram();

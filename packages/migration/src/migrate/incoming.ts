@@ -224,7 +224,7 @@ class IncomingMigration {
           this.#lastIteration = record.iteration;
           break;
         case 'COMPLETE': {
-          await this.#channels?.pass(this.#lastIteration + 1);
+          await this.#channels?.pass(this.#lastIteration + 1, true);
           const sent = [record.ramPages, record.zeroPages, record.deviceBytes];
           const got = [this.#pages, this.#zeroPages, this.#deviceBytes].map(BigInt);
           if (sent.some((n, i) => n !== got[i])) {

@@ -40,6 +40,8 @@ export type SenderRequest =
 export interface ReceiverRelease {
   readonly op: 'release';
   readonly pass: number;
+  /** The pass was the last: only the end of the stream may follow. */
+  readonly last: boolean;
 }
 
 /** Owner to any worker: drop the connection and exit. */

@@ -26,8 +26,11 @@ export interface RamChannelHooks {
   claim(channel: number): void;
   /** A RAM record was applied into guest RAM. */
   applied(record: AppliedRamRecord): void;
-  /** The channel ended pass `pass` (SYNC): resolves when every channel has, rejects on failure. */
-  arrived(pass: number): Promise<void>;
+  /**
+   * The channel ended pass `pass` (SYNC): resolves when every channel has, with whether it was
+   * the last pass; rejects on failure.
+   */
+  arrived(pass: number): Promise<boolean>;
   /** The channel's stream ended after pass `pass` (its last SYNC). */
   ended(pass: number): void;
 }
@@ -70,7 +73,14 @@ export async function readRamChannel(reader: MigrationStreamReader, memory: Gues
         }
         pass = record.pass;
         inPass = false;
-        await hooks.arrived(pass);
+        if (await hooks.arrived(pass)) {
+          // The last pass: what follows is not read as records (a RAM record would be received
+          // into guest RAM as it is read), only checked to be nothing.
+          if (!(await reader.atEnd())) throw new MigrationRefusedError(`RAM channel ${channel}: more after the last pass (${pass})`);
+          reader.stop();
+          hooks.ended(pass);
+          return;
+        }
         break;
       default:
         throw new MigrationRefusedError(`RAM channel ${channel}: ${record.name} record at offset ${record.offset} (a channel carries RAM_PAGES, RAM_ZERO and SYNC)`);

@@ -199,7 +199,7 @@ class ThreadReceiveLink implements RamChannelLink {
           case 'arrived':
             this.#bytes = m.bytes;
             // A rejected gate means the receiver failed: it destroys this link itself.
-            hooks.arrived(m.pass).then(() => thread.post({ op: 'release', pass: m.pass }), () => undefined);
+            hooks.arrived(m.pass).then((last) => thread.post({ op: 'release', pass: m.pass, last }), () => undefined);
             break;
           case 'ended':
             this.#bytes = m.bytes;

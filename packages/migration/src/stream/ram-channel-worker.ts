@@ -78,14 +78,14 @@ function runSender(): void {
 
 function runReceiver(): void {
   const reader = new MigrationStreamReader(transport, { memory, idleTimeoutMs: data.idleTimeoutMs });
-  const releases = new Map<number, Deferred>();
+  const releases = new Map<number, Deferred<boolean>>();
   let applied: AppliedRamRecord[] = [];
   const report = (): void => {
     if (applied.length > 0) post({ op: 'records', records: applied });
     applied = [];
   };
   port.on('message', (m: ReceiverRelease | Destroy) => {
-    if (m.op === 'release') return releases.get(m.pass)?.resolve();
+    if (m.op === 'release') return releases.get(m.pass)?.resolve(m.last);
     destroy();
     reader.stop();
     for (const r of releases.values()) r.reject(new Error('destroyed'));
@@ -95,7 +95,7 @@ function runReceiver(): void {
     applied: (r) => applied.push({ name: r.name, block: r.block, first: r.first, count: r.count, offset: r.offset, ...(r.corruptPages?.length && { corruptPages: r.corruptPages }) }),
     arrived: (pass) => {
       report();
-      const release = new Deferred();
+      const release = new Deferred<boolean>();
       releases.set(pass, release);
       post({ op: 'arrived', pass, bytes: reader.bytesRead });
       return release.promise.finally(() => releases.delete(pass));

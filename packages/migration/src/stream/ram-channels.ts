@@ -124,7 +124,8 @@ interface Gate {
   /** Channels that have sent SYNC for this pass. */
   arrived: number;
   readonly allArrived: Deferred;
-  readonly release: Deferred;
+  /** Resolves with whether the pass was the last (the channels then only wait for their end). */
+  readonly release: Deferred<boolean>;
 }
 
 /**
@@ -219,17 +220,19 @@ export class RamChannelReceiver {
 
   /**
    * Resolves once every channel has sent SYNC for pass `pass`, all its records before it
-   * applied; then lets the channels read on into the next pass.
+   * applied; then lets the channels read on into the next pass or, when it is the `last`
+   * (stop-copy's), only to their end: a channel that sends anything more is refused, and nothing
+   * it sends reaches guest RAM, which is the running guest's from then on.
    * @throws the first channel's failure (a MigrationStreamError, MigrationTransportError,
    *   MigrationTimeoutError, MigrationRefusedError for a channel out of order, or
    *   MigrationChannelThreadError for a channel's thread that failed).
    */
-  async pass(pass: number): Promise<void> {
+  async pass(pass: number, last = false): Promise<void> {
     const gate = this.#gate(pass);
     this.#checkEnded(pass);
     await Promise.race([gate.allArrived.promise, this.#failed.promise]);
     this.#gates.delete(pass);
-    gate.release.resolve();
+    gate.release.resolve(last);
   }
 
   /** Resolves once every channel's stream has ended after its last SYNC. */
@@ -282,7 +285,7 @@ export class RamChannelReceiver {
   #gate(pass: number): Gate {
     let gate = this.#gates.get(pass);
     if (!gate) {
-      gate = { arrived: 0, allArrived: new Deferred(), release: new Deferred() };
+      gate = { arrived: 0, allArrived: new Deferred(), release: new Deferred<boolean>() };
       // A failure rejects every gate, awaited or not.
       gate.release.promise.catch(() => undefined);
       if (this.#failure !== undefined) gate.release.reject(this.#failure);
