@@ -53,7 +53,8 @@ export interface Destroy {
 export type WorkerMessage =
   /** The worker owns the fd now. */
   | { readonly op: 'ready' }
-  | { readonly op: 'done'; readonly pages: number; readonly zeroPages: number; readonly bytes: number }
+  /** A request done; `last` for `end`, after which the worker exits. */
+  | { readonly op: 'done'; readonly pages: number; readonly zeroPages: number; readonly bytes: number; readonly last?: true }
   | { readonly op: 'claim'; readonly channel: number }
   | { readonly op: 'records'; readonly records: readonly AppliedRamRecord[] }
   | { readonly op: 'arrived'; readonly pass: number; readonly bytes: number }

@@ -70,6 +70,9 @@ class ChannelThread {
     }
     const worker = this.#worker;
     worker.on('message', (m: WorkerMessage) => {
+      // The worker's last word: its exit follows, possibly in this same tick (Node delivers a
+      // worker's last messages and then its exit at once).
+      if (m.op === 'ended' || (m.op === 'done' && m.last)) this.#closing = true;
       if (m.op === 'ready') this.#fd = undefined;
       else if (m.op === 'failed') this.#fail(reviveError(m.error));
       else this.#onMessage(m);
@@ -96,11 +99,6 @@ class ChannelThread {
 
   post(message: unknown, transfer?: ArrayBuffer[]): void {
     if (!this.#closing) this.#worker.postMessage(message, transfer);
-  }
-
-  /** The worker's work is over: its exit from now on is expected. */
-  finishing(): void {
-    this.#closing = true;
   }
 
   /** Tell the worker to drop its connection and exit; terminate it if it has not within a grace period. */
@@ -203,7 +201,6 @@ class ThreadReceiveLink implements RamChannelLink {
             break;
           case 'ended':
             this.#bytes = m.bytes;
-            thread.finishing();
             hooks.ended(m.pass);
             done.resolve();
             break;
@@ -300,7 +297,7 @@ export class ThreadedRamChannelSender implements RamChannelsOut {
   }
 
   async end(): Promise<void> {
-    await Promise.all(this.#threads.map((thread, i) => this.#request(i, { op: 'end' }).then(() => thread.finishing())));
+    await Promise.all(this.#threads.map((_, i) => this.#request(i, { op: 'end' })));
     await this.settled();
   }
 

@@ -67,7 +67,7 @@ function runSender(): void {
         await writer.end();
         break;
     }
-    post({ op: 'done', ...totals, bytes: writer.bytesWritten });
+    post({ op: 'done', ...totals, bytes: writer.bytesWritten, ...(request.op === 'end' && { last: true as const }) });
     if (request.op === 'end') finish();
   };
   port.on('message', (m: SenderRequest | Destroy) => {
