@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DirtyBitmap, GuestMemory, LinuxHost } from '@vmmkit/core';
 import {
-  connectMigration, listenMigration, MigrationChannelThreadError, MigrationRefusedError, MigrationStreamWriter,
+  connectMigration, listenMigration, MigrationChannelThreadError, MigrationRefusedError, MigrationStreamWriter, MigrationTimeoutError,
   RamChannelReceiver, ramChannelThreadsPossible, ThreadedRamChannelSender, type MigrationTransport,
 } from '../src/index.js';
 
@@ -189,6 +189,23 @@ describe('RAM channels in worker threads', { timeout: 30_000 }, () => {
     expect(corrupt).toEqual([37]);
     await receiver.settled();
     source.free();
+    destination.free();
+  });
+
+  it('refuses a channel gone silent with the MigrationTimeoutError its worker saw', async () => {
+    const fds = openFds();
+    const destination = ram();
+    const [sources, destinations] = await sockets(1);
+    const receiver = new RamChannelReceiver(destinations, { memory: destination, threads: true, idleTimeoutMs: 300 });
+    const writer = new MigrationStreamWriter(sources[0]!);
+    await writer.write({ name: 'CHANNEL', channel: 0, channels: 1 });
+    await writer.flush();
+    const failed = await receiver.pass(1).then(() => undefined, (e: unknown) => e);
+    expect(failed).toBeInstanceOf(MigrationTimeoutError);
+    expect((failed as MigrationTimeoutError).timeoutMs).toBe(300);
+    await receiver.settled();
+    sources[0]!.destroy();
+    expect(openFds()).toBe(fds);
     destination.free();
   });
 
