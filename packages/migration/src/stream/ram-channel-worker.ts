@@ -12,6 +12,7 @@ import { SocketTransport } from './socket-transport.js';
 import { MigrationStreamReader } from './stream-reader.js';
 import { MigrationStreamWriter } from './stream-writer.js';
 import { sendError } from './thread-errors.js';
+import { MigrationRefusedError } from '../migration-errors.js';
 
 const port = parentPort!;
 const data = workerData as ChannelWorkerData;
@@ -27,18 +28,16 @@ const memory = attach(data.ram);
 const transport = SocketTransport.fromFd(data.name, data.fd, data.received);
 post({ op: 'ready' });
 
-/** Report the failure once, drop the connection, and let the thread end. */
 let over = false;
+
+/**
+ * The worker's work is over — done, failed (`error`), or ended by its owner: report a failure,
+ * close the connection (normally after an end, else with a reset), and let the thread end.
+ */
 function finish(error?: unknown): void {
   if (over) return;
   over = true;
   if (error !== undefined) post({ op: 'failed', error: sendError(error) });
-  if (error !== undefined) transport.destroy();
-  port.close();
-}
-
-function destroy(): void {
-  over = true;
   transport.destroy();
   port.close();
 }
@@ -71,7 +70,7 @@ function runSender(): void {
     if (request.op === 'end') finish();
   };
   port.on('message', (m: SenderRequest | Destroy) => {
-    if (m.op === 'destroy') return destroy();
+    if (m.op === 'destroy') return finish();
     chain = chain.then(() => (over ? undefined : handle(m))).catch((e: unknown) => finish(e));
   });
 }
@@ -86,9 +85,10 @@ function runReceiver(): void {
   };
   port.on('message', (m: ReceiverRelease | Destroy) => {
     if (m.op === 'release') return releases.get(m.pass)?.resolve(m.last);
-    destroy();
+    finish();
     reader.stop();
-    for (const r of releases.values()) r.reject(new Error('destroyed'));
+    // The reading loop ends on the destroyed transport; a pass it waits on ends with it.
+    for (const r of releases.values()) r.reject(new MigrationRefusedError('the RAM channels were closed'));
   });
   readRamChannel(reader, memory, data.connection, data.channels, {
     claim: (channel) => post({ op: 'claim', channel }),
@@ -104,11 +104,7 @@ function runReceiver(): void {
       report();
       post({ op: 'ended', pass, bytes: reader.bytesRead });
     },
-  }).then(() => {
-    // The stream ended: nothing more comes, and this side never writes.
-    transport.destroy();
-    finish();
-  }, (e: unknown) => (over ? undefined : finish(e)));
+  }).then(() => finish(), (e: unknown) => finish(e));
 }
 
 if (data.role === 'send') runSender();

@@ -39,13 +39,19 @@ export function sendError(error: unknown, depth = 0): SentError {
   return { name: error.name, message: error.message, stack: error.stack, fields, ...(cause && { cause }) };
 }
 
-/** The error `sendError` described: an instance of its class where the class is known, else an Error. */
+/**
+ * The error `sendError` described: an instance of its class, fields and all, where the class is
+ * known; any other (a bug in the worker: a TypeError, say) is an InvariantError that names it.
+ */
 export function reviveError(sent: SentError): Error {
   const type = CLASSES[sent.name];
-  const error = (type ? Object.create(type.prototype) : new Error(sent.message)) as Error;
+  if (!type) {
+    const cause = sent.cause ? { cause: reviveError(sent.cause) } : undefined;
+    return new InvariantError(`${sent.name} in a RAM channel's worker thread: ${sent.message}`, cause);
+  }
+  const error = Object.create(type.prototype) as Error;
   Object.defineProperty(error, 'message', { value: sent.message, writable: true, configurable: true });
   if (sent.stack !== undefined) Object.defineProperty(error, 'stack', { value: sent.stack, writable: true, configurable: true });
-  if (!type && sent.name !== 'Error') Object.defineProperty(error, 'name', { value: sent.name, writable: true, configurable: true });
   Object.assign(error, sent.fields);
   if (sent.cause) Object.defineProperty(error, 'cause', { value: reviveError(sent.cause), writable: true, configurable: true });
   return error;
