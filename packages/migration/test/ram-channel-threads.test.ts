@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DirtyBitmap, GuestMemory, LinuxHost } from '@vmmkit/core';
 import {
-  connectMigration, listenMigration, MigrationChannelThreadError, MigrationRefusedError, MigrationStreamWriter, MigrationTimeoutError,
+  BandwidthPacer, connectMigration, listenMigration, MigrationChannelThreadError, MigrationRefusedError, MigrationStreamWriter, MigrationTimeoutError,
   RamChannelReceiver, ramChannelThreadsPossible, ThreadedRamChannelSender, type MigrationTransport,
 } from '../src/index.js';
 
@@ -113,6 +113,42 @@ describe('RAM channels in worker threads', { timeout: 30_000 }, () => {
     expect(openFds()).toBe(fds);
     source.free();
     destination.free();
+  });
+
+  it('keep a bandwidth limit: the owning thread deals the pages at the pacer\'s pace, 4 MiB at a time', async () => {
+    const fds = openFds();
+    const source = ram();
+    const destination = ram();
+    const [sources, destinations] = await sockets(2);
+    // A virtual clock: the pacer's sleeps advance it, so the test reads what was paced, not time.
+    let now = 0;
+    const paced: number[] = [];
+    const pacer = new BandwidthPacer(8 << 20, { now: () => now, sleep: async (ms) => void (now += ms) });
+    const pace = pacer.pace.bind(pacer);
+    pacer.pace = (bytes) => (paced.push(bytes), pace(bytes));
+    const sender = new ThreadedRamChannelSender(sources, { memory: source, pacer });
+    const receiver = new RamChannelReceiver(destinations, { memory: destination, threads: true });
+    const all = new DirtyBitmap(PAGES);
+    all.fill();
+    touch(source, 0, all, 3);
+    const sent = (async () => {
+      await sender.open();
+      await sender.send(source, 0, all);
+      await sender.sync(1);
+      await sender.end();
+    })();
+    await receiver.pass(1);
+    await receiver.end();
+    await sent;
+    await receiver.settled();
+    expect(same(source, destination)).toBe(true);
+    // 16 MiB in requests of at most 4 MiB, every byte paced: 2 s at 8 MiB/s on the virtual clock.
+    expect(paced.reduce((a, b) => a + b, 0)).toBe(PAGES * PAGE);
+    expect(Math.max(...paced)).toBeLessThanOrEqual(4 << 20);
+    expect(now).toBeGreaterThanOrEqual(1900);
+    source.free();
+    destination.free();
+    expect(openFds()).toBe(fds);
   });
 
   it.for([

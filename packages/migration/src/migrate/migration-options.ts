@@ -49,8 +49,8 @@ export interface MigrationOptions {
   /**
    * Run each RAM channel in a worker thread of its own, sharing guest RAM with it, so that the
    * channels' copies and checksums use more than one core. Default true; it applies where it can:
-   * RAM LinuxHost mapped and socket connections, without a bandwidth limit (whose pacer is one
-   * for all connections). Elsewhere, or with false, the channels run on this thread.
+   * RAM LinuxHost mapped and socket connections (a bandwidth limit is kept by dealing the pages
+   * to the workers at its pace). Elsewhere, or with false, the channels run on this thread.
    */
   readonly channelThreads?: boolean;
 }

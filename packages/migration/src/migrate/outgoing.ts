@@ -91,8 +91,8 @@ async function runOutgoing(vmm: Vmm, transport: MigrationTransport, channels: re
 /** The RAM channels: in worker threads where they can run there (see `channelThreads`), else on this thread. */
 function openChannels(vmm: Vmm, channels: readonly MigrationTransport[], options: MigrationOptions, pacer: BandwidthPacer | undefined): RamChannelsOut | undefined {
   if (channels.length === 0) return undefined;
-  if (options.channelThreads !== false && pacer === undefined && ramChannelThreadsPossible(vmm.memory, channels)) {
-    return new ThreadedRamChannelSender(channels, { memory: vmm.memory, checksums: options.integrity });
+  if (options.channelThreads !== false && ramChannelThreadsPossible(vmm.memory, channels)) {
+    return new ThreadedRamChannelSender(channels, { memory: vmm.memory, checksums: options.integrity, pacer });
   }
   return new RamChannelSender(channels.map((t) => new MigrationStreamWriter(t, { pacer, checksums: options.integrity })));
 }
