@@ -6,6 +6,7 @@ import { SimHost, simMachine } from '@vmmkit/sim';
 import { EDU, NIC_A, NIC_B } from '@vmmkit/sim/testing';
 import type { Vmm } from '@vmmkit/core';
 import { BUILTIN_COMMANDS, QmpServer } from '../src/index.js';
+import { descriptionOf } from '../src/commands/device-commands.js';
 import { TestClient, testVm } from './qmp-test-client.js';
 
 const O_RDWR = 2;
@@ -160,7 +161,10 @@ describe('objects and devices', () => {
     [{ driver: 'vfio-pci', host: NIC_A, bus: 'pci.7' }, 'GenericError', /Bus 'pci.7' not found/],
     [{ driver: 'vfio-pci', host: NIC_A, addr: '0x0' }, 'GenericError', /slot 0 .*host bridge/],
     [{ driver: 'vfio-pci', host: NIC_A, addr: 'zz' }, 'GenericError', /vfio-pci.addr.*zz/],
-    [{ driver: 'vfio-pci', host: { nested: 1 } }, 'GenericError', /'host'/],
+    // A structured value is its dotted options (QEMU's keyval), which vfio-pci does not have.
+    [{ driver: 'vfio-pci', host: { nested: 1 } }, 'GenericError', /unknown option 'host\.nested'/],
+    [{ driver: 'vfio-pci', host: [NIC_A] }, 'GenericError', /Invalid parameter type for 'host'/],
+    [{ driver: 'vfio-pci', host: NIC_A, x: { y: null } }, 'GenericError', /Invalid parameter type for 'x\.y'/],
     [{ host: NIC_A }, 'GenericError', /Parameter 'driver' is missing/],
   ])('device_add %j fails with %s naming what is wrong, and leaves nothing behind', async (args, errorClass, desc) => {
     const baseline = host.census();
@@ -168,6 +172,11 @@ describe('objects and devices', () => {
     expect(vmm.devices).toEqual([]);
     expect(host.census()).toEqual(baseline);
     expect(vmm.running).toBe(true);
+  });
+
+  it('passes structured properties on as they are (vfio-user-pci\'s socket object), as QEMU\'s device_add does', () => {
+    expect(descriptionOf({ driver: 'vfio-user-pci', id: 'vu0', socket: { path: '/run/nic.sock', type: 'unix' } }))
+      .toEqual({ driver: 'vfio-user-pci', id: 'vu0', socket: { path: '/run/nic.sock', type: 'unix' } });
   });
 
   it('refuses a duplicate id, an address in use, and unknown devices and objects with their classes', async () => {

@@ -2,6 +2,7 @@
 // registered (vfio-pci's host=, sysfsdev=, fd=, iommufd=, x-device-dirty-page-tracking=,
 // enable-migration=, ...), device_del, query-pci.
 
+import type { DescriptionValue } from '@vmmkit/core';
 import type { QmpArgs, QmpValue } from '../protocol/qmp-args.js';
 import type { QmpClientFds, QmpCommand } from '../protocol/qmp-command.js';
 import { genericError, QmpError } from '../protocol/qmp-error.js';
@@ -25,7 +26,7 @@ export const deviceAdd: QmpCommand = {
     const slot = addr === undefined ? undefined : server.pciSlots.check(addr, driver as string);
     const fdName = namedFd(props.fd, fds);
     const fd = fdName ? fds.named.get(fdName) : undefined;
-    const description = scalarProperties({ driver, ...props, ...(fd !== undefined && { fd }) });
+    const description = descriptionOf({ driver, ...props, ...(fd !== undefined && { fd }) });
     let device;
     try {
       device = await vmm.addDevice(description);
@@ -89,13 +90,22 @@ export function namedFd(value: QmpValue | undefined, fds: QmpClientFds): string 
   return value;
 }
 
-/** Properties as a vmmkit description: scalars only. */
-export function scalarProperties(args: QmpArgs): Record<string, string | number | boolean> {
-  const out: Record<string, string | number | boolean> = {};
-  for (const [key, value] of Object.entries(args)) {
-    if (value === null || typeof value === 'object') throw genericError(`Invalid parameter type for '${key}', expected: a string, number or boolean`);
-    out[key] = value;
-  }
+/**
+ * Properties as a vmmkit description: scalars, and objects of them for QEMU's structured
+ * properties (vfio-user-pci's `socket: { path, type }`), which the description spells as their
+ * dotted options. Arrays and null are no property's type.
+ */
+export function descriptionOf(args: QmpArgs): Record<string, DescriptionValue> {
+  const out: Record<string, DescriptionValue> = {};
+  for (const [key, value] of Object.entries(args)) out[key] = propertyValue(key, value);
+  return out;
+}
+
+function propertyValue(key: string, value: QmpValue): DescriptionValue {
+  if (value === null || Array.isArray(value)) throw genericError(`Invalid parameter type for '${key}', expected: a string, number, boolean or object`);
+  if (typeof value !== 'object') return value;
+  const out: Record<string, DescriptionValue> = {};
+  for (const [inner, v] of Object.entries(value)) out[inner] = propertyValue(`${key}.${inner}`, v);
   return out;
 }
 

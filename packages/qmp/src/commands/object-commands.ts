@@ -3,7 +3,7 @@
 
 import type { QmpCommand } from '../protocol/qmp-command.js';
 import { genericError } from '../protocol/qmp-error.js';
-import { checkId, namedFd, scalarProperties } from './device-commands.js';
+import { checkId, namedFd, descriptionOf } from './device-commands.js';
 import { inClientTerms } from './passed-fd-errors.js';
 
 export const objectAdd: QmpCommand = {
@@ -17,7 +17,7 @@ export const objectAdd: QmpCommand = {
     const fdName = namedFd(props.fd, fds);
     const fd = fdName ? fds.named.get(fdName) : undefined;
     try {
-      vmm.addObject(scalarProperties({ type, id, ...props, ...(fd !== undefined && { fd }) }));
+      vmm.addObject(descriptionOf({ type, id, ...props, ...(fd !== undefined && { fd }) }));
     } catch (e) {
       throw props.fd === undefined ? e : inClientTerms(e, { subject: `${String(type)} object '${String(id)}'`, fd: fd ?? Number(props.fd), fdName });
     }
