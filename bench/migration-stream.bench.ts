@@ -15,12 +15,12 @@ import { randomFillSync } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DirtyBitmap, GuestMemory, LinuxHost } from '@vmmkit/core';
 import {
   applyRamRecord, connectMigration, listenMigration, MigrationStreamReader, MigrationStreamWriter, RamChannelSender, sendDirtyPages,
-  ThroughputMeter, type MigrationTransport,
+  ThreadedRamChannelSender, ThroughputMeter, type MigrationTransport, type RamChannelsOut,
 } from '@vmmkit/migration';
 import { compareAsync, type Benchmark, type Row } from './harness.js';
 import { C_COMPILER, nativeProgram } from './native.js';
@@ -83,8 +83,11 @@ async function streamOnce(address: string, source: GuestMemory, destination: Gue
 class StreamPeer {
   readonly #child: ChildProcess = fork(new URL('./stream-peer.js', import.meta.url), { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
 
-  /** Ask for one stream at `address`; resolves with where to connect and the promise of its bytes. */
-  async receive(address: string, channels?: number): Promise<{ name: string; done: Promise<{ bytes: number; cpuMs: number }> }> {
+  /**
+   * Ask for one stream at `address`; resolves with where to connect, the promise of its bytes, and
+   * with channels the promise that the first pass arrived.
+   */
+  async receive(address: string, channels?: number, threads?: boolean): Promise<{ name: string; warm: Promise<void>; done: Promise<{ bytes: number; cpuMs: number }> }> {
     const replies: PeerReply[] = [];
     const waiters: ((r: PeerReply) => void)[] = [];
     const onMessage = (r: PeerReply): void => {
@@ -94,15 +97,20 @@ class StreamPeer {
     };
     const next = (): Promise<PeerReply> => new Promise((resolve) => (replies.length ? resolve(replies.shift()!) : waiters.push(resolve)));
     this.#child.on('message', onMessage);
-    this.#child.send({ address, size: SIZE, ...(channels && { channels }) } satisfies PeerRequest);
+    this.#child.send({ address, size: SIZE, ...(channels && { channels, threads }) } satisfies PeerRequest);
     const first = await next();
     if (!('listening' in first)) throw new Error(`stream peer: ${JSON.stringify(first)}`);
-    const done = next().then((r) => {
+    const warm = channels
+      ? next().then((r) => {
+        if (!('warm' in r)) throw new Error(`stream peer: ${JSON.stringify(r)}`);
+      })
+      : Promise.resolve();
+    const done = warm.then(next).then((r) => {
       this.#child.off('message', onMessage);
       if (!('done' in r)) throw new Error(`stream peer: ${JSON.stringify(r)}`);
       return { bytes: r.done, cpuMs: r.cpuMs };
     });
-    return { name: first.listening, done };
+    return { name: first.listening, warm, done };
   }
 
   stop(): void {
@@ -153,21 +161,33 @@ async function cPairOnce(program: string, kind: Kind, dir: string, n: number): P
   return Number(done.split(' ')[2]);
 }
 
-/** One pass of every dirty page of `source` over `channels` RAM channels to `peer`; returns the ms from connecting to the end. */
-async function channelsToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, channels: number): Promise<number> {
-  const { name, done } = await peer.receive(address, channels);
-  const t0 = performance.now();
+/**
+ * Every dirty page of `source` over `channels` RAM channels to `peer`, each end's channels on its
+ * main thread or in worker threads. A small first pass starts the channels (and their threads,
+ * which a migration starts once); returns the ms of the second, whole pass from its first page to
+ * the destination's end of stream, and the ms the start took (connections, threads, first pass).
+ */
+async function channelsToPeer(peer: StreamPeer, address: string, source: GuestMemory, dirty: DirtyBitmap, channels: number, threads: boolean): Promise<{ ms: number; startMs: number }> {
+  const { name, warm, done } = await peer.receive(address, channels, threads);
+  const started = performance.now();
   const transports: MigrationTransport[] = [];
   for (let i = 0; i < channels; i++) transports.push(await connectMigration(name));
-  const sender = new RamChannelSender(transports.map((t) => new MigrationStreamWriter(t)));
+  const sender: RamChannelsOut = threads ? new ThreadedRamChannelSender(transports, { memory: source }) : new RamChannelSender(transports.map((t) => new MigrationStreamWriter(t)));
   await sender.open();
-  await sender.send(source, 0, dirty);
+  const first = new DirtyBitmap(dirty.pages);
+  first.setRange(0, 256 * channels);
+  await sender.send(source, 0, first);
   await sender.sync(1);
+  await warm;
+  const t0 = performance.now();
+  await sender.send(source, 0, dirty);
+  await sender.sync(2);
   await sender.end();
   await done;
   const ms = performance.now() - t0;
+  await sender.settled();
   for (const t of transports) t.destroy();
-  return ms;
+  return { ms, startMs: t0 - started };
 }
 
 const medianOf = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -304,22 +324,27 @@ export const twoProcessIntegrityBenchmark: Benchmark = {
           } else {
             rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: NaN, baseline: pairBaseline, skipped: program.missing });
           }
-          // N RAM channels against one stream, each end in its own process. Every channel runs on
-          // its process's one thread (no worker threads yet), on a machine of 2 cores that both
-          // ends share: more sockets, not more cores.
-          for (const channels of [2, 4]) {
+          // N RAM channels against one stream, each end in its own process: the channels on each
+          // end's main thread, or each in a worker thread of its own (guest RAM shared). This
+          // machine has 2 cores for both ends: see the note of each row.
+          for (const [channels, threads] of [[2, false], [1, true], [2, true], [4, true]] as const) {
             const one: number[] = [];
             const many: number[] = [];
+            const starts: number[] = [];
             const scratch: TrialCpu[] = [];
-            await channelsToPeer(peer, addressOf(kind, dir, n++), random, dirty, channels);
+            await channelsToPeer(peer, addressOf(kind, dir, n++), random, dirty, channels, threads);
             for (let t = 0; t < 7; t++) {
               one.push(await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch));
-              many.push(await channelsToPeer(peer, addressOf(kind, dir, n++), random, dirty, channels));
+              const trial = await channelsToPeer(peer, addressOf(kind, dir, n++), random, dirty, channels, threads);
+              many.push(trial.ms);
+              starts.push(trial.startMs);
             }
             const [oneMs, manyMs] = [medianOf(one), medianOf(many)];
             rows.push({
-              benchmark: pairBench, case: `${over}: ${channels} RAM channels`, ratio: oneMs / manyMs, baseline: 'one stream',
-              note: `${rate(manyMs)} against ${rate(oneMs)}; one thread per end, 2 cores in all`,
+              benchmark: pairBench, case: `${over}: ${channels} RAM channel${channels > 1 ? 's' : ''}, ${threads ? 'a worker thread each' : 'on the main thread'}`,
+              ratio: oneMs / manyMs, baseline: 'one stream',
+              note: `${rate(manyMs)} against ${rate(oneMs)}; ${threads ? `${channels + 1} threads per end` : 'one thread per end'}, ${availableParallelism()} cores in all; `
+                + `starting the channels (once per migration, not counted) took ${medianOf(starts).toFixed(0)} ms`,
             });
           }
           const cpu: Record<'with' | 'without', TrialCpu[]> = { with: [], without: [] };

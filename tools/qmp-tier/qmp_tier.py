@@ -9,8 +9,9 @@ PCI devices, creates an iommufd object and hot-adds a vfio-pci NIC through it on
      and that destination exits (migrate-incoming's exit-on-error);
   3. migrates to the destination, polling query-migrate and listening for events until
      `completed`: the destination runs, the source is stopped (postmigrate).
-Descriptors are passed with SCM_RIGHTS (send_fd_scm) for getfd / closefd, device_add fd=NAME and
-add-fd / query-fdsets / remove-fd, and the VM process is seen to close each one (/proc/PID/fd).
+Descriptors are passed with SCM_RIGHTS (send_fd_scm) for getfd / closefd, device_add fd=NAME,
+object-add iommufd fd=NAME and add-fd / query-fdsets / remove-fd, and the VM process is seen to
+close each one (/proc/PID/fd). A device added without id is known by its QOM path.
 A client that sends garbage is dropped while the others carry on. Every step checks QEMU's
 result shapes; the first failed check stops the tier with a non-zero status.
 """
@@ -26,6 +27,7 @@ from qemu.qmp import EventListener, ExecuteError, QMPClient
 
 VMMKIT = os.environ["VMMKIT_BIN"]
 NIC = "0000:00:05.0"
+EDU = "0000:00:03.0"
 RAM = "64M"
 EVENTS = ("MIGRATION", "MIGRATION_PASS", "STOP", "RESUME", "VFIO_MIGRATION", "DEVICE_DELETED", "SHUTDOWN")
 
@@ -154,6 +156,18 @@ async def hot_add(src, dst):
     check(set(devices[0]["id"]) >= {"vendor", "device"} and "class" in devices[0]["class_info"],
           "its ids and class are QEMU-shaped")
     check(len(devices[0]["regions"]) > 0, "with its BARs")
+    check(isinstance(devices[0]["irq_pin"], int), "irq_pin is there, as QEMU 11.1's PciDeviceInfo has it")
+
+
+async def anonymous_device(vm):
+    """A device added without id is known by its QOM path only, as in QEMU."""
+    await vm.run("device_add", {"driver": "vfio-pci", "host": EDU})
+    anonymous = [d for d in (await vm.run("query-pci"))[0]["devices"] if d["qdev_id"] == ""]
+    check(len(anonymous) == 1, "query-pci lists a device added without id with an empty qdev_id")
+    path = "/machine/peripheral-anon/device[0]"
+    await vm.run("device_del", {"id": path})
+    deleted = await vm.event("DEVICE_DELETED")
+    check(deleted["data"] == {"path": path}, f"DEVICE_DELETED names it by path only: {deleted['data']}")
 
 
 def held_by(vm, target):
@@ -177,8 +191,13 @@ async def passed_fds(vm):
         await vm.run("getfd", {"fdname": "pipe0"})
         check(held_by(vm, target) == 1, "getfd: the VM holds the passed pipe")
         cls, desc = await vm.error("device_add", {"driver": "vfio-pci", "id": "nic1", "fd": "pipe0", "iommufd": "iommufd0"})
-        check(cls == "GenericError" and target in desc and "not a VFIO device cdev" in desc,
-              f"device_add fd=pipe0 checks the passed descriptor: {desc}")
+        check(cls == "GenericError" and target in desc and "not a VFIO device cdev" in desc
+              and "'nic1'" in desc and "fd=pipe0" in desc and "VFIO_FD" not in desc,
+              f"device_add fd=pipe0 checks the passed descriptor, naming the id and fd=: {desc}")
+        cls, desc = await vm.error("object-add", {"qom-type": "iommufd", "id": "iommufd9", "fd": "pipe0"})
+        check(cls == "GenericError" and "'iommufd9'" in desc and "fd=pipe0" in desc and "not /dev/iommu" in desc,
+              f"object-add iommufd fd=pipe0 checks the passed descriptor is /dev/iommu: {desc}")
+        check(held_by(vm, target) == 1, "refused, the descriptor stays named by the client")
         await vm.run("closefd", {"fdname": "pipe0"})
         check(held_by(vm, target) == 0, "closefd closes it in the VM")
         cls, desc = await vm.error("closefd", {"fdname": "pipe0"})
@@ -258,6 +277,8 @@ async def completed_migration(src, dst, tmp):
     await dst.run("migrate-incoming", {"channels": [
         {"channel-type": "main", "addr": {"transport": "socket", "type": "unix", "path": path}}]})
     await src.run("migrate-set-parameters", {"downtime-limit": 300, "max-bandwidth": 0})
+    check(await dst.run("query-migrate") == {"status": "setup", "socket-address": [{"type": "unix", "path": path}]},
+          "the destination's query-migrate is QEMU's: status and where it listens")
     await src.run("migrate", {"uri": f"unix:{path}"})
     polled = []
     while True:
@@ -277,6 +298,7 @@ async def completed_migration(src, dst, tmp):
     await dst.event("MIGRATION", lambda d: d["status"] == "completed")
     await dst.event("RESUME")
     check(await status(dst) == {"running": True, "status": "running"}, "the destination runs")
+    check(await dst.run("query-migrate") == {"status": "completed"}, "the destination reports completed, no numbers (as QEMU)")
     check(await status(src) == {"running": False, "status": "postmigrate"}, "the source stopped (postmigrate)")
     print(f"# MIGRATION_PASS events after completion: {len(passes)}", flush=True)
 
@@ -291,6 +313,7 @@ async def main():
                 await enable_events(vm)
             await negotiate_and_query(src, dst)
             await hot_add(src, dst)
+            await anonymous_device(src)
             await passed_fds(src)
             await garbage_client(src)
             await cancelled_migration(src, dst, tmp)

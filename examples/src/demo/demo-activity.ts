@@ -7,8 +7,8 @@ import { formatBytes, formatCount } from '../report/format.js';
 
 /** The guest at work on the source. */
 export interface DemoActivity {
-  /** Start the guest's work. */
-  start(): void;
+  /** Start the guest's work (its drivers set the NICs up first). */
+  start(): Promise<void>;
   /** Stop it (the source is paused after the migration; nothing changes while both ends are compared). */
   stop(): void;
   /** The RAM the guest writes to: what the first precopy pass must send at least. */

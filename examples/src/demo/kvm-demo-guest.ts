@@ -89,7 +89,7 @@ export function kvmActivity(vmm: Vmm, accel: KvmAccel, sim: SimHost): DemoActivi
   const g = DEMO_KVM_GUEST;
   return {
     reports,
-    start() {
+    async start() {
       vmm.memory.view(ENTRY, NIC_RING_GUEST.byteLength).set(NIC_RING_GUEST);
       vmm.memory.view(PARAMS, NIC_RING_PARAMS_SIZE).set(nicRingParamBlock(g));
       enterFlatProtectedMode(vmm.host, accel.vcpus[0]!.fd, ENTRY, { rbx: PARAMS, rsp: STACK });

@@ -88,7 +88,7 @@ async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, 
       : 'vmmkit demo: live migration of a VM with two assigned NICs, between two VMMs on simulated hosts\n'}`);
     const plugins = [...(pair.kvm ? ['accel-kvm'] : []), ...allPlugins().map((p) => p.name)];
     say(`${introText(pair, plan, plugins)}\n${planText(plan, names)}\n`);
-    pair.activity.start();
+    await pair.activity.start();
     await sleep(WARM_UP_MS);
     say(`Migrating to the destination VMM (incoming), downtime limit ${options.downtimeLimitMs} ms, `
       + `max bandwidth ${options.maxBandwidthMiBs} MiB/s, at most ${options.maxIterations} precopy iterations\n`);

@@ -20,7 +20,7 @@ describe.skipIf(kvmMissing)('the nic-ring guest on KVM', () => {
       expect(reports.hello).toEqual([NIC_GUEST.seed]);
       // The guest's config cycles placed the BARs; the host bridge decodes them.
       expect(accel.pciHost!.windows.windows.map((w) => [w.bar, w.space, w.start])).toEqual([[0, 'mem', 0xe000_0000n], [2, 'mem', 0xe010_0000n]]);
-      expect(nic.configRead(0x04, 2) & 0x6).toBe(0x6);
+      expect((await nic.configRead(0x04, 2)) & 0x6).toBe(0x6);
       vmm.pause('check');
       await accel.pauseVcpus();
       // What the guest checked is in the ring in its RAM, as the nic sent it.

@@ -6,3 +6,4 @@ export * from './iommufd-container.js';
 export * from './iommufd-host-iommu-device.js';
 export * from './iommufd-iommu-backend.js';
 export * from './iommufd-object-type.js';
+export * from './passed-iommu-fd.js';

@@ -5,7 +5,7 @@ import { setBusMaster, VfioDevice } from '@vmmkit/core';
 import { O_RDWR } from '@vmmkit/core/uapi';
 import { contractMemory } from '@vmmkit/core/testing';
 import { SimHost } from '@vmmkit/sim';
-import { IommufdObject, IommufdIommuBackend, type IommufdContainer } from '../src/index.js';
+import { IommufdObject, IommufdIommuBackend, iommufdObjectType, type IommufdContainer } from '../src/index.js';
 
 const MDEV = '83b8f4f2-509f-382f-3c1e-e6bfe0fa1001';
 
@@ -67,6 +67,18 @@ describe('iommufd backend', () => {
     await cls.detachDevice(mdev);
     expect(c.iommuDirtyTrackingSupported).toBe(true);
     await cls.detachDevice(pci);
+  });
+
+  it('checks a passed fd is /dev/iommu when the object is created, naming the object and what the fd is', async () => {
+    const { host } = await setup();
+    const create = (fd: number) => iommufdObjectType.create({ id: 'io1', fd }, { host } as never);
+    const iommuFd = host.open('/dev/iommu', O_RDWR);
+    expect((create(iommuFd) as IommufdObject).fd).toBe(iommuFd);
+    const other = host.eventfd(0, 0);
+    expect(() => create(other)).toThrow(expect.objectContaining({ option: 'fd', message: expect.stringMatching(/^iommufd object 'io1': fd=\d+ is anon_inode:\[file\], not \/dev\/iommu$/) }));
+    host.close(other);
+    expect(() => create(other)).toThrow(`iommufd object 'io1': fd=${other} is not an open file descriptor (ENOENT)`);
+    host.close(iommuFd);
   });
 
   it('says which iommufd object is missing when a device names none', async () => {

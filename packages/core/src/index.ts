@@ -7,6 +7,7 @@ export * from './host/errno.js';
 export * from './host/host-error.js';
 export * from './host/host-kernel.js';
 export * from './host/linux-host.js';
+export * from './host/process-memory.js';
 export * from './host/unix-socket.js';
 export * from './host/unix-stream.js';
 export * from './memory/dirty-bitmap.js';

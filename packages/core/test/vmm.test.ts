@@ -158,6 +158,18 @@ describe.skipIf(!onLinux)('Vmm', () => {
     await expect(vmm.addDevice('vfio-fake,host=00:04.0')).rejects.toThrow("VMM 'vm' is closed");
   });
 
+  it('knows which device ids it made up (a description without id=)', async () => {
+    const { vmm } = await setup();
+    const anonymous = await vmm.addDevice('vfio-fake,host=00:04.0');
+    await vmm.addDevice('vfio-fake,host=00:05.0,id=named');
+    expect(vmm.hasGeneratedId(anonymous.id)).toBe(true);
+    expect(vmm.hasGeneratedId('named')).toBe(false);
+    expect(vmm.hasGeneratedId('nothing')).toBe(false);
+    await vmm.removeDevice(anonymous.id);
+    expect(vmm.hasGeneratedId(anonymous.id)).toBe(false);
+    await vmm.close();
+  });
+
   it('refuses a plugin given twice', async () => {
     await expect(Vmm.create({ host, plugins: [widgetPlugin([]), widgetPlugin([])] })).rejects.toThrow("plugin 'widgets' is given twice");
   });

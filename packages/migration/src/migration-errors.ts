@@ -148,3 +148,22 @@ export class MigrationTimeoutError extends VmmError {
     super(`migration transport ${transport}: no bytes for ${Math.round(waitedMs)} ms (idle timeout ${timeoutMs} ms) at stream offset ${offset}${inside}`);
   }
 }
+
+/**
+ * The worker thread that ran a RAM channel failed on its own (an uncaught error, an exit it did
+ * not announce, or it could not start), e.g.
+ * `RAM channel connection 1 (tcp:127.0.0.1:4444): its worker thread exited with code 1`.
+ */
+export class MigrationChannelThreadError extends VmmError {
+  override readonly name = 'MigrationChannelThreadError';
+  readonly code = 'MIGRATION_CHANNEL_THREAD';
+
+  /**
+   * @param connection which channel connection (in the order given or accepted).
+   * @param transport the connection's name.
+   * @param detail what became of the thread.
+   */
+  constructor(readonly connection: number, readonly transport: string, detail: string, options?: ErrorOptions) {
+    super(`RAM channel connection ${connection} (${transport}): its worker thread ${detail}`, options);
+  }
+}

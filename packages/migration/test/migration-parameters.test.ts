@@ -1,6 +1,7 @@
 // The VM's migration parameters (QEMU's migrate-set-parameters): checked all at once, used by a
 // migration whose options say nothing, overridden by options that do, and the downtime limit
-// read again at every precopy decision, so that a change during a migration applies to it.
+// read again at every precopy decision and the bandwidth limit while it sends, so that a change
+// during a migration applies to it.
 
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ConfigError, Vmm } from '@vmmkit/core';
@@ -76,4 +77,19 @@ describe('a migration and the parameters', () => {
     expect(result.converged).toBe(true);
     expect(result.iterations).toBe(2);
   });
+
+  it('reads the bandwidth limit while it sends: lifting it mid-migration lets a crawling one finish', async () => {
+    // 4 MiB the stream cannot skip as zero pages: at 16 KiB/s they would take over four minutes.
+    const ram = new Uint8Array(4 << 20).map((_, i) => (i * 7 + 1) & 0xff);
+    source.memory.write(0n, ram);
+    const p = migrationParameters(source);
+    p.set({ maxBandwidth: 16 << 10 });
+    source.events.once('migration:iteration', () => {
+      // The pacer is holding the first pass back by then; lifting the limit lets it go.
+      setTimeout(() => p.set({ maxBandwidth: undefined }), 200);
+    });
+    const result = await migrate(source, destination);
+    expect(result.bytesSent).toBeGreaterThan(4 << 20);
+    expect(p.values.maxBandwidth).toBeUndefined();
+  }, 30_000);
 });

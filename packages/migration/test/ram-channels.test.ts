@@ -197,7 +197,7 @@ describe('RAM channels', () => {
     const corrupt: number[] = [];
     const receiver = new RamChannelReceiver([destinations[0]!, into], {
       memory: destination,
-      onRecord: (r) => void corrupt.push(...(r.name === 'RAM_PAGES' ? r.corruptPages : [])),
+      onRecord: (r) => void corrupt.push(...(r.corruptPages ?? [])),
     });
     const sent = (async () => {
       await sender.open();

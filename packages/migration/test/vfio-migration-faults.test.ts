@@ -29,7 +29,7 @@ function failure(act: () => void): VfioError {
 /** A complete device-state stream from a source nic that received some traffic. */
 async function sourceStream(backend: Backend): Promise<Uint8Array> {
   const src = await rig(backend);
-  startTraffic(src.nic);
+  await startTraffic(src.nic);
   src.host.advance(15);
   src.mig.switchover();
   const stream = concat(drain(src.mig).chunks);
@@ -46,14 +46,14 @@ interface Change {
   /** Where a refused change is recovered to; 'reset' for set_state_or_reset changes. */
   readonly recover: string;
   /** Bring the device to where the change starts (with the nic's ring programmed). */
-  before(r: Rig, stream: Uint8Array): void;
+  before(r: Rig, stream: Uint8Array): void | Promise<void>;
   act(m: VfioMigration): void;
   /** Which VFIO_DEVICE_FEATURE call of `act` is the state change (start() makes two). */
   readonly nth?: number;
 }
 
-const precopying = (r: Rig) => {
-  startTraffic(r.nic);
+const precopying = async (r: Rig) => {
+  await startTraffic(r.nic);
   r.mig.saveSetup();
   drain(r.mig);
 };
@@ -63,20 +63,20 @@ const resuming = (r: Rig, stream: Uint8Array) => {
 };
 
 const CHANGES: readonly Change[] = [
-  { name: 'saveSetup', flags: FLAGS.full, target: 'PRE_COPY', recover: 'RUNNING', before: (r) => startTraffic(r.nic), act: (m) => m.saveSetup() },
+  { name: 'saveSetup', flags: FLAGS.full, target: 'PRE_COPY', recover: 'RUNNING', before: async (r) => startTraffic(r.nic), act: (m) => m.saveSetup() },
   { name: 'prepareSwitchover in PRE_COPY', flags: FLAGS.full, target: 'PRE_COPY_P2P', recover: 'reset', before: precopying, act: (m) => m.prepareSwitchover() },
-  { name: 'prepareSwitchover in RUNNING', flags: FLAGS.noPrecopy, target: 'RUNNING_P2P', recover: 'reset', before: (r) => startTraffic(r.nic), act: (m) => m.prepareSwitchover() },
+  { name: 'prepareSwitchover in RUNNING', flags: FLAGS.noPrecopy, target: 'RUNNING_P2P', recover: 'reset', before: async (r) => startTraffic(r.nic), act: (m) => m.prepareSwitchover() },
   {
     name: 'switchover from PRE_COPY_P2P', flags: FLAGS.full, target: 'STOP_COPY', recover: 'STOP',
-    before: (r) => { precopying(r); r.mig.prepareSwitchover(); }, act: (m) => m.switchover(),
+    before: async (r) => { await precopying(r); r.mig.prepareSwitchover(); }, act: (m) => m.switchover(),
   },
   { name: 'switchover from PRE_COPY', flags: FLAGS.noP2p, target: 'STOP_COPY', recover: 'STOP', before: precopying, act: (m) => m.switchover() },
-  { name: 'switchover from RUNNING', flags: FLAGS.stopCopyOnly, target: 'STOP_COPY', recover: 'STOP', before: (r) => startTraffic(r.nic), act: (m) => m.switchover() },
+  { name: 'switchover from RUNNING', flags: FLAGS.stopCopyOnly, target: 'STOP_COPY', recover: 'STOP', before: async (r) => startTraffic(r.nic), act: (m) => m.switchover() },
   {
     name: 'resumeRunning from STOP_COPY', flags: FLAGS.full, target: 'RUNNING', recover: 'reset',
-    before: (r) => { startTraffic(r.nic); r.mig.switchover(); }, act: (m) => m.resumeRunning(),
+    before: async (r) => { await startTraffic(r.nic); r.mig.switchover(); }, act: (m) => m.resumeRunning(),
   },
-  { name: 'loadSetup', flags: FLAGS.full, target: 'RESUMING', recover: 'reset', before: (r) => startTraffic(r.nic), act: (m) => m.loadSetup() },
+  { name: 'loadSetup', flags: FLAGS.full, target: 'RESUMING', recover: 'reset', before: async (r) => startTraffic(r.nic), act: (m) => m.loadSetup() },
   { name: 'start, leaving RESUMING', flags: FLAGS.full, target: 'RUNNING_P2P', recover: 'reset', before: resuming, act: (m) => m.start() },
   { name: 'start, after the state loaded', flags: FLAGS.full, target: 'RUNNING', recover: 'reset', before: resuming, act: (m) => m.start(), nth: 2 },
   { name: 'start without P2P', flags: FLAGS.noP2p, target: 'RUNNING', recover: 'reset', before: resuming, act: (m) => m.start() },
@@ -88,7 +88,7 @@ describe.for(BACKENDS)('VfioMigration failures on the %s backend', (backend) => 
     it.for(attempts)('with faults on state changes %j: recovers or resets, and leaks nothing', async (faults) => {
       const stream = await sourceStream(backend);
       const r = await rig(backend, { flags: change.flags });
-      change.before(r, stream);
+      await change.before(r, stream);
       const nth = change.nth ?? 1;
       for (const n of faults) r.host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'EIO', nth: nth + n - 1 });
       const e = failure(() => change.act(r.mig));
@@ -101,11 +101,11 @@ describe.for(BACKENDS)('VfioMigration failures on the %s backend', (backend) => 
       if (recovered) {
         expect(migStateName(r.mig.state)).toBe(change.recover);
         expect(e.message).toContain(`put back in ${change.recover}`);
-        expect(ringProgrammed(r.nic)).toBe(true); // no reset
+        expect(await ringProgrammed(r.nic)).toBe(true); // no reset
       } else {
         expect(r.mig.state).toBe(RUNNING);
         expect(e.message).toContain('reset to RUNNING');
-        expect(ringProgrammed(r.nic)).toBe(false); // the reset cleared the nic
+        expect(await ringProgrammed(r.nic)).toBe(false); // the reset cleared the nic
         expect(r.changes.at(-1) ?? 'RUNNING').toMatch(/RUNNING$/); // no event when it was RUNNING already
       }
       if (change.nth === undefined && change.name.startsWith('start')) expect(e.message).toContain('the device state did not load');
@@ -142,14 +142,14 @@ describe.for(BACKENDS)('corrupt streams on the %s backend', (backend) => {
   it.for(corruptions)('refuses %s at start(): the device is reset and nothing leaks', async ([, corrupt]) => {
     const stream = corrupt(await sourceStream(backend));
     const r = await rig(backend);
-    startTraffic(r.nic);
+    await startTraffic(r.nic);
     r.mig.loadSetup();
     r.mig.writeChunk(stream);
     const e = failure(() => r.mig.start());
     expect(e.message).toMatch(/^0000:00:05\.0: failed to start the device: the device state did not load: .*reset to RUNNING/);
     expect(e.errno).toBe('EINVAL'); // what the kernel said when it could not load the state
     expect([r.mig.state, r.mig.dataFd]).toEqual([RUNNING, -1]);
-    expect(ringProgrammed(r.nic)).toBe(false);
+    expect(await ringProgrammed(r.nic)).toBe(false);
     expect(r.changes).toEqual(['RUNNING>RESUMING', 'RESUMING>RUNNING']);
     await r.close();
   });

@@ -20,6 +20,7 @@ import { listenUnix, type QmpListener, type QmpSocketOptions } from './qmp-socke
 import { FdSets } from './state/fd-sets.js';
 import { MigrationState } from './state/migration-state.js';
 import { PciSlots } from './state/pci-slots.js';
+import { QomPaths } from './state/qom-paths.js';
 import { RunStateTracker } from './state/run-state.js';
 
 /** How a QMP server is set up. */
@@ -51,6 +52,7 @@ export class QmpServer {
   readonly runState: RunStateTracker;
   readonly migration: MigrationState;
   readonly pciSlots: PciSlots;
+  readonly qomPaths: QomPaths;
   readonly fdSets: FdSets;
   readonly #commands = new Map<string, QmpCommand>();
   readonly #sessions = new Set<QmpSession>();
@@ -69,9 +71,10 @@ export class QmpServer {
     const emit = this.emit.bind(this);
     this.runState = new RunStateTracker(vmm, options.incoming !== undefined);
     this.migration = new MigrationState(vmm, emit);
-    this.pciSlots = new PciSlots(vmm);
+    this.qomPaths = new QomPaths(vmm, (gone) => emit('DEVICE_DELETED', { ...gone }));
+    this.pciSlots = new PciSlots(vmm, this.qomPaths);
     this.fdSets = new FdSets((fd) => this.closeFd(fd));
-    this.#unforward = forwardVmmEvents(vmm, emit);
+    this.#unforward = forwardVmmEvents(vmm, emit, this.qomPaths);
   }
 
   /** How the VM was created to wait for an incoming migration, if it was. */
@@ -166,6 +169,7 @@ export class QmpServer {
     this.#unforward();
     this.runState.dispose();
     this.pciSlots.dispose();
+    this.qomPaths.dispose();
     this.fdSets.clear();
     for (const id of [...this.#objectFds.keys()]) {
       try {

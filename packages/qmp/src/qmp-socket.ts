@@ -5,7 +5,7 @@
 
 import { existsSync, lstatSync, unlinkSync } from 'node:fs';
 import { closeReceivedFds, ConfigError, HostError, UnixStreamListener, type UnixStream } from '@vmmkit/core';
-import type { QmpPeer, QmpSession } from './protocol/qmp-session.js';
+import type { QmpPeer, QmpSession, ReceivedFd } from './protocol/qmp-session.js';
 
 /** The most output a client may leave unread before it is dropped, unless told otherwise. */
 export const MAX_UNREAD_BYTES = 16 << 20;
@@ -86,17 +86,18 @@ function serve(stream: UnixStream, connect: (peer: QmpPeer) => QmpSession, maxUn
   });
 }
 
-/** The received fds as the VM's host's; one that cannot be adopted was closed by `adoptFd` and is left out. */
-function adoptAll(fds: readonly number[], adoptFd: (fd: number) => number): number[] {
-  const adopted: number[] = [];
-  for (const fd of fds) {
+/**
+ * The received fds as the VM's host's; one that cannot be adopted was closed by `adoptFd`, and
+ * stays in its place as refused, with why, for the command that wanted it to report.
+ */
+function adoptAll(fds: readonly number[], adoptFd: (fd: number) => number): ReceivedFd[] {
+  return fds.map((fd) => {
     try {
-      adopted.push(adoptFd(fd));
-    } catch {
-      // adoptFd closed it; the command that wanted it reports none supplied.
+      return adoptFd(fd);
+    } catch (e) {
+      return { refused: fd, why: e instanceof Error ? e.message : String(e) };
     }
-  }
-  return adopted;
+  });
 }
 
 function closeAll(fds: readonly number[]): number[] {

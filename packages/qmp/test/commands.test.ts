@@ -6,6 +6,7 @@ import { SimHost, simMachine } from '@vmmkit/sim';
 import { EDU, NIC_A, NIC_B } from '@vmmkit/sim/testing';
 import type { Vmm } from '@vmmkit/core';
 import { BUILTIN_COMMANDS, QmpServer } from '../src/index.js';
+import { descriptionOf } from '../src/commands/device-commands.js';
 import { TestClient, testVm } from './qmp-test-client.js';
 
 const O_RDWR = 2;
@@ -93,7 +94,12 @@ describe('objects and devices', () => {
     expect(bus.devices.map((d: { qdev_id: string; slot: number }) => [d.qdev_id, d.slot])).toEqual([['edu0', 1], ['nic0', 5]]);
     const nic = bus.devices[1];
     expect(nic).toMatchObject({ bus: 0, function: 0, id: { vendor: expect.any(Number), device: expect.any(Number) }, class_info: { class: expect.any(Number) } });
-    expect(nic.id.vendor).toBe(vmm.device('nic0') && (vmm.device('nic0') as unknown as { configRead(o: number, s: 2): number }).configRead(0, 2));
+    expect(nic.id.vendor).toBe(vmm.device('nic0') && (await (vmm.device('nic0') as unknown as { configRead(o: number, s: 2): Promise<number> }).configRead(0, 2)));
+    // irq_pin is mandatory in QEMU 11.1's PciDeviceInfo; irq comes with a pin only.
+    for (const d of bus.devices) {
+      expect(d.irq_pin, d.qdev_id).toEqual(expect.any(Number));
+      expect('irq' in d, d.qdev_id).toBe(d.irq_pin !== 0);
+    }
     expect(nic.regions.length).toBeGreaterThan(0);
     expect(nic.regions[0]).toMatchObject({ bar: expect.any(Number), type: expect.stringMatching(/io|memory/), size: expect.any(Number) });
 
@@ -105,6 +111,47 @@ describe('objects and devices', () => {
     expect((await c.ok('query-pci'))[0].devices.map((d: { qdev_id: string }) => d.qdev_id)).toEqual(['edu0']);
   });
 
+  it('a device added without id is anonymous: known by its QOM path, in query-pci, device_del and DEVICE_DELETED', async () => {
+    await c.ok('device_add', { driver: 'vfio-pci', host: NIC_A });
+    await c.ok('device_add', { driver: 'vfio-pci', host: NIC_B, id: 'nic1' });
+    await c.ok('device_add', { driver: 'vfio-pci', host: EDU });
+    const listed = async (): Promise<[string, number][]> => (await c.ok('query-pci'))[0].devices.map((d: { qdev_id: string; slot: number }) => [d.qdev_id, d.slot]);
+    // QEMU gives an anonymous device an empty qdev_id.
+    expect(await listed()).toEqual([['', 1], ['nic1', 2], ['', 3]]);
+    // The id vmmkit made up is not the client's: only the path names the device.
+    const generated = vmm.devices.find((d) => d.name === NIC_A)!.id;
+    expect(await c.err('device_del', { id: generated })).toEqual({ class: 'DeviceNotFound', desc: `Device '${generated}' not found` });
+    expect(await c.err('device_del', { id: '/machine/peripheral-anon/device[7]' })).toEqual({ class: 'DeviceNotFound', desc: "Device '/machine/peripheral-anon/device[7]' not found" });
+    expect(await c.err('device_add', { driver: 'vfio-pci', host: NIC_A, addr: '1' })).toMatchObject({ desc: 'PCI: slot 1 function 0 not available for vfio-pci, in use by vfio-pci /machine/peripheral-anon/device[0]' });
+
+    await c.ok('device_del', { id: '/machine/peripheral-anon/device[0]' });
+    expect((await c.event('DEVICE_DELETED')).data).toEqual({ path: '/machine/peripheral-anon/device[0]' });
+    expect(vmm.devices.some((d) => d.name === NIC_A)).toBe(false);
+    // A named device by its path too; its DEVICE_DELETED has both.
+    await c.ok('device_del', { id: '/machine/peripheral/nic1' });
+    expect((await c.event('DEVICE_DELETED', (d) => d.device === 'nic1')).data).toEqual({ device: 'nic1', path: '/machine/peripheral/nic1' });
+    // The lowest free N is taken again, as QEMU's device[*].
+    await c.ok('device_add', { driver: 'vfio-pci', host: NIC_A });
+    await c.ok('device_del', { id: '/machine/peripheral-anon/device[1]' });
+    expect(c.events.filter((e) => e.event === 'DEVICE_DELETED').at(-1)!.data).toEqual({ path: '/machine/peripheral-anon/device[1]' });
+    await c.ok('device_del', { id: '/machine/peripheral-anon/device[0]' });
+    expect(vmm.devices).toEqual([]);
+  });
+
+  it('devices the VMM had before the server started keep QEMU\'s names: anonymous ones by path in order', async () => {
+    await server.close();
+    await vmm.addDevice(`vfio-pci,host=${NIC_A}`);
+    await vmm.addDevice(`vfio-pci,host=${NIC_B},id=nic1`);
+    await vmm.addDevice(`vfio-pci,host=${EDU}`);
+    server = new QmpServer(vmm);
+    c = await TestClient.negotiated(server);
+    await c.ok('device_del', { id: '/machine/peripheral-anon/device[1]' });
+    expect((await c.event('DEVICE_DELETED')).data).toEqual({ path: '/machine/peripheral-anon/device[1]' });
+    expect(vmm.devices.map((d) => d.name)).toEqual([NIC_A, NIC_B]);
+    await c.ok('device_del', { id: 'nic1' });
+    await c.ok('device_del', { id: '/machine/peripheral-anon/device[0]' });
+  });
+
   it.each([
     [{ driver: 'nope' }, 'GenericError', /unknown device driver 'nope'/],
     [{ driver: 'vfio-pci', host: NIC_A, colour: 'red' }, 'GenericError', /colour/],
@@ -114,7 +161,10 @@ describe('objects and devices', () => {
     [{ driver: 'vfio-pci', host: NIC_A, bus: 'pci.7' }, 'GenericError', /Bus 'pci.7' not found/],
     [{ driver: 'vfio-pci', host: NIC_A, addr: '0x0' }, 'GenericError', /slot 0 .*host bridge/],
     [{ driver: 'vfio-pci', host: NIC_A, addr: 'zz' }, 'GenericError', /vfio-pci.addr.*zz/],
-    [{ driver: 'vfio-pci', host: { nested: 1 } }, 'GenericError', /'host'/],
+    // A structured value is its dotted options (QEMU's keyval), which vfio-pci does not have.
+    [{ driver: 'vfio-pci', host: { nested: 1 } }, 'GenericError', /unknown option 'host\.nested'/],
+    [{ driver: 'vfio-pci', host: [NIC_A] }, 'GenericError', /Invalid parameter type for 'host'/],
+    [{ driver: 'vfio-pci', host: NIC_A, x: { y: null } }, 'GenericError', /Invalid parameter type for 'x\.y'/],
     [{ host: NIC_A }, 'GenericError', /Parameter 'driver' is missing/],
   ])('device_add %j fails with %s naming what is wrong, and leaves nothing behind', async (args, errorClass, desc) => {
     const baseline = host.census();
@@ -124,10 +174,21 @@ describe('objects and devices', () => {
     expect(vmm.running).toBe(true);
   });
 
+  it('passes structured properties on as they are (vfio-user-pci\'s socket object), as QEMU\'s device_add does', () => {
+    expect(descriptionOf({ driver: 'vfio-user-pci', id: 'vu0', socket: { path: '/run/nic.sock', type: 'unix' } }))
+      .toEqual({ driver: 'vfio-user-pci', id: 'vu0', socket: { path: '/run/nic.sock', type: 'unix' } });
+  });
+
   it('refuses a duplicate id, an address in use, and unknown devices and objects with their classes', async () => {
     await c.ok('device_add', { driver: 'vfio-pci', id: 'n', host: NIC_A, addr: '3' });
-    expect(await c.err('device_add', { driver: 'vfio-pci', id: 'n', host: NIC_B })).toMatchObject({ desc: expect.stringContaining("'n' already exists") });
-    expect(await c.err('device_add', { driver: 'vfio-pci', host: NIC_B, addr: '03.0' })).toMatchObject({ desc: 'PCI: slot 3 function 0 not available for vfio-pci, in use by n' });
+    expect(await c.err('device_add', { driver: 'vfio-pci', id: 'n', host: NIC_B })).toEqual({ class: 'GenericError', desc: "Duplicate ID 'n' for device" });
+    expect(await c.err('device_add', { driver: 'vfio-pci', host: NIC_B, addr: '03.0' })).toMatchObject({ desc: 'PCI: slot 3 function 0 not available for vfio-pci, in use by vfio-pci,id=n' });
+    for (const id of ['1n', 'n/1', '', 'n n']) {
+      expect(await c.err('device_add', { driver: 'vfio-pci', id, host: NIC_B })).toEqual({ class: 'GenericError', desc: "Parameter 'id' expects an identifier" });
+      expect(await c.err('object-add', { 'qom-type': 'iommufd', id })).toEqual({ class: 'GenericError', desc: "Parameter 'id' expects an identifier" });
+    }
+    expect(vmm.devices.map((d) => d.id)).toEqual(['n']);
+    expect(vmm.objects.size).toBe(0);
     expect(await c.err('device_del', { id: 'ghost' })).toEqual({ class: 'DeviceNotFound', desc: "Device 'ghost' not found" });
     expect(await c.err('object-del', { id: 'ghost' })).toEqual({ class: 'GenericError', desc: "object 'ghost' not found" });
     expect(await c.err('object-add', { 'qom-type': 'nope', id: 'x' })).toMatchObject({ desc: expect.stringContaining("unknown object type 'nope'") });
@@ -179,11 +240,30 @@ describe('file descriptors', () => {
   it('getfd without a descriptor, with a name starting with a digit, closefd of a name never given', async () => {
     expect(await c.err('getfd', { fdname: 'x' })).toEqual({ class: 'GenericError', desc: 'No file descriptor supplied via SCM_RIGHTS' });
     const fd = host.eventfd(0, 0);
-    expect(await c.err('getfd', { fdname: '1x' }, [fd])).toEqual({ class: 'GenericError', desc: 'File descriptor name cannot start with a digit' });
+    expect(await c.err('getfd', { fdname: '1x' }, [fd])).toEqual({ class: 'GenericError', desc: "Parameter 'fdname' expects a name not starting with a digit" });
     // A descriptor no command took is closed after the command it came with.
     expect(() => host.close(fd)).toThrow(/EBADF/);
     expect(await c.err('closefd', { fdname: 'x' })).toEqual({ class: 'GenericError', desc: "File descriptor named 'x' not found" });
     expect(await c.err('device_add', { driver: 'vfio-pci', fd: 'nope', iommufd: 'i' })).toEqual({ class: 'GenericError', desc: "File descriptor named 'nope' has not been found" });
+  });
+
+  it('device_add refusing a passed descriptor names the device by the client\'s id and the descriptor by its fd= value', async () => {
+    await c.ok('object-add', { 'qom-type': 'iommufd', id: 'iommufd0' });
+    const notADevice = host.eventfd(0, 0);
+    await c.ok('getfd', { fdname: 'dev' }, [notADevice]);
+    expect(await c.err('device_add', { driver: 'vfio-pci', id: 'nic0', fd: 'dev', iommufd: 'iommufd0' })).toEqual({
+      class: 'GenericError', desc: `vfio-pci 'nic0': fd=dev (the VMM's fd ${notADevice}) is anon_inode:[file], not a VFIO device cdev (/dev/vfio/devices/vfioN)`,
+    });
+    expect(await c.err('device_add', { driver: 'vfio-pci', fd: 'dev', iommufd: 'iommufd0' })).toMatchObject({ desc: expect.stringMatching(/^vfio-pci \(without id\): fd=dev /) });
+    expect(await c.err('device_add', { driver: 'vfio-pci', id: 'nic0', fd: '1000', iommufd: 'iommufd0' })).toEqual({
+      class: 'GenericError', desc: "vfio-pci 'nic0': fd=1000 is not an open file descriptor (ENOENT)",
+    });
+    expect(await c.err('object-add', { 'qom-type': 'iommufd', id: 'iommufd1', fd: 'dev' })).toEqual({
+      class: 'GenericError', desc: `iommufd object 'iommufd1': fd=dev (the VMM's fd ${notADevice}) is anon_inode:[file], not /dev/iommu`,
+    });
+    // Refused, the name is still the client's.
+    await c.ok('closefd', { fdname: 'dev' });
+    expect(vmm.devices).toEqual([]);
   });
 
   it('closefd closes; getfd again under a name replaces and closes the old one; the client leaving closes the rest', async () => {
@@ -206,8 +286,16 @@ describe('file descriptors', () => {
     expect(await c.ok('query-fdsets')).toEqual([{ 'fdset-id': 0, fds: [{ fd: a, opaque: 'rw' }, { fd: b }] }, { 'fdset-id': 1, fds: [{ fd: d }] }]);
     await c.ok('remove-fd', { 'fdset-id': 0, fd: a });
     expect(() => host.close(a)).toThrow(/EBADF/);
-    expect(await c.err('remove-fd', { 'fdset-id': 7 })).toEqual({ class: 'GenericError', desc: 'File descriptor set 7 not found' });
+    expect(await c.err('remove-fd', { 'fdset-id': 7 })).toEqual({ class: 'GenericError', desc: "File descriptor named 'fdset-id:7' not found" });
+    expect(await c.err('remove-fd', { 'fdset-id': 0, fd: a })).toEqual({ class: 'GenericError', desc: `File descriptor named 'fdset-id:0, fd:${a}' not found` });
     expect(await c.err('add-fd', {})).toEqual({ class: 'GenericError', desc: 'No file descriptor supplied via SCM_RIGHTS' });
-    // afterEach checks that closing the server closed b and d.
+    // A new set takes the lowest free id, as QEMU's: 0 once it is gone, while 1 is still in use.
+    await c.ok('remove-fd', { 'fdset-id': 0 });
+    expect(() => host.close(b)).toThrow(/EBADF/);
+    const e = host.eventfd(0, 0);
+    expect(await c.ok('add-fd', {}, [e])).toEqual({ 'fdset-id': 0, fd: e });
+    expect(await c.ok('add-fd', { 'fdset-id': 5 }, [host.eventfd(0, 0)])).toMatchObject({ 'fdset-id': 5 });
+    expect((await c.ok('add-fd', {}, [host.eventfd(0, 0)]))['fdset-id']).toBe(2);
+    // afterEach checks that closing the server closed the rest.
   });
 });

@@ -1,5 +1,5 @@
 // Fault injection under the descriptors passed over the real socket, on a simulated VM: every host
-// call a client's fd session makes (object-add iommufd, getfd's adoption, device_add fd=NAME,
+// call a client's fd session makes (object-add iommufd with and without fd=NAME, getfd's adoption, device_add fd=NAME,
 // closefd, add-fd / remove-fd, a command that does not take its fd, object-del) fails in turn; the
 // session answers, and once the client and the server are gone no real fd, simulated fd or
 // adopted file is left.
@@ -19,6 +19,9 @@ const openFds = (): number => readdirSync('/proc/self/fd').length;
 /** The client's commands, each with the fds it sends. */
 const SESSION: [string, Record<string, unknown>, number][] = [
   ['object-add', { 'qom-type': 'iommufd', id: 'iommufd0' }, 0],
+  ['getfd', { fdname: 'io' }, 1],
+  // Refused (the descriptor is /dev/null, not /dev/iommu): the name stays the client's.
+  ['object-add', { 'qom-type': 'iommufd', id: 'iommufd1', fd: 'io' }, 0],
   ['getfd', { fdname: 'dev' }, 1],
   ['device_add', { driver: 'vfio-pci', id: 'nic0', fd: 'dev', iommufd: 'iommufd0' }, 0],
   ['closefd', { fdname: 'dev' }, 0],

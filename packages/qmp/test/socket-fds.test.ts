@@ -2,7 +2,7 @@
 // closefd, add-fd / query-fdsets / remove-fd, device_add fd=NAME; every descriptor that arrives is
 // taken by a command or closed, counted in /proc/self/fd. The client is core's byte stream with fds.
 
-import { closeSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -174,9 +174,10 @@ describe('on this process\'s kernel (LinuxHost)', () => {
   it('device_add vfio-pci fd=NAME reaches the device with the passed descriptor', async () => {
     expect(await client.execute('getfd', { fdname: 'dev' }, [devNull])).toEqual({ return: {} });
     const answer = await client.execute('device_add', { driver: 'vfio-pci', id: 'nic0', fd: 'dev' });
-    // vfio-pci refuses a cdev without iommufd=; what matters is the fd it names: the server's copy.
-    expect(answer.error).toMatchObject({ class: 'GenericError', desc: expect.stringMatching(/fd=\d+ passes a device cdev/) });
-    const fd = Number(/fd=(\d+)/.exec(answer.error.desc as string)![1]);
+    // vfio-pci refuses a cdev without iommufd=; what matters is the fd it names: the server's copy,
+    // under the client's names for the device and the descriptor.
+    expect(answer.error).toMatchObject({ class: 'GenericError', desc: expect.stringMatching(/^vfio-pci 'nic0': .*fd=dev \(the VMM's fd \d+\) passes a device cdev/) });
+    const fd = Number(/the VMM's fd (\d+)/.exec(answer.error.desc as string)![1]);
     expect(fd).not.toBe(devNull);
     expect(readlinkSync(`/proc/self/fd/${fd}`)).toBe('/dev/null');
     // A refused device leaves the name with the client.
@@ -189,6 +190,29 @@ describe('on this process\'s kernel (LinuxHost)', () => {
     await settle();
     expect(client.closed).toBe(true);
     expect(openFds()).toBe(before - CONNECTION_FDS);
+  });
+});
+
+const NO_IOMMUFD = existsSync('/dev/iommu') ? undefined : 'this machine has no /dev/iommu (iommufd module not loaded)';
+if (NO_IOMMUFD) console.log(`skipping the real /dev/iommu over the socket: ${NO_IOMMUFD}`);
+
+describe.skipIf(NO_IOMMUFD !== undefined)('a real /dev/iommu over the socket (LinuxHost)', () => {
+  beforeEach(() => start(new LinuxHost()));
+
+  it('object-add iommufd fd=NAME keeps the passed /dev/iommu for the object, object-del closes it', async () => {
+    const iommu = openSync('/dev/iommu', 'r+');
+    try {
+      const before = openFds();
+      expect(await client.execute('getfd', { fdname: 'io' }, [iommu])).toEqual({ return: {} });
+      expect(await client.execute('object-add', { 'qom-type': 'iommufd', id: 'iommufd0', fd: 'io' })).toEqual({ return: {} });
+      // The name was taken by the object.
+      expect(await client.execute('closefd', { fdname: 'io' })).toMatchObject({ error: { desc: "File descriptor named 'io' not found" } });
+      expect(openFds()).toBe(before + 1);
+      expect(await client.execute('object-del', { id: 'iommufd0' })).toEqual({ return: {} });
+      expect(openFds()).toBe(before);
+    } finally {
+      closeSync(iommu);
+    }
   });
 });
 
@@ -210,12 +234,50 @@ describe('on a simulated host (vmmkit run --sim)', () => {
     expect(await client.execute('object-add', { 'qom-type': 'iommufd', id: 'iommufd0' })).toEqual({ return: {} });
     expect(await client.execute('getfd', { fdname: 'dev' }, [devNull])).toEqual({ return: {} });
     const answer = await client.execute('device_add', { driver: 'vfio-pci', id: 'nic0', fd: 'dev', iommufd: 'iommufd0' });
-    expect(answer.error).toMatchObject({ class: 'GenericError', desc: expect.stringMatching(/fd=\d+ is \/dev\/null, not a VFIO device cdev/) });
+    expect(answer.error).toEqual({ class: 'GenericError', desc: expect.stringMatching(/^vfio-pci 'nic0': fd=dev \(the VMM's fd \d+\) is \/dev\/null, not a VFIO device cdev/) });
+    expect(answer.error.desc).not.toMatch(/VFIO_FD/);
     const before = openFds();
     client.close();
     await settle();
     expect(openFds()).toBe(before - CONNECTION_FDS - 1);
     expect(host.census().objects).not.toHaveProperty('process_fd');
+  });
+
+  it('object-add iommufd fd=NAME: a passed descriptor that is not /dev/iommu is refused by name, and stays the client\'s', async () => {
+    const before = openFds();
+    expect(await client.execute('getfd', { fdname: 'io' }, [devNull])).toEqual({ return: {} });
+    const answer = await client.execute('object-add', { 'qom-type': 'iommufd', id: 'iommufd1', fd: 'io' });
+    expect(answer.error).toEqual({ class: 'GenericError', desc: expect.stringMatching(/^iommufd object 'iommufd1': fd=io \(the VMM's fd \d+\) is \/dev\/null, not \/dev\/iommu$/) });
+    expect(vmm.objects.size).toBe(0);
+    expect(host.census().objects).toMatchObject({ process_fd: 1 });
+    expect(await client.execute('closefd', { fdname: 'io' })).toEqual({ return: {} });
+    expect(openFds()).toBe(before);
+    expect(host.census().objects).not.toHaveProperty('process_fd');
+  });
+
+  it('a descriptor the simulated kernel cannot take over is reported by the command that wanted it: which fd and why', async () => {
+    const before = openFds();
+    // Fill the simulated fd table: the next adoption is refused with EMFILE.
+    const filler: number[] = [];
+    for (;;) {
+      try {
+        filler.push(host.eventfd(0, 0));
+      } catch {
+        break;
+      }
+    }
+    const getfd = await client.execute('getfd', { fdname: 'x' }, [devNull]);
+    expect(getfd.error).toEqual({
+      class: 'GenericError',
+      desc: expect.stringMatching(/^getfd 'x': The file descriptor supplied via SCM_RIGHTS \(fd \d+ of the VMM process\) could not be taken over: .*EMFILE/),
+    });
+    const addFd = await client.execute('add-fd', {}, [devNull]);
+    expect(addFd.error.desc).toMatch(/^add-fd: The file descriptor supplied via SCM_RIGHTS \(fd \d+ of the VMM process\) could not be taken over: .*EMFILE/);
+    // A command that takes none is not disturbed by one that was refused.
+    expect(await client.execute('query-status', undefined, [devNull])).toMatchObject({ return: { status: 'running' } });
+    for (const fd of filler) host.close(fd);
+    expect(openFds()).toBe(before);
+    expect(await client.execute('getfd', { fdname: 'x' }, [devNull])).toEqual({ return: {} });
   });
 
   it('an fd the simulated kernel cannot adopt (not open, or its table full) is closed all the same', async () => {

@@ -121,3 +121,66 @@ it('drops a client that stops reading once its unread output passes the bound; t
   expect(closed).toBe(true);
   expect((await talk(path, '{"execute":"qmp_capabilities","id":0}', 2)).lines[1]).toEqual({ return: {}, id: 0 });
 });
+
+/** A client that stays connected, collecting what it is sent. */
+function stayingClient(path: string): Promise<{ lines: Record<string, any>[]; socket: net.Socket; closed: () => boolean }> {
+  return new Promise((resolve) => {
+    const lines: Record<string, any>[] = [];
+    let buffer = '';
+    let closed = false;
+    const socket = net.connect(path, () => resolve({ lines, socket, closed: () => closed }));
+    socket.on('error', () => undefined);
+    socket.on('close', () => (closed = true));
+    socket.on('data', (d) => {
+      buffer += d.toString();
+      const parts = buffer.split('\r\n');
+      buffer = parts.pop()!;
+      lines.push(...parts.map((p) => JSON.parse(p) as Record<string, any>));
+    });
+  });
+}
+
+const until = async (done: () => boolean): Promise<void> => {
+  for (let i = 0; i < 500 && !done(); i++) await new Promise((r) => setTimeout(r, 10));
+};
+
+it('drops a client sending a huge message (a stop that never ends), garbage, or half a message and leaving; the VM and the other client carry on', async () => {
+  const path = join(dir, 'qmp.sock');
+  await server.listen(path);
+  const other = await stayingClient(path);
+  other.socket.write('{"execute":"qmp_capabilities"}');
+  await until(() => other.lines.length >= 2);
+  expect(server.sessions).toHaveLength(1);
+
+  // A `stop` whose argument goes on past the 1 MiB bound: cut off there, never run.
+  const huge = await stayingClient(path);
+  huge.socket.write('{"execute":"qmp_capabilities"}{"execute":"stop","arguments":{"x":"');
+  const chunk = 'a'.repeat(64 << 10);
+  for (let i = 0; i < 20 && !huge.closed(); i++) {
+    huge.socket.write(chunk);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await until(huge.closed);
+  expect(huge.closed()).toBe(true);
+  // The greeting, the negotiation, and the reason, unless the client, still writing, was reset
+  // before it read it (the kernel discards what a reset connection had not delivered).
+  expect(huge.lines.slice(2)).toEqual(huge.lines.length > 2 ? [{ error: { class: 'GenericError', desc: expect.stringContaining('JSON token size limit exceeded') } }] : []);
+
+  const garbage = await stayingClient(path);
+  garbage.socket.write('{"execute":"qmp_capabilities"}\r\n\x00\x01binary');
+  await until(garbage.closed);
+  expect(garbage.lines.at(-1)).toMatchObject({ error: { class: 'GenericError', desc: expect.stringContaining('invalid character 0x00') } });
+
+  const half = await stayingClient(path);
+  half.socket.end('{"execute":"qmp_capabilities"}{"execute":"stop"');
+  await until(() => server.sessions.length === 1);
+
+  expect(server.sessions).toHaveLength(1);
+  expect(vmm.running).toBe(true);
+  other.socket.write('{"execute":"query-status","id":7}');
+  await until(() => other.lines.some((l) => l.id === 7));
+  expect(other.lines.find((l) => l.id === 7)).toEqual({ return: { running: true, status: 'running' }, id: 7 });
+  // It heard no STOP: nothing the others sent reached the VM.
+  expect(other.lines.filter((l) => 'event' in l)).toEqual([]);
+  other.socket.destroy();
+});

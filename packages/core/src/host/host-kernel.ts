@@ -87,6 +87,12 @@ export interface HostMapping {
   /** The mapping's length in bytes. */
   readonly length: number;
   /**
+   * True when `addr` is where the memory lies in this process (LinuxHost's mmap), so that another
+   * thread of the process can view it in place (`attachProcessMapping`). Absent on a simulated
+   * host, whose addresses are its own bookkeeping.
+   */
+  readonly processAddress?: boolean;
+  /**
    * The whole mapping as bytes. Only mappings up to 4 GiB (the typed-array limit) have one;
    * reading it on a larger mapping, or after `unmap`, throws.
    */

@@ -172,6 +172,7 @@ function fsCall<T>(syscall: string, path: string, call: () => T): T {
 
 /** A mapping made by mmap(2) in this process. */
 class LinuxMapping implements HostMapping {
+  readonly processAddress = true;
   #bytes?: Uint8Array;
   #mapped = true;
 

@@ -27,6 +27,11 @@ export interface VmmCreateOptions {
   readonly plugins: readonly VmmPlugin[];
   /** Guest RAM blocks, allocated with host.mmap. Default: none. */
   readonly memory?: readonly RamSpec[];
+  /**
+   * How guest RAM is backed: anonymous memory (default), or memfds mapped shared, whose files a
+   * vfio-user server maps to DMA into RAM directly (QEMU's memory-backend-memfd,share=on).
+   */
+  readonly memoryBacking?: 'anonymous' | 'memfd';
   /** A name for messages. */
   readonly name?: string;
   /**
@@ -64,6 +69,8 @@ export class Vmm {
   readonly events = new VmmEventBus();
   readonly #objects = new Map<string, VmmObject>();
   readonly #devices = new Map<string, VmmDevice>();
+  /** Devices whose description gave no id: theirs was made up (QEMU's anonymous devices). */
+  readonly #generatedIds = new Set<string>();
   /** 'closing' refuses new work while a running migration is cancelled; 'closed' refuses everything. */
   #state: 'open' | 'closing' | 'closed' = 'open';
   #running = true;
@@ -101,7 +108,7 @@ export class Vmm {
       if (names.has(p.name)) throw new ConfigError(`plugin '${p.name}' is given twice`, 'plugins', p.name);
       names.add(p.name);
     }
-    const memory = GuestMemory.allocate(options.host, options.memory ?? []);
+    const memory = GuestMemory.allocate(options.host, options.memory ?? [], { backing: options.memoryBacking });
     const container = root().createChildContainer();
     const as = new AddressSpace('system memory');
     const vmm = new Vmm(container, options.host, memory, as, options.name ?? 'vm');
@@ -192,6 +199,14 @@ export class Vmm {
   }
 
   /**
+   * Whether device `id` was given no id by its description, so that the VMM made this one up:
+   * what QEMU calls an anonymous device, which management stacks know by its QOM path only.
+   */
+  hasGeneratedId(id: string): boolean {
+    return this.#generatedIds.has(id);
+  }
+
+  /**
    * Add an object: `'iommufd,id=iommufd0'` or `{ type: 'iommufd', id: 'iommufd0' }`.
    * @throws ConfigError for an unknown type, a missing or taken id, or a bad option.
    */
@@ -259,6 +274,7 @@ export class Vmm {
       }
     }
     this.#devices.set(id, device);
+    if (typeof options.id !== 'string') this.#generatedIds.add(id);
     this.events.emit('device:realized', { id, driver: device.driver, name: device.name });
     return device;
   }
@@ -273,6 +289,7 @@ export class Vmm {
     if (this.#migration) throw new MigrationInProgressError(`remove device '${id}'`, this.#migration.direction, this.name);
     this.#devices.delete(id);
     if (isPciFunction(entry)) this.pciBus.unplug(entry);
+    this.#generatedIds.delete(id);
     await entry.unrealize();
     this.events.emit('device:unrealized', { id, driver: entry.driver, name: entry.name });
   }

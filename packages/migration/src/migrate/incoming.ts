@@ -9,8 +9,9 @@ import { MigrationSupport } from '../plugin.js';
 import { CorruptPages } from '../stream/corrupt-pages.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
 import { RamChannelReceiver } from '../stream/ram-channels.js';
+import type { AppliedRamRecord } from '../stream/ram-channel-read.js';
 import { applyRamRecord } from '../stream/ram-pages.js';
-import type { RamRecord, RecordNameOf, StreamRecord } from '../stream/records.js';
+import type { RecordNameOf, StreamRecord } from '../stream/records.js';
 import { MigrationStreamReader } from '../stream/stream-reader.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
 import { closeGently, lastWord } from './close-gently.js';
@@ -54,7 +55,7 @@ export async function migrateIncoming(vmm: Vmm, transport: MigrationTransport | 
   try {
     return await vmm.runMigration('incoming', options, (signal) => {
       ran = true;
-      return new IncomingMigration(vmm, main, channels, idle, signal, options.acceptChannel).run();
+      return new IncomingMigration(vmm, main, channels, idle, signal, options.acceptChannel, options.channelThreads !== false).run();
     });
   } catch (e) {
     // Refused before it ran: the transports were given to this migration all the same.
@@ -68,6 +69,8 @@ class IncomingMigration {
   readonly #writer: MigrationStreamWriter<'return'>;
   readonly #corrupt: CorruptPages;
   #channels: RamChannelReceiver | undefined;
+  /** The channel connections given up front, received once the migration runs. */
+  readonly #given: readonly MigrationTransport[];
   /** The last ITERATION's number: the passes the channels have ended. */
   #lastIteration = 0;
   #devices: DestinationDevices | undefined;
@@ -85,16 +88,18 @@ class IncomingMigration {
     private readonly idleTimeoutMs: number,
     private readonly signal: AbortSignal | undefined,
     private readonly acceptChannel: (() => Promise<MigrationTransport>) | undefined,
+    /** Read the RAM channels in worker threads where they can be. */
+    private readonly threads: boolean,
   ) {
     this.#reader = new MigrationStreamReader(transport, { memory: vmm.memory, idleTimeoutMs });
     this.#writer = new MigrationStreamWriter(transport, { direction: 'return' });
     this.#corrupt = new CorruptPages(vmm.memory);
-    if (channels.length > 0) this.#receiveChannels(channels);
+    this.#given = channels;
   }
 
   #receiveChannels(channels: readonly MigrationTransport[]): void {
     this.#channels = new RamChannelReceiver(channels, {
-      memory: this.vmm.memory, idleTimeoutMs: this.idleTimeoutMs,
+      memory: this.vmm.memory, idleTimeoutMs: this.idleTimeoutMs, threads: this.threads,
       onRecord: (record) => this.#counted(record), onFailure: (error) => void this.#channelFailed(error),
     });
   }
@@ -138,7 +143,7 @@ class IncomingMigration {
   }
 
   /** Account a RAM record applied (from the main stream or a channel). */
-  #counted(record: RamRecord): void {
+  #counted(record: AppliedRamRecord): void {
     this.#corrupt.note(record);
     if (record.name === 'RAM_PAGES') this.#pages += record.count;
     else this.#zeroPages += record.count;
@@ -149,6 +154,7 @@ class IncomingMigration {
     this.signal?.addEventListener('abort', cancel, { once: true });
     try {
       if (this.signal?.aborted) throw cancelled();
+      if (this.#given.length > 0) this.#receiveChannels(this.#given);
       await this.#setup();
       this.#phase = 'precopy';
       await this.#receive();
@@ -218,7 +224,7 @@ class IncomingMigration {
           this.#lastIteration = record.iteration;
           break;
         case 'COMPLETE': {
-          await this.#channels?.pass(this.#lastIteration + 1);
+          await this.#channels?.pass(this.#lastIteration + 1, true);
           const sent = [record.ramPages, record.zeroPages, record.deviceBytes];
           const got = [this.#pages, this.#zeroPages, this.#deviceBytes].map(BigInt);
           if (sent.some((n, i) => n !== got[i])) {
@@ -289,6 +295,9 @@ class IncomingMigration {
     await this.#lastWord(error);
     this.transport.destroy();
     this.#channels?.destroy();
+    if (!this.#channels) for (const t of this.#given) t.destroy();
+    // Nothing of the channels is left once this returns: their threads have exited.
+    await this.#channels?.settled();
     try {
       this.#devices?.abort();
     } catch (e) {

@@ -46,6 +46,13 @@ export interface MigrationOptions {
    * from SETUP.
    */
   readonly channels?: number;
+  /**
+   * Run each RAM channel in a worker thread of its own, sharing guest RAM with it, so that the
+   * channels' copies and checksums use more than one core. Default true; it applies where it can:
+   * RAM LinuxHost mapped and socket connections (a bandwidth limit is kept by dealing the pages
+   * to the workers at its pace). Elsewhere, or with false, the channels run on this thread.
+   */
+  readonly channelThreads?: boolean;
 }
 
 /** The destination's idle timeout unless told otherwise: see {@link IncomingOptions.idleTimeoutMs}. */
@@ -73,6 +80,12 @@ export interface IncomingOptions {
    * not come within `idleTimeoutMs` fails the migration.
    */
   readonly acceptChannel?: () => Promise<MigrationTransport>;
+  /**
+   * Read each RAM channel in a worker thread of its own, receiving pages straight into the shared
+   * guest RAM. Default true, where it can (RAM LinuxHost mapped, socket connections); see
+   * {@link MigrationOptions.channelThreads}.
+   */
+  readonly channelThreads?: boolean;
 }
 
 /** What one container's tracker found over the whole migration. */

@@ -1,6 +1,8 @@
 // The VM's migration parameters (QEMU's MigrationParameters, set with migrate-set-parameters):
-// what an outgoing migration uses where its own options say nothing. A running migration reads
-// the downtime limit at every precopy decision, so a change takes effect at the next one.
+// what an outgoing migration uses where its own options say nothing. They are the one owner of
+// these values: a running migration reads the downtime limit at every precopy decision and the
+// bandwidth limit while it waits to send, so a change applies to it (as QEMU's
+// migrate_params_apply does) within a decision or a few milliseconds.
 
 import { ConfigError, type Vmm } from '@vmmkit/core';
 

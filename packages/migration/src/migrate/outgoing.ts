@@ -9,7 +9,8 @@ import { planMigration, type MigrationPlan } from '../plan/migration-plan.js';
 import { MigrationSupport } from '../plugin.js';
 import { BandwidthPacer } from '../stream/bandwidth-pacer.js';
 import type { MigrationTransport } from '../stream/migration-transport.js';
-import { RamChannelSender } from '../stream/ram-channels.js';
+import { RamChannelSender, type RamChannelsOut } from '../stream/ram-channels.js';
+import { ramChannelThreadsPossible, ThreadedRamChannelSender } from '../stream/ram-channel-threads.js';
 import { sendDirtyPages } from '../stream/ram-pages.js';
 import { STREAM_PAGE_SIZE } from '../stream/records.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
@@ -64,11 +65,19 @@ export async function migrateOutgoing(vmm: Vmm, transport: MigrationTransport | 
 
 async function runOutgoing(vmm: Vmm, transport: MigrationTransport, channels: readonly MigrationTransport[], options: MigrationOptions, signal: AbortSignal): Promise<MigrationResult> {
   const plan = planMigration(vmm);
-  // One bandwidth limit for all the connections: the caller's, else the VM's parameter as the migration starts.
-  const maxBandwidth = options.maxBandwidth ?? migrationParameters(vmm).values.maxBandwidth;
-  const pacer = maxBandwidth === undefined ? undefined : new BandwidthPacer(maxBandwidth);
+  // One bandwidth limit for all the connections: the caller's, else the VM's parameter, read as
+  // the migration goes so that migrate-set-parameters applies to it (as QEMU's does).
+  const parameters = migrationParameters(vmm);
+  const pacer = new BandwidthPacer(options.maxBandwidth ?? (() => parameters.values.maxBandwidth));
   const writer = new MigrationStreamWriter(transport, { pacer, checksums: options.integrity });
-  const sender = channels.length > 0 ? new RamChannelSender(channels.map((t) => new MigrationStreamWriter(t, { pacer, checksums: options.integrity }))) : undefined;
+  let sender: RamChannelsOut | undefined;
+  try {
+    sender = openChannels(vmm, channels, options, pacer);
+  } catch (e) {
+    // The channels are dropped already; the main stream goes with them.
+    transport.destroy();
+    throw new MigrationFailedError('source', 'setup', e);
+  }
   if (plan.blockers.length > 0) {
     const error = new MigrationBlockedError(plan.blockers);
     sender?.destroy();
@@ -77,6 +86,15 @@ async function runOutgoing(vmm: Vmm, transport: MigrationTransport, channels: re
   }
   vmm.events.emit('migration:started', { plan });
   return new OutgoingMigration(vmm, transport, writer, sender, plan, options, signal).run();
+}
+
+/** The RAM channels: in worker threads where they can run there (see `channelThreads`), else on this thread. */
+function openChannels(vmm: Vmm, channels: readonly MigrationTransport[], options: MigrationOptions, pacer: BandwidthPacer | undefined): RamChannelsOut | undefined {
+  if (channels.length === 0) return undefined;
+  if (options.channelThreads !== false && ramChannelThreadsPossible(vmm.memory, channels)) {
+    return new ThreadedRamChannelSender(channels, { memory: vmm.memory, checksums: options.integrity, pacer });
+  }
+  return new RamChannelSender(channels.map((t) => new MigrationStreamWriter(t, { pacer, checksums: options.integrity })));
 }
 
 /** Why precopy ended: what was dirty and what switching over would cost, at the deciding sync. */
@@ -109,7 +127,7 @@ class OutgoingMigration {
     private readonly transport: MigrationTransport,
     private readonly writer: MigrationStreamWriter,
     /** The RAM channels, if the migration has any. */
-    private readonly channels: RamChannelSender | undefined,
+    private readonly channels: RamChannelsOut | undefined,
     private readonly plan: MigrationPlan,
     private readonly options: MigrationOptions,
     /** The caller's cancel, or the VM closing. */
@@ -279,6 +297,8 @@ class OutgoingMigration {
     if (this.#goSent && !this.#returnPath.refused) return this.#inDoubt(cause);
     const error = new MigrationFailedError('source', this.#phase, cause);
     this.channels?.destroy();
+    // Nothing of the channels is left once this returns: their threads have exited.
+    await this.channels?.settled();
     await closeGently(this.transport, () => this.writer.write({ name: 'ABORT', text: lastWord(error) }), () => this.writer.end());
     const undo = async (step: () => unknown): Promise<void> => {
       try {
@@ -301,6 +321,7 @@ class OutgoingMigration {
     });
     this.transport.destroy();
     this.channels?.destroy();
+    await this.channels?.settled();
     // As after a migration that completed: the device sessions end, the devices stay stopped.
     this.#finish();
     this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message, cancelled: false });

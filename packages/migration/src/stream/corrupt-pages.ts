@@ -3,7 +3,7 @@
 // sent again, so a mismatch only counts if no later copy of the page replaces it.
 
 import { DirtyBitmap, type GuestMemory } from '@vmmkit/core';
-import type { RamRecord } from './records.js';
+import type { AppliedRamRecord } from './ram-channel-read.js';
 import { MigrationStreamError } from '../migration-errors.js';
 
 export class CorruptPages {
@@ -21,8 +21,8 @@ export class CorruptPages {
   }
 
   /** A RAM record was applied: its good pages replace earlier bad copies, its bad ones wait. */
-  note(record: RamRecord): void {
-    const bad = record.name === 'RAM_PAGES' ? record.corruptPages : NONE;
+  note(record: AppliedRamRecord): void {
+    const bad = record.corruptPages ?? NONE;
     if (this.#pending === 0 && bad.length === 0) return;
     let bitmap = this.#blocks[record.block];
     if (!bitmap) {

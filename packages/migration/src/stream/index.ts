@@ -10,5 +10,7 @@ export * from './socket-transport.js';
 export * from './socket-connect.js';
 export * from './ram-pages.js';
 export * from './ram-channels.js';
+export * from './ram-channel-read.js';
+export { ramChannelThreadsPossible, ThreadedRamChannelSender } from './ram-channel-threads.js';
 export * from './bandwidth-pacer.js';
 export * from './throughput-meter.js';

@@ -6,14 +6,36 @@
 
 import { ArgumentError, type DirtyBitmap, type GuestMemory } from '@vmmkit/core';
 import type { MigrationTransport } from './migration-transport.js';
-import { applyRamRecord, forEachDirtyRecord, type RamSendResult } from './ram-pages.js';
-import type { RamRecord } from './records.js';
+import { readRamChannel, type AppliedRamRecord, type RamChannelHooks } from './ram-channel-read.js';
+import { ramChannelThreadsPossible, threadReceiveLinks } from './ram-channel-threads.js';
+import { forEachDirtyRecord, type RamSendResult } from './ram-pages.js';
 import { MigrationStreamReader } from './stream-reader.js';
 import type { MigrationStreamWriter } from './stream-writer.js';
+import { Deferred } from './deferred.js';
 import { MigrationRefusedError } from '../migration-errors.js';
 
-/** The source's RAM channels: one writer per channel, records dealt out in turn. */
-export class RamChannelSender {
+/** The source's RAM channels, on this thread or in worker threads: what a migration uses of them. */
+export interface RamChannelsOut {
+  /** Number of channels. */
+  readonly channels: number;
+  /** Stream bytes written on all channels so far. */
+  readonly bytesWritten: number;
+  /** Open every channel: CHANNEL says which one it is, of how many. */
+  open(): Promise<void>;
+  /** Send the dirty pages of RAM block `blockIndex` over the channels. */
+  send(memory: GuestMemory, blockIndex: number, dirty: DirtyBitmap): Promise<RamSendResult>;
+  /** End pass `pass` on every channel (SYNC) and hand everything to the transports. */
+  sync(pass: number): Promise<void>;
+  /** End every channel's stream (after the last pass's sync). */
+  end(): Promise<void>;
+  /** Destroy every channel's transport (a failed or cancelled migration). */
+  destroy(): void;
+  /** Resolves once nothing of the channels is left (every thread they ran in has exited). */
+  settled(): Promise<void>;
+}
+
+/** The source's RAM channels on this thread: one writer per channel, records dealt out in turn. */
+export class RamChannelSender implements RamChannelsOut {
   readonly #writers: readonly MigrationStreamWriter[];
   #turn = 0;
 
@@ -68,6 +90,11 @@ export class RamChannelSender {
   destroy(): void {
     for (const w of this.#writers) w.transport.destroy();
   }
+
+  /** Nothing to wait for: the channels ran on this thread. */
+  settled(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 /** Options of a {@link RamChannelReceiver}. */
@@ -77,29 +104,77 @@ export interface RamChannelReceiverOptions {
   /** As the main stream's reader: refuse a channel silent this long (ms) while it is read. */
   readonly idleTimeoutMs?: number;
   /** Called with each RAM record once applied (the destination's account of corrupt pages). */
-  readonly onRecord?: (record: RamRecord) => void;
+  readonly onRecord?: (record: AppliedRamRecord) => void;
   /**
    * Called once with the first channel's failure, as it happens (the owner may be waiting on
    * its main stream, not on `pass()`). The channels are destroyed by then.
    */
   readonly onFailure?: (error: unknown) => void;
+  /**
+   * Read each channel in a worker thread of its own, receiving pages straight into the shared
+   * guest RAM, where that can be done (see `ramChannelThreadsPossible`); otherwise, and by
+   * default, on this thread's event loop.
+   */
+  readonly threads?: boolean;
+  /** With `threads`: the workers' module (see `ThreadOptions`), for tests of a failing worker. */
+  readonly threadModule?: URL;
 }
 
 interface Gate {
   /** Channels that have sent SYNC for this pass. */
   arrived: number;
   readonly allArrived: Deferred;
-  readonly release: Deferred;
+  /** Resolves with whether the pass was the last (the channels then only wait for their end). */
+  readonly release: Deferred<boolean>;
+}
+
+/**
+ * One channel connection as the receiver sees it: read on this thread, or in a worker
+ * (`ram-channel-threads.ts`). `run` reads it to its end, reporting through the hooks.
+ */
+export interface RamChannelLink {
+  run(hooks: RamChannelHooks): Promise<void>;
+  /** Stream bytes read so far (as last reported). */
+  readonly bytesRead: number;
+  /** Stop reading and drop the connection (idempotent). */
+  destroy(): void;
+  /** Resolves once nothing of the link is left (its thread, if it has one, has exited). */
+  settled(): Promise<void>;
+}
+
+/** A channel connection read on this thread. */
+class LocalChannelLink implements RamChannelLink {
+  readonly #reader: MigrationStreamReader;
+
+  constructor(private readonly transport: MigrationTransport, private readonly memory: GuestMemory, private readonly connection: number, private readonly channels: number, idleTimeoutMs?: number) {
+    this.#reader = new MigrationStreamReader(transport, { memory, idleTimeoutMs });
+  }
+
+  get bytesRead(): number {
+    return this.#reader.bytesRead;
+  }
+
+  run(hooks: RamChannelHooks): Promise<void> {
+    return readRamChannel(this.#reader, this.memory, this.connection, this.channels, hooks);
+  }
+
+  destroy(): void {
+    this.transport.destroy();
+    this.#reader.stop();
+  }
+
+  settled(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 /**
  * The destination's RAM channels. Reading starts at construction; the owner calls `pass(n)` when
  * the main stream ends pass n (QEMU's multifd_recv_sync_main), `end()` after the last, and
- * `destroy()` on failure or cancel.
+ * `destroy()` on failure or cancel (then `settled()` to know that nothing of them is left).
  */
 export class RamChannelReceiver {
-  readonly #transports: readonly MigrationTransport[];
-  readonly #readers: readonly MigrationStreamReader[];
+  readonly #links: readonly RamChannelLink[];
   readonly #options: RamChannelReceiverOptions;
   readonly #gates = new Map<number, Gate>();
   readonly #loops: Promise<void>[];
@@ -112,20 +187,25 @@ export class RamChannelReceiver {
   #stopped = false;
   readonly #failed = new Deferred();
 
-  /** @throws ArgumentError without a channel. */
+  /**
+   * @throws ArgumentError without a channel; with `threads`, HostError when a connection cannot
+   *   be handed to a thread (every transport is destroyed then).
+   */
   constructor(transports: readonly MigrationTransport[], options: RamChannelReceiverOptions) {
     if (transports.length === 0) throw new ArgumentError('RamChannelReceiver: no channel');
-    this.#transports = transports;
     this.#options = options;
-    this.#readers = transports.map((t) => new MigrationStreamReader(t, { memory: options.memory, idleTimeoutMs: options.idleTimeoutMs }));
+    const channels = transports.length;
+    this.#links = options.threads && ramChannelThreadsPossible(options.memory, transports)
+      ? threadReceiveLinks(transports, options)
+      : transports.map((t, i) => new LocalChannelLink(t, options.memory, i, channels, options.idleTimeoutMs));
     // A failure is reported by pass() and end(); until someone asks, it must not be unhandled.
     this.#failed.promise.catch(() => undefined);
-    this.#loops = this.#readers.map((r, i) => this.#run(r, i).catch((e: unknown) => this.#fail(e)));
+    this.#loops = this.#links.map((link, i) => link.run(this.#hooks(i)).catch((e: unknown) => this.#fail(e)));
   }
 
   /** Number of channels. */
   get channels(): number {
-    return this.#readers.length;
+    return this.#links.length;
   }
 
   /** The first channel's failure, if one failed. */
@@ -135,21 +215,24 @@ export class RamChannelReceiver {
 
   /** Stream bytes read on all channels so far. */
   get bytesRead(): number {
-    return this.#readers.reduce((n, r) => n + r.bytesRead, 0);
+    return this.#links.reduce((n, l) => n + l.bytesRead, 0);
   }
 
   /**
    * Resolves once every channel has sent SYNC for pass `pass`, all its records before it
-   * applied; then lets the channels read on into the next pass.
+   * applied; then lets the channels read on into the next pass or, when it is the `last`
+   * (stop-copy's), only to their end: a channel that sends anything more is refused, and nothing
+   * it sends reaches guest RAM, which is the running guest's from then on.
    * @throws the first channel's failure (a MigrationStreamError, MigrationTransportError,
-   *   MigrationTimeoutError, or MigrationRefusedError for a channel out of order).
+   *   MigrationTimeoutError, MigrationRefusedError for a channel out of order, or
+   *   MigrationChannelThreadError for a channel's thread that failed).
    */
-  async pass(pass: number): Promise<void> {
+  async pass(pass: number, last = false): Promise<void> {
     const gate = this.#gate(pass);
     this.#checkEnded(pass);
     await Promise.race([gate.allArrived.promise, this.#failed.promise]);
     this.#gates.delete(pass);
-    gate.release.resolve();
+    gate.release.resolve(last);
   }
 
   /** Resolves once every channel's stream has ended after its last SYNC. */
@@ -171,60 +254,38 @@ export class RamChannelReceiver {
       this.#failed.reject(why);
       for (const gate of this.#gates.values()) gate.release.reject(why);
     }
-    for (const t of this.#transports) t.destroy();
-    for (const r of this.#readers) r.stop();
+    for (const l of this.#links) l.destroy();
   }
 
-  async #run(reader: MigrationStreamReader, connection: number): Promise<void> {
-    const channels = this.#readers.length;
-    // Connections may be accepted in any order: CHANNEL says which channel each one is.
-    const first = await reader.expectNext();
-    if (first.name !== 'CHANNEL') throw new MigrationRefusedError(`RAM channel connection ${connection} opened with a ${first.name} record, not CHANNEL`);
-    const channel = first.channel;
-    if (first.channels !== channels || channel >= channels) {
-      throw new MigrationRefusedError(`RAM channel connection ${connection} says it is channel ${channel} of ${first.channels}; this destination has ${channels}`);
-    }
-    if (this.#claimed.has(channel)) throw new MigrationRefusedError(`RAM channel ${channel} of ${channels} opened twice`);
-    this.#claimed.add(channel);
-    let pass: number | undefined;
-    let inPass = false;
-    for (;;) {
-      const record = await reader.next();
-      if (!record) {
-        if (inPass || pass === undefined) throw new MigrationRefusedError(`RAM channel ${channel} ended ${pass === undefined ? 'before its first SYNC' : `inside the pass after ${pass}`}`);
-        reader.stop();
+  /** Resolves once nothing of the channels is left: every thread they ran in has exited. */
+  async settled(): Promise<void> {
+    await Promise.all(this.#links.map((l) => l.settled()));
+  }
+
+  #hooks(connection: number): RamChannelHooks {
+    const channels = this.#links.length;
+    return {
+      claim: (channel) => {
+        if (this.#claimed.has(channel)) throw new MigrationRefusedError(`RAM channel ${channel} of ${channels} opened twice`);
+        this.#claimed.add(channel);
+      },
+      applied: (record) => this.#options.onRecord?.(record),
+      arrived: (pass) => {
+        const gate = this.#gate(pass);
+        if (++gate.arrived === channels) gate.allArrived.resolve();
+        return gate.release.promise;
+      },
+      ended: (pass) => {
         this.#endedAfter[connection] = pass;
         for (const waiting of this.#gates.keys()) this.#checkEnded(waiting);
-        return;
-      }
-      switch (record.name) {
-        case 'RAM_PAGES':
-        case 'RAM_ZERO':
-          applyRamRecord(this.#options.memory, record);
-          this.#options.onRecord?.(record);
-          inPass = true;
-          break;
-        case 'SYNC': {
-          if (pass !== undefined && record.pass !== pass + 1) {
-            throw new MigrationRefusedError(`RAM channel ${channel}: SYNC of pass ${record.pass} at offset ${record.offset} after pass ${pass}`);
-          }
-          pass = record.pass;
-          inPass = false;
-          const gate = this.#gate(pass);
-          if (++gate.arrived === channels) gate.allArrived.resolve();
-          await gate.release.promise;
-          break;
-        }
-        default:
-          throw new MigrationRefusedError(`RAM channel ${channel}: ${record.name} record at offset ${record.offset} (a channel carries RAM_PAGES, RAM_ZERO and SYNC)`);
-      }
-    }
+      },
+    };
   }
 
   #gate(pass: number): Gate {
     let gate = this.#gates.get(pass);
     if (!gate) {
-      gate = { arrived: 0, allArrived: new Deferred(), release: new Deferred() };
+      gate = { arrived: 0, allArrived: new Deferred(), release: new Deferred<boolean>() };
       // A failure rejects every gate, awaited or not.
       gate.release.promise.catch(() => undefined);
       if (this.#failure !== undefined) gate.release.reject(this.#failure);
@@ -247,13 +308,4 @@ export class RamChannelReceiver {
     this.destroy();
     this.#options.onFailure?.(error);
   }
-}
-
-class Deferred {
-  resolve!: () => void;
-  reject!: (e: unknown) => void;
-  readonly promise = new Promise<void>((resolve, reject) => {
-    this.resolve = resolve;
-    this.reject = reject;
-  });
 }

@@ -2,7 +2,7 @@
 // out as runs of page data straight from guest memory, zero pages as markers only; the destination
 // writes them straight into its guest memory.
 
-import { ArgumentError, type DirtyBitmap, type GuestMemory } from '@vmmkit/core';
+import { ArgumentError, type DirtyBitmap, type GuestMemory, type RamBlock } from '@vmmkit/core';
 import { ramView, ramWindow, WINDOW_PAGES, wholeBlock } from './ram-view.js';
 import { checkRamRun } from './record-codec.js';
 import { MAX_DATA_PAGES, MAX_ZERO_PAGES, STREAM_PAGE_SIZE, type RamRecord, type RecordInit } from './records.js';
@@ -56,40 +56,67 @@ export async function forEachDirtyRecord(
   if (!block) throw new ArgumentError(`sendDirtyPages: RAM block ${blockIndex} does not exist (there are ${memory.blocks.length})`);
   if (dirty.pages !== block.pages) throw new ArgumentError(`sendDirtyPages: a bitmap of ${dirty.pages} pages for RAM block ${block.name} of ${block.pages}`);
   const words = new Uint32Array(dirty.bytes.buffer, dirty.bytes.byteOffset, dirty.bytes.byteLength >>> 2);
-  let pages = 0;
-  let zeroPages = 0;
-  const windowPages = wholeBlock(block) ? block.pages : WINDOW_PAGES;
-  let window: Uint8Array | undefined;
-  let windowBase = -1;
+  const totals = { pages: 0, zeroPages: 0 };
+  const cursor = new RamCursor(block);
   for (let page = dirty.nextSetBit(0); page >= 0; page = dirty.nextSetBit(page)) {
     const runEnd = nextClearBit(words, page, block.pages);
-    while (page < runEnd) {
-      const base = page - (page % windowPages);
-      if (base !== windowBase) {
-        window = ramWindow(block, base);
-        windowBase = base;
-      }
-      const view = window!;
-      const stop = Math.min(runEnd, base + windowPages);
-      // A stretch of pages alike (all zero or all not), up to the record's page limit.
-      const zero = isZeroPage(view, (page - base) * PAGE);
-      const limit = Math.min(stop, page + (zero ? MAX_ZERO_PAGES : MAX_DATA_PAGES));
-      let end = page + 1;
-      while (end < limit && isZeroPage(view, (end - base) * PAGE) === zero) end++;
-      const count = end - page;
-      if (zero) {
-        await send({ name: 'RAM_ZERO', block: blockIndex, first: page, count });
-        zeroPages += count;
-      } else {
-        const payload = view.subarray((page - base) * PAGE, (end - base) * PAGE);
-        await send({ name: 'RAM_PAGES', block: blockIndex, first: page, count, payload });
-        pages += count;
-      }
-      page = end;
-    }
+    await forEachRunRecord(cursor, blockIndex, page, runEnd - page, send, totals);
+    page = runEnd;
     if (page >= block.pages) break;
   }
-  return { pages, zeroPages };
+  return totals;
+}
+
+/** Views of one RAM block for the page path, the latest window kept for the next run. */
+export class RamCursor {
+  readonly #windowPages: number;
+  #window: Uint8Array | undefined;
+  #base = -1;
+
+  constructor(readonly block: RamBlock) {
+    this.#windowPages = wholeBlock(block) ? block.pages : WINDOW_PAGES;
+  }
+
+  /** The window holding `page`, its first page, and the page after it. */
+  at(page: number): { view: Uint8Array; base: number; end: number } {
+    const base = page - (page % this.#windowPages);
+    if (base !== this.#base) {
+      this.#window = ramWindow(this.block, base);
+      this.#base = base;
+    }
+    return { view: this.#window!, base, end: base + this.#windowPages };
+  }
+}
+
+/**
+ * The records of the run of `count` pages from `first` (all inside the cursor's block), as
+ * {@link forEachDirtyRecord} makes them, each given to `send`; adds the pages to `totals`.
+ */
+export async function forEachRunRecord(
+  cursor: RamCursor, blockIndex: number, first: number, count: number, send: (record: RamRecordInit) => Promise<void>,
+  totals: { pages: number; zeroPages: number },
+): Promise<void> {
+  const runEnd = first + count;
+  let page = first;
+  while (page < runEnd) {
+    const { view, base, end: windowEnd } = cursor.at(page);
+    const stop = Math.min(runEnd, windowEnd);
+    // A stretch of pages alike (all zero or all not), up to the record's page limit.
+    const zero = isZeroPage(view, (page - base) * PAGE);
+    const limit = Math.min(stop, page + (zero ? MAX_ZERO_PAGES : MAX_DATA_PAGES));
+    let end = page + 1;
+    while (end < limit && isZeroPage(view, (end - base) * PAGE) === zero) end++;
+    const n = end - page;
+    if (zero) {
+      await send({ name: 'RAM_ZERO', block: blockIndex, first: page, count: n });
+      totals.zeroPages += n;
+    } else {
+      const payload = view.subarray((page - base) * PAGE, (end - base) * PAGE);
+      await send({ name: 'RAM_PAGES', block: blockIndex, first: page, count: n, payload });
+      totals.pages += n;
+    }
+    page = end;
+  }
 }
 
 /**
@@ -117,8 +144,8 @@ export function applyRamRecord(memory: GuestMemory, record: RamRecord): number {
   return record.count;
 }
 
-/** The first clear bit at or after `from` (a set bit), or `pages`. */
-function nextClearBit(words: Uint32Array, from: number, pages: number): number {
+/** The first clear bit of `words` at or after `from` (a set bit), or `pages`. */
+export function nextClearBit(words: Uint32Array, from: number, pages: number): number {
   let index = from >>> 5;
   // Set the bits below `from` so that they do not count as clear.
   let word = ~(words[index]! | ((1 << (from & 31)) - 1));

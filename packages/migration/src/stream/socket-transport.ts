@@ -3,6 +3,7 @@
 // `onread`), so that page data can be received straight into guest memory (readInto).
 
 import net, { type OnReadOpts, type Socket } from 'node:net';
+import { duplicateProcessFd } from '@vmmkit/core';
 import { ChunkQueue } from './chunk-queue.js';
 import type { MigrationTransport } from './migration-transport.js';
 import { MigrationTransportError } from '../migration-errors.js';
@@ -87,6 +88,47 @@ export class SocketTransport implements MigrationTransport {
     if (!handle) throw new MigrationTransportError(name, 'the accepted connection has no handle to take over');
     const options = { handle, allowHalfOpen: true, readable: true, writable: true, highWaterMark: WRITE_HIGH_WATER };
     return new SocketTransport(name, (onread) => new net.Socket({ ...options, onread } as net.SocketConstructorOpts));
+  }
+
+  /**
+   * A connection another thread of this process handed over ({@link SocketTransport.detach}): `fd`
+   * becomes this transport's, and `received` (bytes that thread had received and not read) is
+   * read first.
+   */
+  static fromFd(name: string, fd: number, received: readonly Uint8Array[] = []): SocketTransport {
+    const options = { fd, allowHalfOpen: true, readable: true, writable: true, highWaterMark: WRITE_HIGH_WATER };
+    const transport = new SocketTransport(name, (onread) => new net.Socket({ ...options, onread } as net.SocketConstructorOpts));
+    for (const chunk of received) {
+      transport.#inbox.push(chunk);
+      transport.#received += chunk.byteLength;
+    }
+    return transport;
+  }
+
+  /**
+   * Give the connection up to another thread (see {@link SocketTransport.fromFd}): stop reading,
+   * duplicate the socket's fd and close this transport's own fd, which neither ends nor resets
+   * the connection (the duplicate keeps it open). Only on a transport that has written nothing.
+   * Returns the duplicate, now the caller's, and the bytes received and not read.
+   * @throws MigrationTransportError when the transport failed, wrote, or has no fd (the transport
+   *   is destroyed then); HostError when no fd is left for the duplicate (nothing changed).
+   */
+  detach(): { fd: number; received: Uint8Array[] } {
+    const socket = this.#socket;
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    const why = this.#error ? 'it failed' : this.#ended || socket.bytesWritten > 0 ? 'it has written' : fd === undefined || fd < 0 ? 'it has no fd' : undefined;
+    if (why !== undefined) {
+      const error = new MigrationTransportError(this.name, `cannot hand the connection to another thread: ${why}`, { cause: this.#error });
+      this.destroy(error);
+      throw error;
+    }
+    socket.pause();
+    const copy = duplicateProcessFd(fd!);
+    const received: Uint8Array[] = [];
+    for (let chunk = this.#inbox.shift(); chunk; chunk = this.#inbox.shift()) received.push(chunk);
+    this.#fail(new MigrationTransportError(this.name, 'handed to another thread'), true);
+    socket.destroy();
+    return { fd: copy, received };
   }
 
   /** The socket (to wait for `connect`, or read its addresses). */

@@ -149,6 +149,15 @@ export class MigrationStreamReader<D extends StreamDirection = 'forward'> {
     throw error;
   }
 
+  /**
+   * Whether the stream ends here, at a record boundary, without reading anything that follows as
+   * a record (nothing is received into guest RAM): false as soon as a byte more arrives.
+   */
+  async atEnd(): Promise<boolean> {
+    await this.start();
+    return this.#guard(async () => this.#buffered === 0 && !(await this.#fill(1)));
+  }
+
   /** Stop the idle timeout's timer: the owner reads no more (a failed reader stops by itself). */
   stop(): void {
     this.#idle?.stop();

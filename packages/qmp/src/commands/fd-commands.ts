@@ -3,10 +3,16 @@
 // query-fdsets keep them in fd sets.
 
 import type { QmpCommand, QmpClientFds } from '../protocol/qmp-command.js';
-import { genericError } from '../protocol/qmp-error.js';
+import { genericError, QmpError } from '../protocol/qmp-error.js';
 
-function received(fds: QmpClientFds): number {
-  const fd = fds.takeReceived();
+/** The descriptor that came with the command; `what` names what it was for, when it was refused. */
+function received(fds: QmpClientFds, what: string): number {
+  let fd: number | undefined;
+  try {
+    fd = fds.takeReceived();
+  } catch (e) {
+    throw e instanceof QmpError ? genericError(`${what}: ${e.message}`, { cause: e }) : e;
+  }
   if (fd === undefined) throw genericError('No file descriptor supplied via SCM_RIGHTS');
   return fd;
 }
@@ -16,8 +22,8 @@ export const getfd: QmpCommand = {
   args: { fdname: 'str' },
   run: ({ fdname }, { server, fds }) => {
     const name = fdname as string;
-    if (/^\d/.test(name)) throw genericError('File descriptor name cannot start with a digit');
-    const fd = received(fds);
+    if (/^\d/.test(name)) throw genericError("Parameter 'fdname' expects a name not starting with a digit");
+    const fd = received(fds, `getfd '${name}'`);
     // A name given again replaces the descriptor it had (QEMU closes the old one).
     const old = fds.named.get(name);
     fds.named.set(name, fd);
@@ -41,7 +47,12 @@ export const closefd: QmpCommand = {
 export const addFd: QmpCommand = {
   name: 'add-fd',
   args: { '*fdset-id': 'int', '*opaque': 'str' },
-  run: (args, { server, fds }) => server.fdSets.add(received(fds), args['fdset-id'] as number | undefined, args.opaque as string | undefined),
+  run: (args, { server, fds }) => {
+    const setId = args['fdset-id'] as number | undefined;
+    // Checked before the descriptor is taken, which the session then closes.
+    if (setId !== undefined && setId < 0) throw genericError("Parameter 'fdset-id' expects a non-negative value");
+    return server.fdSets.add(received(fds, 'add-fd'), setId, args.opaque as string | undefined);
+  },
 };
 
 export const removeFd: QmpCommand = {

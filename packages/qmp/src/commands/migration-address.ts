@@ -12,7 +12,9 @@ import { genericError } from '../protocol/qmp-error.js';
  * @throws QmpError naming the argument at fault.
  */
 export function migrationAddress(command: string, args: QmpArgs, role: SocketAddressRole): SocketAddress {
-  const { uri, channels } = args;
+  const { uri } = args;
+  // An empty list is no list, as in QEMU 11.1 (its C list is NULL).
+  const channels = Array.isArray(args.channels) && args.channels.length === 0 ? undefined : args.channels;
   if (uri !== undefined && channels !== undefined) {
     throw genericError(`'uri' and 'channels' arguments are mutually exclusive; exactly one of the two should be present in '${command}' qmp command`);
   }

@@ -17,7 +17,8 @@ const CHANNELS = { list: 'any' } as const;
 
 export const migrate: QmpCommand = {
   name: 'migrate',
-  args: { '*uri': 'str', '*channels': CHANNELS, '*detach': 'bool', '*resume': 'bool' },
+  // QEMU 11.1's: `detach` is gone (migrate always returns at once).
+  args: { '*uri': 'str', '*channels': CHANNELS, '*resume': 'bool' },
   run: (args, { vmm, server }) => {
     const address = migrationAddress('migrate', args, 'connect');
     if (args.resume === true) throw genericError("Parameter 'resume': vmmkit has no postcopy migration to resume");
@@ -60,7 +61,7 @@ export const migrateIncomingCommand: QmpCommand = {
       } finally {
         await listener.close();
       }
-    });
+    }, listener.address);
     return {};
   },
 };

@@ -3,7 +3,8 @@
 
 import type { QmpCommand } from '../protocol/qmp-command.js';
 import { genericError } from '../protocol/qmp-error.js';
-import { namedFd, scalarProperties } from './device-commands.js';
+import { checkId, namedFd, descriptionOf } from './device-commands.js';
+import { inClientTerms } from './passed-fd-errors.js';
 
 export const objectAdd: QmpCommand = {
   name: 'object-add',
@@ -11,13 +12,19 @@ export const objectAdd: QmpCommand = {
   extraArgs: true,
   run: (args, { vmm, server, fds }) => {
     const { 'qom-type': type, id, ...props } = args;
+    checkId(id);
     if (vmm.objects.has(id as string)) throw genericError(`attempt to add duplicate property '${String(id)}' to object (type 'container')`);
     const fdName = namedFd(props.fd, fds);
-    vmm.addObject(scalarProperties({ type, id, ...props, ...(fdName && { fd: fds.named.get(fdName) }) }));
+    const fd = fdName ? fds.named.get(fdName) : undefined;
+    try {
+      vmm.addObject(descriptionOf({ type, id, ...props, ...(fd !== undefined && { fd }) }));
+    } catch (e) {
+      throw props.fd === undefined ? e : inClientTerms(e, { subject: `${String(type)} object '${String(id)}'`, fd: fd ?? Number(props.fd), fdName });
+    }
     if (fdName) {
       // An iommufd object uses a passed descriptor without owning it (QEMU's iommufd backend
       // neither closes it): the server keeps it open for the object and closes it after object-del.
-      server.keepObjectFd(id as string, fds.named.get(fdName)!);
+      server.keepObjectFd(id as string, fd!);
       fds.named.delete(fdName);
     }
     return {};

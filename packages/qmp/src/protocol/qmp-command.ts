@@ -10,6 +10,7 @@ export interface QmpClientFds {
   /**
    * Take the next descriptor that came with the client's messages (SCM_RIGHTS): the command owns
    * it from here. Undefined when none came.
+   * @throws QmpError when the one that came could not be taken over (saying which and why).
    */
   takeReceived(): number | undefined;
   /** Descriptors the client named with getfd: the client's until closefd or it goes away. */

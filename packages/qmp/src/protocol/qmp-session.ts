@@ -8,6 +8,13 @@ import type { QmpClientFds, QmpCommand } from './qmp-command.js';
 import { genericError, QmpError } from './qmp-error.js';
 import { JsonSplitter, type JsonSplitterLimits } from './json-splitter.js';
 
+/**
+ * A descriptor that came with a client's bytes: the VM host's fd, or one that could not be made
+ * the VM host's (the server's process fd it was, and why), which the command that wanted it
+ * reports instead of saying none came.
+ */
+export type ReceivedFd = number | { readonly refused: number; readonly why: string };
+
 /** Where a session's output goes, and how it ends: a socket, or an in-process client. */
 export interface QmpPeer {
   write(text: string): void;
@@ -33,9 +40,9 @@ const NEGOTIATION_MEMBERS = new Set(['execute', 'arguments', 'id']);
 export class QmpSession {
   readonly #splitter: JsonSplitter;
   /** Descriptors that arrived before the message they came for was complete. */
-  readonly #waiting: number[] = [];
+  readonly #waiting: ReceivedFd[] = [];
   /** Descriptors of the command running now (it takes what it uses, the rest are closed after it). */
-  #current: number[] = [];
+  #current: ReceivedFd[] = [];
   readonly #fds: QmpClientFds;
   #negotiated = false;
   #ended = false;
@@ -44,7 +51,7 @@ export class QmpSession {
 
   constructor(private readonly host: QmpSessionHost, private readonly peer: QmpPeer, limits: JsonSplitterLimits = {}) {
     this.#splitter = new JsonSplitter(limits);
-    this.#fds = { takeReceived: () => this.#current.shift(), named: new Map() };
+    this.#fds = { takeReceived: () => takeFd(this.#current), named: new Map() };
     this.#send(host.greeting());
   }
 
@@ -65,7 +72,7 @@ export class QmpSession {
    * holds or follows the chunk's last byte, so a command still running never sees the next
    * one's.
    */
-  receive(bytes: Uint8Array, fds: readonly number[] = []): void {
+  receive(bytes: Uint8Array, fds: readonly ReceivedFd[] = []): void {
     if (this.#ended) {
       for (const fd of fds) this.#closeFd(fd);
       return;
@@ -110,7 +117,7 @@ export class QmpSession {
     return this.#queue;
   }
 
-  async #handle(text: string, fds: number[]): Promise<void> {
+  async #handle(text: string, fds: ReceivedFd[]): Promise<void> {
     if (this.#ended) {
       for (const fd of fds) this.#closeFd(fd);
       return;
@@ -175,13 +182,25 @@ export class QmpSession {
     this.peer.write(`${JSON.stringify(message)}\r\n`);
   }
 
-  #closeFd(fd: number): void {
+  #closeFd(fd: ReceivedFd): void {
+    // A refused descriptor was closed when it was refused.
+    if (typeof fd !== 'number') return;
     try {
       this.host.closeFd(fd);
     } catch {
       // Already gone on the host: nothing left to release.
     }
   }
+}
+
+/**
+ * The next descriptor of a command, which it owns from here; undefined when none came.
+ * @throws QmpError saying which descriptor could not be taken over and why, when that one was refused.
+ */
+function takeFd(fds: ReceivedFd[]): number | undefined {
+  const next = fds.shift();
+  if (next === undefined || typeof next === 'number') return next;
+  throw genericError(`The file descriptor supplied via SCM_RIGHTS (fd ${next.refused} of the VMM process) could not be taken over: ${next.why}`);
 }
 
 const isJsonSpace = (b: number): boolean => b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d;

@@ -14,13 +14,13 @@ export class FdSets {
   constructor(private readonly close: (fd: number) => void) {}
 
   /**
-   * Add `fd` to set `setId` (a new set, numbered after the highest, when undefined); returns
+   * Add `fd` to set `setId` (a new set with the lowest free id, when undefined); returns
    * AddfdInfo.
    * @throws QmpError when `setId` is negative.
    */
   add(fd: number, setId: number | undefined, opaque: string | undefined): { 'fdset-id': number; fd: number } {
     if (setId !== undefined && setId < 0) throw genericError("Parameter 'fdset-id' expects a non-negative value");
-    const id = setId ?? Math.max(-1, ...this.#sets.keys()) + 1;
+    const id = setId ?? this.#firstFreeId();
     const set = this.#sets.get(id) ?? [];
     set.push({ fd, ...(opaque !== undefined && { opaque }) });
     this.#sets.set(id, set);
@@ -40,7 +40,7 @@ export class FdSets {
     const set = this.#sets.get(setId);
     const doomed = set?.filter((e) => fd === undefined || e.fd === fd) ?? [];
     if (!set || doomed.length === 0) {
-      throw genericError(fd === undefined ? `File descriptor set ${setId} not found` : `File descriptor set ${setId} has no descriptor ${fd}`);
+      throw genericError(`File descriptor named '${fd === undefined ? `fdset-id:${setId}` : `fdset-id:${setId}, fd:${fd}`}' not found`);
     }
     for (const e of doomed) this.#closeQuietly(e.fd);
     const rest = set.filter((e) => !doomed.includes(e));
@@ -52,6 +52,13 @@ export class FdSets {
   clear(): void {
     for (const set of this.#sets.values()) for (const e of set) this.#closeQuietly(e.fd);
     this.#sets.clear();
+  }
+
+  /** The lowest set id not in use (QEMU's "first available fdset ID"). */
+  #firstFreeId(): number {
+    let id = 0;
+    while (this.#sets.has(id)) id++;
+    return id;
   }
 
   #closeQuietly(fd: number): void {

@@ -2,19 +2,20 @@
 // / MIGRATION_PASS events show it): its status, its numbers, its error, and how to cancel it.
 // The VMM runs the migration; this remembers what the client asked for and how it went.
 
+import { isIPv4, isIPv6 } from 'node:net';
 import type { Vmm, VmmEvents } from '@vmmkit/core';
-import { MigrationCancelledError, MigrationFailedError, type MigrationProgress, type MigrationResult } from '@vmmkit/migration';
+import { MigrationCancelledError, MigrationFailedError, type MigrationProgress, type MigrationResult, type SocketAddress } from '@vmmkit/migration';
 import { MigrationStats } from './migration-stats.js';
 
 /** The MigrationStatus values vmmkit's migrations go through (qapi/migration.json). */
-export type MigrationStatus = 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'completed' | 'failed';
+export type MigrationStatus = 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'device' | 'completed' | 'failed';
 
 /** Sends an event to the clients. */
 export type QmpEmit = (event: string, data?: Record<string, unknown>) => void;
 
-/** The migration capabilities QEMU knows (MigrationCapability); vmmkit implements `events`. */
+/** The migration capabilities QEMU 11.1 knows (MigrationCapability, as its query-qmp-schema lists them); vmmkit implements `events`. */
 export const MIGRATION_CAPABILITIES = [
-  'xbzrle', 'rdma-pin-all', 'auto-converge', 'zero-blocks', 'events', 'postcopy-ram', 'x-colo', 'release-ram',
+  'xbzrle', 'rdma-pin-all', 'auto-converge', 'events', 'postcopy-ram', 'x-colo', 'release-ram',
   'return-path', 'pause-before-switchover', 'multifd', 'dirty-bitmaps', 'postcopy-blocktime', 'late-block-activate',
   'x-ignore-shared', 'validate-uuid', 'background-snapshot', 'zero-copy-send', 'postcopy-preempt', 'switchover-ack',
   'dirty-limit', 'mapped-ram',
@@ -26,6 +27,8 @@ export class MigrationState {
   #direction: 'outgoing' | 'incoming' | undefined;
   #stats: MigrationStats | undefined;
   #error: string | undefined;
+  /** Where an incoming migration listens (query-migrate's socket-address), until it ends. */
+  #listening: SocketAddress | undefined;
   #controller: AbortController | undefined;
   #done: Promise<void> = Promise.resolve();
   /** Capabilities switched on (migrate-set-capabilities). */
@@ -40,15 +43,21 @@ export class MigrationState {
       const pass = this.#stats?.synced(e.dirtyPages, e.expectedDowntimeMs, e.phase);
       if (pass !== undefined) this.#event('MIGRATION_PASS', { pass });
     };
+    // The guest stopped and the devices' state goes out: QEMU 11.1 reports `device` until it completes.
+    const switchover = (): void => {
+      if (this.#direction === 'outgoing' && this.#status === 'active') this.#set('device');
+    };
     const progressed = (e: MigrationProgress): void => this.#stats?.progressed(e);
     const completed = (e: MigrationResult): void => this.#stats?.completed(e);
     vmm.events.on('migration:iteration', iteration);
     vmm.events.on('migration:dirty-sync', synced);
+    vmm.events.on('migration:switchover', switchover);
     vmm.events.on('migration:progress', progressed);
     vmm.events.on('migration:completed', completed);
     this.#off = () => {
       vmm.events.off('migration:iteration', iteration);
       vmm.events.off('migration:dirty-sync', synced);
+      vmm.events.off('migration:switchover', switchover);
       vmm.events.off('migration:progress', progressed);
       vmm.events.off('migration:completed', completed);
     };
@@ -72,12 +81,13 @@ export class MigrationState {
    * Start tracking a migration that `body` runs (in the background: the command that starts it
    * has answered by then). `body` gets the signal migrate_cancel aborts.
    */
-  start(direction: 'outgoing' | 'incoming', body: (signal: AbortSignal) => Promise<unknown>): void {
+  start(direction: 'outgoing' | 'incoming', body: (signal: AbortSignal) => Promise<unknown>, listening?: SocketAddress): void {
     const controller = new AbortController();
     this.#controller = controller;
     this.#direction = direction;
     this.#stats = new MigrationStats(this.vmm);
     this.#error = undefined;
+    this.#listening = listening;
     this.#set('setup');
     this.#done = body(controller.signal).then(
       () => this.#set('completed'),
@@ -86,17 +96,21 @@ export class MigrationState {
         this.#set(controller.signal.aborted || cancelled(e) ? 'cancelled' : 'failed');
       },
     ).finally(() => {
+      this.#listening = undefined;
       this.#stats?.ended();
       this.#controller = undefined;
     });
   }
 
-  /** The migration is under way (the first pass began; on the destination, the source connected). */
+  /**
+   * The migration is under way (the first pass began; on the destination, the source connected).
+   * The log starting full counts as the first sync, without a MIGRATION_PASS: QEMU 11.1's first
+   * is `pass: 2`, at the sync that ends the first pass.
+   */
   activate(): void {
     if (this.#status !== 'setup') return;
     this.#stats?.active();
     this.#set('active');
-    this.#event('MIGRATION_PASS', { pass: 1 });
   }
 
   /** migrate_cancel: nothing happens when no migration runs. */
@@ -107,15 +121,19 @@ export class MigrationState {
     controller.abort();
   }
 
-  /** query-migrate's MigrationInfo. */
+  /**
+   * query-migrate's MigrationInfo. The source's has its times and numbers; the destination's,
+   * as QEMU's fill_destination_migration_info, its status and, while the migration is under way,
+   * the addresses it listens on: QEMU counts nothing on the receiving side.
+   */
   info(): Record<string, unknown> {
     if (this.#status === 'none' || !this.#stats) return {};
+    const error = this.#error !== undefined && (this.#status === 'failed' || this.#status === 'cancelled') ? { 'error-desc': this.#error } : {};
+    if (this.#direction === 'incoming') {
+      return { status: this.#status, ...(this.#listening && { 'socket-address': [qapiSocketAddress(this.#listening)] }), ...error };
+    }
     const withVfio = this.vmm.devices.some((d) => 'vfio' in d);
-    return {
-      status: this.#status,
-      ...this.#stats.info(this.#status, withVfio),
-      ...(this.#error !== undefined && (this.#status === 'failed' || this.#status === 'cancelled') && { 'error-desc': this.#error }),
-    };
+    return { status: this.#status, ...this.#stats.info(this.#status, withVfio), ...error };
   }
 
   /** Cancel what runs and stop listening (the server closes). */
@@ -134,6 +152,14 @@ export class MigrationState {
   #event(name: string, data: Record<string, unknown>): void {
     if (this.capabilities.has('events')) this.emit(name, data);
   }
+}
+
+/** A socket address as QAPI's SocketAddress (qapi/sockets.json): inet's port is a string. */
+function qapiSocketAddress(address: SocketAddress): Record<string, string | boolean> {
+  if (address.kind === 'unix') return { type: 'unix', path: address.path };
+  // QEMU 11.1 says which family a numeric host is.
+  const family: Record<string, boolean> = isIPv4(address.host) ? { ipv4: true } : isIPv6(address.host) ? { ipv6: true } : {};
+  return { type: 'inet', host: address.host, port: String(address.port), ...family };
 }
 
 function cancelled(e: unknown): boolean {

@@ -5,6 +5,7 @@
 
 import type { Vmm } from '@vmmkit/core';
 import { genericError } from '../protocol/qmp-error.js';
+import type { QomPaths } from './qom-paths.js';
 
 /** Slots 0x00..0x1f of one bus; 0 is the host bridge. */
 const SLOTS = 32;
@@ -13,7 +14,7 @@ export class PciSlots {
   readonly #slotOf = new Map<string, number>();
   readonly #off: () => void;
 
-  constructor(vmm: Vmm) {
+  constructor(private readonly vmm: Vmm, private readonly paths: QomPaths) {
     for (const d of vmm.devices) this.place(d.id);
     const realized = (e: { id: string }): void => void this.place(e.id);
     const unrealized = (e: { id: string }): void => void this.#slotOf.delete(e.id);
@@ -42,7 +43,7 @@ export class PciSlots {
     if (m[2] !== undefined && m[2] !== '0') throw genericError(`Property '${driver}.addr': vmmkit places devices at function 0 only, not '${addr}'`);
     if (slot === 0) throw genericError(`PCI: slot 0 function 0 not available for ${driver}, in use by the host bridge`);
     const user = [...this.#slotOf].find(([, s]) => s === slot)?.[0];
-    if (user !== undefined) throw genericError(`PCI: slot ${slot} function 0 not available for ${driver}, in use by ${user}`);
+    if (user !== undefined) throw genericError(`PCI: slot ${slot} function 0 not available for ${driver}, in use by ${this.#describe(user)}`);
     return slot;
   }
 
@@ -63,5 +64,12 @@ export class PciSlots {
 
   dispose(): void {
     this.#off();
+  }
+
+  /** A device as QEMU names the one in a slot: `driver,id=ID`, or its QOM path when it has no id. */
+  #describe(id: string): string {
+    const driver = this.vmm.device(id)?.driver ?? 'device';
+    const clientId = this.paths.clientId(id);
+    return clientId === undefined ? `${driver} ${this.paths.path(id)}` : `${driver},id=${clientId}`;
   }
 }
