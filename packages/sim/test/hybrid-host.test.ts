@@ -23,9 +23,12 @@ const errnoOf = (f: () => unknown): string | undefined => {
   return undefined;
 };
 
-/** Whether the real process has a mapping starting at `addr`. */
+/** Whether the real process has memory mapped at `addr` (the kernel may merge neighbouring mappings into one line). */
 const reallyMapped = (addr: bigint): boolean =>
-  readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => l.startsWith(`${addr.toString(16)}-`));
+  readFileSync('/proc/self/maps', 'utf8').split('\n').some((l) => {
+    const m = /^([0-9a-f]+)-([0-9a-f]+) /.exec(l);
+    return m !== null && BigInt(`0x${m[1]}`) <= addr && addr < BigInt(`0x${m[2]}`);
+  });
 
 describe('SimHost.adoptMapping', () => {
   it('resolves the adopted address to the very bytes, until the adoption is unmapped', () => {
