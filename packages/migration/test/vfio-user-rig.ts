@@ -102,13 +102,13 @@ const le = (value: bigint, bytes: number): Uint8Array => {
   return out;
 };
 
-/** Bus mastering on, then the nic receives 256-byte packets into a 64-slot ring at RING. */
-export async function startNicTraffic(nic: VfioUserNic): Promise<void> {
+/** Bus mastering on, then the nic receives 256-byte packets into a ring of `slots` (64: pages 0x40..0x43) at RING. */
+export async function startNicTraffic(nic: { readonly device: VfioUserDevice }, slots = 64): Promise<void> {
   const io = nic.device.io;
   await io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), new Uint8Array([0x06, 0]));
   const bar0 = (reg: number, value: bigint, bytes = 4) => io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(reg), le(value, bytes));
   await bar0(NIC_RX_RING_BASE, RING, 8);
-  await bar0(NIC_RX_RING_SIZE, 64n);
+  await bar0(NIC_RX_RING_SIZE, BigInt(slots));
   await bar0(NIC_RX_PKT_SIZE, 256n);
   await bar0(NIC_RATE_PPS, 10_000n);
   await bar0(NIC_CTRL, BigInt(NIC_CTRL_RX_EN));
