@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { LinuxHost, vfioMigrationVerdict, type GuestMemory } from '@vmmkit/core';
+import { LinuxHost, VfioError, vfioMigrationVerdict, type GuestMemory } from '@vmmkit/core';
 import { NIC_RX_HEAD, NIC_RX_TAIL } from '@vmmkit/sim';
 import { VFIO_PCI_BAR0_REGION_INDEX } from '@vmmkit/core/uapi';
 import { VfioMigration } from '@vmmkit/migration';
@@ -145,6 +145,44 @@ describe.skipIf(!onLinux)('nothing is lost: a vfio-user nic served by another pr
       await server.kill();
       rmSync(dir, { recursive: true, force: true });
     }
+    expect(fds()).toBe(fdsBefore);
+  });
+
+  it('a source server process killed mid-precopy: typed errors naming the device, the guest RAM still ours, nothing left behind', { timeout: 30_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vmmkit-vu-mig-'));
+    const fdsBefore = fds();
+    const server = await startNicServer(join(dir, 'src.sock'));
+    try {
+      const src = await connectNic(host, join(dir, 'src.sock'), 'src-nic');
+      const warnings: string[] = [];
+      src.events.on('vfio:warning', (e) => warnings.push(e.message));
+      try {
+        const tracking = src.container.dirtyTracking;
+        src.memory.startDirtyLog();
+        await tracking.start();
+        await startNicTraffic(src);
+        const save = new VfioMigration(src.device, src.events);
+        await save.saveSetup();
+        await save.readChunk();
+        await server.kill('SIGKILL');
+        const read = await save.readChunk().then(() => undefined, (e: unknown) => e);
+        expect(read).toBeInstanceOf(VfioError);
+        expect(read).toMatchObject({ device: 'src-nic', errno: 'ENOTCONN' });
+        await expect(tracking.sync(true)).rejects.toMatchObject({ name: 'VfioError', errno: 'ENOTCONN' });
+        expect(src.device.failed).toBe(true);
+        // Giving up the migration: the device cannot be put back, and the error says which one.
+        await expect(save.resumeRunning()).rejects.toMatchObject({ name: 'VfioError', device: 'src-nic' });
+        await expect(tracking.stop()).rejects.toMatchObject({ name: 'VfioError', device: 'src-nic' });
+        src.memory.write(0n, new Uint8Array([1, 2, 3])); // the VM's memory is still ours to use
+        expect(warnings.length).toBeGreaterThan(0);
+      } finally {
+        await src.close();
+      }
+    } finally {
+      await server.kill();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(memfdMappings()).toBe(0);
     expect(fds()).toBe(fdsBefore);
   });
 });
