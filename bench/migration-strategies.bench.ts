@@ -52,7 +52,7 @@ async function migrateOnce(s: Strategy): Promise<MigrationResult> {
   const guest = timedGuest(source.vmm, srcHost, [source.nic], { writeBytesPerSecond: 256 * 64 * 200 });
   // Data in all of RAM, so that zero pages do not flatter any strategy.
   guest.guest.populate();
-  guest.guest.setUpNics();
+  await guest.guest.setUpNics();
   source.vmm.events.on('migration:iteration', () => guest.tick(5));
   try {
     return await migrate(source.vmm, destination.vmm, { maxIterations: 5, downtimeLimitMs: 0 });

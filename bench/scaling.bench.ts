@@ -55,7 +55,7 @@ async function syncOnce(gib: number): Promise<number> {
   const host = new SimHost({ iommus: [{ id: 'iommu0', dirtyTracking: true }], devices: [nic!] });
   const v = await vmm(host, gib);
   const device = (await v.addDevice(`vfio-pci,host=${bdf},iommufd=iommufd0`)) as VfioPciDevice;
-  device.configWrite(0x04, 2, 0x0006); // bus mastering on
+  await device.configWrite(0x04, 2, 0x0006); // bus mastering on
   const tracking = new VmDirtyTracking(v);
   await tracking.start();
   await tracking.sync(false); // the first sync after start

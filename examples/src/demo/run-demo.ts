@@ -75,7 +75,7 @@ async function runOne(strategy: DemoStrategy, options: DemoOptions, io: DemoIo, 
     if (options.compare) say(`${first ? '' : '\n'}━━ strategy: ${strategy} ━━\n`);
     say(`${first ? 'vmmkit demo: live migration of a VM with two assigned NICs, between two VMMs on simulated hosts\n' : ''}`);
     say(`${introText(pair, plan, allPlugins().map((p) => p.name))}\n${planText(plan, names)}\n`);
-    pair.activity.start();
+    await pair.activity.start();
     await sleep(WARM_UP_MS);
     say(`Migrating to the destination VMM (incoming), downtime limit ${options.downtimeLimitMs} ms, `
       + `max bandwidth ${options.maxBandwidthMiBs} MiB/s, at most ${options.maxIterations} precopy iterations\n`);

@@ -4,6 +4,7 @@
 import { Vmm, guestIommuPlugin, type HostKernel, type VmmPlugin } from '@vmmkit/core';
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { iommufdPlugin } from '@vmmkit/backend-iommufd';
+import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrationPlugin } from '@vmmkit/migration';
 import { NIC_A, NIC_B } from '@vmmkit/sim';
@@ -20,7 +21,7 @@ export interface DemoPluginOptions {
 /** Every plugin vmmkit ships. */
 export function allPlugins(options: DemoPluginOptions = {}): VmmPlugin[] {
   const legacy = options.type1ContainerPath ? legacyType1Plugin({ containerPath: options.type1ContainerPath }) : legacyType1Plugin();
-  return [legacy, iommufdPlugin(), vfioPciPlugin(), guestIommuPlugin(), migrationPlugin()];
+  return [legacy, iommufdPlugin(), vfioUserPlugin(), vfioPciPlugin(), guestIommuPlugin(), migrationPlugin()];
 }
 
 export interface DemoVmOptions extends DemoPluginOptions {

@@ -29,7 +29,7 @@ export async function main(): Promise<string[]> {
   const a = (await vmm.addDevice(`vfio-pci,id=nic-a,host=${NIC_A}`)) as VfioPciDevice;
   const b = (await vmm.addDevice({ driver: 'vfio-pci', id: 'nic-b', host: NIC_B, iommufd: 'iommufd0' })) as VfioPciDevice;
   for (const d of [a, b]) {
-    say(`${d.id}: vendor 0x${d.configRead(0, 2).toString(16)}, BAR0 ${d.bar(0).size} bytes, migration flags ${d.vfio.migrationFlags}`);
+    say(`${d.id}: vendor 0x${(await d.configRead(0, 2)).toString(16)}, BAR0 ${d.bar(0).size} bytes, migration flags ${d.vfio.migrationFlags}`);
   }
   for (const c of planMigration(vmm).containers) say(`migration would track ${c.container} by ${c.strategy}: ${c.reason}`);
 

@@ -77,7 +77,7 @@ async function source(uri: string): Promise<RoleResult> {
   const host = new SimHost(simMachine());
   const { vmm, nics } = await createDemoVm(host, { memoryMiB: 64 });
   const guest = timedGuest(vmm, host, nics, { writeBytesPerSecond: 64 << 10 });
-  guest.start();
+  await guest.start();
   try {
     await new Promise((resolve) => setTimeout(resolve, 100)); // the guest runs a while first
     const result = await migrateOutgoing(vmm, await connectWithRetry(uri), { maxBandwidth: 256 << 20 });

@@ -33,7 +33,7 @@ export async function main(args: string[], host: HostKernel = new LinuxHost()): 
     const useIommufd = host.exists('/dev/iommu');
     if (useIommufd) vmm.addObject('iommufd,id=iommufd0');
     const d = (await vmm.addDevice(`vfio-pci,id=dev0,host=${bdf}${useIommufd ? ',iommufd=iommufd0' : ''}`)) as VfioPciDevice;
-    lines.push(`${d.name}: vendor 0x${d.configRead(0, 2).toString(16)} device 0x${d.configRead(2, 2).toString(16)}, through ${d.vfio.container!.backend.kind}`);
+    lines.push(`${d.name}: vendor 0x${(await d.configRead(0, 2)).toString(16)} device 0x${(await d.configRead(2, 2)).toString(16)}, through ${d.vfio.container!.backend.kind}`);
     lines.push(`IOMMU dirty tracking: ${d.vfio.iommuDirtyTracking}; device DMA logging: ${d.vfio.dmaLoggingSupported}; migration flags: ${d.vfio.migrationFlags}`);
     const plan = planMigration(vmm);
     for (const c of plan.containers) lines.push(`migration would track ${c.container} by ${c.strategy}`);

@@ -7,4 +7,5 @@ export * from './vfio-user-device-io.js';
 export * from './vfio-user-device.js';
 export * from './vfio-user-container.js';
 export * from './vfio-user-iommu-backend.js';
+export * from './vfio-user-pci.js';
 export * from './plugin.js';

@@ -22,7 +22,7 @@ export class VfioUserDevice extends VfioDevice {
   }
 
   /** Why the device failed (its server died, stalled or broke the protocol); undefined while it works. */
-  get failure(): VfioError | undefined {
+  override get failure(): VfioError | undefined {
     return this.#failure ?? this.proxy.failure;
   }
 

@@ -1,7 +1,8 @@
-// A BAR of a vfio-pci device (QEMU's VFIORegion): its region in the device fd, mmapped where the
-// kernel allows (whole, or sparse areas), reached by pread/pwrite elsewhere.
+// A BAR of a vfio-pci device (QEMU's VFIORegion): mmapped where the device allows (whole, or
+// sparse areas) from the file its I/O names, reached through the device's I/O elsewhere
+// (pread/pwrite on the device fd, or vfio-user REGION_READ/WRITE messages).
 
-import { VfioError, vfioCall, type HostKernel, type HostMapping, type VfioRegionInfo } from '@vmmkit/core';
+import { VfioError, vfioCall, type HostKernel, type HostMapping, type VfioDeviceIo, type VfioRegionInfo } from '@vmmkit/core';
 import {
   MAP_SHARED, PROT_READ, PROT_WRITE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
@@ -20,16 +21,20 @@ export class VfioBar {
   readonly #areas: MappedArea[] = [];
 
   private constructor(
-    private readonly host: HostKernel,
-    private readonly fd: number,
+    private readonly io: VfioDeviceIo,
     readonly device: string,
     readonly info: VfioRegionInfo,
   ) {}
 
-  /** Set up BAR access, mmapping what may be mmapped. Unmaps what it mapped if a later mmap fails. */
-  static open(host: HostKernel, fd: number, device: string, info: VfioRegionInfo): VfioBar {
-    const bar = new VfioBar(host, fd, device, info);
-    if (!(info.flags & VFIO_REGION_INFO_FLAG_MMAP)) return bar;
+  /**
+   * Set up BAR access, mmapping what may be mmapped from `info.mmapFd` (which stays the I/O's:
+   * the mappings hold the file, the fd is never closed here). Unmaps what it mapped if a later
+   * mmap fails.
+   */
+  static open(host: HostKernel, io: VfioDeviceIo, device: string, info: VfioRegionInfo): VfioBar {
+    const bar = new VfioBar(io, device, info);
+    const fd = info.mmapFd;
+    if (!(info.flags & VFIO_REGION_INFO_FLAG_MMAP) || fd === undefined) return bar;
     const areas = info.sparseAreas ?? [{ offset: 0n, size: info.size }];
     const prot = (info.flags & VFIO_REGION_INFO_FLAG_READ ? PROT_READ : 0) | (info.flags & VFIO_REGION_INFO_FLAG_WRITE ? PROT_WRITE : 0);
     try {
@@ -60,24 +65,24 @@ export class VfioBar {
     return this.#areas.map(({ offset, size }) => ({ offset, size }));
   }
 
-  /** Read `size` bytes at `offset`, little-endian: from the mapping where mapped, else by pread. */
-  read(offset: number, size: AccessSize): bigint {
+  /** Read `size` bytes at `offset`, little-endian: from the mapping where mapped, else through the I/O. */
+  async read(offset: number, size: AccessSize): Promise<bigint> {
     this.#check(offset, size);
     const area = this.#area(offset, size);
-    const bytes = area ? area.mapping.view(offset - area.offset, size).slice() : this.#pread(offset, size);
+    const bytes = area ? area.mapping.view(offset - area.offset, size).slice() : await this.#regionRead(offset, size);
     const out = new Uint8Array(8);
     out.set(bytes);
     return new DataView(out.buffer).getBigUint64(0, true);
   }
 
-  /** Write `size` bytes at `offset`, little-endian: to the mapping where mapped, else by pwrite. */
-  write(offset: number, size: AccessSize, value: bigint): void {
+  /** Write `size` bytes at `offset`, little-endian: to the mapping where mapped, else through the I/O. */
+  async write(offset: number, size: AccessSize, value: bigint): Promise<void> {
     this.#check(offset, size);
     const bytes = new Uint8Array(8);
     new DataView(bytes.buffer).setBigUint64(0, value, true);
     const area = this.#area(offset, size);
     if (area) area.mapping.view(offset - area.offset, size).set(bytes.subarray(0, size));
-    else this.#pwrite(offset, bytes.subarray(0, size));
+    else await this.#regionWrite(offset, bytes.subarray(0, size));
   }
 
   /** Unmap the BAR's mappings. */
@@ -97,21 +102,12 @@ export class VfioBar {
     }
   }
 
-  #pread(offset: number, size: number): Uint8Array {
-    const buf = new Uint8Array(size);
-    const n = vfioCall(`read BAR${this.index} at 0x${offset.toString(16)}`, this.device, () =>
-      this.host.pread(this.fd, buf, this.info.offset + BigInt(offset)),
-    );
-    if (n !== size) throw new VfioError(`read BAR${this.index} at 0x${offset.toString(16)}`, this.device, { detail: `read ${n} of ${size} bytes` });
-    return buf;
+  // The I/O's errors name the device, the region and the offset.
+  #regionRead(offset: number, size: number): Promise<Uint8Array> {
+    return this.io.regionRead(this.index, BigInt(offset), size);
   }
 
-  #pwrite(offset: number, bytes: Uint8Array): void {
-    const n = vfioCall(`write BAR${this.index} at 0x${offset.toString(16)}`, this.device, () =>
-      this.host.pwrite(this.fd, bytes, this.info.offset + BigInt(offset)),
-    );
-    if (n !== bytes.byteLength) {
-      throw new VfioError(`write BAR${this.index} at 0x${offset.toString(16)}`, this.device, { detail: `wrote ${n} of ${bytes.byteLength} bytes` });
-    }
+  #regionWrite(offset: number, bytes: Uint8Array): Promise<void> {
+    return this.io.regionWrite(this.index, BigInt(offset), bytes);
   }
 }

@@ -1,11 +1,12 @@
 // A vfio-pci device's interrupts (QEMU's vfio_intx_enable / vfio_msi_enable / vfio_msix_enable):
-// one mode at a time (INTx, MSI or MSI-X), each vector on an eventfd given to the kernel with
-// VFIO_DEVICE_SET_IRQS, and every signal reported to the VMM as an interrupt.
+// one mode at a time (INTx, MSI or MSI-X), each vector on an eventfd given to the device with
+// SET_IRQS through its I/O (the ioctl, or a vfio-user message carrying the fds), and every signal
+// reported to the VMM as an interrupt.
 
-import { FirstFailure, VfioError, vfioCall, type HostKernel, type VfioDevice } from '@vmmkit/core';
+import { FirstFailure, VfioError, type HostKernel, type VfioDevice } from '@vmmkit/core';
 import {
-  VFIO_DEVICE_SET_IRQS, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
-  VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, vfio_irq_set,
+  VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
 } from '@vmmkit/core/uapi';
 import { EventfdSink } from './eventfd-sink.js';
 
@@ -48,21 +49,21 @@ export class VfioInterrupts {
    * Switch to `mode` with `vectors` vectors (1 for INTx), each on a new eventfd. Whatever mode was
    * active is disabled first, as vfio-pci allows one at a time. On failure nothing is left enabled.
    */
-  enable(mode: InterruptMode, vectors = 1): void {
+  async enable(mode: InterruptMode, vectors = 1): Promise<void> {
     const available = this.counts[INDEX[mode]] ?? 0;
     if (vectors < 1 || vectors > available || (mode === 'intx' && vectors !== 1)) {
       throw new VfioError(`enable ${mode.toUpperCase()} with ${vectors} vector(s)`, this.device.name, {
         detail: `the device offers ${available}`,
       });
     }
-    this.disable();
+    await this.disable();
     const sinks: EventfdSink[] = [];
     try {
       for (let v = 0; v < vectors; v++) {
         const onError = (e: unknown): void => this.warn(`failed to read the ${mode.toUpperCase()} vector ${v} eventfd: ${e instanceof Error ? e.message : String(e)}`);
         sinks.push(new EventfdSink(this.host, this.device.name, (n) => this.deliver(mode, v, n), onError));
       }
-      this.#setIrqs(mode, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, vectors, sinks.map((s) => s.fd));
+      await this.#setIrqs(mode, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, vectors, sinks.map((s) => s.fd));
     } catch (e) {
       // The enable's failure is the one to report; every eventfd goes regardless.
       const failures = new FirstFailure();
@@ -74,13 +75,13 @@ export class VfioInterrupts {
   }
 
   /** Turn the active mode off and close its eventfds. */
-  disable(): void {
+  async disable(): Promise<void> {
     const mode = this.#mode;
     if (!mode) return;
     this.#mode = undefined;
     const sinks = this.#sinks.splice(0);
     const failures = new FirstFailure();
-    failures.run(() => this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []));
+    await failures.runAsync(() => this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []));
     for (const s of sinks) failures.run(() => s.close());
     failures.rethrow();
   }
@@ -89,16 +90,17 @@ export class VfioInterrupts {
    * End of interrupt for INTx: the kernel masks INTx when it fires (AUTOMASKED) until user space
    * unmasks it, as QEMU's vfio_intx_eoi does.
    */
-  unmaskIntx(): void {
+  async unmaskIntx(): Promise<void> {
     if (this.#mode !== 'intx') return;
-    this.#setIrqs('intx', VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 1, []);
+    await this.#setIrqs('intx', VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK, 1, []);
   }
 
-  #setIrqs(mode: InterruptMode, flags: number, count: number, fds: readonly number[]): void {
-    const data = new Uint8Array(fds.length * 4);
-    fds.forEach((fd, i) => new DataView(data.buffer).setInt32(i * 4, fd, true));
-    const arg = vfio_irq_set.encode({ flags, index: INDEX[mode], start: 0, count, data });
+  async #setIrqs(mode: InterruptMode, flags: number, count: number, fds: readonly number[]): Promise<void> {
     const what = flags & VFIO_IRQ_SET_ACTION_UNMASK ? 'unmask' : count ? `enable ${count} vector(s) of` : 'disable';
-    vfioCall(`${what} ${mode.toUpperCase()}`, this.device.name, () => this.host.ioctl(this.device.fd, VFIO_DEVICE_SET_IRQS, arg));
+    try {
+      await this.device.io.setIrqs({ index: INDEX[mode], start: 0, count, flags, eventfds: fds.length ? fds : undefined });
+    } catch (e) {
+      throw new VfioError(`${what} ${mode.toUpperCase()}`, this.device.name, { cause: e });
+    }
   }
 }

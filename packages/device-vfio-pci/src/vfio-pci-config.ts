@@ -5,10 +5,11 @@
 //   - the interrupt line (0x3c): routing is the VMM's;
 //   - the whole MSI capability and the MSI-X control word: enabling MSI or MSI-X sets up eventfds
 //     through VFIO_DEVICE_SET_IRQS instead of touching the device.
-// Every other byte is read from and written to the device through the VFIO config region,
-// where the kernel's vfio-pci applies its own filtering.
+// Every other byte is read from and written to the device through the VFIO config region (the
+// device's I/O), where the kernel's vfio-pci or the vfio-user server applies its own filtering.
 
-import { ArgumentError, VfioError, vfioCall, type HostKernel, type VfioRegionInfo } from '@vmmkit/core';
+import { ArgumentError, VfioError, type VfioDeviceIo, type VfioRegionInfo } from '@vmmkit/core';
+import { VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
 import { PCI_BASE_ADDRESS_0, PCI_BASE_ADDRESS_MEM_TYPE_64, PCI_BASE_ADDRESS_SPACE_IO, PCI_COMMAND, PCI_INTERRUPT_LINE, PCI_MSIX_FLAGS, PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_MASKALL, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE, PCI_MSI_FLAGS_QSIZE, PCI_ROM_ADDRESS } from '@vmmkit/core/uapi';
 import { parseCapabilities, type PciCapabilities } from './pci-capabilities.js';
 
@@ -16,9 +17,9 @@ import { parseCapabilities, type PciCapabilities } from './pci-capabilities.js';
 /** What the device does when the guest changes MSI or MSI-X enables. */
 export interface ConfigHooks {
   /** MSI was enabled (with `vectors` vectors) or disabled. */
-  msiChanged(enabled: boolean, vectors: number): void;
+  msiChanged(enabled: boolean, vectors: number): Promise<void>;
   /** MSI-X enable or function mask changed. */
-  msixChanged(enabled: boolean, maskAll: boolean): void;
+  msixChanged(enabled: boolean, maskAll: boolean): Promise<void>;
 }
 
 /** One emulated BAR register (a dword): which bits the guest may set, and the read-only low bits. */
@@ -36,10 +37,8 @@ export class VfioPciConfig {
   readonly capabilities: PciCapabilities;
 
   private constructor(
-    private readonly host: HostKernel,
-    private readonly fd: number,
+    private readonly io: VfioDeviceIo,
     private readonly device: string,
-    private readonly region: VfioRegionInfo,
     initial: Uint8Array,
     private readonly hooks: ConfigHooks,
   ) {
@@ -52,12 +51,11 @@ export class VfioPciConfig {
    * Read the device's config space and set up emulation.
    * @param barSizes sizes of BAR0-5 and the ROM (index 6), from their region info (0 = absent).
    */
-  static load(host: HostKernel, fd: number, device: string, region: VfioRegionInfo, barSizes: readonly bigint[], hooks: ConfigHooks): VfioPciConfig {
+  static async load(io: VfioDeviceIo, device: string, region: VfioRegionInfo, barSizes: readonly bigint[], hooks: ConfigHooks): Promise<VfioPciConfig> {
     const size = Number(region.size);
-    const initial = new Uint8Array(size);
-    const n = vfioCall('read the config space', device, () => host.pread(fd, initial, region.offset));
-    if (n !== size) throw new VfioError('read config space', device, { errno: 'EIO', detail: `a short read (${n} of ${size} bytes)` });
-    const config = new VfioPciConfig(host, fd, device, region, initial, hooks);
+    const initial = await io.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0n, size);
+    if (initial.byteLength !== size) throw new VfioError('read config space', device, { errno: 'EIO', detail: `a short read (${initial.byteLength} of ${size} bytes)` });
+    const config = new VfioPciConfig(io, device, initial, hooks);
     config.#emulateBars(barSizes);
     config.#emulate(PCI_INTERRUPT_LINE, 1);
     const { msi, msix } = config.capabilities;
@@ -71,19 +69,18 @@ export class VfioPciConfig {
   }
 
   /** The guest reads `size` (1, 2 or 4) bytes at `offset`. */
-  read(offset: number, size: 1 | 2 | 4): number {
+  async read(offset: number, size: 1 | 2 | 4): Promise<number> {
     this.#check(offset, size);
     const bytes = this.#emulated.slice(offset, offset + size);
     if (this.#emulatedMask.subarray(offset, offset + size).some((m) => m === 0)) {
-      const phys = new Uint8Array(size);
-      vfioCall(`read config space at 0x${offset.toString(16)}`, this.device, () => this.host.pread(this.fd, phys, this.region.offset + BigInt(offset)));
+      const phys = await this.io.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(offset), size);
       for (let i = 0; i < size; i++) if (!this.#emulatedMask[offset + i]) bytes[i] = phys[i]!;
     }
     return littleEndian(bytes);
   }
 
   /** The guest writes `size` (1, 2 or 4) bytes at `offset`. */
-  write(offset: number, size: 1 | 2 | 4, value: number): void {
+  async write(offset: number, size: 1 | 2 | 4, value: number): Promise<void> {
     this.#check(offset, size);
     const bytes = new Uint8Array(4);
     new DataView(bytes.buffer).setUint32(0, value >>> 0, true);
@@ -91,35 +88,32 @@ export class VfioPciConfig {
     if (passthrough) {
       // The kernel writes only the bytes it lets through; emulated bytes are written too and it
       // virtualizes them itself, so one write of the whole access is faithful enough.
-      vfioCall(`write config space at 0x${offset.toString(16)}`, this.device, () =>
-        this.host.pwrite(this.fd, bytes.subarray(0, size), this.region.offset + BigInt(offset)),
-      );
+      await this.io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(offset), bytes.subarray(0, size));
     }
     const msiBefore = this.#msiFlags();
     const msixBefore = this.#msixFlags();
     for (let i = 0; i < size; i++) if (this.#emulatedMask[offset + i]) this.#writeEmulatedByte(offset + i, bytes[i]!);
     this.#fixBars(offset, size);
-    this.#notify(msiBefore, msixBefore);
+    await this.#notify(msiBefore, msixBefore);
   }
 
-  #notify(msiBefore: number | undefined, msixBefore: number | undefined): void {
+  async #notify(msiBefore: number | undefined, msixBefore: number | undefined): Promise<void> {
     const msi = this.#msiFlags();
     if (msi !== undefined && msi !== msiBefore) {
       const was = (msiBefore! & PCI_MSI_FLAGS_ENABLE) !== 0;
       const is = (msi & PCI_MSI_FLAGS_ENABLE) !== 0;
       const vectors = Math.min(1 << ((msi & PCI_MSI_FLAGS_QSIZE) >> 4), this.capabilities.msi!.vectors);
-      if (was || is) this.hooks.msiChanged(is, vectors);
+      if (was || is) await this.hooks.msiChanged(is, vectors);
     }
     const msix = this.#msixFlags();
     if (msix !== undefined && msix !== msixBefore) {
-      this.hooks.msixChanged((msix & PCI_MSIX_FLAGS_ENABLE) !== 0, (msix & PCI_MSIX_FLAGS_MASKALL) !== 0);
+      await this.hooks.msixChanged((msix & PCI_MSIX_FLAGS_ENABLE) !== 0, (msix & PCI_MSIX_FLAGS_MASKALL) !== 0);
     }
   }
 
   /** The guest's view of the whole config space (emulated bytes over the device's), for migration. */
-  snapshot(): Uint8Array {
-    const bytes = new Uint8Array(this.size);
-    vfioCall('read the config space', this.device, () => this.host.pread(this.fd, bytes, this.region.offset));
+  async snapshot(): Promise<Uint8Array> {
+    const bytes = (await this.io.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, 0n, this.size)).slice();
     for (let i = 0; i < bytes.byteLength; i++) if (this.#emulatedMask[i]) bytes[i] = this.#emulated[i]!;
     return bytes;
   }
@@ -130,7 +124,7 @@ export class VfioPciConfig {
    * open), then the MSI and MSI-X enables, which set up their interrupts through the hooks.
    * @throws ArgumentError when the snapshot is not of this config space's size.
    */
-  restore(saved: Uint8Array): void {
+  async restore(saved: Uint8Array): Promise<void> {
     if (saved.byteLength !== this.size) throw new ArgumentError(`config space of ${saved.byteLength} bytes, the device has ${this.size}`);
     const { msi, msix } = this.capabilities;
     const enables = new Set<number>();
@@ -138,9 +132,9 @@ export class VfioPciConfig {
     if (msix) enables.add(msix.offset + PCI_MSIX_FLAGS).add(msix.offset + PCI_MSIX_FLAGS + 1);
     for (let i = 0; i < saved.byteLength; i++) if (this.#emulatedMask[i] && !enables.has(i)) this.#emulated[i] = saved[i]!;
     const word = (at: number): number => saved[at]! | (saved[at + 1]! << 8);
-    this.write(PCI_COMMAND, 2, word(PCI_COMMAND));
-    if (msi) this.write(msi.offset + PCI_MSI_FLAGS, 2, word(msi.offset + PCI_MSI_FLAGS));
-    if (msix) this.write(msix.offset + PCI_MSIX_FLAGS, 2, word(msix.offset + PCI_MSIX_FLAGS));
+    await this.write(PCI_COMMAND, 2, word(PCI_COMMAND));
+    if (msi) await this.write(msi.offset + PCI_MSI_FLAGS, 2, word(msi.offset + PCI_MSI_FLAGS));
+    if (msix) await this.write(msix.offset + PCI_MSIX_FLAGS, 2, word(msix.offset + PCI_MSIX_FLAGS));
   }
 
   /** After a device reset: MSI and MSI-X are off (and the function unmasked), as on hardware. */

@@ -3,12 +3,11 @@
 // device through config and BAR accessors and hears its interrupts as events.
 
 import {
-  PCI_COMMAND, PCI_INTERRUPT_PIN, VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_RESET, VFIO_PCI_CONFIG_REGION_INDEX,
-  VFIO_PCI_MSIX_IRQ_INDEX,
+  PCI_COMMAND, PCI_INTERRUPT_PIN, VFIO_DEVICE_FLAGS_PCI, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
 } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
-  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, getRegionInfo, vfioCall, vfioStep,
+  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, vfioCall, vfioStep,
   type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
   VmmObject, type VmVfio,
 } from '@vmmkit/core';
@@ -47,13 +46,33 @@ export interface VfioPciRealizeContext {
   /** The address space the device DMAs in. */
   readonly as: AddressSpace;
   readonly backend: string;
-  readonly location: VfioDeviceLocation;
+  /**
+   * The device to realize over: a `VfioDevice` with the I/O its type chose (a vfio-user device
+   * with its proxy, QEMU's vfio-user-pci), or where the kernel serves one (`location`: a device
+   * made here with `VfioKernelDeviceIo`, QEMU's vfio-pci). Exactly one of the two.
+   */
+  readonly device?: VfioDevice;
+  readonly location?: VfioDeviceLocation;
+  /** The driver name the VM lists (`vfio-pci` unless a subtype says otherwise). */
+  readonly driver?: string;
   readonly iommufd?: VmmObject;
   readonly options: VfioPciOptions;
+  /**
+   * What the device type set up around the VfioDevice and the device takes over once realized
+   * (a vfio-user connection): released at the end of unrealize, after the detach. When realize
+   * fails it is not called; the caller still holds what it set up.
+   */
+  readonly release?: () => void;
 }
 
+/**
+ * A PCI device passed through VFIO, whatever serves it: the host kernel (vfio-pci) or another
+ * process (vfio-user-pci). Every access to the device goes through `vfio.io`, and the accessors
+ * that reach the device are asynchronous; they run one at a time in the order they were called,
+ * as a vCPU's accesses reach a device, so a config write that enables MSI has set up its eventfds
+ * before the next access starts.
+ */
 export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVmmDevice {
-  readonly driver = 'vfio-pci';
   #bars: (VfioBar | undefined)[] = [];
   #config!: VfioPciConfig;
   #interrupts!: VfioInterrupts;
@@ -61,12 +80,17 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
   #maskAll = false;
   #intxPin = false;
 
+  /** The tail of the accesses in flight: each one starts when the one before has settled. */
+  #queue: Promise<unknown> = Promise.resolve();
+
   private constructor(
     readonly id: string,
+    readonly driver: string,
     readonly vfio: VfioDevice,
     private readonly host: HostKernel,
     private readonly events: VmmEventBus,
     readonly options: VfioPciOptions,
+    private readonly release: (() => void) | undefined,
   ) {
     super();
   }
@@ -77,43 +101,67 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
 
   /** Realize the device. On failure everything done is undone and a VfioError says what failed. */
   static async realize(ctx: VfioPciRealizeContext): Promise<VfioPciDevice> {
-    const vfio = new VfioDevice(ctx.location, undefined, (d) => new VfioKernelDeviceIo(ctx.host, d));
+    const vfio = ctx.device ?? new VfioDevice(ctx.location ?? {}, undefined, (d) => new VfioKernelDeviceIo(ctx.host, d));
     vfio.iommufd = ctx.iommufd;
     vfio.deviceDirtyPageTracking = ctx.options.deviceDirtyPageTracking ? 'auto' : 'off';
     vfio.enableMigration = ctx.options.enableMigration;
     vfio.preCopyDirtyPageTracking = ctx.options.preCopyDirtyPageTracking;
     const events = ctx.events;
-    const device = new VfioPciDevice(ctx.id, vfio, ctx.host, events, ctx.options);
+    const device = new VfioPciDevice(ctx.id, ctx.driver ?? 'vfio-pci', vfio, ctx.host, events, ctx.options, ctx.release);
     await vfioStep('realize vfio-pci', vfio.name, () =>
       UndoStack.run(async (undo) => {
         await ctx.vfio.attach(vfio, ctx.backend, ctx.as);
         undo.push(() => ctx.vfio.detach(vfio));
         device.#checkInfo();
-        device.#setUp(undo);
-        probeMigration(ctx.host, vfio);
+        await device.#setUp(undo);
+        await probeMigration(vfio);
         checkMigration(vfio, events);
       }),
     );
     return device;
   }
 
-  /** Undo realize: interrupts off, BARs unmapped, the device detached. Carries on through failures. */
+  /**
+   * Undo realize, after the accesses in flight: interrupts off, BARs unmapped, the device
+   * detached. Carries on through failures. For a device that has failed (its server died or
+   * stalled) turning interrupts off cannot reach it: that step's error is expected and dropped,
+   * the eventfds are closed all the same.
+   */
   async unrealize(): Promise<void> {
-    const errors = new FirstFailure();
-    errors.run(() => this.#interrupts.disable());
-    for (const bar of this.#bars) errors.run(() => bar?.close());
-    this.#bars = [];
-    await errors.runAsync(() => this.vfio.container?.backend.detachDevice(this.vfio));
-    this.removeAllListeners();
-    errors.rethrow();
+    await this.#serially(async () => {
+      const errors = new FirstFailure();
+      try {
+        await this.#interrupts.disable();
+      } catch (e) {
+        if (!this.failure) errors.keep(e);
+      }
+      for (const bar of this.#bars) errors.run(() => bar?.close());
+      this.#bars = [];
+      await errors.runAsync(() => this.vfio.container?.backend.detachDevice(this.vfio));
+      if (this.release) errors.run(this.release);
+      this.removeAllListeners();
+      errors.rethrow();
+    });
+  }
+
+  /**
+   * Why the device stopped working (its server died, stalled or broke the protocol), once it
+   * has; undefined while it works. Every access to a failed device rejects with this error.
+   */
+  get failure(): VfioError | undefined {
+    return this.vfio.failure;
   }
 
   /**
    * The emulated state migration carries beside the device's VFIO data: the guest's view of
    * config space and the MSI-X table and pending bits.
    */
-  saveState(): Uint8Array {
-    const config = this.#config.snapshot();
+  saveState(): Promise<Uint8Array> {
+    return this.#serially(() => this.#saveState());
+  }
+
+  async #saveState(): Promise<Uint8Array> {
+    const config = await this.#config.snapshot();
     const msix = this.#msix?.save() ?? new Uint8Array(0);
     const out = new Uint8Array(CONFIG_STATE_HEADER + config.byteLength + msix.byteLength);
     const dv = new DataView(out.buffer);
@@ -130,8 +178,8 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
    * table first, then config space, whose MSI or MSI-X enable sets up the interrupts again.
    * @throws VfioError when the state is not of this kind of device.
    */
-  loadState(state: Uint8Array): void {
-    vfioCall('load the migrated config state', this.name, () => {
+  loadState(state: Uint8Array): Promise<void> {
+    return this.#serially(() => vfioStep('load the migrated config state', this.name, async () => {
       const dv = new DataView(state.buffer, state.byteOffset, state.byteLength);
       if (state.byteLength < CONFIG_STATE_HEADER || dv.getUint32(0, true) !== CONFIG_STATE_MAGIC) {
         throw new ArgumentError('not a vfio-pci config state', 'state');
@@ -142,33 +190,37 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       const msix = state.subarray(CONFIG_STATE_HEADER + configLength);
       if (msixLength > 0 && !this.#msix) throw new ArgumentError('the state has an MSI-X table, the device has no MSI-X', 'state');
       this.#msix?.load(msix);
-      this.#config.restore(state.subarray(CONFIG_STATE_HEADER, CONFIG_STATE_HEADER + configLength));
-    });
+      await this.#config.restore(state.subarray(CONFIG_STATE_HEADER, CONFIG_STATE_HEADER + configLength));
+    }));
   }
 
   /** The guest reads config space. */
-  configRead(offset: number, size: 1 | 2 | 4): number {
-    return this.#config.read(offset, size);
+  configRead(offset: number, size: 1 | 2 | 4): Promise<number> {
+    return this.#serially(() => this.#config.read(offset, size));
   }
 
   /** The guest writes config space (enabling MSI or MSI-X here sets up their eventfds). */
-  configWrite(offset: number, size: 1 | 2 | 4, value: number): void {
-    this.#config.write(offset, size, value);
+  configWrite(offset: number, size: 1 | 2 | 4, value: number): Promise<void> {
+    return this.#serially(() => this.#config.write(offset, size, value));
   }
 
   /** The guest reads a BAR (the MSI-X table and PBA are emulated). */
-  barRead(bar: number, offset: number, size: AccessSize): bigint {
-    if (this.#msix?.covers(bar, offset, size)) return this.#msix.read(bar, offset, size);
-    return this.#bar(bar).read(offset, size);
+  barRead(bar: number, offset: number, size: AccessSize): Promise<bigint> {
+    return this.#serially(async () => {
+      if (this.#msix?.covers(bar, offset, size)) return this.#msix.read(bar, offset, size);
+      return this.#bar(bar).read(offset, size);
+    });
   }
 
   /** The guest writes a BAR. */
-  barWrite(bar: number, offset: number, size: AccessSize, value: bigint): void {
-    if (this.#msix?.covers(bar, offset, size)) {
-      for (const v of this.#msix.write(bar, offset, size, value)) this.#deliverMsix(v, 1n);
-      return;
-    }
-    this.#bar(bar).write(offset, size, value);
+  barWrite(bar: number, offset: number, size: AccessSize, value: bigint): Promise<void> {
+    return this.#serially(async () => {
+      if (this.#msix?.covers(bar, offset, size)) {
+        for (const v of this.#msix.write(bar, offset, size, value)) this.#deliverMsix(v, 1n);
+        return;
+      }
+      await this.#bar(bar).write(offset, size, value);
+    });
   }
 
   /** A BAR's accessor: its size and which parts are mmapped. */
@@ -181,9 +233,9 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     return this.#interrupts.mode;
   }
 
-  /** End of an INTx interrupt: unmask it in the kernel. */
-  eoi(): void {
-    this.#interrupts.unmaskIntx();
+  /** End of an INTx interrupt: unmask it in the device (the kernel, or the server). */
+  eoi(): Promise<void> {
+    return this.#serially(() => this.#interrupts.unmaskIntx());
   }
 
   /**
@@ -193,7 +245,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
   async reset(): Promise<void> {
     await this.#aroundReset(async () => {
       if (this.vfio.resetWorks) {
-        vfioCall('reset the device', this.name, () => this.host.ioctl(this.vfio.fd, VFIO_DEVICE_RESET));
+        await this.vfio.io.reset();
         return;
       }
       const hotReset = this.vfio.container?.backend.pciHotReset;
@@ -211,18 +263,30 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     });
   }
 
-  /** Interrupts off and decoding off before a reset; interrupts as after power-on afterwards. */
-  async #aroundReset(reset: () => Promise<void>): Promise<void> {
-    this.#interrupts.disable();
-    const command = this.#config.read(PCI_COMMAND, 2);
-    this.#config.write(PCI_COMMAND, 2, command & ~PCI_COMMAND_DECODE);
-    try {
-      await reset();
-    } finally {
-      this.#config.resetInterrupts();
-      this.#maskAll = false;
-      if (this.#intxPin) this.#interrupts.enable('intx');
-    }
+  /**
+   * Interrupts off and decoding off before a reset; interrupts as after power-on afterwards. Runs
+   * after the accesses in flight, and the next ones wait for it.
+   */
+  #aroundReset(reset: () => Promise<void>): Promise<void> {
+    return this.#serially(async () => {
+      await this.#interrupts.disable();
+      const command = await this.#config.read(PCI_COMMAND, 2);
+      await this.#config.write(PCI_COMMAND, 2, command & ~PCI_COMMAND_DECODE);
+      try {
+        await reset();
+      } finally {
+        this.#config.resetInterrupts();
+        this.#maskAll = false;
+        if (this.#intxPin) await this.#interrupts.enable('intx');
+      }
+    });
+  }
+
+  /** Run `access` once every access called before it has settled (whatever their outcome). */
+  #serially<T>(access: () => T | Promise<T>): Promise<T> {
+    const run = this.#queue.then(access, access);
+    this.#queue = run.catch(() => undefined);
+    return run;
   }
 
   #checkInfo(): void {
@@ -233,16 +297,17 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
   }
 
   /** Regions, config space, interrupts; each step undone on a later failure. */
-  #setUp(undo: UndoStack): void {
+  async #setUp(undo: UndoStack): Promise<void> {
+    const io = this.vfio.io;
     const regions: VfioRegionInfo[] = [];
-    for (let i = 0; i <= VFIO_PCI_CONFIG_REGION_INDEX; i++) regions.push(getRegionInfo(this.host, this.vfio.fd, i, this.name));
+    for (let i = 0; i <= VFIO_PCI_CONFIG_REGION_INDEX; i++) regions.push(await io.regionInfo(i));
     for (let i = 0; i < 6; i++) {
       if (regions[i]!.size === 0n) continue;
-      this.#bars[i] = VfioBar.open(this.host, this.vfio.fd, this.name, regions[i]!);
+      this.#bars[i] = VfioBar.open(this.host, io, this.name, regions[i]!);
       const bar = this.#bars[i]!;
       undo.push(() => bar.close());
     }
-    this.#config = VfioPciConfig.load(this.host, this.vfio.fd, this.name, regions[VFIO_PCI_CONFIG_REGION_INDEX]!,
+    this.#config = await VfioPciConfig.load(io, this.name, regions[VFIO_PCI_CONFIG_REGION_INDEX]!,
       regions.slice(0, 7).map((r) => r.size), {
         msiChanged: (enabled, vectors) => this.#switchTo(enabled ? 'msi' : undefined, vectors),
         msixChanged: (enabled, maskAll) => this.#msixChanged(enabled, maskAll),
@@ -251,28 +316,28 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     // vfio_msix_early_setup asks: mdev drivers answer EINVAL for IRQ indexes they lack (Linux's
     // mtty sample for MSI-X), and the error and request IRQs do not exist on every device.
     const msix = this.#config.capabilities.msix;
-    const counts = irqCounts(this.host, this.vfio, msix ? VFIO_PCI_MSIX_IRQ_INDEX + 1 : VFIO_PCI_MSIX_IRQ_INDEX);
+    const counts = await irqCounts(this.vfio, msix ? VFIO_PCI_MSIX_IRQ_INDEX + 1 : VFIO_PCI_MSIX_IRQ_INDEX);
     this.#interrupts = new VfioInterrupts(this.host, this.vfio, counts, (mode, vector, count) => this.#deliver(mode, vector, count),
       (message) => this.events.emit('vfio:warning', { device: this.name, message }));
     undo.push(() => this.#interrupts.disable());
     if (msix) this.#msix = new MsixTable(msix);
     // Like QEMU, INTx is live from realize when the device has an interrupt pin.
-    this.#intxPin = this.#config.read(PCI_INTERRUPT_PIN, 1) !== 0 && (counts[0] ?? 0) > 0;
-    if (this.#intxPin) this.#interrupts.enable('intx');
+    this.#intxPin = (await this.#config.read(PCI_INTERRUPT_PIN, 1)) !== 0 && (counts[0] ?? 0) > 0;
+    if (this.#intxPin) await this.#interrupts.enable('intx');
   }
 
   /** MSI or MSI-X on (or off, back to INTx if the device has a pin). */
-  #switchTo(mode: 'msi' | 'msix' | undefined, vectors: number): void {
+  async #switchTo(mode: 'msi' | 'msix' | undefined, vectors: number): Promise<void> {
     if (mode) return this.#interrupts.enable(mode, vectors);
-    this.#interrupts.disable();
-    if (this.#intxPin) this.#interrupts.enable('intx');
+    await this.#interrupts.disable();
+    if (this.#intxPin) await this.#interrupts.enable('intx');
   }
 
-  #msixChanged(enabled: boolean, maskAll: boolean): void {
+  async #msixChanged(enabled: boolean, maskAll: boolean): Promise<void> {
     const wasEnabled = this.#interrupts.mode === 'msix';
     this.#maskAll = maskAll;
-    if (enabled && !wasEnabled) this.#switchTo('msix', this.#msix!.cap.vectors);
-    else if (!enabled && wasEnabled) this.#switchTo(undefined, 0);
+    if (enabled && !wasEnabled) await this.#switchTo('msix', this.#msix!.cap.vectors);
+    else if (!enabled && wasEnabled) await this.#switchTo(undefined, 0);
     if (enabled) for (const v of this.#msix!.takeDeliverable(maskAll)) this.#deliverMsix(v, 1n);
   }
 

@@ -29,8 +29,8 @@ export function nextInterrupt(device: VfioPciDevice): Promise<VfioPciInterrupt> 
 export const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** The config-space offset of the device's capability `id` (0 when it has none). */
-export function findCap(d: VfioPciDevice, id: number): number {
-  let cap = d.configRead(0x34, 1);
-  while (cap && d.configRead(cap, 1) !== id) cap = d.configRead(cap + 1, 1);
+export async function findCap(d: VfioPciDevice, id: number): Promise<number> {
+  let cap = await d.configRead(0x34, 1);
+  while (cap && (await d.configRead(cap, 1)) !== id) cap = await d.configRead(cap + 1, 1);
   return cap;
 }

@@ -21,12 +21,12 @@ const [SRC, DST, CNT, CMD] = [0x80, 0x88, 0x90, 0x98];
 
 /** Copy `count` bytes by edu's DMA engine: to the device (into its buffer) or from it. QEMU's edu takes a while. */
 async function eduDma(d: VfioPciDevice, src: bigint, dst: bigint, count: number, toRam: boolean): Promise<void> {
-  d.barWrite(0, SRC, 4, src);
-  d.barWrite(0, DST, 4, dst);
-  d.barWrite(0, CNT, 4, BigInt(count));
-  d.barWrite(0, CMD, 4, toRam ? 3n : 1n);
-  for (let i = 0; i < 1000 && d.barRead(0, CMD, 4) & 1n; i++) await new Promise((resolve) => setTimeout(resolve, 5));
-  expect(d.barRead(0, CMD, 4) & 1n).toBe(0n);
+  await d.barWrite(0, SRC, 4, src);
+  await d.barWrite(0, DST, 4, dst);
+  await d.barWrite(0, CNT, 4, BigInt(count));
+  await d.barWrite(0, CMD, 4, toRam ? 3n : 1n);
+  for (let i = 0; i < 1000 && (await d.barRead(0, CMD, 4)) & 1n; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+  expect((await d.barRead(0, CMD, 4)) & 1n).toBe(0n);
 }
 
 interface Target {
@@ -55,12 +55,12 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci edu on the %s backend', (
       if (backend === 'iommufd') vmm.addObject('iommufd,id=iommufd0');
       const d = (await vmm.addDevice(described(target.edu, backend))) as VfioPciDevice;
       expect(d.vfio.container?.backend.kind).toBe(`vfio-iommu-${backend}`);
-      expect(Number(d.barRead(0, EDU_ID, 4))).toBe(0x010000ed);
-      d.barWrite(0, EDU_LIVENESS, 4, 0x12345678n);
-      expect(Number(d.barRead(0, EDU_LIVENESS, 4))).toBe(0xedcba987);
+      expect(Number(await d.barRead(0, EDU_ID, 4))).toBe(0x010000ed);
+      await d.barWrite(0, EDU_LIVENESS, 4, 0x12345678n);
+      expect(Number(await d.barRead(0, EDU_LIVENESS, 4))).toBe(0xedcba987);
 
       // A guest driver turns on memory decoding and bus mastering (vfio-pci cleared it on open).
-      d.configWrite(PCI_COMMAND, 2, d.configRead(PCI_COMMAND, 2) | 0x6);
+      await d.configWrite(PCI_COMMAND, 2, (await d.configRead(PCI_COMMAND, 2)) | 0x6);
       const data = Uint8Array.from({ length: 2048 }, (_, i) => (i * 13) & 0xff);
       vmm.memory.write(0x10_0000n, data);
       await eduDma(d, 0x10_0000n, 0x40000n, 2048, false);
@@ -70,16 +70,16 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci edu on the %s backend', (
       // INTx is live from realize (edu has a pin); the guest then switches to MSI.
       expect(d.interruptMode).toBe('intx');
       let irq = nextInterrupt(d);
-      d.barWrite(0, EDU_IRQ_RAISE, 4, 1n);
+      await d.barWrite(0, EDU_IRQ_RAISE, 4, 1n);
       expect(await irq).toMatchObject({ mode: 'intx', vector: 0 });
-      d.barWrite(0, EDU_IRQ_ACK, 4, 1n);
-      d.eoi();
+      await d.barWrite(0, EDU_IRQ_ACK, 4, 1n);
+      await d.eoi();
       const msi = d.vfio.info && (await enableMsi(d));
       expect(msi).toBe('msi');
       irq = nextInterrupt(d);
-      d.barWrite(0, EDU_IRQ_RAISE, 4, 0x100n);
+      await d.barWrite(0, EDU_IRQ_RAISE, 4, 0x100n);
       expect(await irq).toEqual({ mode: 'msi', vector: 0, count: 1n, message: { address: 0xfee0_0000n, data: 0x4041 } });
-      expect(Number(d.barRead(0, EDU_IRQ_STATUS, 4))).toBe(0x100); // the INTx cause was acknowledged
+      expect(Number(await d.barRead(0, EDU_IRQ_STATUS, 4))).toBe(0x100); // the INTx cause was acknowledged
 
       // A reset where the host offers one (an edu on a QEMU root bus may have none): either way the
       // device is usable afterwards, with memory decoding off as after any reset attempt.
@@ -87,17 +87,17 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci edu on the %s backend', (
       if (d.vfio.resetWorks || reset === undefined) {
         expect(reset).toBeUndefined();
         expect(d.interruptMode).toBe('intx');
-        expect(d.configRead(PCI_COMMAND, 2) & 0x6).toBe(0);
-        expect(() => d.barRead(0, EDU_IRQ_STATUS, 4)).toThrow(/EIO/); // no memory decoding after a reset
-        d.configWrite(PCI_COMMAND, 2, d.configRead(PCI_COMMAND, 2) | 0x2);
-        expect(Number(d.barRead(0, EDU_IRQ_STATUS, 4))).toBe(0);
+        expect((await d.configRead(PCI_COMMAND, 2)) & 0x6).toBe(0);
+        await expect(d.barRead(0, EDU_IRQ_STATUS, 4)).rejects.toThrow(/EIO/); // no memory decoding after a reset
+        await d.configWrite(PCI_COMMAND, 2, (await d.configRead(PCI_COMMAND, 2)) | 0x2);
+        expect(Number(await d.barRead(0, EDU_IRQ_STATUS, 4))).toBe(0);
       } else {
         expect(reset).toBeInstanceOf(VfioError);
         expect(String(reset)).toContain(d.name);
       }
-      d.configWrite(PCI_COMMAND, 2, d.configRead(PCI_COMMAND, 2) | 0x6);
+      await d.configWrite(PCI_COMMAND, 2, (await d.configRead(PCI_COMMAND, 2)) | 0x6);
       await eduDma(d, 0x40000n, 0x30_0000n, 2048, true);
-      expect(Number(d.barRead(0, EDU_ID, 4))).toBe(0x010000ed);
+      expect(Number(await d.barRead(0, EDU_ID, 4))).toBe(0x010000ed);
 
       await vmm.close();
       await tick();
@@ -108,14 +108,14 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci edu on the %s backend', (
 
 /** Program and enable MSI through the emulated capability, as a guest driver would. */
 async function enableMsi(d: VfioPciDevice): Promise<string | undefined> {
-  const cap = findCap(d, 0x05);
+  const cap = await findCap(d, 0x05);
   expect(cap).toBeGreaterThan(0);
-  const flags = d.configRead(cap + 2, 2);
+  const flags = await d.configRead(cap + 2, 2);
   const is64 = (flags & 0x80) !== 0;
-  d.configWrite(cap + 4, 4, 0xfee0_0000);
-  if (is64) d.configWrite(cap + 8, 4, 0);
-  d.configWrite(cap + (is64 ? 0x0c : 0x08), 2, 0x4041);
-  d.configWrite(cap + 2, 2, flags | 1);
-  expect(d.configRead(cap + 2, 2) & 1).toBe(1);
+  await d.configWrite(cap + 4, 4, 0xfee0_0000);
+  if (is64) await d.configWrite(cap + 8, 4, 0);
+  await d.configWrite(cap + (is64 ? 0x0c : 0x08), 2, 0x4041);
+  await d.configWrite(cap + 2, 2, flags | 1);
+  expect((await d.configRead(cap + 2, 2)) & 1).toBe(1);
   return d.interruptMode;
 }

@@ -98,14 +98,14 @@ describe.for(['legacy', 'iommufd'] as const)('hot reset on the %s backend', (bac
     await expect(a.hotReset(false)).rejects.toSatisfy((e: VfioError) => e.errno === 'EPERM' && notOwned.test(e.message));
     await vmm.addDevice(described(NIC, backend));
     await expect(a.hotReset(true)).rejects.toSatisfy((e: VfioError) => e.errno === 'EINVAL' && /would also reset 0000:00:04.0/.test(e.message));
-    a.configWrite(0x04, 2, 0x2);
-    b.configWrite(0x04, 2, 0x2);
-    a.barWrite(0, 0x04, 4, 1n);
-    b.barWrite(0, 0x04, 4, 1n);
+    await a.configWrite(0x04, 2, 0x2);
+    await b.configWrite(0x04, 2, 0x2);
+    await a.barWrite(0, 0x04, 4, 1n);
+    await b.barWrite(0, 0x04, 4, 1n);
     await a.hotReset(false);
     for (const d of [a, b]) {
-      d.configWrite(0x04, 2, 0x2); // decoding is off after a reset
-      expect(d.barRead(0, 0x04, 4)).toBe(0n); // liveness back to its power-on value
+      await d.configWrite(0x04, 2, 0x2); // decoding is off after a reset
+      expect((await d.barRead(0, 0x04, 4))).toBe(0n); // liveness back to its power-on value
     }
     await vmm.close();
   });
@@ -116,11 +116,11 @@ describe.for(['legacy', 'iommufd'] as const)('hot reset on the %s backend', (bac
     if (backend === 'iommufd') vmm.addObject('iommufd,id=iommufd0');
     const d = (await vmm.addDevice(described('0000:01:00.0', backend))) as VfioPciDevice;
     expect(d.vfio.resetWorks).toBe(false);
-    d.configWrite(0x04, 2, 0x2);
-    d.barWrite(0, 0x04, 4, 5n);
+    await d.configWrite(0x04, 2, 0x2);
+    await d.barWrite(0, 0x04, 4, 5n);
     await d.reset();
-    d.configWrite(0x04, 2, 0x2);
-    expect(d.barRead(0, 0x04, 4)).toBe(0n);
+    await d.configWrite(0x04, 2, 0x2);
+    expect((await d.barRead(0, 0x04, 4))).toBe(0n);
     await vmm.close();
   });
 });

@@ -16,7 +16,7 @@ it('runs an edu on legacy type1 and a nic on iommufd side by side in one VM', as
   expect(edu.vfio.container).not.toBe(nic.vfio.container);
   // Both containers map the same guest RAM: each device reaches it.
   for (const [d, gpa] of [[edu, 0x3000n], [nic, 0x4000n]] as const) {
-    d.configWrite(0x04, 2, d.configRead(0x04, 2) | 0x6);
+    await d.configWrite(0x04, 2, (await d.configRead(0x04, 2)) | 0x6);
     host.deviceDma(d.name, gpa, new Uint8Array([1, 2, 3]));
     expect([...vmm.memory.read(gpa, 3)]).toEqual([1, 2, 3]);
   }

@@ -27,48 +27,48 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (
 
   it('delivers MSI-X through the emulated table: masked vectors wait as pending bits until unmasked', async () => {
     const { host, d, done } = await realize();
-    d.configWrite(0x04, 2, d.configRead(0x04, 2) | 0x6);
-    const msix = findCap(d, 0x11);
-    expect(d.configRead(msix + 2, 2) & 0x7ff).toBe(3); // four vectors
+    await d.configWrite(0x04, 2, (await d.configRead(0x04, 2)) | 0x6);
+    const msix = await findCap(d, 0x11);
+    expect((await d.configRead(msix + 2, 2)) & 0x7ff).toBe(3); // four vectors
     // Program vector 0 (still masked), then enable MSI-X.
-    d.barWrite(0, NIC_MSIX_TABLE, 8, 0xfee0_1000n);
-    d.barWrite(0, NIC_MSIX_TABLE + 8, 4, 0x55n);
-    d.configWrite(msix + 2, 2, 0x8000);
+    await d.barWrite(0, NIC_MSIX_TABLE, 8, 0xfee0_1000n);
+    await d.barWrite(0, NIC_MSIX_TABLE + 8, 4, 0x55n);
+    await d.configWrite(msix + 2, 2, 0x8000);
     expect(d.interruptMode).toBe('msix');
     // Receive traffic into a ring in guest memory: 1000 packets/s, an interrupt per 4 packets.
-    d.barWrite(0, NIC_RX_RING_BASE, 4, 0x10_0000n);
-    d.barWrite(0, NIC_RX_RING_SIZE, 4, 64n);
-    d.barWrite(0, NIC_RATE_PPS, 4, 1000n);
-    d.barWrite(0, NIC_IRQ_BATCH, 4, 4n);
-    d.barWrite(0, NIC_CTRL, 4, 3n);
+    await d.barWrite(0, NIC_RX_RING_BASE, 4, 0x10_0000n);
+    await d.barWrite(0, NIC_RX_RING_SIZE, 4, 64n);
+    await d.barWrite(0, NIC_RATE_PPS, 4, 1000n);
+    await d.barWrite(0, NIC_IRQ_BATCH, 4, 4n);
+    await d.barWrite(0, NIC_CTRL, 4, 3n);
     const seen: number[] = [];
     d.on('interrupt', (e) => seen.push(e.vector));
     host.advance(10);
     await tick();
     expect(seen).toEqual([]); // vector 0 is masked
-    expect(d.barRead(0, NIC_MSIX_PBA, 8) & 1n).toBe(1n);
+    expect((await d.barRead(0, NIC_MSIX_PBA, 8)) & 1n).toBe(1n);
     const irq = nextInterrupt(d);
-    d.barWrite(0, NIC_MSIX_TABLE + 12, 4, 0n); // unmask
+    await d.barWrite(0, NIC_MSIX_TABLE + 12, 4, 0n); // unmask
     expect(await irq).toMatchObject({ mode: 'msix', vector: 0, message: { address: 0xfee0_1000n, data: 0x55 } });
-    expect(d.barRead(0, NIC_MSIX_PBA, 8) & 1n).toBe(0n);
-    expect(Number(d.barRead(0, NIC_IRQ_STATUS, 4)) & 1).toBe(1);
-    expect(rxPackets(d)).toBeGreaterThan(0);
-    d.barWrite(0, NIC_CTRL, 4, 0n);
+    expect((await d.barRead(0, NIC_MSIX_PBA, 8)) & 1n).toBe(0n);
+    expect(Number(await d.barRead(0, NIC_IRQ_STATUS, 4)) & 1).toBe(1);
+    expect(await rxPackets(d)).toBeGreaterThan(0);
+    await d.barWrite(0, NIC_CTRL, 4, 0n);
     await done();
   });
 
   it('mmaps the memory BAR where the kernel allows and reaches its register page by read/write', async () => {
     const { d, done } = await realize();
-    d.configWrite(0x04, 2, d.configRead(0x04, 2) | 0x2);
+    await d.configWrite(0x04, 2, (await d.configRead(0x04, 2)) | 0x2);
     expect(d.bar(2).mmapped).toEqual([{ offset: 0, size: 0x4000 }, { offset: 0x5000, size: 0xb000 }]);
     expect(d.bar(0).mmapped).toEqual([]);
-    d.barWrite(2, 0x100, 8, 0x1122334455667788n);
-    d.barWrite(2, 0x5000, 4, 0xabcdn);
-    expect(d.barRead(2, 0x100, 8)).toBe(0x1122334455667788n);
-    d.barWrite(2, NIC_DOORBELL, 4, 1n);
-    d.barWrite(2, NIC_DOORBELL, 4, 1n);
-    expect(d.barRead(2, NIC_DOORBELL, 4)).toBe(2n);
-    expect(() => d.barRead(2, 0x10000, 4)).toThrow(/outside the BAR/);
+    await d.barWrite(2, 0x100, 8, 0x1122334455667788n);
+    await d.barWrite(2, 0x5000, 4, 0xabcdn);
+    expect((await d.barRead(2, 0x100, 8))).toBe(0x1122334455667788n);
+    await d.barWrite(2, NIC_DOORBELL, 4, 1n);
+    await d.barWrite(2, NIC_DOORBELL, 4, 1n);
+    expect((await d.barRead(2, NIC_DOORBELL, 4))).toBe(2n);
+    await expect(d.barRead(2, 0x10000, 4)).rejects.toThrow(/outside the BAR/);
     expect(() => d.bar(1)).toThrow(/no such BAR/);
     await done();
   });
@@ -84,8 +84,8 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (
   });
 });
 
-function rxPackets(d: VfioPciDevice): number {
-  return Number(d.barRead(0, 0x30, 4));
+async function rxPackets(d: VfioPciDevice): Promise<number> {
+  return Number(await d.barRead(0, 0x30, 4));
 }
 
 it('records the migration options', async () => {

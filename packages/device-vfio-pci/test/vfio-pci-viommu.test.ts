@@ -20,8 +20,8 @@ async function vmWithViommu(host: SimHost, viommu: string): Promise<{ vmm: Vmm; 
 }
 
 /** The guest's driver turns on memory decoding and bus mastering. */
-function busMaster(device: VmmDevice): void {
-  (device as VfioPciDevice).configWrite(0x04, 2, 0x0006);
+async function busMaster(device: VmmDevice): Promise<void> {
+  await (device as VfioPciDevice).configWrite(0x04, 2, 0x0006);
 }
 
 describe.each(['legacy', 'iommufd'] as const)('behind a guest IOMMU (%s backend)', (backend) => {
@@ -29,7 +29,7 @@ describe.each(['legacy', 'iommufd'] as const)('behind a guest IOMMU (%s backend)
     const host = new SimHost(MACHINE);
     const baseline = host.census();
     const { vmm, iommu } = await vmWithViommu(host, 'guest-iommu,id=viommu0,aw-bits=39');
-    busMaster(await vmm.addDevice(described(NIC, backend)));
+    await busMaster(await vmm.addDevice(described(NIC, backend)));
     if (!isGuestIommuDevice(iommu)) throw new Error('not a guest IOMMU');
     await iommu.iommu.map(0x1_0000_0000n, 0x10000n, 0x20_0000n);
     const data = new Uint8Array(64).fill(0x5a);
@@ -47,7 +47,7 @@ describe.each(['legacy', 'iommufd'] as const)('behind a guest IOMMU (%s backend)
   it('with DMA translation off, leaves the device in system memory (interrupt remapping only)', async () => {
     const host = new SimHost(MACHINE);
     const { vmm } = await vmWithViommu(host, 'guest-iommu,dma-translation=off');
-    busMaster(await vmm.addDevice(described(NIC, backend)));
+    await busMaster(await vmm.addDevice(described(NIC, backend)));
     host.deviceDma(NIC, 0x20_0000n, new Uint8Array([1, 2, 3]));
     expect(vmm.memory.read(0x20_0000n, 3)).toEqual(new Uint8Array([1, 2, 3]));
     await vmm.close();

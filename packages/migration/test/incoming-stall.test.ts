@@ -151,8 +151,8 @@ describe('a cancelled destination', () => {
     const source = await vmOn(srcHost, { small: true });
     const nic = await addNic(source, NIC_A, 'iommufd');
     const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-    workload.setUpNics();
-    workload.step();
+    await workload.setUpNics();
+    await workload.step();
     const srcBaseline = srcHost.census();
     const d = await destination();
     const abort = new AbortController();

@@ -34,6 +34,6 @@ export type Backend = 'legacy' | 'iommufd';
 /** Realize a vfio-pci device on `backend` and let it master the bus. */
 export async function addNic(vmm: Vmm, bdf: string, backend: Backend, extra = ''): Promise<VfioPciDevice> {
   const d = (await vmm.addDevice(`vfio-pci,host=${bdf}${backend === 'iommufd' ? ',iommufd=iommufd0' : ''}${extra}`)) as VfioPciDevice;
-  d.configWrite(0x04, 2, 0x0006);
+  await d.configWrite(0x04, 2, 0x0006);
   return d;
 }

@@ -38,8 +38,8 @@ async function newSource() {
   const vmm = await vm(host);
   const nic = vmm.devices[0] as VfioPciDevice;
   const workload = new SimGuest(vmm, host, [{ nic, ring: 0x10_0000n }], { storesPerStep: 8, msPerStep: 1 });
-  workload.setUpNics();
-  vmm.events.on('migration:iteration', () => workload.step());
+  await workload.setUpNics();
+  vmm.events.on('migration:iteration', () => void workload.step());
   return { host, vmm, census: host.census() };
 }
 

@@ -22,9 +22,9 @@ async function pair() {
   const nic = await addNic(source, NIC_A, 'iommufd');
   await addNic(destination, NIC_A, 'iommufd');
   const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-  workload.setUpNics();
-  workload.step();
-  source.events.on('migration:iteration', () => workload.step());
+  await workload.setUpNics();
+  await workload.step();
+  source.events.on('migration:iteration', () => void workload.step());
   return { srcHost, dstHost, source, destination, srcCensus: srcHost.census(), dstCensus: dstHost.census() };
 }
 

@@ -26,8 +26,8 @@ async function pair(options: { destinationMemory?: 'different' } = {}) {
   const nic = await addNic(source, NIC_A, 'iommufd');
   await addNic(destination, NIC_A, 'iommufd');
   const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-  workload.setUpNics();
-  workload.step();
+  await workload.setUpNics();
+  await workload.step();
   const states: string[] = [];
   source.events.on('migration:device-state', (e) => states.push(e.to));
   return { srcHost, dstHost, source, destination, workload, states, srcCensus: srcHost.census(), dstCensus: dstHost.census() };
@@ -50,7 +50,7 @@ async function expectRetryMigrates(p: Pair): Promise<void> {
   const fresh = await vmOn(p.dstHost, { incoming: true });
   await p.destination.close();
   await addNic(fresh, NIC_A, 'iommufd');
-  p.workload.step();
+  await p.workload.step();
   await migrate(p.source, fresh, { maxIterations: 2, downtimeLimitMs: 0 });
   expect(ramHash(fresh.memory)).toBe(ramHash(p.source.memory));
   expect(p.dstHost.deviceState(NIC_A)).toEqual(p.srcHost.deviceState(NIC_A));

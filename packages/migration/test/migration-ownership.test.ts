@@ -25,8 +25,8 @@ async function pair(o: SimMachineOptions, backend: Backend) {
   const source = await vmOn(srcHost);
   const nic = await addNic(source, NIC_A, backend);
   const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }]);
-  workload.setUpNics();
-  workload.step();
+  await workload.setUpNics();
+  await workload.step();
   return { srcHost, dstHost, source, workload, srcCensus: srcHost.census() };
 }
 
@@ -55,7 +55,7 @@ describe('a stop that fails at the end of stop-copy leaves nothing on', () => {
     await first.close();
 
     const second = await destinationOn(p.dstHost, backend);
-    p.workload.step();
+    await p.workload.step();
     await migrate(p.source, second, { maxIterations: 2 });
     expect(ramHash(second.memory)).toBe(ramHash(p.source.memory));
     await second.close();

@@ -22,8 +22,8 @@ async function busyPair() {
   await addNic(destination, NIC_A, 'iommufd');
   await addNic(destination, NIC_B, 'legacy', ',x-device-dirty-page-tracking=off');
   const workload = new SimGuest(source, srcHost, [{ nic: a, ring: 0x10_0000n }, { nic: b, ring: 0x20_0000n }]);
-  workload.setUpNics();
-  source.events.on('migration:iteration', () => workload.step());
+  await workload.setUpNics();
+  source.events.on('migration:iteration', () => void workload.step());
   return { srcHost, dstHost, source, destination, workload };
 }
 

@@ -117,34 +117,37 @@ export interface PortSetup {
   readonly sent: readonly number[];
 }
 
-const read = (d: VfioPciDevice, reg: number): number => Number(d.barRead(0, reg, 1));
-const write = (d: VfioPciDevice, reg: number, value: number): void => d.barWrite(0, reg, 1, BigInt(value));
+const read = async (d: VfioPciDevice, reg: number): Promise<number> => Number(await d.barRead(0, reg, 1));
+const write = (d: VfioPciDevice, reg: number, value: number): Promise<void> => d.barWrite(0, reg, 1, BigInt(value));
 
 /**
  * Program port 0 as a guest driver would: FIFOs enabled and cleared, interrupts, modem control,
  * scratch, bytes sent; the divisor last, leaving DLAB set (mtty zeroes the divisor whenever
  * DLAB is set, so it can be read back only while DLAB stays set).
  */
-export function programPort(d: VfioPciDevice, p: PortSetup): void {
-  write(d, UART_LCR, LCR_8N1);
-  write(d, FCR, FCR_ENABLE_CLEAR);
-  write(d, UART_IER, p.ier);
-  write(d, UART_MCR, p.mcr);
-  write(d, UART_SCR, p.scr);
-  for (const byte of p.sent) write(d, UART_RX, byte);
-  write(d, UART_LCR, LCR_8N1 | LCR_DLAB);
-  write(d, UART_RX, p.divisor & 0xff);
-  write(d, UART_IER, p.divisor >> 8);
+export async function programPort(d: VfioPciDevice, p: PortSetup): Promise<void> {
+  await write(d, UART_LCR, LCR_8N1);
+  await write(d, FCR, FCR_ENABLE_CLEAR);
+  await write(d, UART_IER, p.ier);
+  await write(d, UART_MCR, p.mcr);
+  await write(d, UART_SCR, p.scr);
+  for (const byte of p.sent) await write(d, UART_RX, byte);
+  await write(d, UART_LCR, LCR_8N1 | LCR_DLAB);
+  await write(d, UART_RX, p.divisor & 0xff);
+  await write(d, UART_IER, p.divisor >> 8);
 }
 
 /** What the device exposes of port 0's state, read as a driver would; this drains the FIFO. */
-export function readPort(d: VfioPciDevice): { lcr: number; divisor: number; ier: number; iir: number; mcr: number; msr: number; scr: number; lsr: number; received: number[] } {
-  const lcr = read(d, UART_LCR);
-  const divisor = lcr & LCR_DLAB ? read(d, UART_RX) | (read(d, UART_IER) << 8) : -1;
-  write(d, UART_LCR, lcr & ~LCR_DLAB);
-  const state = { lcr, divisor, ier: read(d, UART_IER), iir: read(d, UART_IIR), mcr: read(d, UART_MCR), msr: read(d, UART_MSR), scr: read(d, UART_SCR), lsr: read(d, UART_LSR) };
+export async function readPort(d: VfioPciDevice): Promise<{ lcr: number; divisor: number; ier: number; iir: number; mcr: number; msr: number; scr: number; lsr: number; received: number[] }> {
+  const lcr = await read(d, UART_LCR);
+  const divisor = lcr & LCR_DLAB ? (await read(d, UART_RX)) | ((await read(d, UART_IER)) << 8) : -1;
+  await write(d, UART_LCR, lcr & ~LCR_DLAB);
+  const state = {
+    lcr, divisor, ier: await read(d, UART_IER), iir: await read(d, UART_IIR), mcr: await read(d, UART_MCR), msr: await read(d, UART_MSR),
+    scr: await read(d, UART_SCR), lsr: await read(d, UART_LSR),
+  };
   const received: number[] = [];
-  for (let i = 0; i < 16 && read(d, UART_LSR) & 0x01; i++) received.push(read(d, UART_RX));
+  for (let i = 0; i < 16 && (await read(d, UART_LSR)) & 0x01; i++) received.push(await read(d, UART_RX));
   return { ...state, received };
 }
 

@@ -57,8 +57,8 @@ async function setUp(s: Scenario) {
   const viommu = source.devices.find(isGuestIommuDevice);
   if (viommu) await viommu.iommu.map(RING_IOVA, RING_BYTES, RING_GPAS[0]);
   const workload = new SimGuest(source, srcHost, rings, viommu ? { remap: { iommu: viommu.iommu, iova: RING_IOVA, gpas: RING_GPAS } } : {});
-  workload.setUpNics();
-  for (let i = 0; i < 5; i++) workload.step();
+  await workload.setUpNics();
+  for (let i = 0; i < 5; i++) await workload.step();
   return { srcHost, dstHost, source, destination, workload, baseline };
 }
 
@@ -69,8 +69,7 @@ async function setUp(s: Scenario) {
 async function migrateBusy(source: Vmm, destination: Vmm, workload: SimGuest, srcHost: SimHost, more: MigrationOptions = {}): Promise<MigrationResult> {
   const remaps: Promise<void>[] = [];
   source.events.on('migration:iteration', () => {
-    workload.step();
-    remaps.push(workload.remap());
+    remaps.push(workload.step().then(() => workload.remap()));
   });
   source.events.on('migration:switchover', () => srcHost.advance(5));
   const stop = workload.runConcurrently();

@@ -151,9 +151,9 @@ async function pair() {
   const nic = await addNic(source, NIC_A, 'iommufd');
   const destination = await freshDestination(dstHost);
   const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }], { storesPerStep: 16 });
-  workload.setUpNics();
-  workload.step();
-  source.events.on('migration:iteration', () => workload.step());
+  await workload.setUpNics();
+  await workload.step();
+  source.events.on('migration:iteration', () => void workload.step());
   return { srcHost, dstHost, source, destination, srcCensus: srcHost.census(), dstCensus: dstHost.census() };
 }
 

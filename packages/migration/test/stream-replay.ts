@@ -54,9 +54,9 @@ export async function recordMigration(options: { writesPerStep?: number } = {}):
   const nic = await addNic(source, NIC_A, 'iommufd');
   await addNic(destination, NIC_A, 'iommufd');
   const workload = new SimGuest(source, srcHost, [{ nic, ring: 0x10_0000n }], { storesPerStep: options.writesPerStep ?? 16 });
-  workload.setUpNics();
-  workload.step();
-  source.events.on('migration:iteration', () => workload.step());
+  await workload.setUpNics();
+  await workload.step();
+  source.events.on('migration:iteration', () => void workload.step());
   const [out, wire] = transportPair();
   const [tap, into] = transportPair();
   const chunks: Uint8Array[] = [];

@@ -29,7 +29,7 @@ async function failure(act: () => Promise<unknown>): Promise<VfioError> {
 /** A complete device-state stream from a source nic that received some traffic. */
 async function sourceStream(backend: Backend): Promise<Uint8Array> {
   const src = await rig(backend);
-  startTraffic(src.nic);
+  await startTraffic(src.nic);
   src.host.advance(15);
   await src.mig.switchover();
   const stream = concat((await drain(src.mig)).chunks);
@@ -53,7 +53,7 @@ interface Change {
 }
 
 const precopying = async (r: Rig) => {
-  startTraffic(r.nic);
+  await startTraffic(r.nic);
   await r.mig.saveSetup();
   await drain(r.mig);
 };
@@ -63,20 +63,20 @@ const resuming = async (r: Rig, stream: Uint8Array) => {
 };
 
 const CHANGES: readonly Change[] = [
-  { name: 'saveSetup', flags: FLAGS.full, target: 'PRE_COPY', recover: 'RUNNING', before: (r) => startTraffic(r.nic), act: (m) => m.saveSetup() },
+  { name: 'saveSetup', flags: FLAGS.full, target: 'PRE_COPY', recover: 'RUNNING', before: async (r) => await startTraffic(r.nic), act: (m) => m.saveSetup() },
   { name: 'prepareSwitchover in PRE_COPY', flags: FLAGS.full, target: 'PRE_COPY_P2P', recover: 'reset', before: precopying, act: (m) => m.prepareSwitchover() },
-  { name: 'prepareSwitchover in RUNNING', flags: FLAGS.noPrecopy, target: 'RUNNING_P2P', recover: 'reset', before: (r) => startTraffic(r.nic), act: (m) => m.prepareSwitchover() },
+  { name: 'prepareSwitchover in RUNNING', flags: FLAGS.noPrecopy, target: 'RUNNING_P2P', recover: 'reset', before: async (r) => await startTraffic(r.nic), act: (m) => m.prepareSwitchover() },
   {
     name: 'switchover from PRE_COPY_P2P', flags: FLAGS.full, target: 'STOP_COPY', recover: 'STOP',
     before: async (r) => { await precopying(r); await r.mig.prepareSwitchover(); }, act: (m) => m.switchover(),
   },
   { name: 'switchover from PRE_COPY', flags: FLAGS.noP2p, target: 'STOP_COPY', recover: 'STOP', before: precopying, act: (m) => m.switchover() },
-  { name: 'switchover from RUNNING', flags: FLAGS.stopCopyOnly, target: 'STOP_COPY', recover: 'STOP', before: (r) => startTraffic(r.nic), act: (m) => m.switchover() },
+  { name: 'switchover from RUNNING', flags: FLAGS.stopCopyOnly, target: 'STOP_COPY', recover: 'STOP', before: async (r) => await startTraffic(r.nic), act: (m) => m.switchover() },
   {
     name: 'resumeRunning from STOP_COPY', flags: FLAGS.full, target: 'RUNNING', recover: 'reset',
-    before: async (r) => { startTraffic(r.nic); await r.mig.switchover(); }, act: (m) => m.resumeRunning(),
+    before: async (r) => { await startTraffic(r.nic); await r.mig.switchover(); }, act: (m) => m.resumeRunning(),
   },
-  { name: 'loadSetup', flags: FLAGS.full, target: 'RESUMING', recover: 'reset', before: (r) => startTraffic(r.nic), act: (m) => m.loadSetup() },
+  { name: 'loadSetup', flags: FLAGS.full, target: 'RESUMING', recover: 'reset', before: async (r) => await startTraffic(r.nic), act: (m) => m.loadSetup() },
   { name: 'start, leaving RESUMING', flags: FLAGS.full, target: 'RUNNING_P2P', recover: 'reset', before: resuming, act: (m) => m.start() },
   { name: 'start, after the state loaded', flags: FLAGS.full, target: 'RUNNING', recover: 'reset', before: resuming, act: (m) => m.start(), nth: 2 },
   { name: 'start without P2P', flags: FLAGS.noP2p, target: 'RUNNING', recover: 'reset', before: resuming, act: (m) => m.start() },
@@ -101,11 +101,11 @@ describe.for(BACKENDS)('VfioMigration failures on the %s backend', (backend) => 
       if (recovered) {
         expect(migStateName(r.mig.state)).toBe(change.recover);
         expect(e.message).toContain(`put back in ${change.recover}`);
-        expect(ringProgrammed(r.nic)).toBe(true); // no reset
+        expect(await ringProgrammed(r.nic)).toBe(true); // no reset
       } else {
         expect(r.mig.state).toBe(RUNNING);
         expect(e.message).toContain('reset to RUNNING');
-        expect(ringProgrammed(r.nic)).toBe(false); // the reset cleared the nic
+        expect(await ringProgrammed(r.nic)).toBe(false); // the reset cleared the nic
         expect(r.changes.at(-1) ?? 'RUNNING').toMatch(/RUNNING$/); // no event when it was RUNNING already
       }
       if (change.nth === undefined && change.name.startsWith('start')) expect(e.message).toContain('the device state did not load');
@@ -142,14 +142,14 @@ describe.for(BACKENDS)('corrupt streams on the %s backend', (backend) => {
   it.for(corruptions)('refuses %s at start(): the device is reset and nothing leaks', async ([, corrupt]) => {
     const stream = corrupt(await sourceStream(backend));
     const r = await rig(backend);
-    startTraffic(r.nic);
+    await startTraffic(r.nic);
     await r.mig.loadSetup();
     await r.mig.writeChunk(stream);
     const e = await failure(() => r.mig.start());
     expect(e.message).toMatch(/^0000:00:05\.0: failed to start the device: the device state did not load: .*reset to RUNNING/);
     expect(e.errno).toBe('EINVAL'); // what the kernel said when it could not load the state
     expect([r.mig.state, r.mig.dataFd]).toEqual([RUNNING, -1]);
-    expect(ringProgrammed(r.nic)).toBe(false);
+    expect(await ringProgrammed(r.nic)).toBe(false);
     expect(r.changes).toEqual(['RUNNING>RESUMING', 'RESUMING>RUNNING']);
     await r.close();
   });

@@ -84,8 +84,8 @@ export async function rig(backend: Backend, options: RigOptions = {}): Promise<R
 }
 
 /** Receive 1000 packets per second into a 64-slot ring in guest memory. */
-export function startTraffic(nic: VfioPciDevice): void {
-  startNicRing(nic, RING, { slots: 64, packetSize: 256, packetsPerSecond: 1000 });
+export async function startTraffic(nic: VfioPciDevice): Promise<void> {
+  await startNicRing(nic, RING, { slots: 64, packetSize: 256, packetsPerSecond: 1000 });
 }
 
 /** Read chunks until the data fd says 'empty' or 'end'; returns copies of the chunks and which it said. */
@@ -110,6 +110,6 @@ export function concat(chunks: readonly Uint8Array[]): Uint8Array {
 }
 
 /** Whether the nic's registers still hold the programmed ring (a reset clears them). */
-export function ringProgrammed(nic: VfioPciDevice): boolean {
-  return nic.barRead(0, NIC_RX_RING_BASE, 8) === RING;
+export async function ringProgrammed(nic: VfioPciDevice): Promise<boolean> {
+  return (await nic.barRead(0, NIC_RX_RING_BASE, 8)) === RING;
 }

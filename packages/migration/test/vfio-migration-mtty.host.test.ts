@@ -95,7 +95,7 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
 
     it('reports precopy info and the stop-copy size: the header in PRE_COPY, the port in STOP_COPY', async () => {
       const { mig } = src;
-      programPort(src.dev, SETUP);
+      await programPort(src.dev, SETUP);
       expect(await mig.stopCopySize()).toBe(BigInt(STREAM_SIZE));
       expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n }); // not precopying: no ioctl
       await mig.saveSetup();
@@ -108,7 +108,7 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
       const header = await drain(mig);
       expect([header.bytes.byteLength, header.until]).toEqual([HEADER_SIZE - 16, 'end']);
       expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
-      src.dev.barWrite(0, 7, 1, 0x77n); // the guest changes the port while it precopies: mtty tracks no dirty state
+      await src.dev.barWrite(0, 7, 1, 0x77n); // the guest changes the port while it precopies: mtty tracks no dirty state
       expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
       await mig.prepareSwitchover();
       expect(migStateName(mig.state)).toBe('PRE_COPY_P2P');
@@ -126,8 +126,8 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
     });
 
     it('saves the serial port on one mdev and loads it into the other, which exposes the same registers and FIFO', async () => {
-      programPort(dst.dev, { divisor: 1, ier: 0, mcr: 0, scr: 0x11, sent: [0x21] }); // something else to overwrite
-      programPort(src.dev, SETUP);
+      await programPort(dst.dev, { divisor: 1, ier: 0, mcr: 0, scr: 0x11, sent: [0x21] }); // something else to overwrite
+      await programPort(src.dev, SETUP);
       const stream = await saveSource();
       expect(stream.byteLength).toBe(STREAM_SIZE);
       await dst.mig.loadSetup();
@@ -136,20 +136,20 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
       await dst.mig.start();
       expect([dst.mig.state, dst.mig.dataFd, dst.kernelState()]).toEqual([RUNNING, -1, RUNNING]);
       expect(dst.changes).toEqual(['RUNNING>RESUMING', 'RESUMING>RUNNING_P2P', 'RUNNING_P2P>RUNNING']);
-      expect(readPort(dst.dev)).toEqual(EXPOSED);
+      expect(await readPort(dst.dev)).toEqual(EXPOSED);
       // The loaded device runs: enabling the transmitter-empty interrupt with the FIFO drained raises INTx.
       const irq = new Promise<VfioPciInterrupt>((resolve) => dst.dev.once('interrupt', resolve));
-      dst.dev.barWrite(0, 1, 1, 0x02n);
+      await dst.dev.barWrite(0, 1, 1, 0x02n);
       expect(await irq).toMatchObject({ mode: 'intx', vector: 0 });
-      dst.dev.eoi();
+      await dst.dev.eoi();
       await src.mig.resumeRunning(); // the migration is called off: the source runs on, its port as it was
-      expect(readPort(src.dev)).toEqual(EXPOSED);
+      expect(await readPort(src.dev)).toEqual(EXPOSED);
       expect([...src.warnings, ...dst.warnings]).toEqual([]);
     });
 
     it('carries on after the reader closes the data fd early: the kernel keeps the session until the state moves on', async () => {
       const { mig } = src;
-      programPort(src.dev, SETUP);
+      await programPort(src.dev, SETUP);
       await mig.switchover(); // RUNNING → STOP_COPY in one request opens the session
       const partial = await mig.readChunk();
       expect(partial instanceof Uint8Array && partial.byteLength).toBe(16);
@@ -190,7 +190,7 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
     });
 
     it('recovers a failed load: a bad header is refused (EFAULT), a short stream does not load, and abortLoad resets to RUNNING', async () => {
-      programPort(src.dev, SETUP);
+      await programPort(src.dev, SETUP);
       const stream = await saveSource();
       const { mig } = dst;
       await mig.loadSetup();
@@ -213,7 +213,7 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
       await mig.writeChunk(stream);
       await mig.finishLoad();
       await mig.start();
-      expect(readPort(dst.dev)).toEqual(EXPOSED);
+      expect(await readPort(dst.dev)).toEqual(EXPOSED);
       expect(dst.changes).toEqual([
         'RUNNING>RESUMING', 'RESUMING>RUNNING', 'RUNNING>STOP', 'STOP>RESUMING', 'RESUMING>RUNNING',
         'RUNNING>STOP', 'STOP>RESUMING', 'RESUMING>STOP', 'STOP>RUNNING_P2P', 'RUNNING_P2P>RUNNING',
@@ -223,8 +223,8 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
     it('live-migrates a VM with the mdev by migrate(): the destination VM\'s port and config space are the source\'s', async () => {
       await dst.close();
       dst = await mttyVm(host, target.uuids[1]!, { backend, incoming: true });
-      programPort(src.dev, SETUP);
-      src.dev.configWrite(0x3c, 1, 0x0a); // the interrupt line: config state vmmkit emulates and migrates
+      await programPort(src.dev, SETUP);
+      await src.dev.configWrite(0x3c, 1, 0x0a); // the interrupt line: config state vmmkit emulates and migrates
       src.vmm.memory.write(0x1000n, Uint8Array.of(1, 2, 3));
       const result = await migrate(src.vmm, dst.vmm);
       expect(result.containers).toEqual([
@@ -233,9 +233,9 @@ function describeMtty(target: MttyTarget, backend: Backend): void {
       expect(result.deviceBytes).toBeGreaterThanOrEqual(STREAM_SIZE);
       expect(dst.kernelState()).toBe(RUNNING);
       expect(migStateName(src.kernelState())).toBe('STOP'); // the source is paused with its VM
-      expect(dst.dev.configRead(0x3c, 1)).toBe(0x0a);
+      expect((await dst.dev.configRead(0x3c, 1))).toBe(0x0a);
       expect(dst.vmm.memory.read(0x1000n, 3)).toEqual(Uint8Array.of(1, 2, 3));
-      expect(readPort(dst.dev)).toEqual(EXPOSED);
+      expect(await readPort(dst.dev)).toEqual(EXPOSED);
       // mtty resets nothing at close or open: the source's mdev, closed paused, opens in STOP.
       await src.close();
       src = await mttyVm(host, target.uuids[0]!, { backend });

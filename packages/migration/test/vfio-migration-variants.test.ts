@@ -42,7 +42,7 @@ const VARIANTS: readonly Variant[] = [
 async function migrateOut(backend: Backend, options: RigOptions) {
   const src = await rig(backend, options);
   const { mig } = src;
-  startTraffic(src.nic);
+  await startTraffic(src.nic);
   await mig.saveSetup();
   const chunks: Uint8Array[] = [];
   for (let round = 0; round < 3; round++) {

@@ -17,7 +17,7 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
     const src = await rig(backend, { chunkSize: 16 << 10 });
     const { mig } = src;
     expect([mig.state, mig.dataFd, mig.precopySupported, mig.p2pSupported]).toEqual([RUNNING, -1, true, true]);
-    startTraffic(src.nic);
+    await startTraffic(src.nic);
     src.host.advance(20);
     expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n }); // not precopying yet
 
@@ -79,7 +79,7 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
 
   it('cancels a precopy on the source: RUNNING again, the data fd closed, the device still receiving', async () => {
     const src = await rig(backend);
-    startTraffic(src.nic);
+    await startTraffic(src.nic);
     await src.mig.saveSetup();
     await drain(src.mig);
     await src.mig.prepareSwitchover();
@@ -97,7 +97,7 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
 
   it('cancels after STOP_COPY: the stopped device runs again', async () => {
     const src = await rig(backend);
-    startTraffic(src.nic);
+    await startTraffic(src.nic);
     await src.mig.switchover(); // no saveSetup: RUNNING → STOP_COPY in one request opens the session
     expect(src.mig.dataFd).toBeGreaterThanOrEqual(0);
     expect((await drain(src.mig)).until).toBe('end');
@@ -144,7 +144,7 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
 
   it('writes a stream the kernel takes a little at a time, and retries calls interrupted by a signal', async () => {
     const src = await rig(backend);
-    startTraffic(src.nic);
+    await startTraffic(src.nic);
     src.host.advance(5);
     await src.mig.switchover();
     const reads = src.host.read.bind(src.host);

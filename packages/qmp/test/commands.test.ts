@@ -93,7 +93,7 @@ describe('objects and devices', () => {
     expect(bus.devices.map((d: { qdev_id: string; slot: number }) => [d.qdev_id, d.slot])).toEqual([['edu0', 1], ['nic0', 5]]);
     const nic = bus.devices[1];
     expect(nic).toMatchObject({ bus: 0, function: 0, id: { vendor: expect.any(Number), device: expect.any(Number) }, class_info: { class: expect.any(Number) } });
-    expect(nic.id.vendor).toBe(vmm.device('nic0') && (vmm.device('nic0') as unknown as { configRead(o: number, s: 2): number }).configRead(0, 2));
+    expect(nic.id.vendor).toBe(vmm.device('nic0') && (await (vmm.device('nic0') as unknown as { configRead(o: number, s: 2): Promise<number> }).configRead(0, 2)));
     expect(nic.regions.length).toBeGreaterThan(0);
     expect(nic.regions[0]).toMatchObject({ bar: expect.any(Number), type: expect.stringMatching(/io|memory/), size: expect.any(Number) });
 

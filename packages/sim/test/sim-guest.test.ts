@@ -56,21 +56,21 @@ describe('the nic driver', () => {
     identityDma(host, NIC_A, RING, Number(nicRingBytes(SIM_GUEST_RING)));
     const vmm = await vmOn(host);
     const guest = new SimGuest(vmm, host, [{ nic, ring: RING }]);
-    guest.setUpNics();
+    await guest.setUpNics();
     expect(host.kernel.device(NIC_A).busMaster).toBe(true);
-    expect(nic.barRead(0, NIC_RX_RING_BASE, 8)).toBe(RING);
-    expect(nic.barRead(0, NIC_RX_RING_SIZE, 4)).toBe(128n);
-    expect(nic.barRead(0, NIC_RX_PKT_SIZE, 4)).toBe(2048n);
-    expect(nic.barRead(0, NIC_RATE_PPS, 4)).toBe(20_000n);
-    expect(nic.barRead(0, NIC_IRQ_BATCH, 4)).toBe(64n);
+    expect((await nic.barRead(0, NIC_RX_RING_BASE, 8))).toBe(RING);
+    expect((await nic.barRead(0, NIC_RX_RING_SIZE, 4))).toBe(128n);
+    expect((await nic.barRead(0, NIC_RX_PKT_SIZE, 4))).toBe(2048n);
+    expect((await nic.barRead(0, NIC_RATE_PPS, 4))).toBe(20_000n);
+    expect((await nic.barRead(0, NIC_IRQ_BATCH, 4))).toBe(64n);
     // 10 steps of 2 ms at 20000 packets/s: 400 packets through a ring of 128 slots.
-    for (let i = 0; i < 10; i++) guest.step();
-    expect(nic.barRead(0, NIC_RX_PACKETS, 8)).toBe(400n);
-    expect(nic.barRead(0, NIC_RX_DROPS, 8)).toBe(0n);
-    expect(nic.barRead(0, NIC_RX_TAIL, 4)).toBe(nic.barRead(0, NIC_RX_HEAD, 4));
+    for (let i = 0; i < 10; i++) await guest.step();
+    expect((await nic.barRead(0, NIC_RX_PACKETS, 8))).toBe(400n);
+    expect((await nic.barRead(0, NIC_RX_DROPS, 8))).toBe(0n);
+    expect((await nic.barRead(0, NIC_RX_TAIL, 4))).toBe((await nic.barRead(0, NIC_RX_HEAD, 4)));
     // Time passing without the driver: the ring fills and the nic drops.
     host.advance(20);
-    expect(nic.barRead(0, NIC_RX_DROPS, 8)).toBeGreaterThan(0n);
+    expect((await nic.barRead(0, NIC_RX_DROPS, 8))).toBeGreaterThan(0n);
     await vmm.close();
   });
 
@@ -78,10 +78,10 @@ describe('the nic driver', () => {
     const host = new SimHost(simMachine());
     const nics = [rawFunction(host, NIC_A), rawFunction(host, NIC_B)];
     const vmm = await vmOn(host);
-    timedGuest(vmm, host, nics, { packetsPerSecond: 5000 }).guest.setUpNics();
-    expect(nics.map((n) => n.barRead(0, NIC_RX_RING_BASE, 8))).toEqual([TIMED_GUEST_RING_BASE, TIMED_GUEST_RING_BASE + 512n * 1024n]);
-    expect(nics.map((n) => n.barRead(0, NIC_RX_RING_SIZE, 4))).toEqual([256n, 256n]);
-    expect(nics.map((n) => n.barRead(0, NIC_RATE_PPS, 4))).toEqual([5000n, 5000n]);
+    await timedGuest(vmm, host, nics, { packetsPerSecond: 5000 }).guest.setUpNics();
+    expect(await Promise.all(nics.map((n) => n.barRead(0, NIC_RX_RING_BASE, 8)))).toEqual([TIMED_GUEST_RING_BASE, TIMED_GUEST_RING_BASE + 512n * 1024n]);
+    expect(await Promise.all(nics.map((n) => n.barRead(0, NIC_RX_RING_SIZE, 4)))).toEqual([256n, 256n]);
+    expect(await Promise.all(nics.map((n) => n.barRead(0, NIC_RATE_PPS, 4)))).toEqual([5000n, 5000n]);
     await vmm.close();
   });
 });
@@ -93,7 +93,7 @@ describe('the vCPU stores', () => {
       const host = new SimHost({});
       const vmm = await vmOn(host);
       const guest = new SimGuest(vmm, host, [], { seed });
-      for (let i = 0; i < 3; i++) guest.step();
+      for (let i = 0; i < 3; i++) await guest.step();
       expect(guest.writes).toBe(3 * 64);
       hashes.push(ramHash(vmm.memory));
       await vmm.close();
@@ -107,7 +107,7 @@ describe('the vCPU stores', () => {
     const vmm = await vmOn(host);
     const guest = new SimGuest(vmm, host, [], { workingSet: 0.25, storesPerStep: 256, msPerStep: 3 });
     expect(guest.workingSetBytes).toBe(3 * 1024 * 1024);
-    for (let i = 0; i < 4; i++) guest.step();
+    for (let i = 0; i < 4; i++) await guest.step();
     expect(written(vmm, 0n, 2 << 20)).toBe(true);
     expect(written(vmm, 2n * MiB, 6 << 20)).toBe(false);
     expect(written(vmm, 1n << 32n, 1 << 20)).toBe(true);
@@ -115,7 +115,7 @@ describe('the vCPU stores', () => {
     expect(host.kernel.now).toBe(12);
     vmm.pause();
     const before = ramHash(vmm.memory);
-    guest.step();
+    await guest.step();
     expect([guest.writes, host.kernel.now, ramHash(vmm.memory)]).toEqual([4 * 256, 12, before]);
     await vmm.close();
   });
@@ -159,13 +159,13 @@ describe('the timed guest', () => {
     vi.advanceTimersByTime(1000);
     resumed.stop();
     // A migrated guest's drivers are not set up again.
-    expect(nic.barRead(0, NIC_RX_RING_SIZE, 4)).toBe(0n);
+    expect((await nic.barRead(0, NIC_RX_RING_SIZE, 4))).toBe(0n);
     // 5 ms ticks of 5 stores (64000 B/s): 1000 stores in a second, 1 s of virtual time.
     expect([resumed.guest.writes, host.kernel.now]).toEqual([1000, 1000]);
 
     const started = timedGuest(vmm, host, [nic], { writeBytesPerSecond: 64_000 });
-    started.start();
-    expect(nic.barRead(0, NIC_RX_RING_BASE, 8)).toBe(TIMED_GUEST_RING_BASE);
+    await started.start();
+    expect((await nic.barRead(0, NIC_RX_RING_BASE, 8))).toBe(TIMED_GUEST_RING_BASE);
     vi.advanceTimersByTime(100);
     vmm.pause();
     vi.advanceTimersByTime(100);

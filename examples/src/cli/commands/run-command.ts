@@ -62,7 +62,7 @@ async function runVm(vmm: Vmm, options: RunOptions, io: CliIo, load: GuestLoad |
       return EXIT_OK;
     }
     load?.resume();
-  } else load?.start();
+  } else await load?.start();
   const seconds = options.durationMs !== undefined ? `for ${options.durationMs / 1000} s` : `until SIGINT or SIGTERM${qmp ? ' or QMP quit' : ''}`;
   io.out(`running ${seconds}${load ? ' (the guest is at work)' : ''}`);
   const why = await waitFor(options.durationMs, stop);

@@ -1,8 +1,9 @@
 // Composing the VM of `run` and `migrate` from the command line: every plugin vmmkit ships, the
 // guest RAM of -m, then -object and -device in the order given (as QEMU creates them), and with
-// --kvm the kvm device and its guest.
+// --kvm the kvm device and its guest. Guest RAM comes from memfds when a vfio-user device is given,
+// so that its server maps the RAM (QEMU asks for -object memory-backend-memfd,share=on instead).
 
-import { ConfigError, Vmm } from '@vmmkit/core';
+import { ConfigError, Vmm, parseDescription, type Description } from '@vmmkit/core';
 import { kvmPlugin } from '@vmmkit/accel-kvm';
 import { allPlugins } from '../../guest/demo-vm.js';
 import type { VmArgs } from '../args/command-line.js';
@@ -21,6 +22,7 @@ export async function composeVm(host: CliHost, args: VmArgs, incoming = false): 
     host: host.kernel,
     plugins: args.kvm ? [...allPlugins(), kvmPlugin()] : allPlugins(),
     memory: guestRamLayout(args.ramSize),
+    memoryBacking: args.devices.some(isVfioUser) ? 'memfd' : 'anonymous',
     name: args.name,
     incoming,
   });
@@ -32,6 +34,15 @@ export async function composeVm(host: CliHost, args: VmArgs, incoming = false): 
   } catch (e) {
     await vmm.close().catch(() => undefined); // the first error is the one to report
     throw e;
+  }
+}
+
+/** A -device vfio-user-pci (a description that does not parse is reported when it is added). */
+function isVfioUser(desc: Description): boolean {
+  try {
+    return parseDescription(desc, '-device', 'driver').type === 'vfio-user-pci';
+  } catch {
+    return false;
   }
 }
 

@@ -10,7 +10,7 @@ import { kvmGuestRunner } from './kvm-guest.js';
 
 /** What runs the guest. */
 interface GuestRunner {
-  start(): void;
+  start(): void | Promise<void>;
   resume(): void;
   stop(): void;
 }
@@ -35,8 +35,8 @@ export class GuestLoad {
   }
 
   /** A freshly booted guest: its drivers set the NICs up, then it works. */
-  start(): void {
-    this.#guest.start();
+  async start(): Promise<void> {
+    await this.#guest.start();
   }
 
   /**

@@ -2,6 +2,7 @@
 // the fd once attached, its container, and the dirty-tracking facts migration decides by.
 
 import { InvariantError } from '../errors/vmm-error-base.js';
+import type { VfioError } from '../errors/vmm-error.js';
 import type { VmmObject } from '../vmm/vmm-object.js';
 import type { HostIommuDevice } from './host-iommu-device.js';
 import type { VfioContainerBase } from './vfio-container-base.js';
@@ -90,6 +91,14 @@ export class VfioDevice {
   /** The container the device is attached to: its membership is the container's to keep. */
   get container(): VfioContainerBase | undefined {
     return containerOf(this);
+  }
+
+  /**
+   * Why the device stopped working for good (a vfio-user server that died, stalled or broke the
+   * protocol); undefined while it works, and always for a device the kernel serves.
+   */
+  get failure(): VfioError | undefined {
+    return undefined;
   }
 
   /** VFIO_DEVICE_FLAGS_RESET was reported. */

@@ -39,8 +39,16 @@ export type OptionValue<K extends OptionKind> =
  */
 export type OptionsOf<S extends OptionSchema> = { readonly [K in keyof S]?: OptionValue<S[K]['kind']> } & { readonly id?: string };
 
-/** A description as given: a QEMU-style string, or an object of option values. */
-export type Description = string | Readonly<Record<string, string | number | boolean | undefined>>;
+/** One value of a typed description: a scalar, or an object of them (QEMU's structured properties). */
+export type DescriptionValue = string | number | boolean | undefined | { readonly [key: string]: DescriptionValue };
+
+/**
+ * A description as given: a QEMU-style string (`vfio-pci,host=...`, or QEMU's JSON form
+ * `{"driver":"vfio-pci","host":"..."}`), or an object of option values. A structured value
+ * (`socket: { path, type }`) stands for its dotted options (`socket.path`, `socket.type`), as
+ * QEMU's keyval syntax spells them on the command line.
+ */
+export type Description = string | Readonly<Record<string, DescriptionValue>>;
 
 /** A parsed description: its type (object qom-type or device driver) and raw option values. */
 export interface ParsedDescription {
@@ -54,8 +62,9 @@ export interface ParsedDescription {
 export function parseDescription(desc: Description, flag: '-device' | '-object', typeKey: 'driver' | 'type'): ParsedDescription {
   const values = new Map<string, string>();
   let type: string | undefined;
+  const text = typeof desc === 'string' ? desc.trim().replace(new RegExp(`^${flag}\\s+`), '') : '';
+  if (typeof desc === 'string' && text.startsWith('{')) desc = parseJsonDescription(text, flag);
   if (typeof desc === 'string') {
-    const text = desc.trim().replace(new RegExp(`^${flag}\\s+`), '');
     splitOptions(text).forEach((part, i) => {
       const eq = part.indexOf('=');
       if (i === 0 && eq < 0) return void (type = part);
@@ -66,10 +75,7 @@ export function parseDescription(desc: Description, flag: '-device' | '-object',
       values.set(key, value);
     });
   } else {
-    for (const [key, value] of Object.entries(desc)) {
-      if (value === undefined) continue;
-      values.set(key, typeof value === 'boolean' ? (value ? 'on' : 'off') : String(value));
-    }
+    flatten(desc, '', values, flag);
   }
   // The type may also come as driver=/qom-type= (QEMU) or type=.
   for (const key of [typeKey, 'driver', 'qom-type', 'type']) {
@@ -80,6 +86,35 @@ export function parseDescription(desc: Description, flag: '-device' | '-object',
   }
   if (!type) throw new ConfigError(`${flag}: no ${typeKey === 'driver' ? 'driver' : 'object type'} given`);
   return { type, values, label: `${flag} ${type}` };
+}
+
+/** QEMU's JSON form of a description: one object whose values are scalars or objects of them. */
+function parseJsonDescription(text: string, flag: string): Record<string, DescriptionValue> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError(`${flag} '${text}': not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError(`${flag} '${text}': the JSON form must be an object`);
+  return parsed as Record<string, DescriptionValue>;
+}
+
+/** Typed values into `values`, a structured value as its dotted keys (`socket.path`). */
+function flatten(desc: Readonly<Record<string, DescriptionValue>>, prefix: string, values: Map<string, string>, flag: string): void {
+  for (const [name, value] of Object.entries(desc)) {
+    const key = prefix + name;
+    if (value === undefined) continue;
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      flatten(value, `${key}.`, values, flag);
+      continue;
+    }
+    if (typeof value !== 'string' && typeof value !== 'number' && typeof value !== 'boolean') {
+      throw new ConfigError(`${flag}: option '${key}' must be a string, number, boolean or object`, key);
+    }
+    if (values.has(key)) throw new ConfigError(`${flag}: option '${key}' is given twice`, key);
+    values.set(key, typeof value === 'boolean' ? (value ? 'on' : 'off') : String(value));
+  }
 }
 
 /** Split at commas; `,,` is a literal comma (QEMU's escape). */

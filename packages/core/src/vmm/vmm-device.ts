@@ -23,7 +23,7 @@ export interface VmmDevice {
    * vfio-pci its config space and MSI-X table, while the host device's own state travels
    * through VFIO migration). A device without it has no state of its own.
    */
-  saveState?(): Uint8Array;
+  saveState?(): Uint8Array | Promise<Uint8Array>;
   /**
    * Restore what `saveState` returned, on a migration destination before the guest runs.
    * @throws when the state does not fit this device (VfioError for VFIO devices).

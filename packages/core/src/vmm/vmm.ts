@@ -26,6 +26,11 @@ export interface VmmCreateOptions {
   readonly plugins: readonly VmmPlugin[];
   /** Guest RAM blocks, allocated with host.mmap. Default: none. */
   readonly memory?: readonly RamSpec[];
+  /**
+   * How guest RAM is backed: anonymous memory (default), or memfds mapped shared, whose files a
+   * vfio-user server maps to DMA into RAM directly (QEMU's memory-backend-memfd,share=on).
+   */
+  readonly memoryBacking?: 'anonymous' | 'memfd';
   /** A name for messages. */
   readonly name?: string;
   /**
@@ -100,7 +105,7 @@ export class Vmm {
       if (names.has(p.name)) throw new ConfigError(`plugin '${p.name}' is given twice`, 'plugins', p.name);
       names.add(p.name);
     }
-    const memory = GuestMemory.allocate(options.host, options.memory ?? []);
+    const memory = GuestMemory.allocate(options.host, options.memory ?? [], { backing: options.memoryBacking });
     const container = root().createChildContainer();
     const as = new AddressSpace('system memory');
     const vmm = new Vmm(container, options.host, memory, as, options.name ?? 'vm');

@@ -68,7 +68,7 @@ export class SourceDevices {
       await writer.write({ name: 'DEVICE_END', device: d.index });
     }
     for (const d of this.#devices) {
-      const state = d.device.saveState?.();
+      const state = await d.device.saveState?.();
       if (!state) continue;
       await writer.write({ name: 'DEVICE_CONFIG', device: d.index, payload: state });
       bytes += state.byteLength;

@@ -43,11 +43,12 @@ export const deviceDel: QmpCommand = {
 export const queryPci: QmpCommand = {
   name: 'query-pci',
   args: {},
-  run: (_args, { vmm, server }) => {
-    const devices = vmm.devices.flatMap((d) => {
+  run: async (_args, { vmm, server }) => {
+    const devices: Record<string, unknown>[] = [];
+    for (const d of vmm.devices) {
       const slot = server.pciSlots.slotOf(d.id);
-      return hasPciConfig(d) && slot !== undefined ? [pciDeviceInfo(d.id, slot, d)] : [];
-    });
+      if (hasPciConfig(d) && slot !== undefined) devices.push(await pciDeviceInfo(d.id, slot, d));
+    }
     devices.sort((a, b) => (a.slot as number) - (b.slot as number));
     return [{ bus: 0, devices }];
   },

@@ -20,6 +20,8 @@ export interface SimGuestRunnerOptions {
 
 export class SimGuestRunner {
   #timer: NodeJS.Timeout | undefined;
+  /** The drivers are returning slots (asynchronous device accesses): ticks meanwhile only store. */
+  #returning = false;
 
   /** Run `guest` at the options' rate. */
   constructor(
@@ -28,8 +30,8 @@ export class SimGuestRunner {
   ) {}
 
   /** A freshly booted guest: its drivers set the nics up, then it works (on timers). */
-  start(): void {
-    this.guest.setUpNics();
+  async start(): Promise<void> {
+    await this.guest.setUpNics();
     this.resume();
   }
 
@@ -57,7 +59,14 @@ export class SimGuestRunner {
 
   /** `ms` of guest time at the options' rate: vCPU stores, nic traffic, the drivers returning slots. */
   tick(ms: number): void {
-    this.guest.advance(ms, Math.ceil(((this.options.writeBytesPerSecond ?? 4 << 20) * ms) / 1000 / 64));
+    this.guest.run(ms, Math.ceil(((this.options.writeBytesPerSecond ?? 4 << 20) * ms) / 1000 / 64));
+    if (this.#returning || !this.guest.running) return;
+    this.#returning = true;
+    // A device that fails under the guest (its server gone, say) is the VMM's to report; the
+    // guest goes on storing, as vCPUs do while a device does not answer.
+    void this.guest.returnSlots().catch(() => undefined).finally(() => {
+      this.#returning = false;
+    });
   }
 }
 
