@@ -72,7 +72,9 @@ export class VfioUserMigrationIo {
     this.decode(reply, 'start device DMA logging', () => decodeFeatureReply(reply.payload));
   }
 
+  /** DMA_LOGGING_STOP; nothing to do once the server is gone (a server stops logging for a client that left). */
   async dmaLoggingStop(): Promise<void> {
+    if (this.proxy.failure) return;
     this.#capability('stop device DMA logging');
     const reply = await this.proxy.request(VFIO_USER_DEVICE_FEATURE, encodeFeature(VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP));
     this.decode(reply, 'stop device DMA logging', () => decodeFeatureReply(reply.payload));

@@ -23,16 +23,21 @@ const fds = (): number => readdirSync('/proc/self/fd').length;
 const memfdMappings = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('/memfd:guest-ram')).length;
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** Copy the pages the source's dirty log marks to the destination and clear them; returns how many. */
-function sendDirty(from: GuestMemory, to: GuestMemory, drop: boolean): number {
+/** A broken tracker's memory: the page it forgets (-1 until it picks the first one it sees). */
+interface Forgetful {
+  lost: number;
+}
+
+/**
+ * Copy the pages the source's dirty log marks to the destination and clear them; returns how
+ * many. With `forget`, the first dirty page seen is never sent again, then or later.
+ */
+function sendDirty(from: GuestMemory, to: GuestMemory, forget?: Forgetful): number {
   const dirty = from.blocks[0]!.dirty!;
   let sent = 0;
-  let dropped = !drop;
   dirty.forEachSetBit((page) => {
-    if (!dropped) {
-      dropped = true; // the broken tracker: this page is never sent again
-      return;
-    }
+    if (forget && forget.lost < 0) forget.lost = page;
+    if (page === forget?.lost) return;
     to.write(BigInt(page * PAGE), from.read(BigInt(page * PAGE), PAGE));
     sent++;
   });
@@ -55,7 +60,7 @@ interface Outcome {
   readonly resent: number;
 }
 
-/** Migrate the nic and its guest RAM across processes; `dropOne` loses one dirty page at the last sync. */
+/** Migrate the nic and its guest RAM across processes; `dropOne` loses one dirty page (a broken tracker). */
 async function migrateAcross(host: LinuxHost, dir: string, dropOne: boolean): Promise<Outcome> {
   const servers: NicServerProcess[] = [];
   const nics: RemoteNic[] = [];
@@ -66,6 +71,7 @@ async function migrateAcross(host: LinuxHost, dir: string, dropOne: boolean): Pr
     const dst = await connectNic(host, join(dir, 'dst.sock'), 'dst-nic');
     nics.push(dst);
     const tracking = src.container.dirtyTracking;
+    const forget: Forgetful | undefined = dropOne ? { lost: -1 } : undefined;
     expect(tracking.decide().strategy).toBe('device');
     const save = new VfioMigration(src.device, src.events);
     const load = new VfioMigration(dst.device, dst.events);
@@ -86,7 +92,7 @@ async function migrateAcross(host: LinuxHost, dir: string, dropOne: boolean): Pr
       await sleep(30); // the server's clock ticks every 10 ms: the nic receives meanwhile
       await consume(src);
       await tracking.sync(true);
-      resent += sendDirty(src.memory, dst.memory, false);
+      resent += sendDirty(src.memory, dst.memory, forget);
       await forward();
     }
     await sleep(30);
@@ -95,7 +101,7 @@ async function migrateAcross(host: LinuxHost, dir: string, dropOne: boolean): Pr
     // Switchover: the device stops, the last sync is the last word on what it wrote.
     await save.switchover();
     await tracking.sync(false);
-    resent += sendDirty(src.memory, dst.memory, dropOne);
+    resent += sendDirty(src.memory, dst.memory, forget);
     await forward();
     await save.saveCleanup();
     await tracking.stop();
@@ -172,7 +178,8 @@ describe.skipIf(!onLinux)('nothing is lost: a vfio-user nic served by another pr
         expect(src.device.failed).toBe(true);
         // Giving up the migration: the device cannot be put back, and the error says which one.
         await expect(save.resumeRunning()).rejects.toMatchObject({ name: 'VfioError', device: 'src-nic' });
-        await expect(tracking.stop()).rejects.toMatchObject({ name: 'VfioError', device: 'src-nic' });
+        await tracking.stop(); // the server's DMA log went with it: nothing is left to stop
+        expect(tracking.state).toBe('stopped');
         src.memory.write(0n, new Uint8Array([1, 2, 3])); // the VM's memory is still ours to use
         expect(warnings.length).toBeGreaterThan(0);
       } finally {

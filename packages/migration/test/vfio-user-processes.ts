@@ -19,6 +19,8 @@ export interface NicServerProcess {
   readonly child: ChildProcess;
   /** The model's device state (migration.save()) as the server process holds it now. */
   state(): Promise<Buffer>;
+  /** The device state when the model last started running (a destination's: the state it loaded). */
+  startedState(): Promise<Buffer>;
   /** Kill it and wait until it is gone (its pipes closed). */
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
@@ -37,14 +39,16 @@ export async function startNicServer(path: string, options: { migration?: boolea
   });
   const ready = await next();
   if (ready !== 'ready') throw new Error(`nic server said ${ready}`);
+  const ask = async (what: string): Promise<Buffer> => {
+    const answer = next();
+    child.stdin!.write(`${what}\n`);
+    return Buffer.from((await answer).slice(what.length + 1), 'hex');
+  };
   const gone = new Promise<void>((resolve) => child.once('close', () => resolve()));
   return {
     child,
-    async state() {
-      const answer = next();
-      child.stdin!.write('state\n');
-      return Buffer.from((await answer).replace(/^state /, ''), 'hex');
-    },
+    state: () => ask('state'),
+    startedState: () => ask('started'),
     async kill(signal = 'SIGTERM') {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       await gone;
