@@ -1,7 +1,7 @@
 // `vmmkit run -device vfio-user-pci`: a VM on this machine's kernel driving edu that `vmmkit serve`
 // serves in another process (the built examples), in the short and QEMU's JSON forms, with guest
-// RAM from memfds. A file of its own: it runs in a fresh process (see the report of issue 12's
-// fourth session on sockets left by earlier in-process servers).
+// RAM from memfds. The server serves one client at a time and closes a second at once, so each
+// run waits until the server has seen the previous one leave.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -24,13 +24,20 @@ describe.skipIf(process.platform !== 'linux')('vmmkit run with -device vfio-user
     const path = join(dir, 'edu.sock');
     const server = spawn(process.execPath, [join(import.meta.dirname, '../dist/cli/main.js'), 'serve', '--device', 'edu', '--socket', path], { stdio: ['ignore', 'pipe', 'pipe'] });
     let log = '';
-    server.stderr!.on('data', (d) => (log += String(d)));
+    const waiters: (() => void)[] = [];
+    server.stderr!.on('data', (d) => {
+      log += String(d);
+      for (const w of waiters.splice(0)) w();
+    });
+    const clientsLeft = (): number => log.match(/client left/g)?.length ?? 0;
     try {
       await new Promise<void>((resolve, reject) => {
         server.stdout!.once('data', () => resolve());
         server.once('exit', (code) => reject(new Error(`vmmkit serve exited with ${code}: ${log}`)));
       });
-      for (const device of [`vfio-user-pci,socket=${path},id=edu0`, JSON.stringify({ driver: 'vfio-user-pci', socket: { path, type: 'unix' }, id: 'edu0' })]) {
+      for (const [i, device] of [`vfio-user-pci,socket=${path},id=edu0`, JSON.stringify({ driver: 'vfio-user-pci', socket: { path, type: 'unix' }, id: 'edu0' })].entries()) {
+        // The server serves one client at a time: the previous run's must have left first.
+        while (clientsLeft() < i) await new Promise<void>((resolve) => waiters.push(resolve));
         const r = testIo();
         expect(await runCli(['run', '-m', '16M', '-device', device, '--duration', '0.05'], r.io), [...r.out, ...r.err, log].join('\n')).toBe(EXIT_OK);
         const row = r.out.find((l) => l.startsWith('edu0 '));

@@ -3,7 +3,9 @@
 // where the kernel backends make an ioctl or a pread/pwrite on the device fd. Every call is
 // async: the reply comes back through the event loop.
 
-import type { DmaLoggingRange, HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioMigDataSession, VfioRegionInfo } from '@vmmkit/core';
+import type {
+  DmaLoggingRange, HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioMigDataSession, VfioRegionInfo, VfioRegionWriteOptions,
+} from '@vmmkit/core';
 import {
   VFIO_USER_DEVICE_FEATURE, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO,
   VFIO_USER_DEVICE_RESET, VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, decodeDeviceInfo,
@@ -22,7 +24,11 @@ export class VfioUserDeviceIo implements VfioDeviceIo {
   readonly #regionFiles = new Map<number, number>();
   readonly #migration: VfioUserMigrationIo;
 
-  constructor(readonly proxy: VfioUserProxy, private readonly host: HostKernel) {
+  /**
+   * @param postedWrites send the writes callers allow to be posted with NO_REPLY (QEMU's default;
+   *   its x-no-posted-writes turns it off).
+   */
+  constructor(readonly proxy: VfioUserProxy, private readonly host: HostKernel, readonly postedWrites = true) {
     this.#migration = new VfioUserMigrationIo(proxy, (reply, step, decode) => this.#decode(reply, step, decode));
   }
 
@@ -90,15 +96,18 @@ export class VfioUserDeviceIo implements VfioDeviceIo {
   }
 
   /** REGION_WRITE: `data` at `offset` of region `region`, waiting for each piece's reply. */
-  async regionWrite(region: number, offset: bigint, data: Uint8Array): Promise<void> {
+  async regionWrite(region: number, offset: bigint, data: Uint8Array, options: VfioRegionWriteOptions = {}): Promise<void> {
     if (region === VFIO_PCI_CONFIG_REGION_INDEX && offset <= BigInt(PCI_COMMAND) && offset + BigInt(data.byteLength) > BigInt(PCI_COMMAND)) {
       this.#busMaster = (data[PCI_COMMAND - Number(offset)]! & PCI_COMMAND_MASTER) !== 0;
     }
+    // Config space writes are never posted: they change how the device decodes and masters.
+    const posted = options.posted === true && this.postedWrites && region !== VFIO_PCI_CONFIG_REGION_INDEX;
     const max = this.proxy.capabilities.maxDataXferSize;
     for (let done = 0; done < data.byteLength;) {
       const n = Math.min(max, data.byteLength - done);
-      const reply = await this.proxy.request(VFIO_USER_REGION_WRITE, encodeRegionAccess({ offset: offset + BigInt(done), region, count: n, data: data.subarray(done, done + n) }));
-      this.#closeFds(reply.fds);
+      const payload = encodeRegionAccess({ offset: offset + BigInt(done), region, count: n, data: data.subarray(done, done + n) });
+      if (posted) this.proxy.post(VFIO_USER_REGION_WRITE, payload);
+      else this.#closeFds((await this.proxy.request(VFIO_USER_REGION_WRITE, payload)).fds);
       done += n;
     }
   }

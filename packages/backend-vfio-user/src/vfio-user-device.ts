@@ -9,9 +9,14 @@ import type { VfioUserProxy } from './vfio-user-proxy.js';
 export class VfioUserDevice extends VfioDevice {
   #failure: VfioError | undefined;
 
-  /** @param name the device's id (or socket path), in every error. */
-  constructor(name: string, readonly proxy: VfioUserProxy, host: HostKernel) {
-    super({}, name, () => new VfioUserDeviceIo(proxy, host));
+  /**
+   * @param name the device's id (or socket path), in every error.
+   * @param options.postedWrites whether writes callers allow to be posted go without a reply (default true).
+   */
+  constructor(name: string, readonly proxy: VfioUserProxy, host: HostKernel, options: { readonly postedWrites?: boolean } = {}) {
+    super({}, name, () => new VfioUserDeviceIo(proxy, host, options.postedWrites ?? true));
+    // As QEMU says: vfio-user devices are effectively mdevs (no host IOMMU of their own).
+    this.mdev = true;
     proxy.onFailure = (error) => {
       this.#failure ??= error;
     };

@@ -17,6 +17,7 @@ export const VFIO_USER_PCI_OPTIONS = {
   'socket.path': { kind: 'string', doc: 'QEMU\'s SocketAddress: the Unix socket path (JSON: "socket":{"path":...,"type":"unix"})' },
   'socket.type': { kind: 'string', doc: 'QEMU\'s SocketAddress type: only unix' },
   'x-msg-timeout': { kind: 'uint', doc: 'milliseconds a message waits for its reply before the server counts as stalled (default 5000)' },
+  'x-no-posted-writes': { kind: 'on-off', doc: 'QEMU\'s: wait for a reply to every BAR write instead of posting it (default off)' },
   ...VFIO_PCI_MODEL_OPTIONS,
 } as const satisfies OptionSchema;
 
@@ -80,7 +81,7 @@ export const vfioUserPciType: VmmDeviceType<typeof VFIO_USER_PCI_OPTIONS> = {
         vfio: ctx.vfio,
         as: ctx.pciBus.deviceAddressSpace(),
         backend: VFIO_IOMMU_USER,
-        device: new VfioUserDevice(name, proxy, ctx.host),
+        device: new VfioUserDevice(name, proxy, ctx.host, { postedWrites: !(ctx.options['x-no-posted-writes'] ?? false) }),
         driver: VFIO_USER_PCI,
         options: vfioPciOptions(ctx.options),
         release: () => proxy.close(),

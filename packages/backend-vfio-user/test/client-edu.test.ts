@@ -13,7 +13,8 @@ import {
   EDU_IRQ_RAISE, EDU_LIVENESS, NIC_BAR2_SIZE, SimHost,
 } from '@vmmkit/sim';
 import { VFIO_USER_REGION_WRITE, encodeRegionAccess } from '@vmmkit/core/vfio-user';
-import { VFIO_IOMMU_USER, VfioUserContainer } from '@vmmkit/backend-vfio-user';
+import { CLIENT_CAPABILITIES, VFIO_IOMMU_USER, VfioUserContainer, VfioUserDevice } from '@vmmkit/backend-vfio-user';
+import { VfioError } from '@vmmkit/core';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
 import { le64, runEduDma } from './support/edu-io.js';
 
@@ -147,5 +148,45 @@ describe('vfio-user client: edu over an in-process pair', () => {
     await rig.close();
     rig = undefined;
     expect(host.census()).toEqual(base);
+  });
+
+  it('keeps to the server\'s max_dma_maps: a map past it is refused with ENOSPC before it is sent, and fits again after an unmap', async () => {
+    rig = await makeClientRig({ proxy: { capabilities: { ...CLIENT_CAPABILITIES, maxDmaMaps: 2 } } });
+    const { backend, device, space, server, memory } = rig;
+    const container = await backend.attachDevice('vu0', device, space);
+    expect(container.dmaMaxMappings).toBe(2);
+    const ram = memory.blocks[0]!;
+    await container.dmaMap(0x800_0000n, 0x1000n, ram.hva, false); // the second window
+    const e = await container.dmaMap(0x800_1000n, 0x1000n, ram.hva + 0x1000n, false).then(() => undefined, (err: unknown) => err);
+    expect(e).toBeInstanceOf(VfioError);
+    expect(e).toMatchObject({ device: 'vu0', errno: 'ENOSPC' });
+    expect(String(e)).toContain('max_dma_maps');
+    expect(server.connection!.dma.count).toBe(2); // never sent
+    await container.dmaUnmap(0x800_0000n, 0x1000n);
+    await container.dmaMap(0x800_1000n, 0x1000n, ram.hva + 0x1000n, false);
+    expect(server.connection!.dma.count).toBe(2);
+  });
+
+  it('posts a write the caller allows to be posted (never to config space), unless posted writes are off', async () => {
+    rig = await makeClientRig();
+    const { backend, device, space, proxy } = rig;
+    await backend.attachDevice('vu0', device, space);
+    const io = device.io;
+    const write = io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_LIVENESS), le32(0x0f0f_0000), { posted: true });
+    expect(proxy.pendingCount).toBe(0); // sent with NO_REPLY: nothing waits
+    await write;
+    expect(u32(await io.regionRead(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_LIVENESS), 4))).toBe(~0x0f0f_0000 >>> 0);
+    const config = io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), new Uint8Array([0x02, 0]), { posted: true });
+    expect(proxy.pendingCount).toBe(1); // config space waits for its reply
+    await config;
+    await rig.close();
+
+    rig = await makeClientRig();
+    const unposted = new VfioUserDevice('vu0', rig.proxy, rig.host, { postedWrites: false });
+    await rig.backend.attachDevice('vu0', unposted, rig.space);
+    const waited = unposted.io.regionWrite(VFIO_PCI_BAR0_REGION_INDEX, BigInt(EDU_LIVENESS), le32(1), { posted: true });
+    expect(rig.proxy.pendingCount).toBe(1);
+    await waited;
+    await rig.backend.detachDevice(unposted);
   });
 });

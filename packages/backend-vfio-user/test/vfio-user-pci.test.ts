@@ -25,15 +25,29 @@ const fds = (): number => readdirSync('/proc/self/fd').length;
 const mappings = (name: string): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes(`/memfd:${name}`)).length;
 const PCI_CAP_ID_MSI = 0x05;
 
-async function startServer(model: 'edu' | 'nic', path: string): Promise<ChildProcess> {
+interface Server {
+  readonly path: string;
+  readonly child: ChildProcess;
+  /** Resolves once the server has seen `n` clients leave (it serves one client at a time). */
+  left(n: number): Promise<void>;
+}
+
+async function startServer(model: 'edu' | 'nic', path: string): Promise<Server> {
   const child = spawn(process.execPath, [fixture, model, path], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += String(d)));
+  const waiters: (() => void)[] = [];
+  child.stderr!.on('data', (d) => {
+    stderr += String(d);
+    for (const w of waiters.splice(0)) w();
+  });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
     child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
   });
-  return child;
+  const left = async (n: number): Promise<void> => {
+    while ((stderr.match(/client left/g)?.length ?? 0) < n) await new Promise<void>((resolve) => waiters.push(resolve));
+  };
+  return { path, child, left };
 }
 
 const exited = (child: ChildProcess): Promise<unknown> => new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('close', r)));
@@ -84,12 +98,11 @@ describe.skipIf(!onLinux)('vfio-user-pci against vfio-user-server processes over
     dir = undefined;
   });
 
-  const serve = async (model: 'edu' | 'nic'): Promise<{ path: string; child: ChildProcess }> => {
+  const serve = async (model: 'edu' | 'nic'): Promise<Server> => {
     dir ??= mkdtempSync(join(tmpdir(), 'vmmkit-vupci-'));
-    const path = join(dir, `${model}-${children.length}.sock`);
-    const child = await startServer(model, path);
-    children.push(child);
-    return { path, child };
+    const server = await startServer(model, join(dir, `${model}-${children.length}.sock`));
+    children.push(server.child);
+    return server;
   };
 
   it('realizes edu and nic (short and JSON forms): config space, BARs, BAR2 mapped from the server\'s memfd, MSI, DMA into memfd RAM, reset', async () => {
@@ -171,6 +184,8 @@ describe.skipIf(!onLinux)('vfio-user-pci against vfio-user-server processes over
     first.memory.write(0x2000n, new Uint8Array([0x11, 0x22, 0x33, 0x44]));
     await eduDma(a, 0x2000n, BigInt(EDU_DMA_START), EDU_DMA_RUN);
     await first.close();
+    // The server serves one client at a time: it must have seen the first leave before the next connects.
+    await edu.left(1);
 
     const vmm = await vmOn(host, 'anonymous');
     const warnings: string[] = [];

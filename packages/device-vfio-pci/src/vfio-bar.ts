@@ -108,6 +108,7 @@ export class VfioBar {
   }
 
   #regionWrite(offset: number, bytes: Uint8Array): Promise<void> {
-    return this.io.regionWrite(this.index, BigInt(offset), bytes);
+    // A BAR write is a PCI memory write: posted (a vfio-user device may take it without a reply).
+    return this.io.regionWrite(this.index, BigInt(offset), bytes, { posted: true });
   }
 }

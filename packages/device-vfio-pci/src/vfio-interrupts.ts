@@ -23,6 +23,8 @@ export type InterruptHandler = (mode: InterruptMode, vector: number, count: bigi
 
 export class VfioInterrupts {
   #mode: InterruptMode | undefined;
+  /** A mode the device may still have on: turning it off failed, so the next disable tries again. */
+  #stale: InterruptMode | undefined;
   #sinks: EventfdSink[] = [];
 
   constructor(
@@ -74,14 +76,24 @@ export class VfioInterrupts {
     this.#sinks = sinks;
   }
 
-  /** Turn the active mode off and close its eventfds. */
+  /**
+   * Turn the active mode off and close its eventfds (closed even when the device could not be
+   * told: nobody listens any more). A mode the device could not be told to drop is tried again
+   * by the next disable (and so by the next enable), so that the device and this record agree.
+   */
   async disable(): Promise<void> {
-    const mode = this.#mode;
+    const mode = this.#mode ?? this.#stale;
     if (!mode) return;
     this.#mode = undefined;
     const sinks = this.#sinks.splice(0);
     const failures = new FirstFailure();
-    await failures.runAsync(() => this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []));
+    try {
+      await this.#setIrqs(mode, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, []);
+      this.#stale = undefined;
+    } catch (e) {
+      this.#stale = mode;
+      failures.keep(e);
+    }
     for (const s of sinks) failures.run(() => s.close());
     failures.rethrow();
   }

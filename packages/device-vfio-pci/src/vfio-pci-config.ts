@@ -92,9 +92,17 @@ export class VfioPciConfig {
     }
     const msiBefore = this.#msiFlags();
     const msixBefore = this.#msixFlags();
+    const emulatedBefore = this.#emulated.slice(offset, offset + size);
     for (let i = 0; i < size; i++) if (this.#emulatedMask[offset + i]) this.#writeEmulatedByte(offset + i, bytes[i]!);
     this.#fixBars(offset, size);
-    await this.#notify(msiBefore, msixBefore);
+    try {
+      await this.#notify(msiBefore, msixBefore);
+    } catch (e) {
+      // The interrupts could not follow (SET_IRQS failed): the enable did not take, so the guest
+      // reads the old control word back and may try again.
+      this.#emulated.set(emulatedBefore, offset);
+      throw e;
+    }
   }
 
   async #notify(msiBefore: number | undefined, msixBefore: number | undefined): Promise<void> {

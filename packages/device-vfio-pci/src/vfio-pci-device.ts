@@ -7,7 +7,7 @@ import {
 } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
-  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, vfioCall, vfioStep,
+  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, vfioStep,
   type AddressSpace, type HostKernel, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
   VmmObject, type VmVfio,
 } from '@vmmkit/core';

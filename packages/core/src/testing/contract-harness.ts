@@ -5,7 +5,7 @@ import type { FdKind } from '../uapi/ioctl.js';
 import type { HostKernel } from '../host/host-kernel.js';
 import { VmmEventBus } from '../events/vmm-events.js';
 import { AddressSpace } from '../memory/address-space.js';
-import { GuestMemory, type RamSpec } from '../memory/guest-memory.js';
+import { GuestMemory, type GuestMemoryOptions, type RamSpec } from '../memory/guest-memory.js';
 import { VfioAddressSpace } from '../vfio/vfio-address-space.js';
 import type { VfioDevice } from '../vfio/vfio-device.js';
 import type { VfioIommuBackend } from '../vfio/vfio-iommu-backend.js';
@@ -13,8 +13,9 @@ import type { VfioIommuBackend } from '../vfio/vfio-iommu-backend.js';
 /** Behaviour that differs between backends (and hosts), declared rather than guessed from names. */
 export interface VfioIommuContractCapabilities {
   /**
-   * Unmapping part of a mapping: `'EINVAL'` (type1v2 refuses it) or `'ignored'` (iommufd says
-   * ENOENT, which the backend reads as "nothing to unmap", as QEMU does). Never a split.
+   * Unmapping part of a mapping: `'EINVAL'` (type1v2 refuses it) or `'ignored'` (iommufd, and a
+   * vfio-user server, say ENOENT, which the backend reads as "nothing to unmap", as QEMU does).
+   * Never a split.
    */
   readonly partialUnmap: 'EINVAL' | 'ignored';
   /** The container can track dirty pages through the IOMMU for the test devices. */
@@ -31,6 +32,18 @@ export interface VfioIommuContractCapabilities {
   readonly multipleDevices: boolean;
   /** The harness can inject faults and count kernel objects (`injectFault`, `census`, `attachIoctls`). */
   readonly faultInjection: boolean;
+  /**
+   * An attached device has a kernel fd (`device.fd`), -1 again after detach. Default true; a
+   * vfio-user device has none: its I/O is messages on its connection.
+   */
+  readonly deviceFd?: boolean;
+  /**
+   * dmaMap takes any memory of the process (the kernel pins what the address names). Default
+   * true; vfio-user maps only guest RAM (it hands the server the RAM block's file and offset)
+   * and refuses other memory with EFAULT, so the suite's extra mappings use a spare part of
+   * guest RAM there.
+   */
+  readonly processMemory?: boolean;
 }
 
 /** One ioctl an operation makes, to fail on purpose. */
@@ -84,8 +97,9 @@ export interface VfioIommuContractHarness {
 export async function contractMemory(
   host: HostKernel,
   specs: readonly RamSpec[] = [{ gpa: 0n, size: 4n << 20n }],
+  options: GuestMemoryOptions = {},
 ): Promise<{ memory: GuestMemory; space: VfioAddressSpace; events: VmmEventBus; release(): Promise<void> }> {
-  const memory = GuestMemory.allocate(host, specs);
+  const memory = GuestMemory.allocate(host, specs, options);
   const as = new AddressSpace('contract system memory');
   for (const block of memory.blocks) {
     await as.addSection({ kind: 'ram', start: block.gpa, size: block.size, block, offset: 0n, readonly: false });

@@ -53,7 +53,7 @@ export async function hostContractHarness(options: HostContractOptions): Promise
         await container.dmaMap(EDU_STAGING_IOVA, 4096n, staging.addr, true);
         staged.add(container);
       }
-      await eduDmaWrite(host, device.fd, device.name, iova, data, { iova: EDU_STAGING_IOVA, bytes: staging.bytes });
+      await eduDmaWrite(device.io, device.name, iova, data, { iova: EDU_STAGING_IOVA, bytes: staging.bytes });
     },
     async dispose() {
       await options.cleanup?.();

@@ -7,6 +7,7 @@ import { PCI_COMMAND, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY } from '../uapi/pci
 import { VFIO_PCI_CONFIG_REGION_INDEX } from '../uapi/vfio.js';
 import { getRegionInfo } from './region-info.js';
 import { vfioCall } from './vfio-call.js';
+import type { VfioDeviceIo } from './vfio-device-io.js';
 
 
 /** Read `size` bytes (1, 2 or 4) of config space at `offset`, little-endian. */
@@ -36,4 +37,15 @@ export function setBusMaster(host: HostKernel, fd: number, device: string, on: b
   const command = readPciConfig(host, fd, device, PCI_COMMAND, 2);
   const next = on ? command | PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY : command & ~PCI_COMMAND_MASTER;
   if (next !== command) writePciConfig(host, fd, device, PCI_COMMAND, 2, next);
+}
+
+/**
+ * Turn Bus Master Enable (and memory decoding) on or off through the device's I/O, whatever
+ * serves it (the kernel's device fd, or vfio-user messages).
+ */
+export async function setBusMasterThrough(io: VfioDeviceIo, on: boolean): Promise<void> {
+  const bytes = await io.regionRead(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), 2);
+  const command = bytes[0]! | (bytes[1]! << 8);
+  const next = on ? command | PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY : command & ~PCI_COMMAND_MASTER;
+  if (next !== command) await io.regionWrite(VFIO_PCI_CONFIG_REGION_INDEX, BigInt(PCI_COMMAND), new Uint8Array([next & 0xff, next >> 8]));
 }

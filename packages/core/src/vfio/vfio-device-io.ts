@@ -36,6 +36,18 @@ export interface VfioIrqSet {
   readonly eventfds?: readonly number[];
 }
 
+/** How a region write may complete. */
+export interface VfioRegionWriteOptions {
+  /**
+   * The write may complete before the device has it, as a PCI memory write is posted: over
+   * vfio-user it goes with NO_REPLY where the specification allows it (never config space), and
+   * a failure at the device is not reported (as a posted write's master abort is not); accesses
+   * after it still see it, since the server handles messages in order. The kernel's writes
+   * complete at once either way.
+   */
+  readonly posted?: boolean;
+}
+
 /**
  * The I/O of one attached device. Every method is asynchronous because over vfio-user the
  * answer is a message that comes back through the event loop; the kernel's implementation
@@ -58,7 +70,7 @@ export interface VfioDeviceIo {
   regionRead(index: number, offset: bigint, count: number): Promise<Uint8Array>;
 
   /** Write `data` at `offset` into region `index` (pwrite on the fd, or REGION_WRITE). */
-  regionWrite(index: number, offset: bigint, data: Uint8Array): Promise<void>;
+  regionWrite(index: number, offset: bigint, data: Uint8Array, options?: VfioRegionWriteOptions): Promise<void>;
 
   /** VFIO_DEVICE_GET_IRQ_INFO for one index. */
   irqInfo(index: number): Promise<VfioIrqInfo>;

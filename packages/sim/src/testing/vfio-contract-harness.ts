@@ -2,7 +2,7 @@
 // with edu devices, guest memory, DMA through the test hook, the census and fault injection.
 // Any backend (vmmkit's or a user's) can run the contract on it.
 
-import { ArgumentError, setBusMaster, VfioDevice, VfioKernelDeviceIo, type VfioIommuBackend, type VmmEventBus } from '@vmmkit/core';
+import { ArgumentError, setBusMasterThrough, VfioDevice, VfioKernelDeviceIo, type VfioIommuBackend, type VmmEventBus } from '@vmmkit/core';
 import { contractMemory, type ContractIoctl, type VfioIommuContractHarness } from '@vmmkit/core/testing';
 import type { SimHostConfig } from '../config.js';
 import { SimDmaFault } from '../iommu/dma-target.js';
@@ -50,7 +50,7 @@ export async function simContractHarness(options: SimContractOptions): Promise<V
     },
     async dma(device, iova, data) {
       // vfio-pci clears Bus Master Enable when the device is opened, as Linux does.
-      setBusMaster(host, device.fd, device.name, true);
+      await setBusMasterThrough(device.io, true);
       try {
         host.deviceDma(device.name, iova, data);
       } catch (e) {
