@@ -66,7 +66,7 @@ export class VfioUserMigrationIo {
 
   /** DMA_LOGGING_START with the range table in the message. */
   async dmaLoggingStart(ranges: readonly DmaLoggingRange[], pageSize: number): Promise<void> {
-    this.#loggingPageSize('start device DMA logging', pageSize);
+    this.#loggingCapability('start device DMA logging', pageSize);
     const data = encodeLoggingStart({ pageSize: BigInt(pageSize), ranges });
     const reply = await this.proxy.request(VFIO_USER_DEVICE_FEATURE, encodeFeature(VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START, data));
     this.decode(reply, 'start device DMA logging', () => decodeFeatureReply(reply.payload));
@@ -87,7 +87,7 @@ export class VfioUserMigrationIo {
    */
   async dmaLoggingReport(iova: bigint, length: bigint, pageSize: number, bitmap: Uint8Array): Promise<void> {
     const step = 'read the device DMA log';
-    const cap = this.#loggingPageSize(step, pageSize);
+    const cap = this.#loggingCapability(step, pageSize);
     const page = cap.pgsize > BigInt(pageSize) ? cap.pgsize : BigInt(pageSize);
     const ratio = Number(page / BigInt(pageSize));
     // Whole u64 words per piece, so each piece's bits start on a word of the caller's bitmap.
@@ -116,7 +116,7 @@ export class VfioUserMigrationIo {
     return cap;
   }
 
-  #loggingPageSize(step: string, pageSize: number): { pgsize: bigint; maxBitmapSize: bigint } {
+  #loggingCapability(step: string, pageSize: number): { pgsize: bigint; maxBitmapSize: bigint } {
     const cap = this.#capability(step);
     if (!Number.isSafeInteger(pageSize) || pageSize <= 0 || (pageSize & (pageSize - 1)) !== 0) {
       throw new VfioError(step, this.proxy.device, { detail: `page size ${pageSize} is not a power of two`, errno: 'EINVAL' });

@@ -80,12 +80,12 @@ describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another
     return { source, destination, nic, src: src.server, dst: dst.server };
   };
 
-  /** Migrate with the nic receiving throughout precopy; the driver consumes at every iteration. */
+  /** Migrate with the nic receiving throughout precopy (32 MiB/s: the 2 MiB first pass takes a few of the server's 10 ms ticks); the driver consumes at every iteration. */
   const migrateBusy = async (source: Vmm, destination: Vmm, nic: VfioPciDevice) => {
     const driver: Promise<void>[] = [];
     source.events.on('migration:iteration', () => driver.push(consume(nic)));
     try {
-      return await migrate(source, destination, { downtimeLimitMs: 0, maxIterations: 4 });
+      return await migrate(source, destination, { downtimeLimitMs: 0, maxIterations: 4, maxBandwidth: 32 << 20 });
     } finally {
       await Promise.allSettled(driver);
     }
@@ -162,10 +162,11 @@ describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another
     // The side whose device died says which device it was.
     const failures: string[] = [];
     (side === 'source' ? source : destination).events.on('migration:failed', (e) => failures.push(e.error));
-    const error = await migrate(source, destination, { downtimeLimitMs: 0, maxIterations: 6 }).then(() => undefined, (e: unknown) => e);
+    const error = await migrate(source, destination, { downtimeLimitMs: 0, maxIterations: 6, maxBandwidth: 32 << 20 }).then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(MigrationFailedError);
     expect(failures).toEqual([expect.stringContaining(name)]);
-    expect(failures[0]).toMatch(/ENOTCONN|ECONNRESET|connection failed/);
+    // The server closed the connection, or reset it with a message in flight.
+    expect(['ENOTCONN', 'ECONNRESET']).toContain(dying.vfio.failure?.errno);
     expect([source.running, destination.running]).toEqual([true, false]); // the guest goes on where it was
     expect(dying.vfio.failure).toMatchObject({ device: name });
     if (side === 'destination') expect(nic.vfio.failure).toBeUndefined(); // the source's nic is unharmed
