@@ -18,6 +18,7 @@ export function checkServerVersion(reply: VfioUserVersion, offer: VfioUserCapabi
   const pgsizes = s.pgsizes & offer.pgsizes;
   if (pgsizes === 0n) throw refusal(`no DMA page size in common (server 0x${s.pgsizes.toString(16)}, client 0x${offer.pgsizes.toString(16)})`);
   if (s.maxDmaMaps < 1) throw refusal('the server accepts no DMA maps (max_dma_maps 0)');
+  if (s.migration && offer.migration) checkMigration(s.migration, offer.migration);
   return {
     maxMsgFds: Math.min(s.maxMsgFds, offer.maxMsgFds),
     maxDataXferSize: Math.min(s.maxDataXferSize, offer.maxDataXferSize),
@@ -27,6 +28,17 @@ export function checkServerVersion(reply: VfioUserVersion, offer: VfioUserCapabi
     writeMultiple: s.writeMultiple && offer.writeMultiple,
     twinSocket: false,
   };
+}
+
+/**
+ * The server's migration capability must be one the client can log dirty pages with: a
+ * power-of-two page size, and a max_bitmap_size no larger than offered (QEMU refuses more) that
+ * holds at least one u64 of bitmap.
+ */
+function checkMigration(s: { pgsize: bigint; maxBitmapSize: bigint }, offer: { maxBitmapSize: bigint }): void {
+  if (s.pgsize === 0n || (s.pgsize & (s.pgsize - 1n)) !== 0n) throw refusal(`migration pgsize ${s.pgsize} is not a power of two`);
+  if (s.maxBitmapSize > offer.maxBitmapSize) throw refusal(`migration max_bitmap_size ${s.maxBitmapSize} is above the client's ${offer.maxBitmapSize}`);
+  if (s.maxBitmapSize < 8n) throw refusal(`migration max_bitmap_size ${s.maxBitmapSize} cannot hold one u64 of a dirty bitmap`);
 }
 
 function refusal(reason: string): ConfigError {

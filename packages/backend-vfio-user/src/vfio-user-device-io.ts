@@ -3,7 +3,9 @@
 // where the kernel backends make an ioctl or a pread/pwrite on the device fd. Every call is
 // async: the reply comes back through the event loop.
 
-import type { HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioRegionInfo, VfioRegionWriteOptions } from '@vmmkit/core';
+import type {
+  DmaLoggingRange, HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioMigDataSession, VfioRegionInfo, VfioRegionWriteOptions,
+} from '@vmmkit/core';
 import {
   VFIO_USER_DEVICE_FEATURE, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO,
   VFIO_USER_DEVICE_RESET, VFIO_USER_DEVICE_SET_IRQS, VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, decodeDeviceInfo,
@@ -13,18 +15,22 @@ import {
 import { VfioError } from '@vmmkit/core';
 import { PCI_COMMAND, PCI_COMMAND_MASTER, VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
 import type { VfioUserProxy } from './vfio-user-proxy.js';
+import { VfioUserMigrationIo, isDmaLoggingFeature } from './vfio-user-migration-io.js';
 
 /** The device I/O of one vfio-user device. */
 export class VfioUserDeviceIo implements VfioDeviceIo {
   #busMaster = false;
   /** The files the server sent with region info, by region: this I/O's until `closeRegionFiles`. */
   readonly #regionFiles = new Map<number, number>();
+  readonly #migration: VfioUserMigrationIo;
 
   /**
    * @param postedWrites send the writes callers allow to be posted with NO_REPLY (QEMU's default;
    *   its x-no-posted-writes turns it off).
    */
-  constructor(readonly proxy: VfioUserProxy, private readonly host: HostKernel, readonly postedWrites = true) {}
+  constructor(readonly proxy: VfioUserProxy, private readonly host: HostKernel, readonly postedWrites = true) {
+    this.#migration = new VfioUserMigrationIo(proxy, (reply, step, decode) => this.#decode(reply, step, decode));
+  }
 
   /**
    * The bus-master bit of the command register as last written through `regionWrite` (cleared
@@ -136,16 +142,44 @@ export class VfioUserDeviceIo implements VfioDeviceIo {
     }
   }
 
-  /** DEVICE_FEATURE: the feature's data as the server answered it (its errno when it refused). */
+  /**
+   * DEVICE_FEATURE: the feature's data as the server answered it (its errno when it refused).
+   * The DMA logging features answer ENOTTY here, without a message, when VERSION did not agree
+   * on the migration capability (so a PROBE says the device cannot log).
+   */
   async feature(flags: number, payload: Uint8Array = new Uint8Array(0)): Promise<Uint8Array> {
+    if (isDmaLoggingFeature(flags) && !this.proxy.capabilities.migration) {
+      throw new VfioError(`use device feature ${flags & 0xffff}`, this.device, { detail: 'the server did not agree to the migration capability in VERSION', errno: 'ENOTTY' });
+    }
     const reply = await this.proxy.request(VFIO_USER_DEVICE_FEATURE, encodeFeature(flags, payload));
     return this.#decode(reply, `use device feature ${flags & 0xffff}`, () => decodeFeatureReply(reply.payload));
   }
 
-  /** DEVICE_RESET. */
+  /** DEVICE_RESET: the device is RUNNING again and any migration data session is over. */
   async reset(): Promise<void> {
     this.#busMaster = false;
     this.#closeFds((await this.proxy.request(VFIO_USER_DEVICE_RESET)).fds);
+    this.#migration.resetDone();
+  }
+
+  /** SET MIG_DEVICE_STATE; a session that starts moves its data with MIG_DATA_READ / MIG_DATA_WRITE. */
+  setMigState(state: number): Promise<VfioMigDataSession | undefined> {
+    return this.#migration.setState(state);
+  }
+
+  /** DMA_LOGGING_START (needs the negotiated migration capability, else ENOTTY). */
+  dmaLoggingStart(ranges: readonly DmaLoggingRange[], pageSize: number): Promise<void> {
+    return this.#migration.dmaLoggingStart(ranges, pageSize);
+  }
+
+  /** DMA_LOGGING_STOP. */
+  dmaLoggingStop(): Promise<void> {
+    return this.#migration.dmaLoggingStop();
+  }
+
+  /** DMA_LOGGING_REPORT, the reply's bitmap or'ed into `bitmap`, split at max_bitmap_size. */
+  dmaLoggingReport(iova: bigint, length: bigint, pageSize: number, bitmap: Uint8Array): Promise<void> {
+    return this.#migration.dmaLoggingReport(iova, length, pageSize, bitmap);
   }
 
   /** Decode a reply; a malformed one is the server's fault, named with the step. Its fds are closed unless `keepFds`. */

@@ -31,6 +31,11 @@ export class VfioUserDevice extends VfioDevice {
     return this.#failure ?? this.proxy.failure;
   }
 
+  /** A server that serves no VFIO_DEVICE_FEATURE_MIGRATION: its device's state would be lost. */
+  override get noMigrationReason(): string {
+    return 'its vfio-user server does not support migration (no VFIO_DEVICE_FEATURE_MIGRATION), so its device state cannot be moved';
+  }
+
   get failed(): boolean {
     return this.failure !== undefined;
   }

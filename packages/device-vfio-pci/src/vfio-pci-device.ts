@@ -7,11 +7,11 @@ import {
 } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
-  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, vfioStep,
+  ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, probeMigrationSupport, vfioStep,
   type AddressSpace, type HostKernel, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
   VmmObject, type VmVfio,
 } from '@vmmkit/core';
-import { checkMigration, irqCounts, probeMigration } from './device-probes.js';
+import { checkMigration, irqCounts } from './device-probes.js';
 import { MsixTable } from './msix-table.js';
 import { VfioBar, type AccessSize } from './vfio-bar.js';
 import { VfioPciConfig } from './vfio-pci-config.js';
@@ -114,7 +114,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
         undo.push(() => ctx.vfio.detach(vfio));
         device.#checkInfo();
         await device.#setUp(undo);
-        await probeMigration(vfio);
+        await probeMigrationSupport(vfio);
         checkMigration(vfio, events);
       }),
     );

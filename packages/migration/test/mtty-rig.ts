@@ -94,7 +94,7 @@ export async function mttyVm(host: HostKernel, uuid: string, options: { backend?
   const warnings: string[] = [];
   vmm.events.on('migration:device-state', (e: DeviceStateChange) => changes.push(`${e.from}>${e.to}`));
   vmm.events.on('vfio:warning', (e) => warnings.push(e.message));
-  const mig = new VfioMigration(host, dev.vfio, vmm.events, { chunkSize: options.chunkSize });
+  const mig = new VfioMigration(dev.vfio, vmm.events, { chunkSize: options.chunkSize });
   const close = async () => {
     mig.cleanup();
     await vmm.close();
@@ -152,10 +152,10 @@ export async function readPort(d: VfioPciDevice): Promise<{ lcr: number; divisor
 }
 
 /** Read the data fd to its end ('end') or its temporary end ('empty'), copying the chunks. */
-export function drain(mig: VfioMigration): { bytes: Uint8Array; until: 'empty' | 'end' } {
+export async function drain(mig: VfioMigration): Promise<{ bytes: Uint8Array; until: 'empty' | 'end' }> {
   const chunks: Uint8Array[] = [];
   for (;;) {
-    const got = mig.readChunk();
+    const got = await mig.readChunk();
     if (got === 'empty' || got === 'end') return { bytes: concat(chunks), until: got };
     chunks.push(got.slice());
   }

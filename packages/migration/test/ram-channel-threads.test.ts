@@ -8,9 +8,10 @@ import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DirtyBitmap, GuestMemory, LinuxHost } from '@vmmkit/core';
 import {
-  BandwidthPacer, connectMigration, listenMigration, MigrationChannelThreadError, MigrationRefusedError, MigrationStreamWriter, MigrationTimeoutError,
+  BandwidthPacer, connectMigration, listenMigration, MigrationChannelThreadError, MigrationStreamWriter, MigrationTimeoutError,
   RamChannelReceiver, ramChannelThreadsPossible, ThreadedRamChannelSender, type MigrationTransport,
 } from '../src/index.js';
+import { HOSTILE_CHANNELS, expectRefused } from './support/hostile-channels.js';
 
 const PAGE = 4096;
 const PAGES = 4096; // 16 MiB
@@ -151,39 +152,13 @@ describe('RAM channels in worker threads', { timeout: 30_000 }, () => {
     expect(openFds()).toBe(fds);
   });
 
-  it.for([
-    ['two connections that say they are the same channel', 'twice', /RAM channel 1 of 2 opened twice/],
-    ['a channel of another migration', 'count', /RAM channel connection \d says it is channel \d of 3; this destination has 2/],
-    ['a device record on a channel', 'device', /RAM channel 1: DEVICE_DATA record at offset \d+ \(a channel carries RAM_PAGES, RAM_ZERO and SYNC\)/],
-    ['a SYNC that skips a pass', 'skip', /RAM channel 0: SYNC of pass 3 at offset \d+ after pass 1/],
-    ['a channel that ends inside a pass', 'cut', /RAM channel 1 ended inside the pass after 1/],
-  ] as const)('refuses %s with the typed error the worker saw, and leaves nothing', async ([, how, message]) => {
+  it.for(HOSTILE_CHANNELS)('refuses %s with the typed error the worker saw, and leaves nothing', async ([, how, message]) => {
     const fds = openFds();
     const destination = ram();
     const [sources, destinations] = await sockets(2);
     const writers = sources.map((s) => new MigrationStreamWriter(s));
     const receiver = new RamChannelReceiver(destinations, { memory: destination, threads: true });
-    const page = new Uint8Array(PAGE).fill(5);
-    const sent = (async () => {
-      if (how === 'twice') await Promise.all(writers.map((w) => w.write({ name: 'CHANNEL', channel: 1, channels: 2 })));
-      else if (how === 'count') await Promise.all(writers.map((w, channel) => w.write({ name: 'CHANNEL', channel, channels: 3 })));
-      else await Promise.all(writers.map((w, channel) => w.write({ name: 'CHANNEL', channel, channels: 2 })));
-      await Promise.all(writers.map((w) => w.write({ name: 'SYNC', pass: 1 })));
-      if (how === 'device') await writers[1]!.write({ name: 'DEVICE_DATA', device: 0, payload: page });
-      if (how === 'skip') await writers[0]!.write({ name: 'SYNC', pass: 3 });
-      if (how === 'cut') {
-        await writers[1]!.write({ name: 'RAM_PAGES', block: 0, first: 0, count: 1, payload: page });
-        await writers[1]!.end();
-      }
-      await Promise.all(writers.map((w) => w.flush()));
-    })().catch(() => undefined);
-    const outcome = (async () => {
-      await receiver.pass(1);
-      await receiver.pass(2);
-    })();
-    await expect(outcome).rejects.toBeInstanceOf(MigrationRefusedError);
-    await expect(outcome).rejects.toThrow(message);
-    await sent;
+    await expectRefused(writers, receiver, how, message, PAGE);
     await receiver.settled();
     for (const t of sources) t.destroy();
     expect(openFds()).toBe(fds);

@@ -7,9 +7,10 @@ import { describe, expect, it } from 'vitest';
 import { DirtyBitmap, GuestMemory } from '@vmmkit/core';
 import { SimHost } from '@vmmkit/sim';
 import {
-  MigrationRefusedError, MigrationStreamError, MigrationStreamWriter, MigrationTransportError, RamChannelReceiver, RamChannelSender,
+  MigrationStreamError, MigrationStreamWriter, MigrationTransportError, RamChannelReceiver, RamChannelSender,
   transportPair, type MigrationTransport,
 } from '../src/index.js';
+import { HOSTILE_CHANNELS, expectRefused } from './support/hostile-channels.js';
 import { relay, StreamWalk } from './stream-replay.js';
 
 const PAGE = 4096;
@@ -138,38 +139,12 @@ describe('RAM channels', () => {
     for (const s of sources) await expect(s.write([new Uint8Array(1)])).rejects.toBeInstanceOf(MigrationTransportError);
   });
 
-  it.for([
-    ['two connections that say they are the same channel', 'twice', /RAM channel 1 of 2 opened twice/],
-    ['a channel of another migration', 'count', /RAM channel connection 0 says it is channel 0 of 3; this destination has 2/],
-    ['a device record on a channel', 'device', /RAM channel 1: DEVICE_DATA record at offset \d+ \(a channel carries RAM_PAGES, RAM_ZERO and SYNC\)/],
-    ['a SYNC that skips a pass', 'skip', /RAM channel 0: SYNC of pass 3 at offset \d+ after pass 1/],
-    ['a channel that ends inside a pass', 'cut', /RAM channel 1 ended inside the pass after 1/],
-  ] as const)('refuses %s', async ([, how, message]) => {
+  it.for(HOSTILE_CHANNELS)('refuses %s', async ([, how, message]) => {
     const destination = ram();
     const pairs = [transportPair(), transportPair()];
     const writers = pairs.map(([s]) => new MigrationStreamWriter(s));
     const receiver = new RamChannelReceiver(pairs.map(([, d]) => d), { memory: destination });
-    const page = new Uint8Array(PAGE).fill(5);
-    const sent = (async () => {
-      if (how === 'twice') await Promise.all(writers.map((w) => w.write({ name: 'CHANNEL', channel: 1, channels: 2 })));
-      else if (how === 'count') await Promise.all(writers.map((w, channel) => w.write({ name: 'CHANNEL', channel, channels: 3 })));
-      else await Promise.all(writers.map((w, channel) => w.write({ name: 'CHANNEL', channel, channels: 2 })));
-      await Promise.all(writers.map((w) => w.write({ name: 'SYNC', pass: 1 })));
-      if (how === 'device') await writers[1]!.write({ name: 'DEVICE_DATA', device: 0, payload: page });
-      if (how === 'skip') await writers[0]!.write({ name: 'SYNC', pass: 3 });
-      if (how === 'cut') {
-        await writers[1]!.write({ name: 'RAM_PAGES', block: 0, first: 0, count: 1, payload: page });
-        await writers[1]!.end();
-      }
-      await Promise.all(writers.map((w) => w.flush()));
-    })().catch(() => undefined);
-    const outcome = (async () => {
-      await receiver.pass(1);
-      await receiver.pass(2);
-    })();
-    await expect(outcome).rejects.toBeInstanceOf(MigrationRefusedError);
-    await expect(outcome).rejects.toThrow(message);
-    await sent;
+    await expectRefused(writers, receiver, how, message, PAGE);
   });
 
   it.for(['a page', 'a SYNC'] as const)('with checksums, a corrupted byte in %s on a channel is caught before its pass ends', async (target) => {

@@ -16,9 +16,9 @@ import {
 } from './vfio-migration-harness.js';
 
 /** The VfioError `act` throws. */
-function failure(act: () => void): VfioError {
+async function failure(act: () => Promise<unknown>): Promise<VfioError> {
   try {
-    act();
+    await act();
   } catch (e) {
     expect(e).toBeInstanceOf(VfioError);
     return e as VfioError;
@@ -31,9 +31,9 @@ async function sourceStream(backend: Backend): Promise<Uint8Array> {
   const src = await rig(backend);
   await startTraffic(src.nic);
   src.host.advance(15);
-  src.mig.switchover();
-  const stream = concat(drain(src.mig).chunks);
-  src.mig.setStateOrReset(RUNNING);
+  await src.mig.switchover();
+  const stream = concat((await drain(src.mig)).chunks);
+  await src.mig.setStateOrReset(RUNNING);
   await src.close();
   return stream;
 }
@@ -47,36 +47,36 @@ interface Change {
   readonly recover: string;
   /** Bring the device to where the change starts (with the nic's ring programmed). */
   before(r: Rig, stream: Uint8Array): void | Promise<void>;
-  act(m: VfioMigration): void;
+  act(m: VfioMigration): Promise<void>;
   /** Which VFIO_DEVICE_FEATURE call of `act` is the state change (start() makes two). */
   readonly nth?: number;
 }
 
 const precopying = async (r: Rig) => {
   await startTraffic(r.nic);
-  r.mig.saveSetup();
-  drain(r.mig);
+  await r.mig.saveSetup();
+  await drain(r.mig);
 };
-const resuming = (r: Rig, stream: Uint8Array) => {
-  r.mig.loadSetup();
-  r.mig.writeChunk(stream);
+const resuming = async (r: Rig, stream: Uint8Array) => {
+  await r.mig.loadSetup();
+  await r.mig.writeChunk(stream);
 };
 
 const CHANGES: readonly Change[] = [
-  { name: 'saveSetup', flags: FLAGS.full, target: 'PRE_COPY', recover: 'RUNNING', before: async (r) => startTraffic(r.nic), act: (m) => m.saveSetup() },
+  { name: 'saveSetup', flags: FLAGS.full, target: 'PRE_COPY', recover: 'RUNNING', before: async (r) => await startTraffic(r.nic), act: (m) => m.saveSetup() },
   { name: 'prepareSwitchover in PRE_COPY', flags: FLAGS.full, target: 'PRE_COPY_P2P', recover: 'reset', before: precopying, act: (m) => m.prepareSwitchover() },
-  { name: 'prepareSwitchover in RUNNING', flags: FLAGS.noPrecopy, target: 'RUNNING_P2P', recover: 'reset', before: async (r) => startTraffic(r.nic), act: (m) => m.prepareSwitchover() },
+  { name: 'prepareSwitchover in RUNNING', flags: FLAGS.noPrecopy, target: 'RUNNING_P2P', recover: 'reset', before: async (r) => await startTraffic(r.nic), act: (m) => m.prepareSwitchover() },
   {
     name: 'switchover from PRE_COPY_P2P', flags: FLAGS.full, target: 'STOP_COPY', recover: 'STOP',
-    before: async (r) => { await precopying(r); r.mig.prepareSwitchover(); }, act: (m) => m.switchover(),
+    before: async (r) => { await precopying(r); await r.mig.prepareSwitchover(); }, act: (m) => m.switchover(),
   },
   { name: 'switchover from PRE_COPY', flags: FLAGS.noP2p, target: 'STOP_COPY', recover: 'STOP', before: precopying, act: (m) => m.switchover() },
-  { name: 'switchover from RUNNING', flags: FLAGS.stopCopyOnly, target: 'STOP_COPY', recover: 'STOP', before: async (r) => startTraffic(r.nic), act: (m) => m.switchover() },
+  { name: 'switchover from RUNNING', flags: FLAGS.stopCopyOnly, target: 'STOP_COPY', recover: 'STOP', before: async (r) => await startTraffic(r.nic), act: (m) => m.switchover() },
   {
     name: 'resumeRunning from STOP_COPY', flags: FLAGS.full, target: 'RUNNING', recover: 'reset',
-    before: async (r) => { await startTraffic(r.nic); r.mig.switchover(); }, act: (m) => m.resumeRunning(),
+    before: async (r) => { await startTraffic(r.nic); await r.mig.switchover(); }, act: (m) => m.resumeRunning(),
   },
-  { name: 'loadSetup', flags: FLAGS.full, target: 'RESUMING', recover: 'reset', before: async (r) => startTraffic(r.nic), act: (m) => m.loadSetup() },
+  { name: 'loadSetup', flags: FLAGS.full, target: 'RESUMING', recover: 'reset', before: async (r) => await startTraffic(r.nic), act: (m) => m.loadSetup() },
   { name: 'start, leaving RESUMING', flags: FLAGS.full, target: 'RUNNING_P2P', recover: 'reset', before: resuming, act: (m) => m.start() },
   { name: 'start, after the state loaded', flags: FLAGS.full, target: 'RUNNING', recover: 'reset', before: resuming, act: (m) => m.start(), nth: 2 },
   { name: 'start without P2P', flags: FLAGS.noP2p, target: 'RUNNING', recover: 'reset', before: resuming, act: (m) => m.start() },
@@ -91,7 +91,7 @@ describe.for(BACKENDS)('VfioMigration failures on the %s backend', (backend) => 
       await change.before(r, stream);
       const nth = change.nth ?? 1;
       for (const n of faults) r.host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'EIO', nth: nth + n - 1 });
-      const e = failure(() => change.act(r.mig));
+      const e = await failure(() => change.act(r.mig));
       expect(r.host.kernel.faults.pending).toBe(0);
       expect(e.device).toBe(NIC);
       expect(e.errno).toBe('EIO');
@@ -113,7 +113,7 @@ describe.for(BACKENDS)('VfioMigration failures on the %s backend', (backend) => 
       expect(r.warnings).toEqual([expect.stringContaining(`failed to set the migration state to ${change.target}`)]);
       // No recover state holds a session (a switchover put back in STOP ends it), and a reset ends all.
       expect(r.mig.dataFd).toBe(-1);
-      r.mig.resumeRunning();
+      await r.mig.resumeRunning();
       await r.close();
     });
   });
@@ -122,12 +122,12 @@ describe.for(BACKENDS)('VfioMigration failures on the %s backend', (backend) => 
     const r = await rig(backend, { resettable: false });
     r.host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'EIO', nth: 1 });
     r.host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'EBUSY', nth: 2 });
-    const e = failure(() => r.mig.saveSetup());
+    const e = await failure(() => r.mig.saveSetup());
     expect(e.message).toMatch(/putting it back in RUNNING failed too \(VFIO_DEVICE_FEATURE -> EBUSY\); resetting the device failed too \(VFIO_DEVICE_RESET -> EINVAL\)/);
     expect(e.errno).toBe('EIO'); // the failure reported is the first one
     expect(r.mig.state).toBe(ERROR);
     expect(r.changes).toEqual(['RUNNING>ERROR']);
-    r.mig.resumeRunning(); // the kernel never left RUNNING, so asking for it works
+    await r.mig.resumeRunning(); // the kernel never left RUNNING, so asking for it works
     expect(r.mig.state).toBe(RUNNING);
     await r.close();
   });
@@ -143,9 +143,9 @@ describe.for(BACKENDS)('corrupt streams on the %s backend', (backend) => {
     const stream = corrupt(await sourceStream(backend));
     const r = await rig(backend);
     await startTraffic(r.nic);
-    r.mig.loadSetup();
-    r.mig.writeChunk(stream);
-    const e = failure(() => r.mig.start());
+    await r.mig.loadSetup();
+    await r.mig.writeChunk(stream);
+    const e = await failure(() => r.mig.start());
     expect(e.message).toMatch(/^0000:00:05\.0: failed to start the device: the device state did not load: .*reset to RUNNING/);
     expect(e.errno).toBe('EINVAL'); // what the kernel said when it could not load the state
     expect([r.mig.state, r.mig.dataFd]).toEqual([RUNNING, -1]);
@@ -156,11 +156,11 @@ describe.for(BACKENDS)('corrupt streams on the %s backend', (backend) => {
 
   it('refuses a stream whose header is not a device state at writeChunk(), then at start()', async () => {
     const r = await rig(backend);
-    r.mig.loadSetup();
-    const e = failure(() => r.mig.writeChunk(new Uint8Array(64).fill(7)));
+    await r.mig.loadSetup();
+    const e = await failure(() => r.mig.writeChunk(new Uint8Array(64).fill(7)));
     expect(e.message).toMatch(/failed to write the migration data/);
     expect(e.errno).toBe('EINVAL');
-    expect(failure(() => r.mig.start()).message).toContain('the device state did not load');
+    expect((await failure(() => r.mig.start())).message).toContain('the device state did not load');
     expect([r.mig.state, r.mig.dataFd]).toEqual([RUNNING, -1]);
     await r.close();
   });
@@ -169,27 +169,27 @@ describe.for(BACKENDS)('corrupt streams on the %s backend', (backend) => {
 describe.for(BACKENDS)('data fd ownership on the %s backend', (backend) => {
   it('closes a new data fd out of sync with the one held (the device was reset behind vmmkit)', async () => {
     const r = await rig(backend);
-    r.mig.saveSetup();
+    await r.mig.saveSetup();
     const held = r.mig.dataFd;
     r.host.ioctl(r.vfio.fd, VFIO_DEVICE_RESET); // ends the session; vmmkit does not know
     const fds = r.host.census().fds;
-    const e = failure(() => r.mig.setState(PRE_COPY, RUNNING));
+    const e = await failure(() => r.mig.setState(PRE_COPY, RUNNING));
     expect(e.errno).toBe('EBADF');
     expect(e.message).toContain('data_fd out of sync');
     expect(r.host.census().fds).toBe(fds); // the new fd was closed
     expect([r.mig.state, r.mig.dataFd]).toEqual([PRE_COPY, held]);
-    expect(() => r.mig.readChunk()).toThrow(/ENODEV/); // the held session is dead
-    r.mig.resumeRunning();
+    await expect(r.mig.readChunk()).rejects.toThrow(/ENODEV/); // the held session is dead
+    await r.mig.resumeRunning();
     expect(r.host.census().objects.data_fd).toBeUndefined();
     await r.close();
   });
 
   it('closes the data fd when the device is reset during recovery', async () => {
     const r = await rig(backend);
-    r.mig.saveSetup();
+    await r.mig.saveSetup();
     expect(r.mig.dataFd).toBeGreaterThanOrEqual(0);
     r.host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'EIO' });
-    failure(() => r.mig.setStateOrReset(PRE_COPY + 1)); // PRE_COPY_P2P
+    await failure(() => r.mig.setStateOrReset(PRE_COPY + 1)); // PRE_COPY_P2P
     expect([r.mig.state, r.mig.dataFd]).toEqual([RUNNING, -1]);
     expect(r.host.census().objects.data_fd).toBeUndefined();
     await r.close();

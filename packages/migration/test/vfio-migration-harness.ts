@@ -70,7 +70,7 @@ export async function rig(backend: Backend, options: RigOptions = {}): Promise<R
   const warnings: string[] = [];
   vmm.events.on('migration:device-state', (e: DeviceStateChange) => changes.push(`${e.from}>${e.to}`));
   vmm.events.on('vfio:warning', (e) => warnings.push(e.message));
-  const mig = new VfioMigration(host, nic.vfio, vmm.events, { chunkSize: options.chunkSize });
+  const mig = new VfioMigration(nic.vfio, vmm.events, { chunkSize: options.chunkSize });
   const realized = host.census();
   const close = async () => {
     mig.cleanup();
@@ -89,10 +89,10 @@ export async function startTraffic(nic: VfioPciDevice): Promise<void> {
 }
 
 /** Read chunks until the data fd says 'empty' or 'end'; returns copies of the chunks and which it said. */
-export function drain(mig: VfioMigration): { chunks: Uint8Array[]; bytes: number; until: 'empty' | 'end' } {
+export async function drain(mig: VfioMigration): Promise<{ chunks: Uint8Array[]; bytes: number; until: 'empty' | 'end' }> {
   const chunks: Uint8Array[] = [];
   for (;;) {
-    const got = mig.readChunk();
+    const got = await mig.readChunk();
     if (got === 'empty' || got === 'end') return { chunks, bytes: chunks.reduce((n, c) => n + c.byteLength, 0), until: got };
     chunks.push(got.slice()); // the view is only valid until the next read
   }

@@ -43,17 +43,17 @@ async function migrateOut(backend: Backend, options: RigOptions) {
   const src = await rig(backend, options);
   const { mig } = src;
   await startTraffic(src.nic);
-  mig.saveSetup();
+  await mig.saveSetup();
   const chunks: Uint8Array[] = [];
   for (let round = 0; round < 3; round++) {
     src.host.advance(5);
-    const got = mig.precopySupported ? drain(mig) : undefined;
+    const got = mig.precopySupported ? await drain(mig) : undefined;
     expect(got?.until ?? 'empty').toBe('empty');
     chunks.push(...(got?.chunks ?? []));
   }
-  mig.prepareSwitchover();
-  mig.switchover();
-  const rest = drain(mig);
+  await mig.prepareSwitchover();
+  await mig.switchover();
+  const rest = await drain(mig);
   expect(rest.until).toBe('end');
   chunks.push(...rest.chunks);
   return { src, stream: concat(chunks), state: src.host.deviceState(src.name) };
@@ -68,15 +68,15 @@ describe.for(BACKENDS)('VfioMigration variants on the %s backend', (backend) => 
     expect(src.changes).toEqual(variant.source);
 
     const dst = await rig(backend, options);
-    dst.mig.loadSetup();
-    dst.mig.writeChunk(stream);
-    dst.mig.start();
+    await dst.mig.loadSetup();
+    await dst.mig.writeChunk(stream);
+    await dst.mig.start();
     expect([dst.mig.state, dst.mig.dataFd]).toEqual([RUNNING, -1]);
     expect(dst.changes).toEqual(variant.destination);
     expect(dst.host.deviceState(dst.name)).toEqual(state);
     await dst.close();
 
-    src.mig.setStateOrReset(STOP);
+    await src.mig.setStateOrReset(STOP);
     await src.close();
   });
 });

@@ -19,51 +19,51 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
     expect([mig.state, mig.dataFd, mig.precopySupported, mig.p2pSupported]).toEqual([RUNNING, -1, true, true]);
     await startTraffic(src.nic);
     src.host.advance(20);
-    expect(mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n }); // not precopying yet
+    expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n }); // not precopying yet
 
-    mig.saveSetup();
+    await mig.saveSetup();
     expect(mig.state).toBe(PRE_COPY);
     expect(mig.dataFd).toBeGreaterThanOrEqual(0);
-    const initial = mig.precopyInfo();
+    const initial = await mig.precopyInfo();
     expect(initial.initialBytes).toBeGreaterThan(16n << 10n); // more than one chunk
     expect(initial.dirtyBytes).toBe(0n);
-    expect(mig.stopCopySize()).toBe(initial.initialBytes); // the nic's state is all it streams
-    const first = drain(mig);
+    expect(await mig.stopCopySize()).toBe(initial.initialBytes); // the nic's state is all it streams
+    const first = await drain(mig);
     expect(first.until).toBe('empty'); // ENOMSG: drained for now
     expect(first.chunks.length).toBeGreaterThan(1);
     expect(BigInt(first.bytes)).toBe(initial.initialBytes);
-    expect(mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
-    expect(mig.readChunk()).toBe('empty');
+    expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
+    expect(await mig.readChunk()).toBe('empty');
 
     src.host.advance(10); // traffic changes the running device: its state is dirty again
-    const dirty = mig.precopyInfo();
+    const dirty = await mig.precopyInfo();
     expect(dirty.initialBytes).toBe(0n);
     expect(dirty.dirtyBytes).toBeGreaterThan(0n);
-    const second = drain(mig);
+    const second = await drain(mig);
     expect([second.until, BigInt(second.bytes)]).toEqual(['empty', dirty.dirtyBytes]);
 
     const dataFd = mig.dataFd;
-    mig.prepareSwitchover();
+    await mig.prepareSwitchover();
     expect(migStateName(mig.state)).toBe('PRE_COPY_P2P');
-    mig.switchover();
+    await mig.switchover();
     expect(mig.state).toBe(STOP_COPY);
     expect(mig.dataFd).toBe(dataFd); // the precopy session carries on into STOP_COPY
-    expect(mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
-    const final = drain(mig);
+    expect(await mig.precopyInfo()).toEqual({ initialBytes: 0n, dirtyBytes: 0n });
+    const final = await drain(mig);
     expect(final.until).toBe('end');
-    expect(mig.readChunk()).toBe('end'); // and stays ended
+    expect(await mig.readChunk()).toBe('end'); // and stays ended
     const source = src.host.deviceState(src.name);
     src.host.advance(10);
     expect(src.host.deviceState(src.name)).toEqual(source); // stopped: no traffic
     expect(src.changes).toEqual(['RUNNING>PRE_COPY', 'PRE_COPY>PRE_COPY_P2P', 'PRE_COPY_P2P>STOP_COPY']);
 
     const dst = await rig(backend);
-    dst.mig.loadSetup();
+    await dst.mig.loadSetup();
     expect(migStateName(dst.mig.state)).toBe('RESUMING');
     expect(dst.mig.dataFd).toBeGreaterThanOrEqual(0);
     const stream = concat([...first.chunks, ...second.chunks, ...final.chunks]);
-    for (let at = 0; at < stream.byteLength; at += 5000) dst.mig.writeChunk(stream.subarray(at, at + 5000));
-    dst.mig.start();
+    for (let at = 0; at < stream.byteLength; at += 5000) await dst.mig.writeChunk(stream.subarray(at, at + 5000));
+    await dst.mig.start();
     expect([dst.mig.state, dst.mig.dataFd]).toEqual([RUNNING, -1]);
     expect(dst.changes).toEqual(['RUNNING>RESUMING', 'RESUMING>RUNNING_P2P', 'RUNNING_P2P>RUNNING']);
     expect(dst.host.deviceState(dst.name)).toEqual(source);
@@ -71,7 +71,7 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
     await dst.close();
 
     // QEMU's save_cleanup: STOP_COPY → STOP after the migration, which ends the session.
-    mig.setStateOrReset(STOP);
+    await mig.setStateOrReset(STOP);
     expect(mig.dataFd).toBe(-1);
     expect(src.warnings).toEqual([]);
     await src.close();
@@ -80,17 +80,17 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
   it('cancels a precopy on the source: RUNNING again, the data fd closed, the device still receiving', async () => {
     const src = await rig(backend);
     await startTraffic(src.nic);
-    src.mig.saveSetup();
-    drain(src.mig);
-    src.mig.prepareSwitchover();
-    src.mig.resumeRunning();
+    await src.mig.saveSetup();
+    await drain(src.mig);
+    await src.mig.prepareSwitchover();
+    await src.mig.resumeRunning();
     expect([src.mig.state, src.mig.dataFd]).toEqual([RUNNING, -1]);
     expect(src.host.census().objects.data_fd).toBeUndefined();
     const before = src.host.deviceState(src.name);
     src.host.advance(10);
     expect(src.host.deviceState(src.name)).not.toEqual(before);
     expect(src.changes).toEqual(['RUNNING>PRE_COPY', 'PRE_COPY>PRE_COPY_P2P', 'PRE_COPY_P2P>RUNNING']);
-    src.mig.resumeRunning(); // already running: nothing to do
+    await src.mig.resumeRunning(); // already running: nothing to do
     expect(src.changes).toHaveLength(3);
     await src.close();
   });
@@ -98,10 +98,10 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
   it('cancels after STOP_COPY: the stopped device runs again', async () => {
     const src = await rig(backend);
     await startTraffic(src.nic);
-    src.mig.switchover(); // no saveSetup: RUNNING → STOP_COPY in one request opens the session
+    await src.mig.switchover(); // no saveSetup: RUNNING → STOP_COPY in one request opens the session
     expect(src.mig.dataFd).toBeGreaterThanOrEqual(0);
-    expect(drain(src.mig).until).toBe('end');
-    src.mig.resumeRunning();
+    expect((await drain(src.mig)).until).toBe('end');
+    await src.mig.resumeRunning();
     expect([src.mig.state, src.mig.dataFd]).toEqual([RUNNING, -1]);
     expect(src.changes).toEqual(['RUNNING>STOP_COPY', 'STOP_COPY>RUNNING']);
     await src.close();
@@ -110,35 +110,35 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
   it('estimates stop-copy at QEMU\'s 100 GiB, with a warning, when MIG_DATA_SIZE fails', async () => {
     const src = await rig(backend);
     src.host.injectFault({ ioctl: VFIO_DEVICE_FEATURE, errno: 'EIO' });
-    expect(src.mig.stopCopySize()).toBe(VFIO_MIG_STOP_COPY_SIZE);
+    expect(await src.mig.stopCopySize()).toBe(VFIO_MIG_STOP_COPY_SIZE);
     expect(src.warnings).toEqual([expect.stringMatching(/stop-copy size \(VFIO_DEVICE_FEATURE -> EIO\)/)]);
-    expect(src.mig.stopCopySize()).toBeGreaterThan(0n);
-    expect(src.mig.stopCopySize()).toBeLessThan(VFIO_MIG_STOP_COPY_SIZE);
+    expect(await src.mig.stopCopySize()).toBeGreaterThan(0n);
+    expect(await src.mig.stopCopySize()).toBeLessThan(VFIO_MIG_STOP_COPY_SIZE);
     await src.close();
   });
 
   it('refuses to read or write without a session, and a device that cannot migrate', async () => {
     const src = await rig(backend);
-    expect(() => src.mig.readChunk()).toThrow(VfioError);
-    expect(() => src.mig.writeChunk(new Uint8Array(4))).toThrow(/0000:00:05.0: failed to write the migration data: no data transfer session/);
+    await expect(src.mig.readChunk()).rejects.toThrow(VfioError);
+    await expect(src.mig.writeChunk(new Uint8Array(4))).rejects.toThrow(/0000:00:05.0: failed to write the migration data: no data transfer session/);
     src.vfio.migrationFlags = 0;
-    expect(() => new VfioMigration(src.host, src.vfio, src.vmm.events)).toThrow(
+    expect(() => new VfioMigration(src.vfio, src.vmm.events)).toThrow(
       expect.objectContaining({ name: 'VfioError', errno: 'EOPNOTSUPP', device: '0000:00:05.0' }),
     );
-    expect(() => new VfioMigration(src.host, src.vfio, src.vmm.events, { chunkSize: 0 })).toThrow(ArgumentError);
+    expect(() => new VfioMigration(src.vfio, src.vmm.events, { chunkSize: 0 })).toThrow(ArgumentError);
     await src.close();
   });
 
   it('refuses steps the device is in no state for, and leaves a stopped device to go straight to STOP_COPY', async () => {
     const src = await rig(backend);
-    src.mig.saveSetup();
-    expect(() => src.mig.saveSetup()).toThrow(expect.objectContaining({ errno: 'EINVAL', message: expect.stringContaining('start saving: the device is in PRE_COPY') }));
-    src.mig.switchover();
-    expect(() => src.mig.prepareSwitchover()).toThrow(/quiesce peer-to-peer DMA: the device is in STOP_COPY/);
-    src.mig.setStateOrReset(STOP);
-    src.mig.saveSetup(); // a VM saved while stopped (QEMU's vfio_save_setup in STOP)
+    await src.mig.saveSetup();
+    await expect(src.mig.saveSetup()).rejects.toThrow(expect.objectContaining({ errno: 'EINVAL', message: expect.stringContaining('start saving: the device is in PRE_COPY') }));
+    await src.mig.switchover();
+    await expect(src.mig.prepareSwitchover()).rejects.toThrow(/quiesce peer-to-peer DMA: the device is in STOP_COPY/);
+    await src.mig.setStateOrReset(STOP);
+    await src.mig.saveSetup(); // a VM saved while stopped (QEMU's vfio_save_setup in STOP)
     expect([src.mig.state, src.mig.dataFd]).toEqual([STOP, -1]);
-    src.mig.resumeRunning();
+    await src.mig.resumeRunning();
     await src.close();
   });
 
@@ -146,11 +146,11 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
     const src = await rig(backend);
     await startTraffic(src.nic);
     src.host.advance(5);
-    src.mig.switchover();
+    await src.mig.switchover();
     const reads = src.host.read.bind(src.host);
     let interrupted = 0;
     src.host.read = (fd, buf) => (interrupted++ === 0 ? interrupt('read') : reads(fd, buf));
-    const stream = concat(drain(src.mig).chunks);
+    const stream = concat((await drain(src.mig)).chunks);
     expect(interrupted).toBeGreaterThan(1);
 
     const dst = await rig(backend);
@@ -164,25 +164,25 @@ describe.for(BACKENDS)('VfioMigration on the %s backend', (backend) => {
       sizes.push(Math.min(buf.byteLength, 1000));
       return writes(fd, buf.subarray(0, 1000)); // a short write
     };
-    dst.mig.loadSetup();
-    dst.mig.writeChunk(stream);
+    await dst.mig.loadSetup();
+    await dst.mig.writeChunk(stream);
     expect(sizes.filter((n) => n > 0).reduce((a, b) => a + b, 0)).toBe(stream.byteLength);
-    dst.mig.start();
+    await dst.mig.start();
     expect(dst.host.deviceState(dst.name)).toEqual(src.host.deviceState(src.name));
     await dst.close();
-    src.mig.setStateOrReset(STOP);
+    await src.mig.setStateOrReset(STOP);
     await src.close();
   });
 
   it('gives up on a data fd that takes no bytes, instead of spinning', async () => {
     const dst = await rig(backend);
-    dst.mig.loadSetup();
+    await dst.mig.loadSetup();
     dst.host.write = () => 0;
-    expect(() => dst.mig.writeChunk(new Uint8Array(10))).toThrow(
+    await expect(dst.mig.writeChunk(new Uint8Array(10))).rejects.toThrow(
       expect.objectContaining({ errno: 'EIO', message: expect.stringContaining('took no bytes at offset 0 of 10') }),
     );
     // Leaving RESUMING makes the kernel load what it got, nothing: it refuses, and the device is reset.
-    expect(() => dst.mig.resumeRunning()).toThrow(/state to RUNNING: the device was reset to RUNNING: VFIO_DEVICE_FEATURE -> EINVAL/);
+    await expect(dst.mig.resumeRunning()).rejects.toThrow(/state to RUNNING: the device was reset to RUNNING: VFIO_DEVICE_FEATURE -> EINVAL/);
     expect([dst.mig.state, dst.mig.dataFd]).toEqual([RUNNING, -1]);
     await dst.close();
   });

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import {
   MAP_SHARED, PROT_READ, PROT_WRITE, VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
-  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
   VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_STATE_PRE_COPY,
   VFIO_DEVICE_STATE_RESUMING, VFIO_DEVICE_STATE_RUNNING, VFIO_DEVICE_STATE_STOP, VFIO_DEVICE_STATE_STOP_COPY,
   VFIO_MIGRATION_PRE_COPY, VFIO_MIGRATION_STOP_COPY, VFIO_REGION_INFO_FLAG_MMAP,
@@ -136,6 +136,20 @@ describe('vfio-user server: nic', () => {
     // STOP_COPY cannot go back to PRE_COPY.
     await expect(setState(src.client, VFIO_DEVICE_STATE_PRE_COPY)).rejects.toMatchObject({ errno: 'EINVAL' });
     ram.close();
+  });
+
+  it('answers MIG_DATA_SIZE with what STOP_COPY would stream (GET only), and ENOTTY for a model without migration', async () => {
+    const host = new SimHost();
+    const nic = await makeRig('nic', { host });
+    const edu = await makeRig('edu', { host });
+    rigs.push(nic, edu);
+    const size = await feature(nic.client, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, new Uint8Array(8));
+    const bytes = new DataView(size.buffer, size.byteOffset).getBigUint64(0, true);
+    await setState(nic.client, VFIO_DEVICE_STATE_STOP);
+    await setState(nic.client, VFIO_DEVICE_STATE_STOP_COPY);
+    expect(BigInt((await drain(nic.client)).reduce((n, c) => n + c.byteLength, 0))).toBe(bytes);
+    await expect(feature(nic.client, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, new Uint8Array(8))).rejects.toMatchObject({ errno: 'EINVAL' });
+    await expect(feature(edu.client, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, new Uint8Array(8))).rejects.toMatchObject({ errno: 'ENOTTY' });
   });
 
   it('refuses a corrupt stream at RESUMING -> STOP and leaves the device in ERROR until reset', async () => {

@@ -23,6 +23,10 @@ export interface ClientRig {
 export interface ClientRigOptions {
   readonly host?: SimHost;
   readonly model?: string;
+  /** The device's name (default 'vu0'). */
+  readonly name?: string;
+  /** VFIO_MIGRATION_* flags the server offers (default: the model's; 0 serves no migration). */
+  readonly migrationFlags?: number;
   /** Guest RAM backing; 'memfd' by default. */
   readonly backing?: 'anonymous' | 'memfd';
   readonly proxy?: Partial<VfioUserProxyOptions>;
@@ -38,11 +42,15 @@ export async function makeClientRig(options: ClientRigOptions = {}): Promise<Cli
   const section: MemorySection = { kind: 'ram', start: 0n, size: 0x10_0000n, block: memory.blocks[0]!, offset: 0n, readonly: false };
   await as.addSection(section);
   const space = new VfioAddressSpace(as, memory);
-  const server = new VfioUserServer({ model: createModel({ model: options.model ?? 'edu', bdf: '0000:00:04.0' }), host, tickMs: 0 });
+  const server = new VfioUserServer({
+    model: createModel({ model: options.model ?? 'edu', bdf: '0000:00:04.0' }), host, tickMs: 0,
+    ...(options.migrationFlags !== undefined ? { migrationFlags: options.migrationFlags } : {}),
+  });
+  const name = options.name ?? 'vu0';
   const [clientEnd, serverEnd] = InProcessTransport.pair(host);
   server.serve(options.wrapServerEnd ? options.wrapServerEnd(serverEnd) : serverEnd);
-  const proxy = new VfioUserProxy({ device: 'vu0', transport: clientEnd, host, timeoutMs: 200, ...options.proxy });
-  const device = new VfioUserDevice('vu0', proxy, host);
+  const proxy = new VfioUserProxy({ device: name, transport: clientEnd, host, timeoutMs: 200, ...options.proxy });
+  const device = new VfioUserDevice(name, proxy, host);
   const backend = new VfioUserIommuBackend(host, new VmmEventBus());
   return {
     host, server, memory, space, proxy, device, backend, serverEnd,

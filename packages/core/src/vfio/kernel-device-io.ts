@@ -3,15 +3,22 @@
 
 import { VfioError } from '../errors/vmm-error.js';
 import type { HostKernel } from '../host/host-kernel.js';
+import { withKernelBuffer } from '../memory/kernel-buffer.js';
 import {
-  VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS, VFIO_REGION_INFO_FLAG_MMAP, vfio_irq_info, vfio_irq_set,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP,
+  VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_GET_IRQ_INFO,
+  VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS, VFIO_REGION_INFO_FLAG_MMAP, vfio_device_feature_dma_logging_control,
+  vfio_device_feature_dma_logging_range, vfio_device_feature_dma_logging_report, vfio_device_feature_mig_state, vfio_irq_info,
+  vfio_irq_set,
 } from '../uapi/vfio.js';
 import { deviceFeature } from './device-feature.js';
 import { getDeviceInfo } from './device-info.js';
+import { KernelMigDataSession } from './kernel-mig-data.js';
+import type { VfioMigDataSession } from './mig-data-session.js';
 import { getRegionInfo, type VfioRegionInfo } from './region-info.js';
 import { vfioCall } from './vfio-call.js';
 import type { VfioDevice, VfioDeviceInfo } from './vfio-device.js';
-import type { VfioDeviceIo, VfioIrqInfo, VfioIrqSet } from './vfio-device-io.js';
+import type { DmaLoggingRange, VfioDeviceIo, VfioIrqInfo, VfioIrqSet } from './vfio-device-io.js';
 
 /** Device I/O over `device.fd`, read at each call (the backend opens and closes the fd). */
 export class VfioKernelDeviceIo implements VfioDeviceIo {
@@ -63,6 +70,46 @@ export class VfioKernelDeviceIo implements VfioDeviceIo {
 
   async feature(flags: number, payload?: Uint8Array): Promise<Uint8Array> {
     return vfioCall(`use device feature ${flags & 0xffff}`, this.device.name, () => deviceFeature(this.host, this.device.fd, flags, payload));
+  }
+
+  /**
+   * The kernel walks the arcs and returns the data fd of the session the last arc started (or
+   * -1); that fd becomes the session's. The error is the ioctl's HostError, for the caller to
+   * recover and name.
+   */
+  async setMigState(state: number): Promise<VfioMigDataSession | undefined> {
+    const out = deviceFeature(
+      this.host, this.device.fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+      vfio_device_feature_mig_state.encode({ device_state: state, data_fd: -1 }),
+    );
+    const fd = vfio_device_feature_mig_state.get(out, 'data_fd');
+    return fd === -1 ? undefined : new KernelMigDataSession(this.host, fd, this.device.name);
+  }
+
+  /** The range table goes to the kernel through a user pointer to a copy of it. */
+  async dmaLoggingStart(ranges: readonly DmaLoggingRange[], pageSize: number): Promise<void> {
+    const size = vfio_device_feature_dma_logging_range.size;
+    const table = new Uint8Array(ranges.length * size);
+    ranges.forEach((r, i) => table.set(vfio_device_feature_dma_logging_range.encode(r), i * size));
+    await withKernelBuffer(this.host, table, (addr) =>
+      vfioCall('start device DMA logging', this.device.name, () =>
+        deviceFeature(this.host, this.device.fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+          vfio_device_feature_dma_logging_control.encode({ page_size: BigInt(pageSize), num_ranges: ranges.length, ranges: addr }))),
+    );
+  }
+
+  async dmaLoggingStop(): Promise<void> {
+    vfioCall('stop device DMA logging', this.device.name, () =>
+      deviceFeature(this.host, this.device.fd, VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP));
+  }
+
+  /** The kernel sets bits through a user pointer to `bitmap` (mapped, or a bounce buffer copied back). */
+  async dmaLoggingReport(iova: bigint, length: bigint, pageSize: number, bitmap: Uint8Array): Promise<void> {
+    await withKernelBuffer(this.host, bitmap, (addr) =>
+      vfioCall('read the device DMA log', this.device.name, () =>
+        deviceFeature(this.host, this.device.fd, VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT,
+          vfio_device_feature_dma_logging_report.encode({ iova, length, page_size: BigInt(pageSize), bitmap: addr }))),
+    );
   }
 
   #regionInfo(index: number): VfioRegionInfo {

@@ -26,7 +26,7 @@ const NOT_SUPPORTED = '-95 (Operation not supported)';
 export function vfioMigrationVerdict(device: VfioDevice): VfioMigrationVerdict {
   const name = device.name;
   if (device.enableMigration === 'off') return { blocker: `${name}: Migration is disabled for VFIO device` };
-  if (device.migrationFlags === 0) return { blocker: `${name}: VFIO migration is not supported in kernel` };
+  if (device.migrationFlags === 0) return { blocker: `${name}: ${device.noMigrationReason}` };
   if (!(device.migrationFlags & VFIO_MIGRATION_STOP_COPY)) {
     return { blocker: `${name}: Migration couldn't be initialized for VFIO device, err: ${NOT_SUPPORTED}` };
   }

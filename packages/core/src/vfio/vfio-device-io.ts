@@ -4,7 +4,14 @@
 // one device model runs over every backend.
 
 import type { VfioDeviceInfo } from './vfio-device.js';
+import type { VfioMigDataSession } from './mig-data-session.js';
 import type { VfioRegionInfo } from './region-info.js';
+
+/** An IOVA range a device logs its DMA writes in. */
+export interface DmaLoggingRange {
+  readonly iova: bigint;
+  readonly length: bigint;
+}
 
 /** One IRQ index (VFIO_DEVICE_GET_IRQ_INFO). */
 export interface VfioIrqInfo {
@@ -79,4 +86,32 @@ export interface VfioDeviceIo {
    * the payload as the device left it. The error keeps the errno (ENOTTY: no such feature).
    */
   feature(flags: number, payload?: Uint8Array): Promise<Uint8Array>;
+
+  /**
+   * SET VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE: move the device to `state` (the device walks the
+   * arcs itself). Resolves to the data transfer session the change started, or undefined when
+   * it started none (it continued the one open, or the new state has none). The caller owns
+   * the session: the kernel's holds the data fd it returned; vfio-user's reads and writes with
+   * MIG_DATA_READ / MIG_DATA_WRITE. A session ends in the device when a change leaves its
+   * states or the device is reset; the caller still closes it.
+   */
+  setMigState(state: number): Promise<VfioMigDataSession | undefined>;
+
+  /**
+   * VFIO_DEVICE_FEATURE_DMA_LOGGING_START of `ranges` at `pageSize` granularity (the kernel
+   * reads the range table through a user pointer; vfio-user sends it in the message).
+   */
+  dmaLoggingStart(ranges: readonly DmaLoggingRange[], pageSize: number): Promise<void>;
+
+  /** VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP. */
+  dmaLoggingStop(): Promise<void>;
+
+  /**
+   * VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT of [iova, iova + length): sets the bit of every page
+   * the device wrote since the last report into `bitmap` (bit 0 = `iova`, one bit per
+   * `pageSize`, whole u64 words; bits already set stay set) and clears them in the device. The
+   * kernel writes through a user pointer to these bytes; vfio-user's reply carries the bitmap,
+   * or'ed in here, in as many requests as the negotiated max_bitmap_size needs.
+   */
+  dmaLoggingReport(iova: bigint, length: bigint, pageSize: number, bitmap: Uint8Array): Promise<void>;
 }

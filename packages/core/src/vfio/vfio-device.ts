@@ -80,6 +80,14 @@ export class VfioDevice {
     return this.#io;
   }
 
+  /**
+   * Why the device cannot migrate when it reports no migration flags, after its name in the
+   * blocker: QEMU's words for a device the kernel serves; a vfio-user device names its server.
+   */
+  get noMigrationReason(): string {
+    return 'VFIO migration is not supported in kernel';
+  }
+
   /** The container the device is attached to: its membership is the container's to keep. */
   get container(): VfioContainerBase | undefined {
     return containerOf(this);

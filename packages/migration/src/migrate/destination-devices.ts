@@ -20,26 +20,26 @@ export class DestinationDevices {
   constructor(vmm: Vmm, devices: readonly VmmDevice[]) {
     this.#devices = devices.map((device) => ({
       device,
-      vfio: isVfioVmmDevice(device) ? new VfioMigration(vmm.host, device.vfio, vmm.events) : undefined,
+      vfio: isVfioVmmDevice(device) ? new VfioMigration(device.vfio, vmm.events) : undefined,
       ended: false,
     }));
   }
 
   /** VFIO devices enter RESUMING (vfio_load_setup); undone for all if one fails. */
-  loadSetup(): void {
+  async loadSetup(): Promise<void> {
     try {
-      for (const d of this.#devices) d.vfio?.loadSetup();
+      for (const d of this.#devices) await d.vfio?.loadSetup();
     } catch (e) {
-      this.abort();
+      await this.abort();
       throw e;
     }
   }
 
-  /** A chunk of a VFIO device's data, written to its data fd as it arrives. */
-  data(index: number, parts: readonly Uint8Array[]): void {
+  /** A chunk of a VFIO device's data, written to the device as it arrives. */
+  async data(index: number, parts: readonly Uint8Array[]): Promise<void> {
     const d = this.#at(index, 'DEVICE_DATA');
     if (!d.vfio || d.ended) throw new MigrationRefusedError(`DEVICE_DATA for device '${d.device.id}', which ${d.vfio ? 'has ended' : 'is not a VFIO device'}`);
-    for (const part of parts) d.vfio.writeChunk(part);
+    for (const part of parts) await d.vfio.writeChunk(part);
   }
 
   /** A VFIO device's data is complete. */
@@ -66,19 +66,19 @@ export class DestinationDevices {
       if (d.vfio && !d.ended) throw new MigrationRefusedError(`device '${d.device.id}': the stream ended without its final data`);
       if (d.device.loadState && !d.state) throw new MigrationRefusedError(`device '${d.device.id}': the stream has no emulated state for it`);
     }
-    for (const d of this.#devices) d.vfio?.finishLoad();
+    for (const d of this.#devices) await d.vfio?.finishLoad();
     for (const d of this.#devices) if (d.state) await d.device.loadState!(d.state);
   }
 
   /** Run every VFIO device (the guest starts next). */
-  start(): void {
-    for (const d of this.#devices) d.vfio?.start();
+  async start(): Promise<void> {
+    for (const d of this.#devices) await d.vfio?.start();
   }
 
   /** The migration failed here: every VFIO device is reset to a clean RUNNING. Carries on through failures. */
-  abort(): void {
+  async abort(): Promise<void> {
     const errors = new FirstFailure();
-    for (const d of this.#devices) errors.run(() => d.vfio?.abortLoad());
+    for (const d of this.#devices) await errors.runAsync(async () => d.vfio?.abortLoad());
     errors.rethrow();
   }
 

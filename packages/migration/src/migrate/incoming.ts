@@ -163,7 +163,7 @@ class IncomingMigration {
       await this.#writer.write({ name: 'LOADED' });
       await this.#expect('GO');
       this.#committed = true;
-      this.#devices!.start();
+      await this.#devices!.start();
     } catch (e) {
       throw await this.#fail(e);
     } finally {
@@ -190,7 +190,7 @@ class IncomingMigration {
     }
     const devices = matchSetup(this.vmm, record.json, this.#channels ? this.#channels.channels : 0);
     const loading = new DestinationDevices(this.vmm, devices);
-    loading.loadSetup();
+    await loading.loadSetup();
     this.#devices = loading;
     await this.#writer.write({ name: 'READY' });
   }
@@ -207,7 +207,7 @@ class IncomingMigration {
           this.#counted(record);
           break;
         case 'DEVICE_DATA':
-          devices.data(record.device, record.parts);
+          await devices.data(record.device, record.parts);
           this.#deviceBytes += record.parts.reduce((n, p) => n + p.byteLength, 0);
           break;
         case 'DEVICE_END':
@@ -299,7 +299,7 @@ class IncomingMigration {
     // Nothing of the channels is left once this returns: their threads have exited.
     await this.#channels?.settled();
     try {
-      this.#devices?.abort();
+      await this.#devices?.abort();
     } catch (e) {
       this.vmm.events.emit('vfio:warning', { message: `while undoing a failed migration: ${e instanceof Error ? e.message : String(e)}` });
     }

@@ -148,7 +148,7 @@ class OutgoingMigration {
       await this.#wait(this.#returnPath.expect('READY'));
       await this.channels?.open();
       await this.#dirty.start();
-      this.#devices.saveSetup();
+      await this.#devices.saveSetup();
       this.#phase = 'precopy';
       decision = await this.#precopy();
       this.#phase = 'stop-copy';
@@ -166,7 +166,7 @@ class OutgoingMigration {
     }
     // The destination runs the guest from here: the source only tidies up.
     const downtimeMs = performance.now() - downtimeStart;
-    this.#finish();
+    await this.#finish();
     const result = this.#result(decision, downtimeMs);
     this.vmm.events.emit('migration:completed', result);
     return result;
@@ -183,7 +183,7 @@ class OutgoingMigration {
       // The first iteration sends all of RAM: the log starts full, and nothing is measured yet.
       const { dirtyPages, expectedDowntimeMs } = this.#iteration === 1
         ? { dirtyPages: this.#dirty.dirtyPages(), expectedDowntimeMs: Infinity }
-        : this.#report(await this.#dirty.sync(true), 'precopy');
+        : await this.#report(await this.#dirty.sync(true), 'precopy');
       if (this.#iteration > 1 && expectedDowntimeMs <= this.#downtimeLimitMs()) return { converged: true, expectedDowntimeMs, dirtyPages };
       if (this.#iteration > this.#maxIterations) return { converged: false, expectedDowntimeMs, dirtyPages };
       await this.#sendPass('precopy', dirtyPages, () => this.#devices.sendPrecopy(this.writer));
@@ -200,9 +200,9 @@ class OutgoingMigration {
     this.vmm.events.emit('migration:switchover', { passes: this.#iteration - 1, ...decision });
     // vCPUs first: their last accesses to the devices complete before the devices stop.
     await this.#dirty.quiesce();
-    this.#devices.switchover();
+    await this.#devices.switchover();
     // The devices have stopped: this sync is the last word on what they wrote.
-    const { dirtyPages } = this.#report(await this.#dirty.sync(false), 'stop-copy');
+    const { dirtyPages } = await this.#report(await this.#dirty.sync(false), 'stop-copy');
     await this.#sendPass('stop-copy', dirtyPages, () => this.#devices.sendStopCopy(this.writer));
     await this.#dirty.stop();
     await this.writer.write({
@@ -236,7 +236,7 @@ class OutgoingMigration {
     this.#deviceBytes += deviceBytes;
     this.vmm.events.emit('migration:progress', {
       iteration: this.#iteration, phase, pagesSent: pages, zeroPages, deviceBytes, bytesSent: this.#bytesSent(),
-      throughput: this.#throughput, dirtyPages, expectedDowntimeMs: this.#expectedDowntimeMs(this.#dirty.dirtyPages()),
+      throughput: this.#throughput, dirtyPages, expectedDowntimeMs: await this.#expectedDowntimeMs(this.#dirty.dirtyPages()),
     });
   }
 
@@ -251,16 +251,16 @@ class OutgoingMigration {
   }
 
   /** Time to send `dirtyPages` and the devices' pending state at the measured throughput. */
-  #expectedDowntimeMs(dirtyPages: number): number {
+  async #expectedDowntimeMs(dirtyPages: number): Promise<number> {
     if (this.#throughput <= 0) return Infinity;
-    const bytes = dirtyPages * STREAM_PAGE_SIZE + Number(this.#devices.pendingBytes());
+    const bytes = dirtyPages * STREAM_PAGE_SIZE + Number(await this.#devices.pendingBytes());
     return (bytes / this.#throughput) * 1000;
   }
 
   /** Account a sync's findings and say what it found: the pages dirty now, and what sending them would cost. */
-  #report(sync: DirtySyncReport, phase: 'precopy' | 'stop-copy'): { dirtyPages: number; expectedDowntimeMs: number } {
+  async #report(sync: DirtySyncReport, phase: 'precopy' | 'stop-copy'): Promise<{ dirtyPages: number; expectedDowntimeMs: number }> {
     for (const c of sync.containers) this.#containerPages.set(c.container, (this.#containerPages.get(c.container) ?? 0) + c.pages);
-    const expectedDowntimeMs = this.#expectedDowntimeMs(sync.dirtyPages);
+    const expectedDowntimeMs = await this.#expectedDowntimeMs(sync.dirtyPages);
     this.vmm.events.emit('migration:dirty-sync', { iteration: this.#iteration, phase, ...sync, expectedDowntimeMs });
     return { dirtyPages: sync.dirtyPages, expectedDowntimeMs };
   }
@@ -323,14 +323,14 @@ class OutgoingMigration {
     this.channels?.destroy();
     await this.channels?.settled();
     // As after a migration that completed: the device sessions end, the devices stay stopped.
-    this.#finish();
+    await this.#finish();
     this.vmm.events.emit('migration:failed', { side: 'source', phase: this.#phase, error: error.message, cancelled: false });
     return error;
   }
 
-  #finish(): void {
+  async #finish(): Promise<void> {
     try {
-      this.#devices.finish();
+      await this.#devices.finish();
     } catch (e) {
       this.vmm.events.emit('vfio:warning', { message: `after the migration: ${e instanceof Error ? e.message : String(e)}` });
     }

@@ -24,22 +24,22 @@ export class SourceDevices {
     this.#devices = migratingDevices(vmm).map((device, index) => ({
       index,
       device,
-      vfio: isVfioVmmDevice(device) ? new VfioMigration(vmm.host, device.vfio, vmm.events) : undefined,
+      vfio: isVfioVmmDevice(device) ? new VfioMigration(device.vfio, vmm.events) : undefined,
     }));
   }
 
   /** VFIO devices enter PRE_COPY where they have it (vfio_save_setup). */
-  saveSetup(): void {
-    for (const d of this.#devices) d.vfio?.saveSetup();
+  async saveSetup(): Promise<void> {
+    for (const d of this.#devices) await d.vfio?.saveSetup();
   }
 
   /** Bytes the devices would still send at switchover (precopy left plus the stop-copy size). */
-  pendingBytes(): bigint {
+  async pendingBytes(): Promise<bigint> {
     let bytes = 0n;
     for (const { vfio } of this.#devices) {
       if (!vfio) continue;
-      const info = vfio.precopyInfo();
-      bytes += info.initialBytes + info.dirtyBytes + vfio.stopCopySize();
+      const info = await vfio.precopyInfo();
+      bytes += info.initialBytes + info.dirtyBytes + (await vfio.stopCopySize());
     }
     return bytes;
   }
@@ -54,9 +54,9 @@ export class SourceDevices {
   }
 
   /** The VM stops: P2P devices quiesce first, then every device stops and streams its final state. */
-  switchover(): void {
-    for (const d of this.#devices) d.vfio?.prepareSwitchover();
-    for (const d of this.#devices) d.vfio?.switchover();
+  async switchover(): Promise<void> {
+    for (const d of this.#devices) await d.vfio?.prepareSwitchover();
+    for (const d of this.#devices) await d.vfio?.switchover();
   }
 
   /** Send every device's final data, its end marker, then every emulated state; returns the bytes. */
@@ -77,24 +77,24 @@ export class SourceDevices {
   }
 
   /** The migration succeeded: sessions end, the devices stay stopped with the source VM. */
-  finish(): void {
+  async finish(): Promise<void> {
     const errors = new FirstFailure();
-    for (const d of this.#devices) errors.run(() => d.vfio?.saveCleanup());
+    for (const d of this.#devices) await errors.runAsync(async () => d.vfio?.saveCleanup());
     errors.rethrow();
   }
 
   /** The migration failed or was cancelled: every device runs again. Carries on through failures. */
-  resume(): void {
+  async resume(): Promise<void> {
     const errors = new FirstFailure();
-    for (const d of this.#devices) errors.run(() => d.vfio?.resumeRunning());
+    for (const d of this.#devices) await errors.runAsync(async () => d.vfio?.resumeRunning());
     errors.rethrow();
   }
 
-  /** Read a device's data fd until it has nothing more now (or `budget` bytes), as DEVICE_DATA records. */
+  /** Read a device's data until it has nothing more now (or `budget` bytes), as DEVICE_DATA records. */
   async #drain(writer: MigrationStreamWriter, d: SourceDevice, budget: number): Promise<number> {
     let bytes = 0;
     while (bytes < budget) {
-      const chunk = d.vfio!.readChunk();
+      const chunk = await d.vfio!.readChunk();
       if (chunk === 'empty' || chunk === 'end') break;
       // The chunk is a view of the reader's buffer, reused by the next read: the stream gets a copy.
       await writer.write({ name: 'DEVICE_DATA', device: d.index, payload: chunk.slice() });

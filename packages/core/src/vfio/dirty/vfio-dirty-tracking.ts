@@ -110,7 +110,7 @@ export class VfioDirtyTracking {
       if (session.strategy === 'device') {
         const ranges = dmaLoggingRanges(this.subject.sections(), this.subject.memory.pageSize);
         for (device of this.subject.devices()) {
-          await startDmaLogging(this.subject.host, device, ranges, this.subject.memory.pageSize);
+          await startDmaLogging(device, ranges, this.subject.memory.pageSize);
           session.logging.push(device);
         }
       } else if (session.strategy === 'iommu') {
@@ -143,7 +143,7 @@ export class VfioDirtyTracking {
     let failedDevice: VfioDevice | undefined;
     for (const device of [...session.logging]) {
       try {
-        stopDmaLogging(this.subject.host, device);
+        await stopDmaLogging(device);
         session.logging.splice(session.logging.indexOf(device), 1);
       } catch (e) {
         failedDevice ??= device;
@@ -271,7 +271,7 @@ export class VfioDirtyTracking {
     if (session.strategy === 'all-dirty') return into.setRange(0, pagesIn(size, pageSize));
     try {
       if (session.strategy === 'device') {
-        for (const d of session.logging) await reportDmaLogging(this.subject.host, d, into, iova, size, pageSize);
+        for (const d of session.logging) await reportDmaLogging(d, into, iova, size, pageSize);
       } else {
         for (const table of session.tables) await this.iommu!.query(table, into, iova, size, false);
       }
