@@ -119,7 +119,10 @@ export class QmpServer {
 
   /** Send an event to every client that negotiated capabilities, stamped with the time now. */
   emit(event: string, data?: Record<string, unknown>): void {
-    const micros = Math.round((performance.timeOrigin + performance.now()) * 1000);
+    // Wall-clock time, as QEMU's g_get_real_time: performance.timeOrigin + now() is monotonic
+    // time since start, which drifts from the wall clock a client compares with (milliseconds
+    // are all the wall clock Node gives).
+    const micros = Date.now() * 1000;
     const timestamp = { seconds: Math.floor(micros / 1e6), microseconds: micros % 1e6 };
     const message = data === undefined ? { event, timestamp } : { event, data, timestamp };
     for (const s of this.#sessions) if (s.negotiated) s.event(message);
