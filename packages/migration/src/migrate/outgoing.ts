@@ -272,6 +272,9 @@ class OutgoingMigration {
   /** Wait for `promise`, unless the migration is cancelled first. */
   async #wait<T>(promise: Promise<T>): Promise<T> {
     const signal = this.signal;
+    // When the check below throws, `promise` (a reply the return path will refuse too) is waited
+    // for by no one: its rejection is handled here rather than left unhandled.
+    promise.catch(() => undefined);
     this.#checkAlive();
     let onAbort: () => void = () => {};
     const aborted = new Promise<never>((_, reject) => {
