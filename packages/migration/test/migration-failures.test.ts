@@ -9,7 +9,7 @@ import { SimHost } from '@vmmkit/sim';
 import { EDU, NIC_A, SimGuest, ramHash, simMachine } from '@vmmkit/sim/testing';
 import {
   MigrationBlockedError, MigrationFailedError, MigrationStreamError, PREAMBLE_SIZE, RECORD_HEADER_SIZE, describeSetup, migrate, migrateIncoming,
-  migrateOutgoing, transportPair,
+  migrateOutgoing, transportPair, type MigrationTransport,
 } from '../src/index.js';
 import { addNic, allPlugins, vmOn } from './machines.js';
 import { relay } from './stream-replay.js';
@@ -117,6 +117,32 @@ describe('failures on the source side', () => {
 });
 
 describe('the destination refusing', () => {
+  it('giving up while the source writes: the source reports the destination\'s reason, not the connection it then lost', async () => {
+    const p = await pair();
+    const [out, into] = transportPair();
+    // The source's return path reads late, so its next write fails on the connection the
+    // destination closed before it has read the ERROR sent first (as over a socket, racing).
+    const lagging: MigrationTransport = {
+      name: out.name, write: (c) => out.write(c), end: () => out.end(), destroy: (e) => out.destroy(e),
+      read: async () => {
+        const chunk = await out.read();
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return chunk;
+      },
+    };
+    const stop = new AbortController();
+    p.source.events.on('migration:iteration', (e) => e.iteration === 2 && stop.abort());
+    const [sent, received] = await Promise.all([
+      failure(migrateOutgoing(p.source, lagging, { maxIterations: 10, downtimeLimitMs: 0 })),
+      failure(migrateIncoming(p.destination, into, { signal: stop.signal })),
+    ]);
+    expect(received).toBeInstanceOf(MigrationFailedError);
+    expect(sent).toBeInstanceOf(MigrationFailedError);
+    expect(String((sent as MigrationFailedError).cause)).toContain(`the destination refused the migration: ${(received as MigrationFailedError).message}`);
+    expectRolledBack(p);
+    await expectRetryMigrates(p);
+  });
+
   it('a VM whose RAM differs, named in the refusal', async () => {
     const p = await pair({ destinationMemory: 'different' });
     const error = await failure(migrate(p.source, p.destination));

@@ -13,6 +13,8 @@ import { VfioUserDevice, VfioUserIommuBackend, VfioUserProxy } from '@vmmkit/bac
 import { RAM_SIZE } from './vfio-user-rig.js';
 
 const FIXTURE = join(import.meta.dirname, 'fixtures/serve-nic.mjs');
+/** The built `vmmkit` command (npm test builds it first). */
+const VMMKIT = join(import.meta.dirname, '../../../examples/dist/cli/main.js');
 
 /** A nic server process: its device state on request, and how it ends. */
 export interface NicServerProcess {
@@ -54,6 +56,40 @@ export async function startNicServer(path: string, options: { migration?: boolea
       await gone;
     },
   };
+}
+
+/** A `vmmkit serve --device nic` process: how it ends (it has no way to report its model's state). */
+export interface CliNicServer {
+  readonly child: ChildProcess;
+  /** Kill it and wait until it is gone (its pipes closed). */
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Start `vmmkit serve --device nic --socket path`; resolves once it says it serves (within `timeoutMs`). */
+export async function startCliNicServer(path: string, timeoutMs = 60_000): Promise<CliNicServer> {
+  const child = spawn(process.execPath, [VMMKIT, 'serve', '--device', 'nic', '--socket', path], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += String(d)));
+  const gone = new Promise<void>((resolve) => child.once('close', () => resolve()));
+  const kill = async (signal: NodeJS.Signals = 'SIGTERM'): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+    await gone;
+  };
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const lines = createInterface({ input: child.stdout! });
+      lines.on('line', (line) => line.startsWith('serving nic ') && resolve());
+      void gone.then(() => reject(new Error(`vmmkit serve exited (${child.exitCode ?? child.signalCode}) before it served: ${stderr}`)));
+      timer = setTimeout(() => reject(new Error(`vmmkit serve did not serve within ${timeoutMs} ms: ${stderr}`)), timeoutMs);
+    });
+  } catch (e) {
+    await kill('SIGKILL');
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
+  return { child, kill };
 }
 
 /** The client's side of a nic served by another process. */

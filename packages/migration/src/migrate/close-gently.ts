@@ -5,7 +5,7 @@
 import type { MigrationTransport } from '../stream/migration-transport.js';
 
 /** How long a failing side waits for its last word to go out before tearing the connection down. */
-const LAST_WORD_MS = 1000;
+export const LAST_WORD_MS = 1000;
 
 /** Run `send` then `end`; if either fails or takes too long, destroy the transport. */
 export async function closeGently(transport: MigrationTransport, send: () => Promise<void>, end: () => Promise<void>): Promise<void> {

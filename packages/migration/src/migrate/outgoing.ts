@@ -14,10 +14,10 @@ import { ramChannelThreadsPossible, ThreadedRamChannelSender } from '../stream/r
 import { sendDirtyPages } from '../stream/ram-pages.js';
 import { STREAM_PAGE_SIZE } from '../stream/records.js';
 import { MigrationStreamWriter } from '../stream/stream-writer.js';
-import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, type MigrationPhase } from '../migration-errors.js';
+import { MigrationBlockedError, MigrationCancelledError, MigrationFailedError, MigrationTransportError, type MigrationPhase } from '../migration-errors.js';
 import { MAX_CHANNELS, type ContainerResult, type MigrationConnections, type MigrationOptions, type MigrationResult } from './migration-options.js';
 import { migrationParameters, type MigrationParameters } from './migration-parameters.js';
-import { closeGently, lastWord } from './close-gently.js';
+import { closeGently, LAST_WORD_MS, lastWord } from './close-gently.js';
 import { ReturnPath } from './return-path.js';
 import { describeSetup } from './setup-description.js';
 import { SourceDevices } from './source-devices.js';
@@ -274,6 +274,9 @@ class OutgoingMigration {
   /** Wait for `promise`, unless the migration is cancelled first. */
   async #wait<T>(promise: Promise<T>): Promise<T> {
     const signal = this.signal;
+    // When the check below throws, `promise` (a reply the return path will refuse too) is waited
+    // for by no one: its rejection is handled here rather than left unhandled.
+    promise.catch(() => undefined);
     this.#checkAlive();
     let onAbort: () => void = () => {};
     const aborted = new Promise<never>((_, reject) => {
@@ -295,7 +298,9 @@ class OutgoingMigration {
    */
   async #rollback(cause: unknown): Promise<MigrationFailedError> {
     if (this.#goSent && !this.#returnPath.refused) return this.#inDoubt(cause);
-    const error = new MigrationFailedError('source', this.#phase, cause);
+    // A connection lost under a write may be the destination giving up: its ERROR says why.
+    const why = cause instanceof MigrationTransportError ? ((await this.#returnPath.refusalAfterLoss(LAST_WORD_MS)) ?? cause) : cause;
+    const error = new MigrationFailedError('source', this.#phase, why);
     this.channels?.destroy();
     // Nothing of the channels is left once this returns: their threads have exited.
     await this.channels?.settled();

@@ -42,6 +42,19 @@ export class ReturnPath {
     return this.#refused;
   }
 
+  /**
+   * The destination's refusal (ERROR) when it sent one before the connection was lost, waiting at
+   * most `ms` for what it sent to be read. A destination that gives up sends ERROR and closes:
+   * the source's next write may then fail on the closed connection before this path has read
+   * the ERROR that says why.
+   */
+  async refusalAfterLoss(ms: number): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.#done, new Promise<void>((resolve) => (timer = setTimeout(resolve, ms)))]);
+    clearTimeout(timer);
+    return this.#refused ? this.#failure : undefined;
+  }
+
   /** Resolves when the return path ended (the destination closed it, or it failed). */
   get done(): Promise<void> {
     return this.#done;
