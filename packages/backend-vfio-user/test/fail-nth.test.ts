@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { GuestMemory, VmmError } from '@vmmkit/core';
 import { PCI_COMMAND, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSI_IRQ_INDEX } from '@vmmkit/core/uapi';
 import { EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_LIVENESS, SimHost } from '@vmmkit/sim';
-import { stepErrors } from '@vmmkit/sim/testing';
+import { failEachHostCall, stepErrors } from '@vmmkit/sim/testing';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
 import { le64 } from './support/edu-io.js';
 
@@ -52,23 +52,13 @@ describe('vfio-user client: fail the nth host call', () => {
   });
 
   it('every failure is typed and nothing is left behind', async () => {
-    const clean = new SimHost();
-    await life(clean);
-    const calls = clean.callCount('any');
-    expect(calls).toBeGreaterThan(10);
-    let failedRuns = 0;
-    for (let nth = 1; nth <= calls; nth++) {
-      const host = new SimHost();
-      const base = host.census();
-      host.injectFault({ syscall: 'any', nth, errno: 'EIO' });
-      const errors = await life(host);
-      const what = `fault at call ${nth} (${host.lastInjectedFault})`;
-      if (errors.length) failedRuns++;
+    const { calls, surfaced } = await failEachHostCall(life, ({ what, errors, host, baseline }) => {
       for (const e of errors) expect(e, `${what}: ${String(e)}`).toBeInstanceOf(VmmError);
-      expect(host.census(), what).toEqual(base);
-    }
+      expect(host.census(), what).toEqual(baseline);
+    });
+    expect(calls).toBeGreaterThan(10);
     // Most calls matter; a few (a close whose failure still frees the fd) go unnoticed.
-    expect(failedRuns, `${failedRuns} of ${calls} faults surfaced`).toBeGreaterThan(calls / 2);
+    expect(surfaced, `${surfaced} of ${calls} faults surfaced`).toBeGreaterThan(calls / 2);
   }, 60_000);
 
   it('memfd guest RAM: a failed memfd_create, ftruncate or mmap leaves no fd or mapping', () => {

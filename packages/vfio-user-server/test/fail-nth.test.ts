@@ -11,7 +11,7 @@ import {
 } from '@vmmkit/core/vfio-user';
 import { NIC_CTRL, NIC_CTRL_IRQ_EN, NIC_CTRL_RX_EN, NIC_IRQ_BATCH, NIC_RATE_PPS, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, SimHost, createModel } from '@vmmkit/sim';
 import { VfioUserServer } from '@vmmkit/vfio-user-server';
-import { stepErrors } from '@vmmkit/sim/testing';
+import { failEachHostCall, stepErrors } from '@vmmkit/sim/testing';
 import { TestClient } from './support/test-client.js';
 import { enableBusMaster, guestRam, mapRam } from './support/rig.js';
 
@@ -69,24 +69,15 @@ async function life(host: SimHost): Promise<unknown[]> {
 
 describe('vfio-user server: fail-nth over every host call', () => {
   it('ends every failure in a typed error and leaves the census at its baseline', async () => {
-    const clean = new SimHost();
-    const base = clean.census();
-    expect(await life(clean)).toEqual([]);
-    expect(clean.census()).toEqual(base);
-    const calls = clean.callCount('any');
-    expect(calls).toBeGreaterThan(20);
-    let failed = 0;
-    for (let nth = 1; nth <= calls; nth++) {
-      const host = new SimHost();
-      host.injectFault({ syscall: 'any', errno: 'EIO', nth });
-      const errors = await life(host);
-      if (errors.length) failed++;
-      const what = `fault at call ${nth} (${host.lastInjectedFault ?? 'none'})`;
+    const { calls, surfaced, clean } = await failEachHostCall(life, ({ what, errors, host, baseline }) => {
       for (const e of errors) expectTyped(e, what);
-      expect(host.census(), what).toEqual(base);
-    }
+      expect(host.census(), what).toEqual(baseline);
+    });
+    expect(clean.errors).toEqual([]);
+    expect(clean.host.census()).toEqual(clean.baseline);
+    expect(calls).toBeGreaterThan(20);
     // Most faults surface; the rest are absorbed where that is the rule (a lost interrupt signal,
     // a close that released its fd anyway).
-    expect(failed).toBeGreaterThan(calls / 2);
+    expect(surfaced).toBeGreaterThan(calls / 2);
   }, 60_000);
 });
