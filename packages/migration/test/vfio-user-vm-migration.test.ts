@@ -12,8 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinuxHost, Vmm } from '@vmmkit/core';
-import { PCI_COMMAND } from '@vmmkit/core/uapi';
-import { NIC_CTRL, NIC_CTRL_RX_EN, NIC_RATE_PPS, NIC_RX_HEAD, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, NIC_RX_TAIL } from '@vmmkit/sim';
+import { RING, consume, startNic } from './vfio-user-nic-driver.js';
 import { ramHash } from '@vmmkit/sim/testing';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
@@ -21,7 +20,6 @@ import { MigrationBlockedError, MigrationFailedError, migrate, migrationPlugin }
 import { startNicServer, type NicServerProcess } from './vfio-user-processes.js';
 
 const onLinux = process.platform === 'linux';
-const RING = 0x4_0000n;
 const fds = (): number => readdirSync('/proc/self/fd').length;
 const memfdMappings = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('/memfd:')).length;
 
@@ -29,21 +27,6 @@ async function vmOn(host: LinuxHost, incoming = false): Promise<Vmm> {
   return Vmm.create({
     host, plugins: [vfioUserPlugin(), migrationPlugin()], memory: [{ gpa: 0n, size: 2n << 20n, name: 'ram' }], memoryBacking: 'memfd', incoming,
   });
-}
-
-/** The guest's nic driver: bus mastering, a 256-slot ring of 256-byte packets at RING (pages 0x40..0x4f). */
-async function startNic(nic: VfioPciDevice): Promise<void> {
-  await nic.configWrite(PCI_COMMAND, 2, 0x6);
-  await nic.barWrite(0, NIC_RX_RING_BASE, 8, RING);
-  await nic.barWrite(0, NIC_RX_RING_SIZE, 4, 256n);
-  await nic.barWrite(0, NIC_RX_PKT_SIZE, 4, 256n);
-  await nic.barWrite(0, NIC_RATE_PPS, 4, 10_000n);
-  await nic.barWrite(0, NIC_CTRL, 4, BigInt(NIC_CTRL_RX_EN));
-}
-
-/** The driver consumes what arrived, so the nic goes on writing its ring. */
-async function consume(nic: VfioPciDevice): Promise<void> {
-  await nic.barWrite(0, NIC_RX_TAIL, 4, await nic.barRead(0, NIC_RX_HEAD, 4));
 }
 
 describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another process (LinuxHost)', () => {

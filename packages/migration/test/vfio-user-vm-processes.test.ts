@@ -15,8 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinuxHost, Vmm } from '@vmmkit/core';
-import { PCI_COMMAND } from '@vmmkit/core/uapi';
-import { NIC_CTRL, NIC_CTRL_RX_EN, NIC_RATE_PPS, NIC_RX_HEAD, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, NIC_RX_TAIL } from '@vmmkit/sim';
+import { RING, consume, startNic } from './vfio-user-nic-driver.js';
 import { ramHash } from '@vmmkit/sim/testing';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
@@ -26,28 +25,12 @@ import { startDestination, type DestinationProcess } from './vfio-user-destinati
 
 const onLinux = process.platform === 'linux';
 const RAM_BYTES = 2n << 20n;
-const RING = 0x4_0000n;
 const fds = (): number => readdirSync('/proc/self/fd').length;
 const memfdMappings = (): number => readFileSync('/proc/self/maps', 'utf8').split('\n').filter((l) => l.includes('/memfd:')).length;
 /** The nic receives all through precopy: 32 MiB/s makes the 2 MiB first pass span a few of its server's 10 ms ticks. */
 const BUSY: MigrationOptions = { downtimeLimitMs: 0, maxIterations: 4, maxBandwidth: 32 << 20 };
 /** For a kill at the second iteration: four more to go, so that it lands while the migration runs. */
 const LONGER: MigrationOptions = { ...BUSY, maxIterations: 6 };
-
-/** The guest's nic driver: bus mastering, a 256-slot ring of 256-byte packets at RING (pages 0x40..0x4f). */
-async function startNic(nic: VfioPciDevice): Promise<void> {
-  await nic.configWrite(PCI_COMMAND, 2, 0x6);
-  await nic.barWrite(0, NIC_RX_RING_BASE, 8, RING);
-  await nic.barWrite(0, NIC_RX_RING_SIZE, 4, 256n);
-  await nic.barWrite(0, NIC_RX_PKT_SIZE, 4, 256n);
-  await nic.barWrite(0, NIC_RATE_PPS, 4, 10_000n);
-  await nic.barWrite(0, NIC_CTRL, 4, BigInt(NIC_CTRL_RX_EN));
-}
-
-/** The driver consumes what arrived, so the nic goes on writing its ring. */
-async function consume(nic: VfioPciDevice): Promise<void> {
-  await nic.barWrite(0, NIC_RX_TAIL, 4, await nic.barRead(0, NIC_RX_HEAD, 4));
-}
 
 /** The process `pid` is gone and reaped (kill(pid, 0) finds no such process). */
 function reaped(pid: number | undefined): boolean {
