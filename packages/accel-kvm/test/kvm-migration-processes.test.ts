@@ -2,13 +2,12 @@
 // fixtures/kvm-destination.mjs over a Unix socket): the destination's RAM and registers as its
 // guest starts equal the source's at switchover, and the guest goes on counting there.
 
-import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { connectMigration, migrateOutgoing } from '@vmmkit/migration';
+import { migrateOutgoing } from '@vmmkit/migration';
 import { getRegs } from '../src/index.js';
+import { connectWhenListening, runDestination } from './destination-process.js';
 import { kvmMissing } from './kvm-rig.js';
 import { kvmVmm, loadPagesGuest, RAM_BYTES, ramDigest } from './kvm-machine.js';
 
@@ -22,32 +21,7 @@ interface DestinationReport {
 }
 
 function destination(uri: string): { done: Promise<DestinationReport> } {
-  const script = fileURLToPath(new URL('./fixtures/kvm-destination.mjs', import.meta.url));
-  const child = spawn(process.execPath, [script, uri, String(RAM_BYTES)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return {
-    done: new Promise((resolve, reject) => {
-      child.on('exit', (code) => {
-        const last = out.trim().split('\n').at(-1) ?? '';
-        if (code === 0) resolve(JSON.parse(last) as DestinationReport);
-        else reject(new Error(`the destination exited with ${code}: ${err || last}`));
-      });
-    }),
-  };
-}
-
-async function connect(uri: string) {
-  for (let i = 0; ; i++) {
-    try {
-      return await connectMigration(uri, { timeoutMs: 2000 });
-    } catch (e) {
-      if (i > 100) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  return { done: runDestination('kvm-destination.mjs', [uri, String(RAM_BYTES)]) };
 }
 
 describe.skipIf(kvmMissing)('migrating a guest on KVM between two processes', () => {
@@ -59,7 +33,7 @@ describe.skipIf(kvmMissing)('migrating a guest on KVM between two processes', ()
       loadPagesGuest(src.vmm, src.accel, { seed: 0xbeef, arenaPages: 64, reportMask: REPORT_EVERY - 1 });
       src.vmm.resume('test');
       await src.reports.until(() => src.reports.progress.length >= 2);
-      const transport = await connect(uri);
+      const transport = await connectWhenListening(uri, 100);
       const result = await migrateOutgoing(src.vmm, transport, { downtimeLimitMs: 0, maxIterations: 3, maxBandwidth: 1 << 20 });
       expect(result.iterations).toBeGreaterThanOrEqual(2);
       const report = await dst.done;

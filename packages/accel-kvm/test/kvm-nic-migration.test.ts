@@ -6,15 +6,14 @@
 // sends (its MSI-X interrupts now raised there), none missing. A tracker that skips one page the
 // nic wrote leaves the destination different.
 
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { connectMigration, migrateOutgoing } from '@vmmkit/migration';
+import { migrateOutgoing } from '@vmmkit/migration';
 import { NIC_A } from '@vmmkit/sim';
 import { getRegs, NIC_RING_PARAM, NIC_RING_PARAMS_SIZE, nicRingGuestError } from '../src/index.js';
+import { connectWhenListening, runDestination } from './destination-process.js';
 import { kvmMissing } from './kvm-rig.js';
 import { ramDigest } from './kvm-machine.js';
 import { loadNicGuest, NIC_GUEST, NIC_GUEST_PARAMS, NIC_RAM_BYTES, nicVmm, simClock } from './kvm-nic-machine.js';
@@ -28,30 +27,7 @@ interface DestinationReport {
 }
 
 function destination(uri: string): Promise<DestinationReport> {
-  const script = fileURLToPath(new URL('./fixtures/kvm-nic-destination.mjs', import.meta.url));
-  const child = spawn(process.execPath, [script, uri, String(NIC_RAM_BYTES), String(NIC_GUEST_PARAMS)], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => {
-      const last = out.trim().split('\n').at(-1) ?? '';
-      if (code === 0) resolve(JSON.parse(last) as DestinationReport);
-      else reject(new Error(`the destination exited with ${code}: ${err || last}`));
-    });
-  });
-}
-
-async function connect(uri: string) {
-  for (let i = 0; ; i++) {
-    try {
-      return await connectMigration(uri, { timeoutMs: 2000 });
-    } catch (e) {
-      if (i > 200) throw e;
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
+  return runDestination('kvm-nic-destination.mjs', [uri, String(NIC_RAM_BYTES), String(NIC_GUEST_PARAMS)]);
 }
 
 /** The first page of the ring: the nic writes it again every time round. */
@@ -81,7 +57,7 @@ async function migrateBusyGuest(skipRingPage: boolean) {
     const checkedBefore = src.reports.checked.length;
     const kvmSyncs: number[] = [];
     src.vmm.events.on('migration:dirty-sync', (e) => kvmSyncs.push(e.providers.find((p) => p.name === 'kvm-dirty-log')?.pages ?? -1));
-    const result = await migrateOutgoing(src.vmm, await connect(uri), { downtimeLimitMs: 0, maxIterations: 3, maxBandwidth: 4 << 20 });
+    const result = await migrateOutgoing(src.vmm, await connectWhenListening(uri), { downtimeLimitMs: 0, maxIterations: 3, maxBandwidth: 4 << 20 });
     const report = await dst;
     return { src, result, report, checkedBefore, kvmSyncs };
   } catch (e) {
