@@ -4,7 +4,36 @@
 
 import { VFIO_USER_HEADER_SIZE } from './constants.js';
 import { decodeHeader, type VfioUserLimits, type VfioUserMessage } from './message.js';
+import type { VmmError } from '../errors/vmm-error-base.js';
 import { VfioUserProtocolError } from './vfio-user-errors.js';
+
+/** What a transport gives `deliverFramed`: whether it is still open, its receiver, its fd closer. */
+export interface FramedDelivery {
+  open(): boolean;
+  deliver(message: VfioUserMessage): void;
+  /** Close fds nobody will take (a message completed after the connection closed). */
+  discard(fds: readonly number[]): void;
+}
+
+/**
+ * A transport's receive step, the same over a socket and in process: frame `bytes` (and their
+ * fds), hand each whole message on while the connection is open, and discard the fds of those
+ * that complete after a receiver closed it. Returns the error that broke the framing (the
+ * transport then ends with it), or undefined.
+ */
+export function deliverFramed(framer: VfioUserFramer, bytes: Uint8Array, fds: readonly number[], to: FramedDelivery): VmmError | undefined {
+  let messages: VfioUserMessage[];
+  try {
+    messages = framer.push(bytes, fds);
+  } catch (e) {
+    return e as VmmError;
+  }
+  for (const m of messages) {
+    if (to.open()) to.deliver(m);
+    else to.discard(m.fds);
+  }
+  return undefined;
+}
 
 /** The stream reassembler of one connection. Holds the fds of the message being assembled. */
 export class VfioUserFramer {

@@ -4,8 +4,8 @@
 
 import type { VmmError } from '../errors/vmm-error-base.js';
 import type { HostKernel } from '../host/host-kernel.js';
-import { VfioUserFramer } from './framer.js';
-import type { VfioUserLimits } from './message.js';
+import { deliverFramed, VfioUserFramer } from './framer.js';
+import type { VfioUserLimits, VfioUserMessage } from './message.js';
 import { DEFAULT_LIMITS } from './socket-transport.js';
 import type { VfioUserTransport, VfioUserTransportHandlers } from './transport.js';
 import { VfioUserTransportError } from './vfio-user-errors.js';
@@ -73,16 +73,14 @@ export class InProcessTransport implements VfioUserTransport {
   }
 
   #deliver(): void {
+    const to = { open: () => this.#open, deliver: (m: VfioUserMessage) => this.#handlers!.message(m), discard: (fds: readonly number[]) => this.#closeFds(fds) };
     while (this.#open && this.#inbox.length) {
       const { bytes, fds } = this.#inbox.shift()!;
-      let messages;
-      try {
-        messages = this.#framer.push(bytes, fds);
-      } catch (e) {
-        this.#end(e as VmmError);
+      const broken = deliverFramed(this.#framer, bytes, fds, to);
+      if (broken) {
+        this.#end(broken);
         return;
       }
-      for (const m of messages) this.#handlers!.message(m);
     }
     if (this.#open && !this.#peer!.#open && this.#inbox.length === 0) this.#end(undefined);
   }
@@ -92,16 +90,20 @@ export class InProcessTransport implements VfioUserTransport {
     this.#open = false;
     const leftover = [...this.#inbox.flatMap((m) => m.fds), ...this.#framer.takePendingFds()];
     this.#inbox.length = 0;
-    for (const fd of leftover) {
+    this.#closeFds(leftover);
+    this.#handlers?.closed(error);
+    // The peer sees the end of the stream once it has read what was sent before.
+    const peer = this.#peer;
+    if (peer) peer.#schedule();
+  }
+
+  #closeFds(fds: readonly number[]): void {
+    for (const fd of fds) {
       try {
         this.host.close(fd);
       } catch {
         // Released anyway (close frees the fd even when it fails).
       }
     }
-    this.#handlers?.closed(error);
-    // The peer sees the end of the stream once it has read what was sent before.
-    const peer = this.#peer;
-    if (peer) peer.#schedule();
   }
 }

@@ -6,7 +6,7 @@ import type { VmmError } from '../errors/vmm-error-base.js';
 import type { UnixSocket } from '../host/unix-socket.js';
 import { closeReceivedFds, UnixStream, UnixStreamListener, type UnixStreamFailure } from '../host/unix-stream.js';
 import { VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE, VFIO_USER_FD_LIMIT } from './constants.js';
-import { VfioUserFramer } from './framer.js';
+import { deliverFramed, VfioUserFramer } from './framer.js';
 import type { VfioUserLimits } from './message.js';
 import type { VfioUserTransport, VfioUserTransportHandlers } from './transport.js';
 import { VfioUserProtocolError, VfioUserTransportError } from './vfio-user-errors.js';
@@ -65,17 +65,8 @@ export class SocketTransport implements VfioUserTransport {
       closeAll(fds);
       return;
     }
-    let messages;
-    try {
-      messages = this.#framer.push(bytes, fds);
-    } catch (e) {
-      this.#end(e as VmmError);
-      return;
-    }
-    for (const m of messages) {
-      if (!this.#open) closeAll(m.fds);
-      else this.#handlers!.message(m);
-    }
+    const broken = deliverFramed(this.#framer, bytes, fds, { open: () => this.#open, deliver: (m) => this.#handlers!.message(m), discard: closeAll });
+    if (broken) this.#end(broken);
   }
 
   #describe(failure: UnixStreamFailure): VmmError {

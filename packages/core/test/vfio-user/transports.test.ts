@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinuxHost, type VmmError } from '@vmmkit/core';
 import {
-  SocketListener, SocketTransport, VfioUserProtocolError, VfioUserTransportError, encodeMessage,
+  InProcessTransport, SocketListener, SocketTransport, VfioUserProtocolError, VfioUserTransportError, encodeMessage,
   type VfioUserMessage, type VfioUserTransport,
 } from '@vmmkit/core/vfio-user';
 
@@ -117,5 +117,38 @@ describe('socket transport', () => {
     expect(caught).toBeInstanceOf(VfioUserTransportError);
     expect(String(caught)).toContain(path);
     expect(String((caught as Error).cause)).toMatch(/connect\(.*ENOENT/);
+  });
+});
+
+describe('in-process transport', () => {
+  const host = new LinuxHost();
+
+  it('closes the fds of a message that completes after its receiver closed the connection, as the socket transport does', async () => {
+    const before = openFds();
+    const [a, b] = InProcessTransport.pair(host);
+    const delivered: VfioUserMessage[] = [];
+    const ended = new Promise<void>((resolve) => {
+      b.start({
+        message: (m) => {
+          delivered.push(m);
+          b.close(); // the receiver gives up at the first message
+        },
+        closed: () => resolve(),
+      });
+    });
+    a.start({ message: () => {}, closed: () => {} });
+    const efd = host.eventfd(0, 0);
+    // Two messages in one chunk; the fd belongs to the second (the one holding the chunk's last byte).
+    const first = encodeMessage({ msgId: 1, command: 2, flags: 0, error: 0 });
+    const second = encodeMessage({ msgId: 2, command: 2, flags: 0, error: 0 });
+    const chunk = new Uint8Array(first.byteLength + second.byteLength);
+    chunk.set(first);
+    chunk.set(second, first.byteLength);
+    a.send(chunk, [efd]);
+    host.close(efd);
+    await ended;
+    expect(delivered.map((m) => m.header.msgId)).toEqual([1]);
+    a.close();
+    expect(openFds()).toBe(before);
   });
 });
