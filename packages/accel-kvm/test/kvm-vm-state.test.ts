@@ -1,14 +1,16 @@
 // The VM-level KVM state on the real /dev/kvm: what a guest programmed into the in-kernel PICs,
-// IOAPIC and PIT reads back the same in a second VM loaded with the source's record; a record
+// IOAPIC and PIT reads back the same in a second VM loaded with the source's record; a guest
+// taking the PIT's ticks through the IOAPIC goes on taking them after a migration; a record
 // that is corrupt, cut short, of another version, from a VM shaped otherwise, or from a TSC
 // this host cannot match is refused (KvmStateError) with nothing set; and the PIT follows the
 // irqchip as configured.
 
 import { describe, expect, it } from 'vitest';
 import { ConfigError, VmmError } from '@vmmkit/core';
+import { migrate } from '@vmmkit/migration';
 import { KVM_CAP_TSC_CONTROL, kvm_irqchip, kvm_pit_state2 } from '@vmmkit/core/uapi';
 import {
-  DEVICES_GUEST, decodeKvmState, encodeKvmState, enterFlatProtectedMode, KvmStateError, readTscKhz, tscKhzOf,
+  DEVICES_GUEST, TICKS_GUEST, decodeKvmState, encodeKvmState, enterFlatProtectedMode, KvmStateError, readTscKhz, tscKhzOf,
   tscKhzSection, type KvmAccel, type KvmState,
 } from '../src/index.js';
 import { GUEST_CODE, kvmMissing } from './kvm-rig.js';
@@ -86,6 +88,29 @@ describe.skipIf(kvmMissing)('the VM-level KVM state', { timeout: 60_000 }, () =>
       const loadTimes = kvm_pit_state2.decode(mine.PIT!).channels.map((c) => c.count_load_time);
       expect(loadTimes[2]).toBeGreaterThanOrEqual(loadedAt);
       expect(pit[2]!.count_load_time).toBeLessThan(loadedAt);
+    } finally {
+      await src.vmm.close();
+      await dst.vmm.close();
+    }
+  });
+
+  it('a guest taking the PIT\'s ticks through the IOAPIC takes the next one on the destination', async () => {
+    const src = await kvmVmm();
+    const dst = await kvmVmm({ incoming: true });
+    try {
+      src.vmm.memory.view(GUEST_CODE, TICKS_GUEST.byteLength).set(TICKS_GUEST);
+      enterFlatProtectedMode(src.host, src.accel.vcpus[0]!.fd, GUEST_CODE, { rbx: 0x4000n, rsp: 0x8000n });
+      src.vmm.resume('test');
+      await src.reports.until(() => src.reports.progress.length >= 3);
+      await migrate(src.vmm, dst.vmm, { downtimeLimitMs: 0, maxIterations: 2 });
+      expect(dst.vmm.running).toBe(true);
+      // On the destination the IOAPIC still routes pin 2 and the PIT still runs: the count goes on
+      // from the source's last, none lost, none twice (reset chips would leave it silent).
+      await dst.reports.until(() => dst.reports.progress.length >= 3);
+      const last = src.reports.progress.at(-1)!;
+      expect(src.reports.progress).toEqual(Array.from({ length: last }, (_, i) => i + 1));
+      expect(dst.reports.progress.slice(0, 3)).toEqual([last + 1, last + 2, last + 3]);
+      expect(dst.accel.stopped).toEqual([]);
     } finally {
       await src.vmm.close();
       await dst.vmm.close();
