@@ -1,6 +1,6 @@
 // A KVM VM: the VM fd with manual-protect dirty logging and (where the host has them) an
-// in-kernel irqchip and PIT, its memslots following an address space, and its dirty log. It owns the
-// /dev/kvm fd and the VM fd; the vCPUs are created on it and closed before it.
+// in-kernel irqchip and PIT, its memslots following an address space, and its dirty log. It
+// owns the /dev/kvm fd and the VM fd; the vCPUs are created on it and closed before it.
 
 import { FirstFailure, type AddressSpace, type HostKernel } from '@vmmkit/core';
 import {

@@ -95,9 +95,13 @@ export class KvmStateError extends VmmError {
 /** Encode `state`. */
 export function encodeKvmState(state: KvmState): Uint8Array {
   const sections: [tag: number, vcpu: number, bytes: Uint8Array][] = [];
-  for (const [name, bytes] of Object.entries(state.vm) as [VmSectionName, Uint8Array | undefined][]) if (bytes) sections.push([SECTIONS[name].tag, VM_SECTION, bytes]);
+  for (const [name, bytes] of Object.entries(state.vm) as [VmSectionName, Uint8Array | undefined][]) {
+    if (bytes) sections.push([SECTIONS[name].tag, VM_SECTION, bytes]);
+  }
   state.vcpus.forEach((v, i) => {
-    for (const [name, bytes] of Object.entries(v) as [VcpuSectionName, Uint8Array | undefined][]) if (bytes) sections.push([SECTIONS[name].tag, i, bytes]);
+    for (const [name, bytes] of Object.entries(v) as [VcpuSectionName, Uint8Array | undefined][]) {
+      if (bytes) sections.push([SECTIONS[name].tag, i, bytes]);
+    }
   });
   const total = HEADER + sections.reduce((n, [, , b]) => n + SECTION_HEADER + b.byteLength, 0);
   const out = new Uint8Array(total);
@@ -131,7 +135,10 @@ export function decodeKvmState(bytes: Uint8Array, expectedVcpus: number): KvmSta
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (new TextDecoder().decode(bytes.subarray(0, 8)) !== KVM_STATE_MAGIC) fail('bad magic');
   const version = view.getUint16(8, true);
-  if (version === 1) fail(`version 1 predates the irqchip, PIT and TSC-frequency sections; this vmmkit reads ${KVM_STATE_VERSION} only (the guest's interrupt controllers and timer would come up reset)`);
+  if (version === 1) {
+    fail(`version 1 predates the irqchip, PIT and TSC-frequency sections; this vmmkit reads ${KVM_STATE_VERSION} only `
+      + '(the guest\'s interrupt controllers and timer would come up reset)');
+  }
   if (version !== KVM_STATE_VERSION) fail(`version ${version}, this vmmkit reads ${KVM_STATE_VERSION}`);
   const vcpuCount = view.getUint16(10, true);
   if (vcpuCount !== expectedVcpus) fail(`${vcpuCount} vCPUs on the source, ${expectedVcpus} here`);
@@ -172,7 +179,9 @@ export function decodeKvmState(bytes: Uint8Array, expectedVcpus: number): KvmSta
   const tsc = vcpus.filter((v) => v.TSC_KHZ).length;
   if (tsc !== 0 && tsc !== vcpuCount) fail(`TSC_KHZ for ${tsc} of ${vcpuCount} vCPUs`);
   vcpus.forEach((v, i) => {
-    if (!v.LAPIC !== !irqchip) fail(irqchip ? `LAPIC of vCPU ${i} is missing (the irqchip is in the kernel)` : `LAPIC of vCPU ${i} without an in-kernel irqchip`);
+    if (!v.LAPIC !== !irqchip) {
+      fail(irqchip ? `LAPIC of vCPU ${i} is missing (the irqchip is in the kernel)` : `LAPIC of vCPU ${i} without an in-kernel irqchip`);
+    }
     for (const name of ['CPUID', 'REGS', 'SREGS', 'MSRS', 'MP_STATE'] as const) if (!v[name]) fail(`${name} of vCPU ${i} is missing`);
     if (!v.XSAVE && !v.FPU) fail(`vCPU ${i} has neither XSAVE nor FPU`);
     const mp = kvm_mp_state.get(v.MP_STATE!, 'mp_state');
