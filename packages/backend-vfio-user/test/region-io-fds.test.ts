@@ -18,7 +18,7 @@ import { VfioUserServer } from '@vmmkit/vfio-user-server';
 import { VFIO_IOMMU_USER, VfioUserDevice, VfioUserProxy, vfioUserPlugin } from '@vmmkit/backend-vfio-user';
 
 /** How a test server answers GET_REGION_IO_FDS in place of the real one: an errno, or sub-regions and how many fds. */
-type Answer = { errno: number } | { subRegions: readonly VfioUserIoFdSubRegion[]; fds: number; index?: number };
+type Answer = { errno: number } | { short: number } | { subRegions: readonly VfioUserIoFdSubRegion[]; fds: number; index?: number };
 
 interface Realized {
   readonly host: SimHost;
@@ -76,6 +76,14 @@ function answering(end: VfioUserTransport, host: SimHost, answer: Answer): VfioU
           const request = decodeRegionIoFdsRequest(m.payload, m.fds);
           if (request.index !== 2) return handlers.message(m);
           if ('errno' in answer) return end.send(encodeMessage(replyHeader(m.header, answer.errno)));
+          if ('short' in answer) {
+            // Always the fixed part alone: "I need argsz `short` for one sub-region".
+            const head = new Uint8Array(16);
+            new DataView(head.buffer).setUint32(0, answer.short, true);
+            new DataView(head.buffer).setUint32(8, 2, true);
+            new DataView(head.buffer).setUint32(12, 1, true);
+            return end.send(encodeMessage(replyHeader(m.header), head));
+          }
           const { payload, complete } = encodeRegionIoFdsReply(answer.index ?? 2, answer.subRegions, request.argsz);
           const fds = complete ? Array.from({ length: answer.fds }, () => host.eventfd(0, 0o4000)) : [];
           end.send(encodeMessage(replyHeader(m.header), payload), fds);
@@ -144,6 +152,20 @@ describe('vfio-pci over vfio-user: BAR eventfds from GET_REGION_IO_FDS', () => {
     expect((error as Error).message).toMatch(/vu-nic.*read the io fds of region 2.*fd_index 1 is beyond the 1 file descriptors/);
     await rig.close();
     expect(host.census()).toEqual(baseline);
+  });
+
+  it('a server that keeps asking for more room, or for more than max_data_xfer_size, fails realize (EPROTO)', async () => {
+    for (const [short, why] of [[56, /asked for more room twice/], [0xffff_fff0, /needs 4294967280 bytes, more than max_data_xfer_size/]] as const) {
+      const host = new SimHost();
+      const baseline = host.census();
+      const rig = await nicRig(host, { short });
+      const error = await rig.realize().then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(VfioError);
+      expect(error).toMatchObject({ errno: 'EPROTO' });
+      expect((error as Error).message).toMatch(why);
+      await rig.close();
+      expect(host.census()).toEqual(baseline);
+    }
   });
 
   it('drops what a PCI function cannot offer, with a warning and its fd closed; keeps shared fds once; asks again for room', async () => {

@@ -113,6 +113,18 @@ describe('GET_REGION_IO_FDS in-process', () => {
     await server.close();
   });
 
+  it('refuses with E2BIG a region with more eventfds than the client takes in one message, making none', async () => {
+    const host = new SimHost();
+    const model = new Notify(Array.from({ length: 17 }, (_, i) => ({ bar: 0, offset: 4 * i, size: 4 as const })));
+    const { client, server } = await rigFor(model, host, []);
+    const before = host.census();
+    await expect(ioFds(client, 0, 17)).rejects.toSatisfy((e) => e instanceof VfioUserReplyError && e.errno === 'E2BIG');
+    expect(host.census()).toEqual(before);
+    client.close();
+    await client.closed;
+    await server.close();
+  });
+
   it('refuses a model whose declarations cannot work, naming the register', () => {
     const bad: [SimIoeventfdRegister, RegExp][] = [
       [{ bar: 1, offset: 0, size: 4 }, /has no BAR1/],
