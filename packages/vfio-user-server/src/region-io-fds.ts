@@ -108,9 +108,10 @@ function release(host: HostKernel, watched: readonly Watched[]): void {
   for (const w of watched) {
     try {
       w.stop();
-    } finally {
-      closeQuietly(host, w.fd);
+    } catch {
+      // Stopping a watch is bookkeeping in the event loop; whatever it says, the fd must go.
     }
+    closeQuietly(host, w.fd);
   }
 }
 
