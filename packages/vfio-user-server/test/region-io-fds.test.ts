@@ -86,6 +86,12 @@ describe('GET_REGION_IO_FDS in-process', () => {
     const bad = encodeRegionIoFdsRequest(2);
     new DataView(bad.buffer).setUint32(4, 1, true);
     await expect(client.request(VFIO_USER_DEVICE_GET_REGION_IO_FDS, bad)).rejects.toSatisfy((e) => e instanceof VfioUserReplyError && e.errno === 'EINVAL');
+    // A request that brings an fd is refused and the server closes its copy.
+    const census = host.census();
+    const stray = host.eventfd(0, 0o4000);
+    await expect(client.request(VFIO_USER_DEVICE_GET_REGION_IO_FDS, encodeRegionIoFdsRequest(2, 1), [stray])).rejects.toSatisfy((e) => e instanceof VfioUserReplyError && e.errno === 'EINVAL');
+    host.close(stray);
+    expect(host.census()).toEqual(census);
     client.close();
     await client.closed;
     await server.close();
