@@ -6,9 +6,10 @@ import { migrationStreamBenchmark, twoProcessIntegrityBenchmark } from './migrat
 import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
 import { scalingBenchmark } from './scaling.bench.js';
 import { vfioUserBenchmark } from './vfio-user.bench.js';
+import { vfioUserIoeventfdBenchmark } from './vfio-user-ioeventfd.bench.js';
 import { kvmBenchmark } from './kvm.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, kvmBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, vfioUserIoeventfdBenchmark, kvmBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];

@@ -4,7 +4,8 @@
 // async: the reply comes back through the event loop.
 
 import type {
-  DmaLoggingRange, HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioMigDataSession, VfioRegionInfo, VfioRegionWriteOptions,
+  DmaLoggingRange, HostKernel, VfioDeviceIo, VfioIrqInfo, VfioIrqSet, VfioMigDataSession, VfioRegionInfo, VfioRegionIoEventfd,
+  VfioRegionWriteOptions,
 } from '@vmmkit/core';
 import {
   VFIO_USER_DEVICE_FEATURE, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO,
@@ -16,6 +17,7 @@ import { VfioError } from '@vmmkit/core';
 import { PCI_COMMAND, PCI_COMMAND_MASTER, VFIO_PCI_CONFIG_REGION_INDEX } from '@vmmkit/core/uapi';
 import type { VfioUserProxy } from './vfio-user-proxy.js';
 import { VfioUserMigrationIo, isDmaLoggingFeature } from './vfio-user-migration-io.js';
+import { fetchRegionIoEventfds } from './vfio-user-region-io-fds.js';
 
 /** The device I/O of one vfio-user device. */
 export class VfioUserDeviceIo implements VfioDeviceIo {
@@ -80,6 +82,14 @@ export class VfioUserDeviceIo implements VfioDeviceIo {
       return { ...region, mmapFd: reply.fds[0]! };
     }
     throw new VfioError(`read the info of region ${index}`, this.device, { detail: 'the server asked for more room twice', errno: 'EPROTO' });
+  }
+
+  /**
+   * DEVICE_GET_REGION_IO_FDS: the region's ioeventfds, the fds the caller's; none when the
+   * server offers none or refuses the command.
+   */
+  regionIoEventfds(index: number): Promise<VfioRegionIoEventfd[]> {
+    return fetchRegionIoEventfds(this.proxy, this.host, index);
   }
 
   /** REGION_READ: `count` bytes at `offset` of region `region`, in pieces no larger than the negotiated transfer size. */

@@ -56,6 +56,17 @@ interface Pending {
   reject(error: VmmError): void;
 }
 
+/** The errors `request` made of the server's error replies. */
+const refusals = new WeakSet<VfioError>();
+
+/**
+ * Whether `e` is a server's error reply to a command (the connection is fine and the device
+ * usable), rather than a connection that failed or closed.
+ */
+export function isServerRefusal(e: unknown): boolean {
+  return e instanceof VfioError && refusals.has(e);
+}
+
 /** One connection to a vfio-user server, owned by the device it serves. */
 export class VfioUserProxy {
   readonly device: string;
@@ -149,7 +160,9 @@ export class VfioUserProxy {
       if (!isErrorReply(m.header)) return m;
       this.#closeFds(m.fds);
       const errno = m.header.error === 0 ? 'EINVAL' : errnoName(m.header.error);
-      throw new VfioError(vfioUserCommandName(command), this.device, { detail: `the server answered ${errno}`, errno });
+      const refusal = new VfioError(vfioUserCommandName(command), this.device, { detail: `the server answered ${errno}`, errno });
+      refusals.add(refusal);
+      throw refusal;
     });
   }
 

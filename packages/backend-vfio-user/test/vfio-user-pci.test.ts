@@ -1,6 +1,6 @@
 // -device vfio-user-pci on this machine's kernel, against @vmmkit/vfio-user-server in other
 // processes over real Unix sockets: vfio-pci's model (config space, BARs, MSI, DMA, reset) over
-// messages, the nic's BAR2 mapped from the server's memfd, edu's DMA into memfd guest RAM and by
+// messages, the nic's BAR2 mapped from the server's memfd and its doorbell's ioeventfd, edu's DMA into memfd guest RAM and by
 // DMA_WRITE messages into RAM without a file, and a server killed or stalled under the VM: a
 // typed error naming the device, the device failed, the VM and its other device going on, and
 // unrealize leaving this process's fds and mappings as they were. Needs the built packages.
@@ -135,6 +135,14 @@ describe.skipIf(!onLinux)('vfio-user-pci against vfio-user-server processes over
     await n.barWrite(2, NIC_DOORBELL, 4, 1n);
     await n.barWrite(2, NIC_DOORBELL, 4, 1n);
     expect(await n.barRead(2, NIC_DOORBELL, 4)).toBe(2n);
+    // The doorbell's ioeventfd, fetched at realize with GET_REGION_IO_FDS: a signal on it (what
+    // KVM does on the guest's write) rings the doorbell in the server process; unrealize closes it.
+    const [doorbell] = n.barEventfds(2);
+    expect(doorbell).toMatchObject({ offset: BigInt(NIC_DOORBELL), size: 4 });
+    expect(e.barEventfds(0)).toEqual([]);
+    host.write(doorbell!.fd, new Uint8Array(new BigUint64Array([1n]).buffer));
+    for (let i = 0; i < 100 && (await n.barRead(2, NIC_DOORBELL, 4)) !== 3n; i++) await new Promise((r) => setTimeout(r, 5));
+    expect(await n.barRead(2, NIC_DOORBELL, 4)).toBe(3n);
 
     // DMA both ways through the memfd the server mapped, and an MSI on its eventfd.
     await e.configWrite(PCI_COMMAND, 2, (await e.configRead(PCI_COMMAND, 2)) | 0x6);

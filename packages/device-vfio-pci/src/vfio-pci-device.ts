@@ -8,9 +8,10 @@ import {
 import { EventEmitter } from 'eventemitter3';
 import {
   ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, probeMigrationSupport, vfioStep,
-  type AddressSpace, type HostKernel, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
+  type AddressSpace, type HostKernel, type PciBarEventfd, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
   VmmObject, type VmVfio,
 } from '@vmmkit/core';
+import { BarEventfds } from './bar-eventfds.js';
 import { checkMigration, irqCounts } from './device-probes.js';
 import { MsixTable } from './msix-table.js';
 import { VfioBar, type AccessSize } from './vfio-bar.js';
@@ -74,6 +75,7 @@ export interface VfioPciRealizeContext {
  */
 export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVmmDevice, PciFunction {
   #bars: (VfioBar | undefined)[] = [];
+  #eventfds: BarEventfds | undefined;
   #config!: VfioPciConfig;
   #interrupts!: VfioInterrupts;
   #msix: MsixTable | undefined;
@@ -137,6 +139,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       }
       for (const bar of this.#bars) errors.run(() => bar?.close());
       this.#bars = [];
+      errors.run(() => this.#eventfds?.close());
       await errors.runAsync(() => this.vfio.container?.backend.detachDevice(this.vfio));
       if (this.release) errors.run(this.release);
       this.removeAllListeners();
@@ -226,6 +229,11 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
   /** The size of BAR `index` in bytes, 0 when the device has none (the PCI host bridge maps BARs by it). */
   barSize(index: number): bigint {
     return this.#bars[index]?.size ?? 0n;
+  }
+
+  /** The eventfds the device wants signalled for guest writes to BAR `bar` (its server's ioeventfds). */
+  barEventfds(bar: number): readonly PciBarEventfd[] {
+    return this.#eventfds?.of(bar) ?? [];
   }
 
   /** The MSI and MSI-X interrupts the device raises, with the message the guest programmed. */
@@ -321,6 +329,10 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       const bar = this.#bars[i]!;
       undo.push(() => bar.close());
     }
+    const warn = (message: string): void => void this.events.emit('vfio:warning', { device: this.name, message });
+    const eventfds = await BarEventfds.fetch(this.host, io, this.name, regions.slice(0, 6).map((r) => r.size), warn);
+    this.#eventfds = eventfds;
+    undo.push(() => eventfds.close());
     this.#config = await VfioPciConfig.load(io, this.name, regions[VFIO_PCI_CONFIG_REGION_INDEX]!,
       regions.slice(0, 7).map((r) => r.size), {
         msiChanged: (enabled, vectors) => this.#switchTo(enabled ? 'msi' : undefined, vectors),

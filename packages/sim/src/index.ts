@@ -6,7 +6,7 @@ export * from './config.js';
 export { SimDmaFault } from './iommu/dma-target.js';
 export type { SimCall, SimFault, SimSyscall } from './kernel/fault-injector.js';
 export { DEFAULT_KERNEL, type SimKernelVersion } from './kernel/linux-series.js';
-export type { SimPciModel, SimBar, SimDeviceBus, SimIrq, SimMigratableState } from './devices/pci-model.js';
+export type { SimPciModel, SimBar, SimDeviceBus, SimIrq, SimIoeventfdRegister, SimMigratableState } from './devices/pci-model.js';
 export type { MemoryBacking } from './memory/backing.js';
 export { DenseBacking } from './memory/backing.js';
 // The built-in device models' register maps, for programs and tests that drive them.

@@ -11,7 +11,7 @@ import {
   VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, VFIO_USER_REGION_WRITE_MULTI, VFIO_USER_VERSION, VfioUserProtocolError,
   decodeDmaMap, decodeDmaUnmap, decodeFeature, decodeMigData, decodeMigDataRead, decodeQuery, decodeRegionAccess,
   decodeSetIrqs, decodeVersion, decodeWriteMulti, encodeDeviceInfo, encodeDmaUnmap, encodeDmaWrite, encodeFeature,
-  encodeIrqInfo, encodeMessage, encodeMigData, encodeRegionAccess, encodeRegionInfo, encodeRegionIoFdsNone,
+  decodeRegionIoFdsRequest, encodeIrqInfo, encodeMessage, encodeMigData, encodeRegionAccess, encodeRegionInfo,
   encodeVersion, encodeWriteMultiReply, isErrorReply, isReply, negotiateVersion, replyHeader, vfioUserCommandName,
   wantsNoReply, type VfioUserMessage, type VfioUserTransport, type VfioUserVersion,
 } from '@vmmkit/core/vfio-user';
@@ -21,6 +21,7 @@ import type { DeviceRegions } from './device-regions.js';
 import { DmaWindows, closeQuietly } from './dma-windows.js';
 import { DeviceInterrupts } from './interrupts.js';
 import type { BusClient, ModelBus } from './model-bus.js';
+import { RegionIoFds } from './region-io-fds.js';
 import { VfioUserRequestError } from './request-error.js';
 
 /** The device a connection serves (owned by the server, shared by its successive connections). */
@@ -40,6 +41,8 @@ export interface ServedDevice {
 export class VfioUserConnection implements BusClient {
   readonly dma: DmaWindows;
   readonly irqs: DeviceInterrupts;
+  /** The ioeventfds handed out with GET_REGION_IO_FDS. */
+  readonly ioFds: RegionIoFds;
   #negotiated: VfioUserVersion | undefined;
   #nextId = 0;
   /** Messages handled, and commands refused: for the log and tests. */
@@ -50,6 +53,7 @@ export class VfioUserConnection implements BusClient {
   constructor(private readonly device: ServedDevice, private readonly transport: VfioUserTransport) {
     this.dma = new DmaWindows(device.host, device.version.capabilities.maxDmaMaps);
     this.irqs = new DeviceInterrupts(device.host, device.model);
+    this.ioFds = new RegionIoFds(device.host, device.model, device.log);
     this.#closed = new Promise((resolve) => {
       transport.start({
         message: (m) => this.#onMessage(m),
@@ -137,9 +141,9 @@ export class VfioUserConnection implements BusClient {
         return { payload: encodeRegionInfo(info, q.argsz), fds: fd === undefined ? [] : [fd] };
       }
       case VFIO_USER_DEVICE_GET_REGION_IO_FDS: {
-        const q = decodeQuery(command, p, m.fds);
+        const q = decodeRegionIoFdsRequest(p, m.fds);
         d.regions.info(q.index);
-        return { payload: encodeRegionIoFdsNone(q.index), fds: [] };
+        return this.ioFds.answer(q, caps.maxMsgFds);
       }
       case VFIO_USER_DEVICE_GET_IRQ_INFO:
         return { payload: encodeIrqInfo(this.irqs.info(decodeQuery(command, p, m.fds).index)), fds: [] };
@@ -215,6 +219,7 @@ export class VfioUserConnection implements BusClient {
   #teardown(error: VmmError | undefined): VmmError | undefined {
     if (this.device.bus.client === this) this.device.bus.client = undefined;
     this.irqs.dispose();
+    this.ioFds.dispose();
     this.device.features.clientGone();
     try {
       this.dma.dispose();

@@ -15,6 +15,7 @@ import { DeviceFeatures } from './device-features.js';
 import { DeviceRegions, type SharedBar } from './device-regions.js';
 import { closeQuietly } from './dma-windows.js';
 import { ModelBus } from './model-bus.js';
+import { checkIoeventfdRegisters } from './region-io-fds.js';
 
 /** How to serve a model. */
 export interface VfioUserServerOptions {
@@ -55,6 +56,7 @@ export class VfioUserServer {
 
   constructor(options: VfioUserServerOptions) {
     this.model = options.model;
+    checkIoeventfdRegisters(this.model);
     this.host = options.host ?? new LinuxHost();
     const log = options.log ?? (() => {});
     this.#bus = new ModelBus(this.model);

@@ -1,15 +1,16 @@
 // Fail the 1st, 2nd, ... Nth host call of a server's life (creating it with a shared BAR, a
-// client mapping guest RAM, setting interrupts, the model's DMA and interrupts, the client
-// leaving, the server closing), counted in a clean run. Every failure surfaces as a typed error
+// client mapping guest RAM, setting interrupts, the doorbell's ioeventfd handed out and
+// signalled, the model's DMA and interrupts, the client leaving, the server closing), counted in a clean run. Every failure surfaces as a typed error
 // (or an error reply to the client) and the host's census returns to its baseline.
 
 import { describe, expect, it } from 'vitest';
 import { VmmError } from '@vmmkit/core';
 import { VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX } from '@vmmkit/core/uapi';
 import {
-  InProcessTransport, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DEVICE_SET_IRQS, encodeQuery, encodeSetIrqs,
+  InProcessTransport, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DEVICE_GET_REGION_IO_FDS, VFIO_USER_DEVICE_SET_IRQS,
+  encodeQuery, encodeRegionIoFdsRequest, encodeSetIrqs,
 } from '@vmmkit/core/vfio-user';
-import { NIC_CTRL, NIC_CTRL_IRQ_EN, NIC_CTRL_RX_EN, NIC_IRQ_BATCH, NIC_RATE_PPS, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, SimHost, createModel } from '@vmmkit/sim';
+import { NIC_DOORBELL, NIC_CTRL, NIC_CTRL_IRQ_EN, NIC_CTRL_RX_EN, NIC_IRQ_BATCH, NIC_RATE_PPS, NIC_RX_PKT_SIZE, NIC_RX_RING_BASE, NIC_RX_RING_SIZE, SimHost, createModel } from '@vmmkit/sim';
 import { VfioUserServer } from '@vmmkit/vfio-user-server';
 import { failEachHostCall, stepErrors } from '@vmmkit/sim/testing';
 import { TestClient } from './support/test-client.js';
@@ -29,6 +30,7 @@ async function life(host: SimHost): Promise<unknown[]> {
   if (!server) return errors;
   let ram: ReturnType<typeof guestRam> | undefined;
   const efds: number[] = [];
+  const doorbell: number[] = [];
   let client: TestClient | undefined;
   await step(() => {
     const [a, b] = InProcessTransport.pair(host);
@@ -47,6 +49,15 @@ async function life(host: SimHost): Promise<unknown[]> {
     await step(() => { for (let i = 0; i < 2; i++) efds.push(host.eventfd(0, 0o4000)); });
     await step(() => c.request(VFIO_USER_DEVICE_SET_IRQS, encodeSetIrqs({ flags: VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER, index: VFIO_PCI_MSIX_IRQ_INDEX, start: 0, count: efds.length }), efds));
     await step(async () => {
+      const reply = await c.request(VFIO_USER_DEVICE_GET_REGION_IO_FDS, encodeRegionIoFdsRequest(2, 1));
+      doorbell.push(...reply.fds);
+    });
+    await step(async () => {
+      for (const fd of doorbell) host.write(fd, new Uint8Array(new BigUint64Array([1n]).buffer));
+      await new Promise((resolve) => setImmediate(resolve));
+      await c.read(2, NIC_DOORBELL, 4);
+    });
+    await step(async () => {
       await enableBusMaster(c);
       await c.write64(0, NIC_RX_RING_BASE, 0x4_0000n);
       await c.write32(0, NIC_RX_RING_SIZE, 16);
@@ -62,7 +73,7 @@ async function life(host: SimHost): Promise<unknown[]> {
     });
   }
   await step(() => server!.close());
-  for (const fd of efds) await step(() => host.close(fd));
+  for (const fd of [...efds, ...doorbell]) await step(() => host.close(fd));
   if (ram) await step(() => ram!.close());
   return errors;
 }

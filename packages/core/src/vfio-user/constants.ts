@@ -66,6 +66,13 @@ export const VFIO_USER_F_DMA_REGION_WRITE = 1 << 1;
 /** Sub-region types of VFIO_USER_DEVICE_GET_REGION_IO_FDS. */
 export const VFIO_USER_IO_FD_TYPE_IOEVENTFD = 0;
 export const VFIO_USER_IO_FD_TYPE_IOREGIONFD = 1;
+/** ioeventfd sub-region flags: KVM's KVM_IOEVENTFD_FLAG_* bits the specification lists. */
+export const VFIO_USER_IOEVENTFD_FLAG_DATAMATCH = 1 << 0;
+export const VFIO_USER_IOEVENTFD_FLAG_PIO = 1 << 1;
+export const VFIO_USER_IOEVENTFD_FLAG_VIRTIO_CCW_NOTIFY = 1 << 3;
+/** ioregionfd sub-region flags (the proposed KVM_IOREGION_* bits). */
+export const VFIO_USER_IOREGIONFD_FLAG_PIO = 1 << 0;
+export const VFIO_USER_IOREGIONFD_FLAG_POSTED_WRITES = 1 << 1;
 
 /** The protocol version this implementation speaks: 0.0 (QEMU 11.1 refuses a reply with minor > 0). */
 export const VFIO_USER_MAJOR = 0;

@@ -1,17 +1,16 @@
 // The device description commands: DEVICE_GET_INFO, DEVICE_GET_REGION_INFO (with the sparse-mmap
-// capability), DEVICE_GET_REGION_IO_FDS, DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS.
+// capability), DEVICE_GET_IRQ_INFO and DEVICE_SET_IRQS (DEVICE_GET_REGION_IO_FDS: region-io-fds.ts).
 
 import {
   VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
   VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_REGION_INFO_CAP_SPARSE_MMAP, VFIO_REGION_INFO_FLAG_CAPS,
 } from '../uapi/vfio.js';
 import {
-  VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO,
-  VFIO_USER_DEVICE_GET_REGION_IO_FDS, VFIO_USER_DEVICE_SET_IRQS,
+  VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO, VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DEVICE_SET_IRQS,
 } from './constants.js';
 import { PayloadReader, PayloadWriter, expectFds } from './payload.js';
 
-/** The argsz-led query of GET_INFO, GET_REGION_INFO, GET_REGION_IO_FDS and GET_IRQ_INFO. */
+/** The argsz-led query of GET_INFO, GET_REGION_INFO and GET_IRQ_INFO. */
 export interface VfioUserQuery {
   /** The largest reply payload the client takes. */
   readonly argsz: number;
@@ -20,15 +19,14 @@ export interface VfioUserQuery {
 }
 
 const QUERY_SIZE: Readonly<Record<number, number>> = {
-  [VFIO_USER_DEVICE_GET_INFO]: 16, [VFIO_USER_DEVICE_GET_REGION_INFO]: 32,
-  [VFIO_USER_DEVICE_GET_REGION_IO_FDS]: 16, [VFIO_USER_DEVICE_GET_IRQ_INFO]: 16,
+  [VFIO_USER_DEVICE_GET_INFO]: 16, [VFIO_USER_DEVICE_GET_REGION_INFO]: 32, [VFIO_USER_DEVICE_GET_IRQ_INFO]: 16,
 };
 const INDEX_AT: Readonly<Record<number, number>> = {
-  [VFIO_USER_DEVICE_GET_REGION_INFO]: 8, [VFIO_USER_DEVICE_GET_REGION_IO_FDS]: 8, [VFIO_USER_DEVICE_GET_IRQ_INFO]: 8,
+  [VFIO_USER_DEVICE_GET_REGION_INFO]: 8, [VFIO_USER_DEVICE_GET_IRQ_INFO]: 8,
 };
 
 /**
- * Decode one of the four queries: the fixed structure (QEMU sends exactly it), argsz at least
+ * Decode one of the three queries: the fixed structure (QEMU sends exactly it), argsz at least
  * the fixed reply, and no fds.
  */
 export function decodeQuery(command: number, payload: Uint8Array, fds: readonly number[]): VfioUserQuery {
@@ -133,11 +131,6 @@ export function decodeRegionInfo(payload: Uint8Array): VfioUserRegionInfo & { re
     next = following;
   }
   return { argsz: r.u32(0), index: r.u32(8), flags, size: r.u64(16), mmapOffset: r.u64(24), ...(sparse ? { sparse } : {}) };
-}
-
-/** DEVICE_GET_REGION_IO_FDS reply with no sub-regions: this implementation offers none. */
-export function encodeRegionIoFdsNone(index: number): Uint8Array {
-  return new PayloadWriter(16).u32(0, 16).u32(4, 0).u32(8, index).u32(12, 0).bytes;
 }
 
 /** DEVICE_GET_IRQ_INFO reply. */

@@ -8,6 +8,7 @@ export * from './payload.js';
 export * from './version.js';
 export * from './dma.js';
 export * from './device.js';
+export * from './region-io-fds.js';
 export * from './region-io.js';
 export * from './feature.js';
 export * from './framer.js';

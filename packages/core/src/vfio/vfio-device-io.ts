@@ -36,6 +36,22 @@ export interface VfioIrqSet {
   readonly eventfds?: readonly number[];
 }
 
+/**
+ * An eventfd a device wants signalled for writes to part of one of its regions (a vfio-user
+ * server's ioeventfd sub-region), with KVM_IOEVENTFD's fields.
+ */
+export interface VfioRegionIoEventfd {
+  /** Offset in the region. */
+  readonly offset: bigint;
+  /** The write width that signals: 1, 2, 4, 8, or 0 for any width. */
+  readonly size: number;
+  /** Only writes of this value signal; absent: any value. */
+  readonly datamatch?: bigint;
+  /** Port I/O rather than memory (KVM_IOEVENTFD_FLAG_PIO). */
+  readonly pio: boolean;
+  readonly fd: number;
+}
+
 /** How a region write may complete. */
 export interface VfioRegionWriteOptions {
   /**
@@ -65,6 +81,16 @@ export interface VfioDeviceIo {
    * closed when the device detaches); a caller maps it but never closes it.
    */
   regionInfo(index: number): Promise<VfioRegionInfo>;
+
+  /**
+   * Optional (vfio-user's DEVICE_GET_REGION_IO_FDS; the kernel has no such thing): the eventfds
+   * the device wants signalled for writes to parts of region `index`, which a VMM may register as
+   * KVM ioeventfds so those writes reach the device without it. Resolves to none when the device
+   * offers none there, or refuses the question (servers predating it). The fds are the caller's
+   * from then on (entries may share one: close each distinct fd once).
+   * @throws VfioError naming the device when the answer breaks the protocol or the connection fails.
+   */
+  regionIoEventfds?(index: number): Promise<VfioRegionIoEventfd[]>;
 
   /** Read `count` bytes at `offset` into region `index` (pread on the fd, or REGION_READ). */
   regionRead(index: number, offset: bigint, count: number): Promise<Uint8Array>;

@@ -6,7 +6,7 @@ import { ArgumentError } from '@vmmkit/core';
 import type { SimDeviceConfig } from '../config.js';
 import { buildConfigSpace, firmwareBarBase, msiEnabled, msixEnabled, type ConfigSpaceSpec } from './config-space.js';
 import { ViewBacking, type MemoryBacking } from '../memory/backing.js';
-import type { SimBar, SimDeviceBus, SimMigratableState, SimPciModel } from './pci-model.js';
+import type { SimBar, SimDeviceBus, SimIoeventfdRegister, SimMigratableState, SimPciModel } from './pci-model.js';
 import { NicState, NIC_MAX_RING } from './nic-state.js';
 import { rxActive, runTraffic } from './nic-traffic.js';
 import * as R from './nic-regs.js';
@@ -26,6 +26,8 @@ export class NicModel implements SimPciModel, SimMigratableState {
   readonly config: Uint8Array;
   readonly bars: readonly SimBar[] = [BAR0, BAR2];
   readonly interrupts = { intx: true, msi: 1, msix: R.NIC_MSIX_VECTORS } as const;
+  /** The doorbell: any 32-bit write rings it, so a server may let it ring through an eventfd. */
+  readonly ioeventfds: readonly SimIoeventfdRegister[] = [{ bar: 2, offset: R.NIC_DOORBELL, size: 4 }];
   readonly migration: SimMigratableState = this;
   readonly #spec: ConfigSpaceSpec;
   readonly #state = new NicState();

@@ -22,6 +22,23 @@ export interface SimBar {
   readonly mmapAreas?: readonly { readonly offset: bigint; readonly size: bigint }[];
 }
 
+/**
+ * A BAR register whose writes the device may hear through an eventfd instead of `barWrite`
+ * messages: a doorbell or notify register, where what matters is that the guest wrote.
+ */
+export interface SimIoeventfdRegister {
+  readonly bar: number;
+  readonly offset: number;
+  /** The write width that signals. */
+  readonly size: 1 | 2 | 4 | 8;
+  /**
+   * Only writes of this value signal; absent: a write of any value does, and the model gets
+   * `barWrite` with the value 0 (the value written is lost on the way, as with KVM's
+   * datamatch-free ioeventfds for virtio notify registers, so the model must not depend on it).
+   */
+  readonly datamatch?: bigint;
+}
+
 /** An interrupt the device raises. */
 export type SimIrq = { readonly kind: 'intx' } | { readonly kind: 'msi' | 'msix'; readonly vector: number };
 
@@ -95,6 +112,15 @@ export interface SimPciModel {
    * simulated kernel passes memory it shares with its client through a file (a memfd).
    */
   shareBarMemory?(bar: number, bytes: Uint8Array): void;
+  /**
+   * Optional: registers a device server may let a client reach through eventfds (vfio-user's
+   * DEVICE_GET_REGION_IO_FDS, which a VMM registers as KVM ioeventfds). Each signal becomes one
+   * `barWrite(bar, offset, size, datamatch ?? 0n)`; signals that arrive together coalesce into
+   * one write, as an eventfd counts them, so declare only registers where several writes and
+   * one mean the same (a doorbell: "look at the ring"). The registers must lie outside the
+   * BAR's mmap areas, whose writes never reach the model.
+   */
+  readonly ioeventfds?: readonly SimIoeventfdRegister[];
   /** A config space write reached the hardware (after vfio-pci's virtualization). */
   configWritten?(offset: number, size: number): void;
   /** Function level reset: back to power-on state. */
