@@ -58,6 +58,8 @@ export interface SocketLibc {
   listen(fd: number, backlog: number): number;
   accept4(fd: number, flags: number): number;
   connect(fd: number, addr: Uint8Array, len: number): number;
+  /** send(2) of the first `length` bytes of `buf` (off-heap). */
+  send(fd: number, buf: Uint8Array, length: number, flags: number): number;
   sendmsg(fd: number, msghdr: Uint8Array, flags: number): number;
   recvmsg(fd: number, msghdr: Uint8Array, flags: number): number;
 }
@@ -111,7 +113,8 @@ export function loadLibc(): Libc {
       listen: lib.func('int listen(int fd, int backlog)'),
       accept4: (fd, flags) => accept4(fd, null, null, flags),
       connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
-      sendmsg: lib.func('long sendmsg(int fd, const void *msg, int flags)'),
+      send: lib.func('long send(int fd, void *buf, size_t len, int flags)'),
+      sendmsg: lib.func('long sendmsg(int fd, void *msg, int flags)'),
       recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
     },
     poll: (fd, events, onEvent) => {
