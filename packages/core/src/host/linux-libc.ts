@@ -125,7 +125,7 @@ export function loadLibc(): Libc {
 }
 
 /** koffi.node.poll (libuv's uv_poll_t, undocumented in koffi 3 but stable in use here): where {@link libuvPoll} cannot be used. */
-const koffiPoll: StartPoll = (fd, events, onEvent) => {
+export const koffiPoll: StartPoll = (fd, events, onEvent) => {
   // koffi calls back with (status, events), whatever its typings say; a failed poll (status
   // < 0) is reported as readable so that the next recvmsg reports the socket's error.
   const callback = ((status: number, ev: PollEvents) =>

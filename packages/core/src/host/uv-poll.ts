@@ -25,12 +25,19 @@ const READY: readonly PollEvents[] = [
 /** Start watching `fd` for `events`, calling `onEvent` from the poll phase. */
 export type StartPoll = (fd: number, events: PollEvents, onEvent: (ready: PollEvents) => void) => FdPoll;
 
+let made: { start: StartPoll | undefined } | undefined;
+
 /**
  * The libuv poll of this thread, or undefined where it cannot be used (a worker thread, or a
  * Node whose libuv symbols are not visible to dlsym); the caller then uses koffi.node.poll.
+ * Made once per thread (koffi keeps the callback types and callbacks it registers).
  */
 export function libuvPoll(address: (bytes: Uint8Array) => bigint): StartPoll | undefined {
-  if (!isMainThread) return undefined;
+  made ??= { start: isMainThread ? makeLibuvPoll(address) : undefined };
+  return made.start;
+}
+
+function makeLibuvPoll(address: (bytes: Uint8Array) => bigint): StartPoll | undefined {
   let uv;
   try {
     // The node executable itself exports libuv for addons.
