@@ -3,13 +3,14 @@
 // readability and writability as asked, changes its events when told, stays silent once
 // closed, and names the call when the fd cannot be watched.
 
+import koffi from 'koffi';
 import { describe, expect, it } from 'vitest';
 import { HostError } from '../src/host/host-error.js';
 import { koffiPoll, loadLibc, type PollEvents } from '../src/host/linux-libc.js';
 import { libuvPoll } from '../src/host/uv-poll.js';
 
 const libc = loadLibc();
-const libuv = libuvPoll(libc.address);
+const libuv = libuvPoll(koffi, libc.address);
 const turn = (): Promise<void> => new Promise((r) => setTimeout(r, 20));
 
 function pair(): { a: number; b: number; close(): void } {

@@ -83,7 +83,7 @@ export function loadLibc(): Libc {
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const accept4 = lib.func('int accept4(int fd, void *addr, void *len, int flags)');
   const address = (bytes: Uint8Array): bigint => BigInt(koffi.address(bytes) as bigint);
-  const poll = libuvPoll(address) ?? koffiPoll;
+  const poll = libuvPoll(koffi, address) ?? koffiPoll;
   libc = {
     open: (path, flags) => open(path, flags),
     close: lib.func('int close(int fd)'),

@@ -2,9 +2,10 @@
 // through a koffi callback. koffi.node.poll does the same but builds a new event object with
 // three named properties for every wakeup, which costs about as much as the recvmsg the wakeup
 // announces; a request/reply round trip has two. Main thread only: uv_default_loop() is the
-// main thread's loop, a worker has its own (where koffi.node.poll is used instead).
+// main thread's loop, a worker has its own (where koffi.node.poll is used instead). koffi comes
+// from linux-libc.ts, the one module that loads it.
 
-import koffi from 'koffi';
+import type Koffi from 'koffi';
 import { isMainThread } from 'node:worker_threads';
 import { HostError } from './host-error.js';
 import type { FdPoll, PollEvents } from './linux-libc.js';
@@ -32,12 +33,12 @@ let made: { start: StartPoll | undefined } | undefined;
  * Node whose libuv symbols are not visible to dlsym); the caller then uses koffi.node.poll.
  * Made once per thread (koffi keeps the callback types and callbacks it registers).
  */
-export function libuvPoll(address: (bytes: Uint8Array) => bigint): StartPoll | undefined {
-  made ??= { start: isMainThread ? makeLibuvPoll(address) : undefined };
+export function libuvPoll(koffi: typeof Koffi, address: (bytes: Uint8Array) => bigint): StartPoll | undefined {
+  made ??= { start: isMainThread ? makeLibuvPoll(koffi, address) : undefined };
   return made.start;
 }
 
-function makeLibuvPoll(address: (bytes: Uint8Array) => bigint): StartPoll | undefined {
+function makeLibuvPoll(koffi: typeof Koffi, address: (bytes: Uint8Array) => bigint): StartPoll | undefined {
   let uv;
   try {
     // The node executable itself exports libuv for addons.
