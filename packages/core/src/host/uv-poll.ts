@@ -57,14 +57,14 @@ function makeLibuvPoll(koffi: typeof Koffi, address: (bytes: Uint8Array) => bigi
   } catch {
     return undefined;
   }
-  // Every live handle by its address, and the memory of those closing (libuv uses it until the
-  // close callback runs).
-  const live = new Map<number, (ready: PollEvents) => void>();
+  // Every live handle by its address with its memory, and the memory of those closing: libuv uses
+  // it until the close callback runs, so it must not be collected even if an owner dropped it.
+  const live = new Map<number, { readonly onEvent: (ready: PollEvents) => void; readonly handle: Uint8Array }>();
   const closing = new Map<number, Uint8Array>();
   // One callback each for all handles: koffi has a limited number of callback slots.
   const pollCallback = koffi.register((handle: number, status: number, events: number) => {
     // A failed poll is reported as readable, so that the next read reports the fd's error.
-    live.get(handle)?.(status < 0 ? READY[UV_READABLE]! : READY[events & (UV_READABLE | UV_WRITABLE)]!);
+    live.get(handle)?.onEvent(status < 0 ? READY[UV_READABLE]! : READY[events & (UV_READABLE | UV_WRITABLE)]!);
   }, koffi.pointer(uv.onPoll));
   const closeCallback = koffi.register((handle: number) => {
     closing.delete(handle);
@@ -88,7 +88,7 @@ function makeLibuvPoll(koffi: typeof Koffi, address: (bytes: Uint8Array) => bigi
       const rc = (mask(next) ? uv.start(handle, mask(next), pollCallback) : uv.stop(handle)) as number;
       if (rc < 0) throw new HostError({ errno: -rc, syscall: 'uv_poll_start', fd });
     };
-    live.set(key, onEvent);
+    live.set(key, { onEvent, handle });
     try {
       start(events);
     } catch (e) {
