@@ -88,7 +88,7 @@ export class VfioUserDeviceIo implements VfioDeviceIo {
     const max = this.proxy.capabilities.maxDataXferSize;
     for (let done = 0; done < count;) {
       const n = Math.min(max, count - done);
-      const reply = await this.proxy.request(VFIO_USER_REGION_READ, encodeRegionAccess({ offset: offset + BigInt(done), region, count: n }));
+      const reply = await this.proxy.request(VFIO_USER_REGION_READ, encodeRegionAccess({ offset: done === 0 ? offset : offset + BigInt(done), region, count: n }));
       let data: Uint8Array;
       try {
         data = decodeRegionReadReply(reply.payload, n);

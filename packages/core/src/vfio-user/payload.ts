@@ -39,7 +39,8 @@ export class PayloadReader {
 
   /** `length` bytes from `at` (a view, not a copy). */
   slice(at: number, length: number): Uint8Array {
-    this.need(at + length, `${length} data bytes at ${at}`);
+    // The reason is built only on failure: this runs for every data-carrying message.
+    if (this.bytes.byteLength < at + length) this.need(at + length, `${length} data bytes at ${at}`);
     return this.bytes.subarray(at, at + length);
   }
 
