@@ -98,8 +98,17 @@ export class VfioUserDeviceIo implements VfioDeviceIo {
     const max = this.proxy.capabilities.maxDataXferSize;
     for (let done = 0; done < count;) {
       const n = Math.min(max, count - done);
-      const reply = await this.proxy.request(VFIO_USER_REGION_READ, encodeRegionAccess({ offset: offset + BigInt(done), region, count: n }));
-      out.set(this.#decode(reply, `read region ${region} at 0x${(offset + BigInt(done)).toString(16)}`, () => decodeRegionReadReply(reply.payload, n)), done);
+      const reply = await this.proxy.request(VFIO_USER_REGION_READ, encodeRegionAccess({ offset: done === 0 ? offset : offset + BigInt(done), region, count: n }));
+      let data: Uint8Array;
+      try {
+        data = decodeRegionReadReply(reply.payload, n);
+      } catch (e) {
+        this.#closeFds(reply.fds);
+        throw new VfioError(`read region ${region} at 0x${(offset + BigInt(done)).toString(16)}`, this.device, { cause: e, errno: 'EPROTO' });
+      }
+      // Named only on failure: a register read is a few µs, and the name costs a bigint to string.
+      this.#closeFds(reply.fds);
+      out.set(data, done);
       done += n;
     }
     return out;

@@ -156,14 +156,20 @@ export class VfioUserProxy {
       } catch (e) {
         this.#fail(this.#error(command, 'the message could not be sent', 'ENOTCONN', e));
       }
-    }).then((m) => {
-      if (!isErrorReply(m.header)) return m;
-      this.#closeFds(m.fds);
-      const errno = m.header.error === 0 ? 'EINVAL' : errnoName(m.header.error);
-      const refusal = new VfioError(vfioUserCommandName(command), this.device, { detail: `the server answered ${errno}`, errno });
-      refusals.add(refusal);
-      throw refusal;
     });
+  }
+
+  /** Settle a waiting command with its reply: an error reply rejects (its fds closed), the device stays usable. */
+  #settle(p: Pending, m: VfioUserMessage): void {
+    if (!isErrorReply(m.header)) {
+      p.resolve(m);
+      return;
+    }
+    this.#closeFds(m.fds);
+    const errno = m.header.error === 0 ? 'EINVAL' : errnoName(m.header.error);
+    const refusal = new VfioError(vfioUserCommandName(p.command), this.device, { detail: `the server answered ${errno}`, errno });
+    refusals.add(refusal);
+    p.reject(refusal);
   }
 
   /** Send a command that wants no reply (a posted write). */
@@ -202,7 +208,7 @@ export class VfioUserProxy {
       // The timer stays armed when nothing is pending: it finds nothing when it fires, and the
       // next command does not pay for arming one.
       this.#pending.delete(m.header.msgId);
-      p.resolve(m);
+      this.#settle(p, m);
       return;
     }
     this.#closeFds(m.fds);

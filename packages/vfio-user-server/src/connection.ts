@@ -37,6 +37,15 @@ export interface ServedDevice {
   log(line: string): void;
 }
 
+/** What a command is answered with: the reply payload and the fds that go with it. */
+interface Handled {
+  readonly payload?: Uint8Array;
+  readonly fds: readonly number[];
+}
+
+/** The fds of a reply that passes none (shared, so frozen). */
+const NO_FDS: readonly number[] = Object.freeze([]);
+
 /** One connected client. */
 export class VfioUserConnection implements BusClient {
   readonly dma: DmaWindows;
@@ -86,19 +95,19 @@ export class VfioUserConnection implements BusClient {
   #onMessage(m: VfioUserMessage): void {
     if (isReply(m.header)) return this.#onReply(m);
     this.handled++;
-    let payload: Uint8Array | undefined;
-    let fds: number[] = [];
+    let reply: Handled | undefined;
     let errno: number | undefined;
-    const owned = [...m.fds];
+    const owned = m.fds.length ? [...m.fds] : [];
     try {
-      ({ payload, fds } = this.#dispatch(m, owned));
+      reply = this.#dispatch(m, owned);
     } catch (e) {
       errno = this.#errnoOf(e, m);
     } finally {
       for (const fd of owned) closeQuietly(this.device.host, fd);
     }
     if (wantsNoReply(m.header) || !this.transport.open) return;
-    this.transport.send(encodeMessage(replyHeader(m.header, errno), errno === undefined ? payload : undefined), errno === undefined ? fds : []);
+    if (reply) this.transport.send(encodeMessage(replyHeader(m.header), reply.payload), reply.fds);
+    else this.transport.send(encodeMessage(replyHeader(m.header, errno)));
   }
 
   /** A reply to a DMA_WRITE this server sent: an error means the write was lost. */
@@ -113,32 +122,31 @@ export class VfioUserConnection implements BusClient {
    * Handle one command. `owned` holds the message's fds: a handler that takes one removes it
    * (it then closes it itself, in every case), the caller closes the rest.
    */
-  #dispatch(m: VfioUserMessage, owned: number[]): { payload?: Uint8Array; fds: number[] } {
+  #dispatch(m: VfioUserMessage, owned: number[]): Handled {
     const { command } = m.header;
     const p = m.payload;
-    if (command === VFIO_USER_VERSION) return { payload: this.#version(p, owned), fds: [] };
+    if (command === VFIO_USER_VERSION) return { payload: this.#version(p, owned), fds: NO_FDS };
     const caps = this.#negotiated?.capabilities;
     if (!caps) throw new VfioUserProtocolError(command, 'the first command must be VFIO_USER_VERSION');
     const d = this.device;
-    const take = (): number[] => owned.splice(0);
     switch (command) {
       case VFIO_USER_DMA_MAP: {
         const map = decodeDmaMap(p, m.fds);
-        this.dma.map(map, take()[0]);
-        return { fds: [] };
+        this.dma.map(map, owned.splice(0)[0]);
+        return { fds: NO_FDS };
       }
       case VFIO_USER_DMA_UNMAP: {
         const u = decodeDmaUnmap(p, m.fds);
         this.dma.unmap(u);
-        return { payload: encodeDmaUnmap(u), fds: [] };
+        return { payload: encodeDmaUnmap(u), fds: NO_FDS };
       }
       case VFIO_USER_DEVICE_GET_INFO:
         decodeQuery(command, p, m.fds);
-        return { payload: encodeDeviceInfo({ flags: VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI, numRegions: d.regions.count, numIrqs: VFIO_PCI_NUM_IRQS }), fds: [] };
+        return { payload: encodeDeviceInfo({ flags: VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI, numRegions: d.regions.count, numIrqs: VFIO_PCI_NUM_IRQS }), fds: NO_FDS };
       case VFIO_USER_DEVICE_GET_REGION_INFO: {
         const q = decodeQuery(command, p, m.fds);
         const { info, fd } = d.regions.info(q.index);
-        return { payload: encodeRegionInfo(info, q.argsz), fds: fd === undefined ? [] : [fd] };
+        return { payload: encodeRegionInfo(info, q.argsz), fds: fd === undefined ? NO_FDS : [fd] };
       }
       case VFIO_USER_DEVICE_GET_REGION_IO_FDS: {
         const q = decodeRegionIoFdsRequest(p, m.fds);
@@ -146,40 +154,40 @@ export class VfioUserConnection implements BusClient {
         return this.ioFds.answer(q, caps.maxMsgFds);
       }
       case VFIO_USER_DEVICE_GET_IRQ_INFO:
-        return { payload: encodeIrqInfo(this.irqs.info(decodeQuery(command, p, m.fds).index)), fds: [] };
+        return { payload: encodeIrqInfo(this.irqs.info(decodeQuery(command, p, m.fds).index)), fds: NO_FDS };
       case VFIO_USER_DEVICE_SET_IRQS: {
         const req = decodeSetIrqs(p, m.fds);
-        this.irqs.set(req, take());
-        return { fds: [] };
+        this.irqs.set(req, owned.splice(0));
+        return { fds: NO_FDS };
       }
       case VFIO_USER_REGION_READ: {
         const a = decodeRegionAccess(command, p, m.fds, caps.maxDataXferSize);
-        return { payload: encodeRegionAccess({ ...a, data: d.regions.read(a.region, a.offset, a.count) }), fds: [] };
+        return { payload: encodeRegionAccess({ offset: a.offset, region: a.region, count: a.count, data: d.regions.read(a.region, a.offset, a.count) }), fds: NO_FDS };
       }
       case VFIO_USER_REGION_WRITE: {
         const a = decodeRegionAccess(command, p, m.fds, caps.maxDataXferSize);
         d.regions.write(a.region, a.offset, a.data!);
-        return { payload: encodeRegionAccess({ offset: a.offset, region: a.region, count: a.count }), fds: [] };
+        return { payload: encodeRegionAccess({ offset: a.offset, region: a.region, count: a.count }), fds: NO_FDS };
       }
       case VFIO_USER_REGION_WRITE_MULTI: {
         const writes = decodeWriteMulti(p, m.fds);
         for (const w of writes) d.regions.write(w.region, w.offset, w.data!);
-        return { payload: encodeWriteMultiReply(writes.length), fds: [] };
+        return { payload: encodeWriteMultiReply(writes.length), fds: NO_FDS };
       }
       case VFIO_USER_DEVICE_RESET:
         if (p.byteLength !== 0 || m.fds.length) throw new VfioUserProtocolError(command, 'a reset carries no payload and no fds');
         d.reset();
-        return { fds: [] };
+        return { fds: NO_FDS };
       case VFIO_USER_DEVICE_FEATURE: {
         const f = decodeFeature(p, m.fds);
         const { data } = d.features.handle(f);
-        return { payload: encodeFeature(f.flags, data), fds: [] };
+        return { payload: encodeFeature(f.flags, data), fds: NO_FDS };
       }
       case VFIO_USER_MIG_DATA_READ:
-        return { payload: encodeMigData(d.features.readData(decodeMigDataRead(p, m.fds, caps.maxDataXferSize))), fds: [] };
+        return { payload: encodeMigData(d.features.readData(decodeMigDataRead(p, m.fds, caps.maxDataXferSize))), fds: NO_FDS };
       case VFIO_USER_MIG_DATA_WRITE:
         d.features.writeData(decodeMigData(command, p, m.fds, caps.maxDataXferSize));
-        return { fds: [] };
+        return { fds: NO_FDS };
       default:
         throw new VfioUserProtocolError(command, 'is not a command a client sends');
     }

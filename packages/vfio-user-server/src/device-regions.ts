@@ -56,8 +56,12 @@ export class DeviceRegions {
     const at = this.#check(index, offset, count);
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) this.config.read(at, out);
     else {
-      const dv = new DataView(out.buffer);
-      this.#split(at, count, (o, size, done) => writeLe(dv, done, size, this.model.barRead(index, o, size)));
+      // Split as a CPU would issue the accesses (loops, not callbacks: this runs per register read).
+      for (let done = 0; done < count;) {
+        const size = accessSize(at + done, count - done);
+        writeLe(out, done, size, this.model.barRead(index, at + done, size));
+        done += size;
+      }
     }
     return out;
   }
@@ -66,8 +70,11 @@ export class DeviceRegions {
   write(index: number, offset: bigint, data: Uint8Array): void {
     const at = this.#check(index, offset, data.byteLength);
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) return this.config.write(at, data);
-    const dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
-    this.#split(at, data.byteLength, (o, size, done) => this.model.barWrite(index, o, size, readLe(dv, done, size)));
+    for (let done = 0; done < data.byteLength;) {
+      const size = accessSize(at + done, data.byteLength - done);
+      this.model.barWrite(index, at + done, size, readLe(data, done, size));
+      done += size;
+    }
   }
 
   #bar(index: number): SimBar | undefined {
@@ -81,26 +88,29 @@ export class DeviceRegions {
     if (count === 0 || offset + BigInt(count) > size) refuse('EINVAL', `[0x${offset.toString(16)}, +${count}) is outside region ${index} (${size} bytes)`);
     return Number(offset);
   }
-
-  /** Split an access into naturally aligned 8/4/2/1-byte accesses, as a CPU would issue them. */
-  #split(offset: number, count: number, access: (offset: number, size: 1 | 2 | 4 | 8, done: number) => void): void {
-    let done = 0;
-    while (done < count) {
-      const at = offset + done;
-      const left = count - done;
-      const size = ([8, 4, 2, 1] as const).find((s) => s <= left && at % s === 0)!;
-      access(at, size, done);
-      done += size;
-    }
-  }
 }
 
-function writeLe(dv: DataView, at: number, size: number, value: bigint): void {
-  for (let i = 0; i < size; i++) dv.setUint8(at + i, Number((value >> BigInt(8 * i)) & 0xffn));
+/** The largest naturally aligned 8/4/2/1-byte access at `at` that `left` bytes allow. */
+function accessSize(at: number, left: number): 1 | 2 | 4 | 8 {
+  if (left >= 8 && at % 8 === 0) return 8;
+  if (left >= 4 && at % 4 === 0) return 4;
+  if (left >= 2 && at % 2 === 0) return 2;
+  return 1;
 }
 
-function readLe(dv: DataView, at: number, size: number): bigint {
-  let v = 0n;
-  for (let i = size - 1; i >= 0; i--) v = (v << 8n) | BigInt(dv.getUint8(at + i));
-  return v;
+// An off-heap 8-byte scratch: register values are bigints, moved through it without bigint arithmetic.
+const scratch = new Uint8Array(new ArrayBuffer(8));
+const scratchView = new DataView(scratch.buffer);
+
+/** The low `size` bytes of `value`, little-endian, at `at` of `out`. */
+function writeLe(out: Uint8Array, at: number, size: number, value: bigint): void {
+  scratchView.setBigUint64(0, value, true);
+  for (let i = 0; i < size; i++) out[at + i] = scratch[i]!;
+}
+
+/** `size` little-endian bytes at `at` of `data` as an unsigned value. */
+function readLe(data: Uint8Array, at: number, size: number): bigint {
+  scratch.fill(0);
+  for (let i = 0; i < size; i++) scratch[i] = data[at + i]!;
+  return scratchView.getBigUint64(0, true);
 }

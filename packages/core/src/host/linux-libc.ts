@@ -2,6 +2,7 @@
 // Fixed prototypes (not variadic) where possible: they are faster and pass integers exactly.
 
 import koffi from 'koffi';
+import { libuvPoll, type StartPoll } from './uv-poll.js';
 
 /** The libc functions LinuxHost calls; each returns -1 (or MAP_FAILED) with errno set. */
 export interface Libc {
@@ -58,6 +59,8 @@ export interface SocketLibc {
   listen(fd: number, backlog: number): number;
   accept4(fd: number, flags: number): number;
   connect(fd: number, addr: Uint8Array, len: number): number;
+  /** send(2) of the first `length` bytes of `buf` (off-heap). */
+  send(fd: number, buf: Uint8Array, length: number, flags: number): number;
   sendmsg(fd: number, msghdr: Uint8Array, flags: number): number;
   recvmsg(fd: number, msghdr: Uint8Array, flags: number): number;
 }
@@ -79,6 +82,8 @@ export function loadLibc(): Libc {
   const munmap = lib.func('int munmap(void *addr, size_t len)');
   const fcntl = lib.func('int fcntl(int fd, int cmd, ...)');
   const accept4 = lib.func('int accept4(int fd, void *addr, void *len, int flags)');
+  const address = (bytes: Uint8Array): bigint => BigInt(koffi.address(bytes) as bigint);
+  const poll = libuvPoll(koffi, address) ?? koffiPoll;
   libc = {
     open: (path, flags) => open(path, flags),
     close: lib.func('int close(int fd)'),
@@ -94,10 +99,9 @@ export function loadLibc(): Libc {
     sysconf: lib.func('long sysconf(int name)'),
     errno: () => koffi.errno(),
     view: (addr, length) => (length === 0 ? new Uint8Array(0) : new Uint8Array(koffi.view(addr, length))),
-    address: (bytes) => BigInt(koffi.address(bytes) as bigint),
+    address,
     pollReadable: (fd, onReadable) => {
-      // koffi.node.poll is libuv's uv_poll_t (undocumented in koffi 3, but stable in use here).
-      const handle = koffi.node.poll(fd, { readable: true, writable: false, disconnect: false }, () => onReadable());
+      const handle = poll(fd, { readable: true, writable: false }, () => onReadable());
       return () => handle.close();
     },
     dup: (fd) => fcntl(fd, F_DUPFD_CLOEXEC, 'int', 0),
@@ -111,23 +115,27 @@ export function loadLibc(): Libc {
       listen: lib.func('int listen(int fd, int backlog)'),
       accept4: (fd, flags) => accept4(fd, null, null, flags),
       connect: lib.func('int connect(int fd, const void *addr, uint32_t len)'),
-      sendmsg: lib.func('long sendmsg(int fd, const void *msg, int flags)'),
+      send: lib.func('long send(int fd, void *buf, size_t len, int flags)'),
+      sendmsg: lib.func('long sendmsg(int fd, void *msg, int flags)'),
       recvmsg: lib.func('long recvmsg(int fd, void *msg, int flags)'),
     },
-    poll: (fd, events, onEvent) => {
-      // koffi calls back with (status, events), whatever its typings say; a failed poll (status
-      // < 0) is reported as readable so that the next recvmsg reports the socket's error.
-      const callback = ((status: number, ev: PollEvents) =>
-        onEvent(status < 0 ? { readable: true, writable: false } : ev)) as unknown as (ev: PollEvents) => void;
-      const handle = koffi.node.poll(fd, { ...events, disconnect: false }, callback);
-      return {
-        update: (next) => {
-          if (next.readable || next.writable) handle.start({ ...next, disconnect: false }, callback);
-          else handle.stop();
-        },
-        close: () => handle.close(),
-      };
-    },
+    poll,
   };
   return libc;
 }
+
+/** koffi.node.poll (libuv's uv_poll_t, undocumented in koffi 3 but stable in use here): where {@link libuvPoll} cannot be used. */
+export const koffiPoll: StartPoll = (fd, events, onEvent) => {
+  // koffi calls back with (status, events), whatever its typings say; a failed poll (status
+  // < 0) is reported as readable so that the next recvmsg reports the socket's error.
+  const callback = ((status: number, ev: PollEvents) =>
+    onEvent(status < 0 ? { readable: true, writable: false } : ev)) as unknown as (ev: PollEvents) => void;
+  const handle = koffi.node.poll(fd, { ...events, disconnect: false }, callback);
+  return {
+    update: (next) => {
+      if (next.readable || next.writable) handle.start({ ...next, disconnect: false }, callback);
+      else handle.stop();
+    },
+    close: () => handle.close(),
+  };
+};

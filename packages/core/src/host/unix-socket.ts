@@ -32,6 +32,25 @@ export interface UnixReceive {
 /** An off-heap buffer: its address stays put, so it can be pointed to from a struct. */
 const offHeap = (n: number): Uint8Array => new Uint8Array(new ArrayBuffer(n));
 const cmsgSpace = (fds: number): number => 16 + ((fds * 4 + 7) & ~7);
+/** struct msghdr on x86-64 / aarch64: name, namelen, iov, iovlen, control, controllen, flags. */
+const MSGHDR_SIZE = 56;
+const MSGHDR_CONTROLLEN = 40;
+const MSGHDR_FLAGS = 48;
+
+/** A 64-bit field from a bigint (an address). */
+const setU64 = (dv: DataView, at: number, value: bigint): void => dv.setBigUint64(at, value, true);
+/** A 64-bit length field from a number below 2^32 (no bigint on the hot path). */
+function setLength(dv: DataView, at: number, value: number): void {
+  dv.setUint32(at, value, true);
+  dv.setUint32(at + 4, 0, true);
+}
+
+/** Fill the parts of a msghdr that never change: no name, one iovec, the control buffer. */
+function pointHeader(hdr: DataView, iov: bigint, control: bigint): void {
+  setU64(hdr, 16, iov);
+  setLength(hdr, 24, 1);
+  setU64(hdr, 32, control);
+}
 
 /**
  * A connected or listening AF_UNIX stream socket. Every failure is a HostError naming the call
@@ -40,23 +59,29 @@ const cmsgSpace = (fds: number): number => 16 + ((fds * 4 + 7) & ~7);
 export class UnixSocket {
   readonly #libc: Libc;
   #fd: number;
-  // One msghdr, iovec and control buffer per socket, reused by every call.
-  readonly #msghdr = offHeap(56);
-  readonly #iov = offHeap(16);
-  readonly #control = offHeap(cmsgSpace(UNIX_SOCKET_MAX_FDS));
-  readonly #iovAddress: bigint;
-  readonly #controlAddress: bigint;
-  readonly #iovView = new DataView(this.#iov.buffer);
-  readonly #hdrView = new DataView(this.#msghdr.buffer);
-  readonly #controlView = new DataView(this.#control.buffer);
+  // A msghdr, iovec and control buffer for each direction, reused by every call and filled
+  // once where nothing changes: a round trip is a few µs, so per-call struct building shows.
+  readonly #receiveHdr = offHeap(MSGHDR_SIZE);
+  readonly #receiveIov = offHeap(16);
+  readonly #receiveControl = offHeap(cmsgSpace(UNIX_SOCKET_MAX_FDS));
+  readonly #receiveHdrView = new DataView(this.#receiveHdr.buffer);
+  readonly #receiveIovView = new DataView(this.#receiveIov.buffer);
+  /** The buffer the receive iovec points to now (its address is stable: off-heap). */
+  #receiveInto: Uint8Array | undefined;
+  readonly #sendHdr = offHeap(MSGHDR_SIZE);
+  readonly #sendIov = offHeap(16);
+  readonly #sendControl = offHeap(cmsgSpace(UNIX_SOCKET_MAX_FDS));
+  readonly #sendHdrView = new DataView(this.#sendHdr.buffer);
+  readonly #sendIovView = new DataView(this.#sendIov.buffer);
+  readonly #sendControlView = new DataView(this.#sendControl.buffer);
   /** Where small or on-heap outgoing data is copied to, so that it has a fixed address. */
   #scratch = offHeap(4096);
 
   private constructor(fd: number, readonly endpoint: string, libc: Libc) {
     this.#fd = fd;
     this.#libc = libc;
-    this.#iovAddress = libc.address(this.#iov);
-    this.#controlAddress = libc.address(this.#control);
+    pointHeader(this.#receiveHdrView, libc.address(this.#receiveIov), libc.address(this.#receiveControl));
+    pointHeader(this.#sendHdrView, libc.address(this.#sendIov), libc.address(this.#sendControl));
   }
 
   /** The socket's fd (-1 once closed). */
@@ -125,46 +150,62 @@ export class UnixSocket {
   }
 
   /**
-   * sendmsg `data` with `fds` as SCM_RIGHTS; returns the bytes sent (the fds go with the first
-   * byte), or undefined on EAGAIN (nothing sent). The caller keeps its own fds.
+   * Send `data` with `fds` as SCM_RIGHTS (sendmsg; send(2) when there are none); returns the
+   * bytes sent (the fds go with the first byte), or undefined on EAGAIN (nothing sent). The
+   * caller keeps its own fds.
    */
   send(data: Uint8Array, fds: readonly number[] = []): number | undefined {
     if (fds.length > UNIX_SOCKET_MAX_FDS) throw new ArgumentError(`${fds.length} fds exceed SCM_MAX_FD (${UNIX_SOCKET_MAX_FDS})`, 'fds');
-    // The data must sit in off-heap memory, whose address the iovec can hold.
+    // The data must sit in off-heap memory, whose address koffi passes as is. Small arrays live
+    // on V8's heap (asking for their buffer would move them out), so they are copied.
     let buf = data;
-    if (!(data.buffer instanceof ArrayBuffer) || data.byteLength <= 64) {
+    if (data.byteLength <= 64 || !(data.buffer instanceof ArrayBuffer)) {
       if (this.#scratch.byteLength < data.byteLength) this.#scratch = offHeap(data.byteLength);
       this.#scratch.set(data);
       buf = this.#scratch;
     }
-    this.#prepare(buf, data.byteLength, fds.length ? cmsgSpace(fds.length) : 0);
-    if (fds.length) {
-      const dv = this.#controlView;
-      dv.setBigUint64(0, BigInt(16 + 4 * fds.length), true);
-      dv.setInt32(8, SOL_SOCKET, true);
-      dv.setInt32(12, SCM_RIGHTS, true);
-      fds.forEach((fd, i) => dv.setInt32(16 + 4 * i, fd, true));
-    }
-    const n = this.#libc.sockets.sendmsg(this.#fd, this.#msghdr, MSG_NOSIGNAL);
+    const n = fds.length === 0
+      ? this.#libc.sockets.send(this.#fd, buf, data.byteLength, MSG_NOSIGNAL)
+      : this.#sendWithFds(buf, data.byteLength, fds);
     if (n < 0) {
       if (this.#libc.errno() === EAGAIN) return undefined;
-      this.#fail('sendmsg');
+      this.#fail(fds.length === 0 ? 'send' : 'sendmsg');
     }
     return n;
   }
 
+  #sendWithFds(buf: Uint8Array, length: number, fds: readonly number[]): number {
+    setU64(this.#sendIovView, 0, this.#libc.address(buf));
+    setLength(this.#sendIovView, 8, length);
+    const dv = this.#sendControlView;
+    const space = cmsgSpace(fds.length);
+    this.#sendControl.fill(0, 0, space);
+    setLength(dv, 0, 16 + 4 * fds.length);
+    dv.setInt32(8, SOL_SOCKET, true);
+    dv.setInt32(12, SCM_RIGHTS, true);
+    for (let i = 0; i < fds.length; i++) dv.setInt32(16 + 4 * i, fds[i]!, true);
+    setLength(this.#sendHdrView, MSGHDR_CONTROLLEN, space);
+    return this.#libc.sockets.sendmsg(this.#fd, this.#sendHdr, MSG_NOSIGNAL);
+  }
+
   /** recvmsg into `buf` (off-heap: see {@link UnixSocket.buffer}); undefined on EAGAIN. */
   receive(buf: Uint8Array, maxFds = UNIX_SOCKET_MAX_FDS): UnixReceive | undefined {
-    this.#prepare(buf, buf.byteLength, cmsgSpace(Math.min(maxFds, UNIX_SOCKET_MAX_FDS)));
-    const n = this.#libc.sockets.recvmsg(this.#fd, this.#msghdr, MSG_CMSG_CLOEXEC);
+    if (buf !== this.#receiveInto) {
+      setU64(this.#receiveIovView, 0, this.#libc.address(buf));
+      setLength(this.#receiveIovView, 8, buf.byteLength);
+      this.#receiveInto = buf;
+    }
+    const hdr = this.#receiveHdrView;
+    // The kernel writes back how much control data it stored (and the flags): reset the room each call.
+    setLength(hdr, MSGHDR_CONTROLLEN, cmsgSpace(Math.min(maxFds, UNIX_SOCKET_MAX_FDS)));
+    const n = this.#libc.sockets.recvmsg(this.#fd, this.#receiveHdr, MSG_CMSG_CLOEXEC);
     if (n < 0) {
       if (this.#libc.errno() === EAGAIN) return undefined;
       this.#fail('recvmsg');
     }
-    const hdr = this.#hdrView;
-    const controllen = Number(hdr.getBigUint64(40, true));
-    const flags = hdr.getInt32(48, true);
-    return { bytes: n, fds: controllen ? parseRights(this.#control, controllen) : [], truncated: (flags & MSG_CTRUNC) !== 0 };
+    const controllen = hdr.getUint32(MSGHDR_CONTROLLEN, true);
+    const flags = hdr.getInt32(MSGHDR_FLAGS, true);
+    return { bytes: n, fds: controllen ? parseRights(this.#receiveControl, controllen) : [], truncated: (flags & MSG_CTRUNC) !== 0 };
   }
 
   /** A buffer recvmsg can fill: off-heap, so its address is stable. */
@@ -183,21 +224,6 @@ export class UnixSocket {
     const fd = this.#fd;
     this.#fd = -1;
     if (this.#libc.close(fd) < 0) throw new HostError({ errno: this.#libc.errno(), syscall: 'close', fd, path: this.endpoint });
-  }
-
-  #prepare(buf: Uint8Array, length: number, controlLength: number): void {
-    const iov = this.#iovView;
-    iov.setBigUint64(0, this.#libc.address(buf), true);
-    iov.setBigUint64(8, BigInt(length), true);
-    const hdr = this.#hdrView;
-    hdr.setBigUint64(0, 0n, true);
-    hdr.setUint32(8, 0, true);
-    hdr.setBigUint64(16, this.#iovAddress, true);
-    hdr.setBigUint64(24, 1n, true);
-    hdr.setBigUint64(32, controlLength ? this.#controlAddress : 0n, true);
-    hdr.setBigUint64(40, BigInt(controlLength), true);
-    hdr.setInt32(48, 0, true);
-    if (controlLength) this.#control.fill(0, 0, controlLength);
   }
 
   #error(syscall: string): HostError {

@@ -92,9 +92,24 @@ export class UnixStream {
    */
   send(bytes: Uint8Array, fds: readonly number[] = []): void {
     if (!this.#open || this.#ending) return;
-    this.#queue.push({ bytes, sent: 0, fds });
-    this.#queuedBytes += bytes.byteLength;
-    if (this.#queue.length === 1) this.#flush();
+    if (this.#queue.length) {
+      this.#queue.push({ bytes, sent: 0, fds });
+      this.#queuedBytes += bytes.byteLength;
+      return;
+    }
+    // Nothing waits: write at once, and queue only what the socket does not take.
+    let n;
+    try {
+      n = this.#socket.send(bytes, fds);
+    } catch (e) {
+      this.#end({ kind: 'send', cause: e });
+      return;
+    }
+    if (n === bytes.byteLength) return;
+    // The fds went with the first bytes the kernel took, if it took any.
+    this.#queue.push({ bytes, sent: n ?? 0, fds: n === undefined ? fds : [] });
+    this.#queuedBytes += bytes.byteLength - (n ?? 0);
+    this.#watchWrites();
   }
 
   /**
@@ -140,6 +155,11 @@ export class UnixStream {
       this.#end(undefined);
       return;
     }
+    this.#watchWrites();
+  }
+
+  /** Watch for writability exactly while output waits. */
+  #watchWrites(): void {
     // Restarting libuv's poll costs more than the send itself: only when writability matters anew.
     const waiting = this.#queue.length > 0;
     if (waiting !== this.#watchingWrites && this.#poll) {

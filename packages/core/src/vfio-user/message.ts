@@ -51,10 +51,16 @@ export interface VfioUserLimits {
  */
 export function decodeHeader(bytes: Uint8Array, limits: VfioUserLimits): VfioUserHeader {
   if (bytes.byteLength < VFIO_USER_HEADER_SIZE) throw new VfioUserProtocolError('header', `${bytes.byteLength} bytes is shorter than a header`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset, VFIO_USER_HEADER_SIZE);
+  return decodeHeaderAt(bytes, 0, limits);
+}
+
+/** {@link decodeHeader} of the 16 bytes at `at` of `bytes` (the caller checked they are there). */
+export function decodeHeaderAt(bytes: Uint8Array, at: number, limits: VfioUserLimits): VfioUserHeader {
+  // Byte by byte rather than through a DataView: a DataView over a small on-heap array moves it
+  // off the heap, and this runs for every message.
   const header: VfioUserHeader = {
-    msgId: dv.getUint16(0, true), command: dv.getUint16(2, true), size: dv.getUint32(4, true),
-    flags: dv.getUint32(8, true), error: dv.getUint32(12, true),
+    msgId: bytes[at]! | (bytes[at + 1]! << 8), command: bytes[at + 2]! | (bytes[at + 3]! << 8), size: readU32(bytes, at + 4),
+    flags: readU32(bytes, at + 8), error: readU32(bytes, at + 12),
   };
   if (header.size < VFIO_USER_HEADER_SIZE) throw new VfioUserProtocolError('header', `message size ${header.size} is smaller than the header`);
   if (header.size > limits.maxMessageSize) {
@@ -68,16 +74,26 @@ export function decodeHeader(bytes: Uint8Array, limits: VfioUserLimits): VfioUse
   return header;
 }
 
+const readU32 = (b: Uint8Array, at: number): number => (b[at]! | (b[at + 1]! << 8) | (b[at + 2]! << 16) | (b[at + 3]! << 24)) >>> 0;
+
+function writeU32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v;
+  b[at + 1] = v >>> 8;
+  b[at + 2] = v >>> 16;
+  b[at + 3] = v >>> 24;
+}
+
 /** Encode a whole message: header fields (size computed) followed by `payload`. */
-export function encodeMessage(header: Omit<VfioUserHeader, 'size'>, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
-  const out = new Uint8Array(VFIO_USER_HEADER_SIZE + payload.byteLength);
-  const dv = new DataView(out.buffer);
-  dv.setUint16(0, header.msgId & 0xffff, true);
-  dv.setUint16(2, header.command, true);
-  dv.setUint32(4, out.byteLength, true);
-  dv.setUint32(8, header.flags, true);
-  dv.setUint32(12, header.error >>> 0, true);
-  out.set(payload, VFIO_USER_HEADER_SIZE);
+export function encodeMessage(header: Omit<VfioUserHeader, 'size'>, payload?: Uint8Array): Uint8Array {
+  const out = new Uint8Array(VFIO_USER_HEADER_SIZE + (payload?.byteLength ?? 0));
+  out[0] = header.msgId;
+  out[1] = header.msgId >>> 8;
+  out[2] = header.command;
+  out[3] = header.command >>> 8;
+  writeU32(out, 4, out.byteLength);
+  writeU32(out, 8, header.flags);
+  writeU32(out, 12, header.error);
+  if (payload) out.set(payload, VFIO_USER_HEADER_SIZE);
   return out;
 }
 

@@ -39,7 +39,8 @@ export class PayloadReader {
 
   /** `length` bytes from `at` (a view, not a copy). */
   slice(at: number, length: number): Uint8Array {
-    this.need(at + length, `${length} data bytes at ${at}`);
+    // The reason is built only on failure: this runs for every data-carrying message.
+    if (this.bytes.byteLength < at + length) this.need(at + length, `${length} data bytes at ${at}`);
     return this.bytes.subarray(at, at + length);
   }
 
@@ -48,28 +49,37 @@ export class PayloadReader {
   }
 }
 
-/** A little-endian writer over a new payload of `size` bytes. */
+/**
+ * A little-endian writer over a new payload of `size` bytes. It writes byte by byte: most
+ * payloads are small enough to live on V8's heap, and a DataView over one would move it off.
+ */
 export class PayloadWriter {
   readonly bytes: Uint8Array;
-  readonly dv: DataView;
 
   constructor(size: number) {
     this.bytes = new Uint8Array(size);
-    this.dv = new DataView(this.bytes.buffer);
   }
 
   u16(at: number, v: number): this {
-    this.dv.setUint16(at, v, true);
+    this.bytes[at] = v;
+    this.bytes[at + 1] = v >>> 8;
     return this;
   }
 
   u32(at: number, v: number): this {
-    this.dv.setUint32(at, v >>> 0, true);
+    const b = this.bytes;
+    b[at] = v;
+    b[at + 1] = v >>> 8;
+    b[at + 2] = v >>> 16;
+    b[at + 3] = v >>> 24;
     return this;
   }
 
   u64(at: number, v: bigint): this {
-    this.dv.setBigUint64(at, v, true);
+    // Through an off-heap 8-byte scratch: exact for every bigint, no bigint arithmetic.
+    scratchView.setBigUint64(0, v, true);
+    const b = this.bytes;
+    for (let i = 0; i < 8; i++) b[at + i] = scratch[i]!;
     return this;
   }
 
@@ -78,6 +88,9 @@ export class PayloadWriter {
     return this;
   }
 }
+
+const scratch = new Uint8Array(new ArrayBuffer(8));
+const scratchView = new DataView(scratch.buffer);
 
 /** Fail `command` unless exactly `expected` fds came with it (`what` explains the rule). */
 export function expectFds(command: number, fds: readonly number[], allowed: readonly number[], what: string): void {

@@ -17,17 +17,19 @@ export interface VfioUserRegionAccess {
 /** Decode REGION_READ (16 bytes) or REGION_WRITE (16 + count bytes); count ≤ `maxCount`. */
 export function decodeRegionAccess(command: number, payload: Uint8Array, fds: readonly number[], maxCount: number): VfioUserRegionAccess {
   const r = new PayloadReader(command, payload);
-  expectFds(command, fds, [0], 'a region access carries none');
+  if (fds.length) expectFds(command, fds, [0], 'a region access carries none');
   r.need(16, 'offset, region and count');
-  const a = { offset: r.u64(0), region: r.u32(8), count: r.u32(12) };
-  if (a.count > maxCount) r.fail(`count ${a.count} exceeds max_data_xfer_size ${maxCount}`, 'E2BIG');
-  if (a.offset + BigInt(a.count) > 1n << 64n) r.fail('the access wraps');
+  const offset = r.u64(0);
+  const region = r.u32(8);
+  const count = r.u32(12);
+  if (count > maxCount) r.fail(`count ${count} exceeds max_data_xfer_size ${maxCount}`, 'E2BIG');
+  if (offset + BigInt(count) > 1n << 64n) r.fail('the access wraps');
   if (command === VFIO_USER_REGION_WRITE) {
-    r.exactly(16 + a.count, `a write of ${a.count} bytes`);
-    return { ...a, data: r.slice(16, a.count) };
+    if (r.length !== 16 + count) r.exactly(16 + count, `a write of ${count} bytes`);
+    return { offset, region, count, data: r.slice(16, count) };
   }
   r.exactly(16, 'a read request');
-  return a;
+  return { offset, region, count };
 }
 
 /** Encode a REGION_READ request, a REGION_WRITE request (with data) or a REGION_READ reply. */
@@ -41,7 +43,7 @@ export function decodeRegionReadReply(payload: Uint8Array, expected: number): Ui
   const r = new PayloadReader(VFIO_USER_REGION_READ, payload);
   r.need(16, 'a read reply');
   if (r.u32(12) !== expected) r.fail(`reply count ${r.u32(12)}, asked for ${expected}`);
-  r.exactly(16 + expected, `a reply of ${expected} bytes`);
+  if (r.length !== 16 + expected) r.exactly(16 + expected, `a reply of ${expected} bytes`);
   return r.slice(16, expected);
 }
 

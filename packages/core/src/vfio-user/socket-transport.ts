@@ -6,7 +6,7 @@ import type { VmmError } from '../errors/vmm-error-base.js';
 import type { UnixSocket } from '../host/unix-socket.js';
 import { closeReceivedFds, UnixStream, UnixStreamListener, type UnixStreamFailure } from '../host/unix-stream.js';
 import { VFIO_USER_DEFAULT_MAX_DATA_XFER_SIZE, VFIO_USER_FD_LIMIT } from './constants.js';
-import { deliverFramed, VfioUserFramer } from './framer.js';
+import { deliverFramed, VfioUserFramer, type FramedDelivery } from './framer.js';
 import type { VfioUserLimits } from './message.js';
 import type { VfioUserTransport, VfioUserTransportHandlers } from './transport.js';
 import { VfioUserProtocolError, VfioUserTransportError } from './vfio-user-errors.js';
@@ -20,6 +20,12 @@ export class SocketTransport implements VfioUserTransport {
   readonly #framer: VfioUserFramer;
   #handlers: VfioUserTransportHandlers | undefined;
   #open = true;
+  /** Where framed messages go: made once, not for every chunk read. */
+  readonly #delivery: FramedDelivery = {
+    open: () => this.#open,
+    deliver: (m) => this.#handlers!.message(m),
+    discard: closeReceivedFds,
+  };
 
   constructor(socket: UnixSocket | UnixStream, limits: VfioUserLimits = DEFAULT_LIMITS) {
     this.#stream = socket instanceof UnixStream ? socket : new UnixStream(socket);
@@ -65,7 +71,7 @@ export class SocketTransport implements VfioUserTransport {
       closeAll(fds);
       return;
     }
-    const broken = deliverFramed(this.#framer, bytes, fds, { open: () => this.#open, deliver: (m) => this.#handlers!.message(m), discard: closeAll });
+    const broken = deliverFramed(this.#framer, bytes, fds, this.#delivery);
     if (broken) this.#end(broken);
   }
 

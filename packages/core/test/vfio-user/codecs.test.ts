@@ -72,6 +72,45 @@ describe('framer', () => {
     expect(f.pendingFds).toEqual([]);
   });
 
+  it('cuts whole messages from a chunk with nothing held back, and keeps its tail with the fds for the next', () => {
+    const a = encodeMessage({ msgId: 1, command: 2, flags: 0, error: 0 }, new Uint8Array(8).fill(1));
+    const b = encodeMessage({ msgId: 2, command: 2, flags: 0, error: 0 }, new Uint8Array(8).fill(2));
+    const c = encodeMessage({ msgId: 3, command: 2, flags: 0, error: 0 }, new Uint8Array(8).fill(3));
+    const stream = new Uint8Array([...a, ...b, ...c]);
+    const f = new VfioUserFramer(LIMITS);
+    const first = f.push(stream.subarray(0, a.byteLength + 5), [42]);
+    expect(first.map((m) => [m.header.msgId, m.fds, [...m.payload]])).toEqual([[1, [], [1, 1, 1, 1, 1, 1, 1, 1]]]);
+    expect(f.pendingFds).toEqual([42]);
+    const rest = f.push(stream.subarray(a.byteLength + 5), [43]);
+    expect(rest.map((m) => [m.header.msgId, m.fds, m.payload[0]])).toEqual([[2, [42], 2], [3, [43], 3]]);
+    expect(f.pendingFds).toEqual([]);
+  });
+
+  it('gives payloads the receiver owns: the chunk buffer reused and later messages leave them alone', () => {
+    const f = new VfioUserFramer(LIMITS);
+    // One receive buffer reused for every chunk, as the socket stream does.
+    const chunk = new Uint8Array(64 * 1024);
+    const kept: { id: number; payload: Uint8Array }[] = [];
+    const sizes = [0, 1, 7, 20, 4096, 4097, 9000, 3];
+    let id = 0;
+    // Enough messages to use several payload slabs, delivered whole, several to a chunk and split.
+    for (let round = 0; round < 60; round++) {
+      const stream = new Uint8Array(sizes.flatMap((n) => [...encodeMessage({ msgId: id++, command: 2, flags: 0, error: 0 }, new Uint8Array(n).fill(id & 0xff))]));
+      const cut = round % 3 === 0 ? stream.byteLength : (round * 37) % stream.byteLength;
+      for (const [from, to] of [[0, cut], [cut, stream.byteLength]] as const) {
+        if (from === to) continue;
+        chunk.set(stream.subarray(from, to));
+        for (const m of f.push(chunk.subarray(0, to - from), [])) kept.push({ id: m.header.msgId, payload: m.payload });
+        chunk.fill(0xee);
+      }
+    }
+    expect(kept).toHaveLength(60 * sizes.length);
+    kept.forEach(({ id: msgId, payload }, i) => {
+      expect(payload.byteLength).toBe(sizes[i % sizes.length]);
+      expect(payload.every((b) => b === ((msgId + 1) & 0xff))).toBe(true);
+    });
+  });
+
   it('refuses more fds than allowed and keeps them for the owner to close', () => {
     const f = new VfioUserFramer({ maxMessageSize: 4096, maxFds: 2 });
     refused(() => f.push(encodeMessage({ msgId: 1, command: 2, flags: 0, error: 0 }), [5, 6, 7]), /3 fds came with a message/);
