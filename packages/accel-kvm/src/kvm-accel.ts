@@ -8,6 +8,7 @@ import {
 } from '@vmmkit/core/uapi';
 import type { KvmError, VcpuStoppedError } from './kvm-errors.js';
 import { KvmVm, type KvmVmOptions } from './kvm-vm.js';
+import { BarMappings } from './pci/bar-mappings.js';
 import { PciHostBridge } from './pci/pci-host-bridge.js';
 import { decodeKvmState, encodeKvmState, KvmStateError } from './state/kvm-state-format.js';
 import { VcpuState, type VcpuStateCaps } from './state/vcpu-state.js';
@@ -56,7 +57,7 @@ export class KvmAccel implements VmmDevice {
   #closed = false;
 
   private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {
-    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io);
+    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io, new BarMappings(vm.memslots, vm.eventfds, context.host.pageSize));
   }
 
   /**
@@ -145,8 +146,8 @@ export class KvmAccel implements VmmDevice {
     if (this.#closed) return;
     this.#closed = true;
     this.#unfollow();
-    this.pciHost?.detach();
     const failures = new FirstFailure();
+    failures.run(() => this.pciHost?.detach());
     for (const v of [...this.#vcpus].reverse()) await failures.runAsync(() => v.close());
     this.#vcpus.length = 0;
     await failures.runAsync(() => this.vm.close());
