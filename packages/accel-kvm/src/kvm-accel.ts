@@ -45,6 +45,8 @@ export class KvmAccel implements VmmDevice {
   readonly io = new IoBus();
   /** Config mechanism #1 and the guest's BARs, where the VM has a PCI bus. */
   readonly pciHost: PciHostBridge | undefined;
+  /** The BAR memory (memslots) and ioeventfds KVM serves for the guest, and what failed there. */
+  readonly barMappings: BarMappings;
   /** Why vCPUs stopped on their own, in order. */
   readonly stopped: VcpuStoppedError[] = [];
   /** MSIs of the VM's PCI functions that KVM refused, in order. */
@@ -57,7 +59,8 @@ export class KvmAccel implements VmmDevice {
   #closed = false;
 
   private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {
-    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io, new BarMappings(vm.memslots, vm.eventfds, context.host.pageSize));
+    this.barMappings = new BarMappings(vm.memslots, vm.eventfds, context.host.pageSize);
+    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io, this.barMappings);
   }
 
   /**
