@@ -32,6 +32,8 @@ export interface MappedBar {
   readonly memslots: readonly DeviceMemslot[];
   /** The guest addresses (ports for an I/O BAR) of its ioeventfds. */
   readonly ioeventfds: readonly bigint[];
+  /** The BAR is not there any more: these are what KVM refused to remove (tried again at the next follow). */
+  readonly stale: boolean;
 }
 
 interface Owned {
@@ -62,7 +64,7 @@ export class BarMappings implements BarFollower {
 
   /** What is mapped now (BARs that went but left something KVM would not remove included). */
   get mapped(): readonly MappedBar[] {
-    return this.#owned.map((o) => ({ fn: o.fn, bar: o.bar, space: o.space, start: o.start, memslots: [...o.slots], ioeventfds: o.ioeventfds.map((i) => i.addr) }));
+    return this.#owned.map((o) => ({ fn: o.fn, bar: o.bar, space: o.space, start: o.start, memslots: [...o.slots], ioeventfds: o.ioeventfds.map((i) => i.addr), stale: o.gone }));
   }
 
   follow(windows: readonly BarWindow[]): void {
@@ -99,7 +101,7 @@ export class BarMappings implements BarFollower {
         o.ioeventfds.push({ addr, remove: this.eventfds.addIoeventfd({ addr, len: e.size, pio: w.space === 'io', datamatch: e.datamatch, fd: e.fd }) });
       }
     } catch (e) {
-      this.errors.push(new KvmError(`map ${where}`, e instanceof Error ? e.message : String(e), { cause: e }));
+      this.errors.push(new KvmError(`map ${where}`, detail(e), { cause: e }));
       o.gone = true;
     }
     if (o.slots.length + o.ioeventfds.length === 0) return;
@@ -132,8 +134,13 @@ export class BarMappings implements BarFollower {
       return true;
     } catch (e) {
       const where = `BAR${o.bar} of '${o.fn.id}' at 0x${o.start.toString(16)}`;
-      this.errors.push(new KvmError(`unmap ${where}`, e instanceof Error ? e.message : String(e), { cause: e }));
+      this.errors.push(new KvmError(`unmap ${where}`, detail(e), { cause: e }));
       return false;
     }
   }
+}
+
+/** What `e` says, without the "KVM: " its own message starts with when it is a KvmError. */
+function detail(e: unknown): string {
+  return (e instanceof Error ? e.message : String(e)).replace(/^KVM: /, '');
 }
