@@ -1,8 +1,9 @@
 // A PCI function for the BAR mapping tests: one 64-bit memory BAR0 of 64 KiB whose pages
 // 0x0000-0x3fff and 0x8000-0xffff are memory of a memfd (barMemory: two mappings of it), and
 // whose page 0x4000 is trapped registers, with a doorbell at 0x4000 the function wants signalled
-// through an eventfd (barEventfds). It counts the BAR accesses that reach it. Also: config cycles
-// through a VM's host bridge as a vCPU's port I/O would make them.
+// through an eventfd (barEventfds). Optionally also an I/O BAR2 of 32 ports whose port 4 signals
+// the same eventfd. It counts the BAR accesses that reach it. Also: config cycles through a VM's
+// host bridge as a vCPU's port I/O would make them.
 
 import { type HostKernel, type HostMapping, type PciBarEventfd, type PciBarMemory, type PciFunction } from '@vmmkit/core';
 import { EFD_CLOEXEC, EFD_NONBLOCK, MAP_SHARED, MFD_CLOEXEC, PROT_READ, PROT_WRITE } from '@vmmkit/core/uapi';
@@ -12,6 +13,8 @@ export const FAKE_BAR_SIZE = 0x1_0000;
 export const FAKE_LOW_PART = { offset: 0x0, size: 0x4000 };
 export const FAKE_HIGH_PART = { offset: 0x8000, size: 0x8000 };
 export const FAKE_DOORBELL = 0x4000;
+export const FAKE_IO_BAR_SIZE = 32;
+export const FAKE_IO_DOORBELL = 4;
 
 export class FakeBarFunction implements PciFunction {
   readonly driver = 'fake-bar';
@@ -26,9 +29,10 @@ export class FakeBarFunction implements PciFunction {
   readonly #memfd: number;
 
   /** @throws what the host's memfd, mmap or eventfd threw, after closing what it made. */
-  constructor(private readonly host: HostKernel, readonly id = 'fake0') {
+  constructor(private readonly host: HostKernel, readonly id = 'fake0', readonly ioBar = false) {
     this.config.setUint32(0, 0xfa4e_1af4, true);
     this.config.setUint32(0x10, 0x4, true); // BAR0: 64-bit memory
+    if (ioBar) this.config.setUint32(0x18, 0x1, true); // BAR2: I/O
     const made: (() => void)[] = [];
     try {
       this.#memfd = host.memfdCreate('fake-bar', MFD_CLOEXEC);
@@ -54,6 +58,7 @@ export class FakeBarFunction implements PciFunction {
 
   configWrite(offset: number, size: 1 | 2 | 4, value: number): void {
     if (offset === 0x10 && size === 4) value = (value & ~(FAKE_BAR_SIZE - 1)) | 0x4; // size and type bits
+    if (offset === 0x18 && size === 4) value = this.ioBar ? (value & ~(FAKE_IO_BAR_SIZE - 1)) | 0x1 : 0;
     if (size === 4) this.config.setUint32(offset, value, true);
     else if (size === 2) this.config.setUint16(offset, value, true);
     else this.config.setUint8(offset, value);
@@ -70,7 +75,7 @@ export class FakeBarFunction implements PciFunction {
   }
 
   barSize(bar: number): bigint {
-    return bar === 0 ? BigInt(FAKE_BAR_SIZE) : 0n;
+    return bar === 0 ? BigInt(FAKE_BAR_SIZE) : bar === 2 && this.ioBar ? BigInt(FAKE_IO_BAR_SIZE) : 0n;
   }
 
   barMemory(bar: number): readonly PciBarMemory[] {
@@ -82,6 +87,7 @@ export class FakeBarFunction implements PciFunction {
   }
 
   barEventfds(bar: number): readonly PciBarEventfd[] {
+    if (bar === 2 && this.ioBar) return [{ offset: BigInt(FAKE_IO_DOORBELL), size: 4, fd: this.eventfd }];
     return bar === 0 ? [{ offset: BigInt(FAKE_DOORBELL), size: 4, fd: this.eventfd }] : [];
   }
 

@@ -3,12 +3,12 @@
 // decoding through config cycles reaches that memory at once without exits (the bytes are in
 // the function's mapping), its doorbell write signals the eventfd instead of reaching barWrite;
 // moving the BAR, turning decoding off and unplugging the function remove exactly the slots and
-// the ioeventfd that were added for it.
+// the ioeventfd that were added for it. An I/O BAR's doorbell becomes a port ioeventfd.
 
 import { describe, expect, it } from 'vitest';
-import { PCI_COMMAND, PCI_COMMAND_MEMORY } from '@vmmkit/core/uapi';
+import { PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY } from '@vmmkit/core/uapi';
 import { BAR_MEMORY_GUEST, MMIO_GUEST, enterFlatProtectedMode, type KvmAccel } from '../src/index.js';
-import { FAKE_DOORBELL, FAKE_HIGH_PART, FAKE_LOW_PART, FakeBarFunction, configAddress, configRead, configWrite } from './fake-bar-function.js';
+import { FAKE_DOORBELL, FAKE_HIGH_PART, FAKE_IO_DOORBELL, FAKE_LOW_PART, FakeBarFunction, configAddress, configRead, configWrite } from './fake-bar-function.js';
 import { kvmVmm } from './kvm-machine.js';
 import { GUEST_CODE, kvmMissing, type GuestReports } from './kvm-rig.js';
 
@@ -89,6 +89,30 @@ describe.skipIf(kvmMissing)('BAR memory and doorbells served by KVM', { timeout:
       m.vmm.pciBus.unplug(f);
       expect(m.accel.vm.memslots.deviceSlots).toEqual([]);
       expect(m.accel.barMappings.mapped).toEqual([]);
+      expect(m.accel.barMappings.errors).toEqual([]);
+    } finally {
+      m.vmm.pciBus.unplug(f);
+      await m.vmm.close();
+      await f.unrealize();
+    }
+  });
+
+  it('an I/O BAR\'s doorbell becomes a port ioeventfd where the guest put the BAR, and goes with I/O decode', async () => {
+    let fn: FakeBarFunction | undefined;
+    const m = await kvmVmm({ beforeAccel: (vmm) => { fn = new FakeBarFunction(vmm.host, 'fake0', true); vmm.pciBus.plug(fn); } });
+    const f = fn!;
+    const port = 0xc000n + BigInt(FAKE_IO_DOORBELL);
+    const again = () => m.accel.vm.eventfds.addIoeventfd({ addr: port, len: 4, pio: true, fd: f.eventfd });
+    try {
+      await configWrite(m.accel.io, 1, 0x18, 4, 0xc000);
+      const command = await configRead(m.accel.io, 1, PCI_COMMAND, 2);
+      await configWrite(m.accel.io, 1, PCI_COMMAND, 2, command | PCI_COMMAND_IO);
+      expect(m.accel.barMappings.mapped.map((b) => [b.bar, b.space, b.start, b.ioeventfds])).toEqual([[2, 'io', 0xc000n, [port]]]);
+      // Registered in KVM: the same one again is refused (EEXIST).
+      expect(again).toThrow(/register an ioeventfd at port 0xc004: .*EEXIST/);
+      await configWrite(m.accel.io, 1, PCI_COMMAND, 2, command & ~PCI_COMMAND_IO);
+      expect(m.accel.barMappings.mapped).toEqual([]);
+      again()();
       expect(m.accel.barMappings.errors).toEqual([]);
     } finally {
       m.vmm.pciBus.unplug(f);

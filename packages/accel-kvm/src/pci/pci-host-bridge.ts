@@ -61,9 +61,9 @@ export class PciHostBridge {
    * other than through the guest's config cycles (restored by a migration, a device plugged).
    */
   invalidate(): void {
+    // Lazily: the next access that exits, or config write that touches a BAR, reads them (and the
+    // follower moves what it mapped then). A function unplugged has its mappings gone already.
     this.windows.invalidate();
-    // What the follower mapped must move too, even if the guest touches no BAR for a while.
-    if (this.follower) void this.#reread();
   }
 
   /**
