@@ -88,7 +88,7 @@ export class BarMappings implements BarFollower {
   /** Map what `w`'s function offers for it; on a failure undo this BAR's part and record why. */
   #map(w: BarWindow): void {
     const o: Owned = { fn: w.fn, bar: w.bar, space: w.space, start: w.start, slots: [], ioeventfds: [], gone: false };
-    const where = `BAR${w.bar} of '${w.fn.id}' at ${w.space === 'io' ? 'port ' : ''}0x${w.start.toString(16)}`;
+    const where = describe(w);
     try {
       if (w.space === 'mem') {
         for (const part of w.fn.barMemory?.(w.bar) ?? []) {
@@ -134,8 +134,7 @@ export class BarMappings implements BarFollower {
       body();
       return true;
     } catch (e) {
-      const where = `BAR${o.bar} of '${o.fn.id}' at 0x${o.start.toString(16)}`;
-      this.errors.push(new KvmError(`unmap ${where}`, detail(e), { cause: e }));
+      this.errors.push(new KvmError(`unmap ${describe(o)}`, detail(e), { cause: e }));
       return false;
     }
   }
@@ -144,4 +143,9 @@ export class BarMappings implements BarFollower {
 /** What `e` says, without the "KVM: " its own message starts with when it is a KvmError. */
 function detail(e: unknown): string {
   return (e instanceof Error ? e.message : String(e)).replace(/^KVM: /, '');
+}
+
+/** `BAR2 of 'nic0' at 0xe0100000` (`at port 0xc000` for an I/O BAR). */
+function describe(b: { readonly fn: PciFunction; readonly bar: number; readonly space: 'mem' | 'io'; readonly start: bigint }): string {
+  return `BAR${b.bar} of '${b.fn.id}' at ${b.space === 'io' ? 'port ' : ''}0x${b.start.toString(16)}`;
 }
