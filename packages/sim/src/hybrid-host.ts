@@ -142,8 +142,6 @@ export class HybridHost implements HostKernel {
     return {
       addr: mapping.addr,
       length: mapping.length,
-      // Still the real memory at its address in this process (a KVM memslot, a worker may use it).
-      processAddress: mapping.processAddress,
       get bytes() { return mapping.bytes; },
       view: (offset, length) => mapping.view(offset, length),
       unmap: () => {

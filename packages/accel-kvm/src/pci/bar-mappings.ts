@@ -49,12 +49,11 @@ interface Owned {
 
 /**
  * KVM memslots and ioeventfds for the VM's BARs. Only memory at a process address
- * (`HostMapping.processAddress`) becomes a memslot: LinuxHost's mmaps (e.g. a vfio-user client's
- * mapping of the server's shared BAR memory) and HybridHost's real mappings, which it adopts into
- * the simulated kernel and which stay real memory at that address. A simulated host's own
- * mappings (a simulated device's BAR mmap, also on HybridHost) are bookkeeping KVM cannot map,
- * so those BARs stay trapped. Parts that are not whole pages at a page-aligned guest address stay
- * trapped too. Slots are read-write (a BAR whose region is read-only should not offer barMemory).
+ * (`HostMapping.processAddress`: LinuxHost's mmaps, e.g. a vfio-user server's shared BAR memory)
+ * becomes a memslot: a simulated host's mappings are bookkeeping KVM cannot map, so a simulated
+ * device's BARs (also on HybridHost, whose devices' mappings are the simulated kernel's) stay
+ * trapped. Parts that are not whole pages at a page-aligned guest address stay trapped too.
+ * Slots are read-write (a BAR whose region is read-only should not offer barMemory).
  */
 export class BarMappings implements BarFollower {
   /** What could not be mapped or unmapped, in order (each names the BAR, the function and the step). */
