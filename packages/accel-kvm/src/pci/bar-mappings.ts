@@ -49,11 +49,13 @@ interface Owned {
 
 /**
  * KVM memslots and ioeventfds for the VM's BARs. Only memory at a process address
- * (`HostMapping.processAddress`: LinuxHost's mmaps, e.g. a vfio-user server's shared BAR memory)
- * becomes a memslot: a simulated host's mappings are bookkeeping KVM cannot map, so a simulated
- * device's BARs (also on HybridHost, whose devices' mappings are the simulated kernel's) stay
- * trapped. Parts that are not whole pages at a page-aligned guest address stay trapped too.
- * Slots are read-write (a BAR whose region is read-only should not offer barMemory).
+ * (`HostMapping.processAddress`: LinuxHost's mmaps, e.g. a vfio-user client's mapping of the
+ * server's shared BAR memory) becomes a memslot: a simulated host's mappings are bookkeeping KVM
+ * cannot map, so a simulated device's BARs (also on HybridHost, whose devices' mappings are the
+ * simulated kernel's) stay trapped. HybridHost's real mappings, adopted by the simulated kernel,
+ * do not say they are process memory today, so they stay trapped as well (see docs/kvm.md).
+ * Parts that are not whole pages at a page-aligned guest address stay trapped too. Slots are
+ * read-write (a BAR whose region is read-only should not offer barMemory).
  */
 export class BarMappings implements BarFollower {
   /** What could not be mapped or unmapped, in order (each names the BAR, the function and the step). */
