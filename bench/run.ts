@@ -8,8 +8,12 @@ import { scalingBenchmark } from './scaling.bench.js';
 import { vfioUserBenchmark } from './vfio-user.bench.js';
 import { vfioUserIoeventfdBenchmark } from './vfio-user-ioeventfd.bench.js';
 import { kvmBenchmark } from './kvm.bench.js';
+import { kvmBarBenchmark } from './kvm-bar.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, vfioUserIoeventfdBenchmark, kvmBenchmark];
+const benchmarks: Benchmark[] = [
+  dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark,
+  vfioUserBenchmark, vfioUserIoeventfdBenchmark, kvmBenchmark, kvmBarBenchmark,
+];
 
 const only = process.argv[2];
 const rows: Row[] = [];

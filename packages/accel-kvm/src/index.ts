@@ -9,6 +9,7 @@ export * from './kvm-eventfds.js';
 export * from './vcpu/io-handler.js';
 export * from './pci/pci-host-bridge.js';
 export * from './pci/bar-windows.js';
+export * from './pci/bar-mappings.js';
 export * from './vcpu/kvm-vcpu.js';
 export * from './vcpu/vcpu-registers.js';
 export * from './state/kvm-state-format.js';

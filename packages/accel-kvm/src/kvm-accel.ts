@@ -9,6 +9,7 @@ import {
 } from '@vmmkit/core/uapi';
 import type { KvmError, VcpuStoppedError } from './kvm-errors.js';
 import { KvmVm, type KvmVmOptions } from './kvm-vm.js';
+import { BarMappings } from './pci/bar-mappings.js';
 import { PciHostBridge } from './pci/pci-host-bridge.js';
 import { decodeKvmState, encodeKvmState } from './state/kvm-state-format.js';
 import { VcpuState, type VcpuStateCaps } from './state/vcpu-state.js';
@@ -46,6 +47,8 @@ export class KvmAccel implements VmmDevice {
   readonly io = new IoBus();
   /** Config mechanism #1 and the guest's BARs, where the VM has a PCI bus. */
   readonly pciHost: PciHostBridge | undefined;
+  /** The BAR memory (memslots) and ioeventfds KVM serves for the guest, and what failed there. */
+  readonly barMappings: BarMappings;
   /** Why vCPUs stopped on their own, in order. */
   readonly stopped: VcpuStoppedError[] = [];
   /** MSIs of the VM's PCI functions that KVM refused, in order. */
@@ -60,7 +63,8 @@ export class KvmAccel implements VmmDevice {
   #closed = false;
 
   private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {
-    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io);
+    this.barMappings = new BarMappings(vm.memslots, vm.eventfds, context.host.pageSize);
+    this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io, this.barMappings);
     this.#vmState = new VmState(context.host, vm);
   }
 
@@ -148,8 +152,8 @@ export class KvmAccel implements VmmDevice {
     if (this.#closed) return;
     this.#closed = true;
     this.#unfollow();
-    this.pciHost?.detach();
     const failures = new FirstFailure();
+    failures.run(() => this.pciHost?.detach());
     for (const v of [...this.#vcpus].reverse()) await failures.runAsync(() => v.close());
     this.#vcpus.length = 0;
     await failures.runAsync(() => this.vm.close());

@@ -1,6 +1,7 @@
 // KVM's memslots following the VM's system memory (QEMU's kvm_memory_listener): each RAM
 // section becomes a slot over the same host memory, and the dirty-log flag is set on all of them
-// while a migration logs.
+// while a migration logs. Slots over device memory (the mmapped parts of PCI BARs) are given out
+// here too, so that slot numbers never collide; they are never dirty-logged and are not RAM.
 
 import { ArgumentError, type HostKernel, type MemoryListener, type MemorySection, type RamBlock } from '@vmmkit/core';
 import { KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY, KVM_SET_USER_MEMORY_REGION, kvm_userspace_memory_region } from '@vmmkit/core/uapi';
@@ -18,12 +19,60 @@ export interface Memslot {
   flags: number;
 }
 
+/**
+ * A memslot over memory a device mapped in this process (part of a BAR): the guest reaches it
+ * without exits. Not RAM: never dirty-logged, not in `slots`, not migrated.
+ */
+export interface DeviceMemslot {
+  readonly slot: number;
+  readonly gpa: bigint;
+  readonly size: bigint;
+  /** The host virtual address the slot maps. */
+  readonly hva: bigint;
+  /** What the slot maps, for messages (`BAR2 of 'nic0' +0x0`). */
+  readonly what: string;
+}
+
 /** The memslots of one VM fd. */
 export class KvmMemslots implements MemoryListener {
   readonly #slots = new Map<MemorySection, Memslot>();
+  readonly #deviceSlots = new Set<DeviceMemslot>();
   #logging = false;
 
   constructor(private readonly host: HostKernel, private readonly vmFd: number) {}
+
+  /** The slots over device memory, in slot order. */
+  get deviceSlots(): readonly DeviceMemslot[] {
+    return [...this.#deviceSlots].sort((a, b) => a.slot - b.slot);
+  }
+
+  /**
+   * Map `size` bytes of this process's memory at `hva` at guest physical `gpa` as a slot of its
+   * own (read-write, never logged).
+   * @throws ArgumentError when `gpa`, `size` or `hva` is not page aligned or `size` is 0;
+   *   KvmError naming `what` and the slot when KVM refuses (cause HostError: EEXIST where
+   *   another slot overlaps).
+   */
+  addDeviceSlot(what: string, gpa: bigint, size: bigint, hva: bigint): DeviceMemslot {
+    const page = BigInt(this.host.pageSize);
+    if (size <= 0n || gpa % page !== 0n || size % page !== 0n || hva % page !== 0n) {
+      throw new ArgumentError(`memslot for ${what}: 0x${size.toString(16)} bytes at guest 0x${gpa.toString(16)}, host 0x${hva.toString(16)} are not whole pages`, 'gpa');
+    }
+    const m: DeviceMemslot = { slot: this.#freeSlot(), gpa, size, hva, what };
+    this.#writeDevice(m, m.size, `map ${what} at 0x${gpa.toString(16)} (+0x${size.toString(16)}) as memslot ${m.slot}`);
+    this.#deviceSlots.add(m);
+    return m;
+  }
+
+  /**
+   * Remove a slot `addDeviceSlot` gave (nothing when it is not there any more).
+   * @throws KvmError naming it when KVM refuses; it is still counted as there.
+   */
+  removeDeviceSlot(m: DeviceMemslot): void {
+    if (!this.#deviceSlots.has(m)) return;
+    this.#writeDevice(m, 0n, `unmap memslot ${m.slot} (${m.what} at 0x${m.gpa.toString(16)})`);
+    this.#deviceSlots.delete(m);
+  }
 
   /** The slots, in slot order. */
   get slots(): readonly Memslot[] {
@@ -90,8 +139,13 @@ export class KvmMemslots implements MemoryListener {
     KvmError.wrap(step, () => this.host.ioctl(this.vmFd, KVM_SET_USER_MEMORY_REGION, region));
   }
 
+  #writeDevice(m: DeviceMemslot, size: bigint, step: string): void {
+    const region = kvm_userspace_memory_region.encode({ slot: m.slot, flags: 0, guest_phys_addr: m.gpa, memory_size: size, userspace_addr: m.hva });
+    KvmError.wrap(step, () => this.host.ioctl(this.vmFd, KVM_SET_USER_MEMORY_REGION, region));
+  }
+
   #freeSlot(): number {
-    const used = new Set([...this.#slots.values()].map((m) => m.slot));
+    const used = new Set([...this.#slots.values(), ...this.#deviceSlots].map((m) => m.slot));
     for (let slot = 0; ; slot++) {
       if (!used.has(slot)) return slot;
       if (slot > 32_000) throw new ArgumentError('no free memslot', 'section');

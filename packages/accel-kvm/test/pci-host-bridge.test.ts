@@ -124,13 +124,20 @@ describe('the PCI host bridge (config mechanism #1 and BAR decoding)', () => {
     expect(writes).toEqual(['0+32:4=85']);
   });
 
-  it('gives out the slots of bus 0 in order and says when it is full', () => {
+  it('gives out the slots of bus 0 in order, says when it is full, and tells unplug listeners', () => {
     const bus = new PciBus(new AddressSpace('test'));
     const fns = Array.from({ length: 32 }, (_, i) => ({ id: `f${i}` }) as unknown as PciFunction);
     for (let i = 0; i < 31; i++) expect(bus.plug(fns[i]!)).toBe(i + 1);
     expect(() => bus.plug(fns[31]!)).toThrow(/all 31 slots of bus 0 are taken/);
+    const heard: string[] = [];
+    const stop = bus.onUnplug((fn, slot) => heard.push(`${fn.id}@${slot}`));
     bus.unplug(fns[4]!);
+    bus.unplug(fns[4]!); // not on the bus any more: nothing to hear
+    expect(heard).toEqual(['f4@5']);
     expect(bus.function(5)).toBeUndefined();
     expect(bus.plug(fns[31]!)).toBe(5);
+    stop();
+    bus.unplug(fns[31]!);
+    expect(heard).toEqual(['f4@5']);
   });
 });

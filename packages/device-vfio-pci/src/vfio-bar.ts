@@ -2,7 +2,9 @@
 // sparse areas) from the file its I/O names, reached through the device's I/O elsewhere
 // (pread/pwrite on the device fd, or vfio-user REGION_READ/WRITE messages).
 
-import { VfioError, vfioCall, type HostKernel, type HostMapping, type VfioDeviceIo, type VfioRegionInfo } from '@vmmkit/core';
+import {
+  InvariantError, VfioError, vfioCall, type HostKernel, type HostMapping, type PciBarMemory, type VfioDeviceIo, type VfioRegionInfo,
+} from '@vmmkit/core';
 import {
   MAP_SHARED, PROT_READ, PROT_WRITE, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE,
@@ -13,6 +15,14 @@ interface MappedArea {
   readonly offset: number;
   readonly size: number;
   readonly mapping: HostMapping;
+  /** The mapping as lent to others (an accelerator's memslot): everything but `unmap`. */
+  readonly lent: HostMapping;
+}
+
+/** A byte range of a BAR that must keep trapping (the MSI-X table or PBA the device emulates). */
+export interface TrappedRange {
+  readonly offset: number;
+  readonly size: number;
 }
 
 export type AccessSize = 1 | 2 | 4 | 8;
@@ -43,7 +53,7 @@ export class VfioBar {
         const mapping = vfioCall(`mmap BAR${info.index} at 0x${a.offset.toString(16)} (+0x${a.size.toString(16)})`, device, () =>
           host.mmap(Number(a.size), prot, MAP_SHARED, fd, info.offset + a.offset),
         );
-        bar.#areas.push({ offset: Number(a.offset), size: Number(a.size), mapping });
+        bar.#areas.push({ offset: Number(a.offset), size: Number(a.size), mapping, lent: lend(mapping, `BAR${info.index} of ${device}`) });
       }
     } catch (e) {
       bar.close();
@@ -63,6 +73,17 @@ export class VfioBar {
   /** The mmapped parts of the BAR (empty when it is reached through read/write only). */
   get mmapped(): readonly { readonly offset: number; readonly size: number }[] {
     return this.#areas.map(({ offset, size }) => ({ offset, size }));
+  }
+
+  /**
+   * The mmapped parts of the BAR as memory others may map (PciFunction.barMemory), leaving out
+   * every part that overlaps a `trapped` range (those must keep reaching the device's emulation).
+   * The mappings stay the BAR's: unmapping one through this list throws; they go at `close`.
+   */
+  memory(trapped: readonly TrappedRange[] = []): readonly PciBarMemory[] {
+    return this.#areas
+      .filter((a) => !trapped.some((t) => t.size > 0 && t.offset < a.offset + a.size && t.offset + t.size > a.offset))
+      .map((a) => ({ offset: BigInt(a.offset), size: BigInt(a.size), mapping: a.lent }));
   }
 
   /** Read `size` bytes at `offset`, little-endian: from the mapping where mapped, else through the I/O. */
@@ -111,4 +132,18 @@ export class VfioBar {
     // A BAR write is a PCI memory write: posted (a vfio-user device may take it without a reply).
     return this.io.regionWrite(this.index, BigInt(offset), bytes, { posted: true });
   }
+}
+
+/** `mapping` for someone who may use it but not unmap it (its owner does, at close). */
+function lend(mapping: HostMapping, what: string): HostMapping {
+  return {
+    addr: mapping.addr,
+    length: mapping.length,
+    processAddress: mapping.processAddress,
+    get bytes() { return mapping.bytes; },
+    view: (offset, length) => mapping.view(offset, length),
+    unmap: () => {
+      throw new InvariantError(`the mapping of ${what} is the device's: it is unmapped when the device is unrealized`);
+    },
+  };
 }

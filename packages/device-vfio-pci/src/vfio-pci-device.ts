@@ -3,13 +3,13 @@
 // device through config and BAR accessors and hears its interrupts as events.
 
 import {
-  PCI_COMMAND, PCI_INTERRUPT_PIN, VFIO_DEVICE_FLAGS_PCI, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  PCI_COMMAND, PCI_INTERRUPT_PIN, PCI_MSIX_ENTRY_SIZE, VFIO_DEVICE_FLAGS_PCI, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
 } from '@vmmkit/core/uapi';
 import { EventEmitter } from 'eventemitter3';
 import {
   ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, probeMigrationSupport, vfioStep,
-  type AddressSpace, type HostKernel, type PciBarEventfd, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type
-  VmmObject, type VmVfio,
+  type AddressSpace, type HostKernel, type PciBarEventfd, type PciBarMemory, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo,
+  type VfioVmmDevice, type VmmObject, type VmVfio,
 } from '@vmmkit/core';
 import { BarEventfds } from './bar-eventfds.js';
 import { checkMigration, irqCounts } from './device-probes.js';
@@ -224,6 +224,20 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       }
       await this.#bar(bar).write(offset, size, value);
     });
+  }
+
+  /**
+   * The mmapped parts of BAR `bar` an accelerator may map for the guest (its memslots), without
+   * the parts holding the MSI-X table or PBA, which stay emulated here. The mappings stay the
+   * BAR's; the list is valid until unrealize.
+   */
+  barMemory(bar: number): readonly PciBarMemory[] {
+    const cap = this.#msix?.cap;
+    const trapped = !cap ? [] : [
+      ...(cap.tableBar === bar ? [{ offset: cap.tableOffset, size: cap.vectors * PCI_MSIX_ENTRY_SIZE }] : []),
+      ...(cap.pbaBar === bar ? [{ offset: cap.pbaOffset, size: Math.ceil(cap.vectors / 64) * 8 }] : []),
+    ];
+    return this.#bars[bar]?.memory(trapped) ?? [];
   }
 
   /** The size of BAR `index` in bytes, 0 when the device has none (the PCI host bridge maps BARs by it). */

@@ -73,6 +73,24 @@ describe.for(['legacy', 'iommufd'] as const)('vfio-pci nic on the %s backend', (
     await done();
   });
 
+  it('lends the mmapped parts of a BAR as barMemory (for memslots), without the parts that must trap, and keeps them its own', async () => {
+    const { d, done } = await realize();
+    const parts = d.barMemory(2);
+    expect(parts.map((p) => [p.offset, p.size, p.mapping.length])).toEqual([[0n, 0x4000n, 0x4000], [0x5000n, 0xb000n, 0xb000]]);
+    expect(d.barMemory(0)).toEqual([]); // registers and the MSI-X table: trapped
+    expect(d.barMemory(1)).toEqual([]); // no such BAR
+    // The same memory the BAR accessors reach.
+    await d.barWrite(2, 0x5008, 4, 0x1234_5678n);
+    expect(new DataView(parts[1]!.mapping.view(8, 4).slice().buffer).getUint32(0, true)).toBe(0x1234_5678);
+    // A range that must trap takes out the whole area it overlaps.
+    expect(d.bar(2).memory([{ offset: 0x3ffc, size: 8 }]).map((p) => p.offset)).toEqual([0x5000n]);
+    // The borrower cannot unmap it; the device still reaches it.
+    expect(() => parts[0]!.mapping.unmap()).toThrow(/is the device's/);
+    await d.barWrite(2, 0x10, 4, 7n);
+    expect(await d.barRead(2, 0x10, 4)).toBe(7n);
+    await done();
+  });
+
   it('learns what migration needs: the flags, device DMA logging, IOMMU dirty tracking', async () => {
     const { d, done } = await realize();
     expect(d.vfio.migrationFlags).toBe(VFIO_MIGRATION_STOP_COPY | VFIO_MIGRATION_P2P | VFIO_MIGRATION_PRE_COPY);

@@ -25,7 +25,8 @@ export class BarWindows {
   #stale = true;
   #reading: Promise<void> | undefined;
 
-  constructor(private readonly bus: PciBus) {}
+  /** `onRead` hears every new reading of the windows (whoever maps BARs follows them). */
+  constructor(private readonly bus: PciBus, private readonly onRead?: (windows: readonly BarWindow[]) => void) {}
 
   /** Read the BARs again before the next decode (after config writes, a restore, a plug). */
   invalidate(): void {
@@ -34,6 +35,15 @@ export class BarWindows {
 
   /** The windows as last read (for tests and messages). */
   get windows(): readonly BarWindow[] {
+    return this.#windows;
+  }
+
+  /**
+   * The windows now: read again first when stale.
+   * @throws what a function's config read threw (the windows stay stale, read again next time).
+   */
+  async current(): Promise<readonly BarWindow[]> {
+    await this.#current();
     return this.#windows;
   }
 
@@ -64,7 +74,10 @@ export class BarWindows {
       if (!this.#reading) {
         this.#stale = false;
         this.#reading = this.#read().then(
-          (w) => { this.#windows = w; },
+          (w) => {
+            this.#windows = w;
+            this.onRead?.(w);
+          },
           (e: unknown) => {
             // A function that could not be read is asked again at the next access.
             this.#stale = true;

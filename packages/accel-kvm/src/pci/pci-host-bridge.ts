@@ -1,11 +1,13 @@
 // The VM's PCI host bridge as its vCPUs reach it: configuration mechanism #1 (the address
 // register at port 0xcf8, the data window at 0xcfc-0xcff) onto the config space of the PCI
 // functions on the VM's bus 0, the bridge's own function in slot 0, and the BARs the guest
-// programmed, decoded to the functions' BAR reads and writes (trapped: every access is an exit).
+// programmed, decoded to the functions' BAR reads and writes (trapped: every access is an exit),
+// except what a BAR follower (BarMappings: KVM memslots and ioeventfds) serves without exits.
 
 import type { PciBus } from '@vmmkit/core';
 import { PCI_BASE_ADDRESS_0, PCI_COMMAND, PCI_ROM_ADDRESS } from '@vmmkit/core/uapi';
 import type { GuestAccess, IoBus } from '../vcpu/io-handler.js';
+import type { BarFollower } from './bar-mappings.js';
 import { BarWindows } from './bar-windows.js';
 
 /** CONFIG_ADDRESS and CONFIG_DATA of mechanism #1. */
@@ -35,8 +37,18 @@ export class PciHostBridge {
   readonly windows: BarWindows;
   readonly #detach: (() => void)[] = [];
 
-  constructor(private readonly bus: PciBus, io: IoBus) {
-    this.windows = new BarWindows(bus);
+  /**
+   * `follower`, if any, hears every new reading of the BAR windows (only BARs of functions still
+   * on the bus) and every function unplugged, before the function is unrealized.
+   */
+  constructor(private readonly bus: PciBus, io: IoBus, private readonly follower?: BarFollower) {
+    this.windows = new BarWindows(bus, follower && ((windows) => follower.follow(windows.filter((w) => bus.function(w.slot) === w.fn))));
+    if (follower) {
+      this.#detach.push(bus.onUnplug((fn) => {
+        this.windows.invalidate();
+        follower.forget(fn);
+      }));
+    }
     this.#detach.push(
       io.addPorts(PCI_CONFIG_ADDRESS_PORT, 8, (a) => this.#config(a)),
       io.addDecoder('mmio', (a) => this.windows.decode('mem', a)),
@@ -49,12 +61,23 @@ export class PciHostBridge {
    * other than through the guest's config cycles (restored by a migration, a device plugged).
    */
   invalidate(): void {
+    // Lazily: the next access that exits, or config write that touches a BAR, reads them (and the
+    // follower moves what it mapped then). A function unplugged has its mappings gone already.
     this.windows.invalidate();
   }
 
-  /** Give the ports and decoders back to the bus. */
+  /**
+   * Give the ports and decoders back to the bus, and let the follower unmap everything.
+   * @throws the follower's first failure (after everything else was given back).
+   */
   detach(): void {
     for (const d of this.#detach.splice(0)) d();
+    this.follower?.close();
+  }
+
+  /** Read the BARs again now; a function that cannot be read is asked again at the next access. */
+  async #reread(): Promise<void> {
+    await this.windows.current().catch(() => undefined);
   }
 
   async #config(a: GuestAccess): Promise<void> {
@@ -89,6 +112,9 @@ export class PciHostBridge {
       await device.configWrite(offset, size, readValue(dv, at, size));
       if (touches(offset, size, PCI_COMMAND, 2) || touches(offset, size, PCI_BASE_ADDRESS_0, 24) || touches(offset, size, PCI_ROM_ADDRESS, 4)) {
         this.windows.invalidate();
+        // The guest's next access must find the BAR where it now is: what the follower maps
+        // moves before this exit completes.
+        if (this.follower) await this.#reread();
       }
       return;
     }

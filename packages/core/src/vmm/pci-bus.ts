@@ -18,6 +18,7 @@ export class PciBus {
   #placed = 0;
   /** Function 0 of each slot of bus 0 (index = slot); slot 0 is left to the host bridge. */
   readonly #slots: (PciFunction | undefined)[] = new Array<PciFunction | undefined>(PCI_SLOTS).fill(undefined);
+  readonly #unplugListeners: ((fn: PciFunction, slot: number) => void)[] = [];
 
   constructor(
     /** System memory: where devices DMA without a translating guest IOMMU. */
@@ -76,10 +77,27 @@ export class PciBus {
     return slot;
   }
 
-  /** Take a function off the bus (nothing when it is not on it). */
+  /**
+   * Take a function off the bus (nothing when it is not on it). The unplug listeners hear it
+   * before this returns, so whatever maps the function's BARs lets go before it is unrealized.
+   */
   unplug(fn: PciFunction): void {
     const slot = this.#slots.indexOf(fn);
-    if (slot >= 0) this.#slots[slot] = undefined;
+    if (slot < 0) return;
+    this.#slots[slot] = undefined;
+    for (const listener of [...this.#unplugListeners]) listener(fn, slot);
+  }
+
+  /**
+   * Hear functions taken off the bus, synchronously (the listener must not throw). Returns what
+   * stops listening.
+   */
+  onUnplug(listener: (fn: PciFunction, slot: number) => void): () => void {
+    this.#unplugListeners.push(listener);
+    return () => {
+      const at = this.#unplugListeners.indexOf(listener);
+      if (at >= 0) this.#unplugListeners.splice(at, 1);
+    };
   }
 
   /** The function in `slot` of bus 0 (function 0), if any. */
