@@ -4,14 +4,16 @@
 
 import { FirstFailure, type AddressSpace, type HostKernel } from '@vmmkit/core';
 import {
-  KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SET_TSS_ADDR, KVM_CREATE_IRQCHIP,
+  KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_IRQ_ROUTING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SET_TSS_ADDR, KVM_CREATE_IRQCHIP,
   KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_ENABLE_CAP, KVM_GET_CLOCK, KVM_SET_CLOCK,
   KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_TSS_ADDR, KVM_SIGNAL_MSI, kvm_clock_data, kvm_enable_cap, kvm_msi,
 } from '@vmmkit/core/uapi';
 import { KvmDirtyLog } from './kvm-dirty-log.js';
 import { KvmError } from './kvm-errors.js';
 import { KvmEventfds } from './kvm-eventfds.js';
+import { KvmIrqRoutes } from './kvm-irq-routes.js';
 import { KvmMemslots } from './kvm-memslots.js';
+import { KvmMsiRouter } from './kvm-msi-router.js';
 import { KvmSystem } from './kvm-system.js';
 
 /** How to create a KVM VM. */
@@ -32,6 +34,11 @@ export class KvmVm {
   readonly dirtyLog: KvmDirtyLog;
   /** ioeventfds and irqfds of the VM. */
   readonly eventfds: KvmEventfds;
+  /**
+   * MSIs from eventfds through GSI routes and irqfds, where the VM has an in-kernel irqchip with
+   * GSI routing (KVM_CAP_IRQ_ROUTING). The eventfds given to it must be the kernel's.
+   */
+  readonly msiRouter: KvmMsiRouter | undefined;
   #addressSpace: AddressSpace | undefined;
   #closed = false;
 
@@ -42,10 +49,13 @@ export class KvmVm {
     /** Whether the VM has an in-kernel irqchip (and so in-kernel local APICs). */
     readonly irqchip: boolean,
     quiesced: () => Promise<void>,
+    /** How many GSI routes the VM's table may hold (0: no GSI routing). */
+    maxRoutes: number,
   ) {
     this.memslots = new KvmMemslots(host, fd);
     this.dirtyLog = new KvmDirtyLog(host, fd, this.memslots, quiesced);
     this.eventfds = new KvmEventfds(host, fd, irqchip);
+    this.msiRouter = irqchip && maxRoutes > 0 ? new KvmMsiRouter(new KvmIrqRoutes(host, fd, maxRoutes), this.eventfds) : undefined;
   }
 
   /**
@@ -66,6 +76,7 @@ export class KvmVm {
       const irqchip = options.irqchip === 'on' || ((options.irqchip ?? 'auto') === 'auto' && hasIrqchip);
       if (irqchip && !hasIrqchip) throw new KvmError('create the irqchip', 'irqchip=on but the host has no KVM_CAP_IRQCHIP');
       const tss = system.extension(KVM_CAP_SET_TSS_ADDR) !== 0;
+      const maxRoutes = irqchip ? system.extension(KVM_CAP_IRQ_ROUTING) : 0;
       fd = system.createVm();
       const vmFd = fd;
       KvmError.wrap('enable KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', () =>
@@ -77,7 +88,7 @@ export class KvmVm {
         KvmError.wrap('set the identity map address', () => host.ioctl(vmFd, KVM_SET_IDENTITY_MAP_ADDR, addr));
       }
       if (irqchip) KvmError.wrap('create the irqchip', () => host.ioctl(vmFd, KVM_CREATE_IRQCHIP));
-      return new KvmVm(host, system, vmFd, irqchip, quiesced);
+      return new KvmVm(host, system, vmFd, irqchip, quiesced, maxRoutes);
     } catch (e) {
       const failures = new FirstFailure();
       if (fd >= 0) failures.run(() => host.close(fd));
@@ -129,6 +140,8 @@ export class KvmVm {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The VM fd's close releases every irqfd and GSI route: routes disconnected later do nothing.
+    this.msiRouter?.close();
     const failures = new FirstFailure();
     const as = this.#addressSpace;
     this.#addressSpace = undefined;
