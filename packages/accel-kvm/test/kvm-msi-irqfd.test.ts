@@ -146,6 +146,40 @@ describe.skipIf(kvmMissing)('MSI-X through KVM irqfds', () => {
     }
   });
 
+  it('a kvm device added after the nic offers it the router; removing the kvm device withdraws it and every route goes', { timeout: 60_000 }, async () => {
+    dir = mkdtempSync(join(tmpdir(), 'vmmkit-irqfd-'));
+    const path = join(dir, 'nic.sock');
+    server = await startServer(path);
+    const vmm = await Vmm.create({ host: new LinuxHost(), plugins: [kvmPlugin(), vfioUserPlugin()], memory: [{ gpa: 0n, size: NIC_RAM_BYTES, name: 'low' }], memoryBacking: 'memfd' });
+    const warnings: VmmEvents['vfio:warning'][0][] = [];
+    vmm.events.on('vfio:warning', (w) => warnings.push(w));
+    try {
+      vmm.pause('setup');
+      const nic = (await vmm.addDevice(`vfio-user-pci,socket=${path},id=nic0`)) as VfioPciDevice;
+      // MSI-X on with vector 0 programmed and unmasked, as the guest's driver would.
+      const msix = await msixLayout(nic);
+      await nic.barWrite(msix.tableBar, msix.table, 8, 0xfee0_0000n);
+      await nic.barWrite(msix.tableBar, msix.table + 8, 4, 0x41n);
+      await nic.barWrite(msix.tableBar, msix.table + 12, 4, 0n);
+      let cap = await nic.configRead(0x34, 1);
+      while ((await nic.configRead(cap, 1)) !== PCI_CAP_ID_MSIX) cap = await nic.configRead(cap + 1, 1);
+      await nic.configWrite(cap + 2, 2, 0x8000);
+      expect(nic.routedVectors).toEqual([]);
+      const accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
+      expect(nic.routedVectors).toEqual([0]);
+      expect(accel.vm.msiRouter!.connected.length).toBe(1);
+      const router = accel.vm.msiRouter!;
+      await vmm.removeDevice('kvm0');
+      expect(nic.routedVectors).toEqual([]);
+      expect(router.connected).toEqual([]);
+      expect(router.routes.msiGsis).toEqual([]);
+      expect(nic.interruptMode).toBe('msix');
+      expect(warnings).toEqual([]);
+    } finally {
+      await vmm.close();
+    }
+  });
+
   it('HybridHost (simulated eventfds): no router is offered and the VMM delivers the MSI-X interrupts, as before', { timeout: 60_000 }, async () => {
     const { host, vmm, accel, nic, reports } = await nicVmm();
     expect((host as HostKernel).kernelEventfds).toBeUndefined();
