@@ -7,7 +7,7 @@
 // On HybridHost (simulated eventfds) no router is offered and the VMM delivers, as before.
 
 import 'reflect-metadata';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,34 +17,13 @@ import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
 import type { VfioPciDevice, VfioPciInterrupt } from '@vmmkit/device-vfio-pci';
 import { kvmPlugin, NIC_RING_PARAM, NIC_RING_PARAMS_SIZE, nicRingGuestError, type KvmAccel } from '../src/index.js';
 import { kvmMissing } from './kvm-rig.js';
+import { exited, msixCap, msixLayout, startServer } from './vfio-user-nic.js';
 import { loadNicGuest, NIC_GUEST, NIC_GUEST_PARAMS, NIC_RAM_BYTES, NicGuestReports, nicVmm, simClock } from './kvm-nic-machine.js';
 
 const MSIX_GUEST = { ...NIC_GUEST, msix: { vector: 0x41, batch: 8, tables: 0x2000 } };
-const PCI_CAP_ID_MSIX = 0x11;
-
-/** The nic's MSI-X table and PBA (BAR and offset), as a guest reads them from the capability. */
-async function msixLayout(nic: VfioPciDevice): Promise<{ tableBar: number; table: number; pbaBar: number; pba: number }> {
-  let cap = await nic.configRead(0x34, 1);
-  while (cap && (await nic.configRead(cap, 1)) !== PCI_CAP_ID_MSIX) cap = await nic.configRead(cap + 1, 1);
-  const table = await nic.configRead(cap + 4, 4);
-  const pba = await nic.configRead(cap + 8, 4);
-  return { tableBar: table & 7, table: table & ~7, pbaBar: pba & 7, pba: pba & ~7 };
-}
-
 /** The interrupts the guest took, from its state in the parameter block. */
 function guestInterrupts(vmm: Vmm): number {
   return new DataView(vmm.memory.view(NIC_GUEST_PARAMS, NIC_RING_PARAMS_SIZE).slice().buffer).getUint32(NIC_RING_PARAM.interrupts, true);
-}
-
-async function startServer(path: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'fixtures/serve-nic.mjs'), path], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += String(d)));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`the nic server exited with ${code}: ${stderr}`)));
-  });
-  return child;
 }
 
 /** LinuxHost counting the reads of each fd: the VMM's eventfd reader shows up here. */
@@ -55,9 +34,6 @@ class ReadCountingHost extends LinuxHost {
     return super.read(fd, buf);
   }
 }
-
-const exited = (child: ChildProcess): Promise<unknown> =>
-  new Promise((r) => (child.exitCode !== null || child.signalCode !== null ? r(undefined) : child.once('close', r)));
 
 describe.skipIf(kvmMissing)('MSI-X through KVM irqfds', () => {
   let dir: string | undefined;
@@ -161,9 +137,7 @@ describe.skipIf(kvmMissing)('MSI-X through KVM irqfds', () => {
       await nic.barWrite(msix.tableBar, msix.table, 8, 0xfee0_0000n);
       await nic.barWrite(msix.tableBar, msix.table + 8, 4, 0x41n);
       await nic.barWrite(msix.tableBar, msix.table + 12, 4, 0n);
-      let cap = await nic.configRead(0x34, 1);
-      while ((await nic.configRead(cap, 1)) !== PCI_CAP_ID_MSIX) cap = await nic.configRead(cap + 1, 1);
-      await nic.configWrite(cap + 2, 2, 0x8000);
+      await nic.configWrite((await msixCap(nic)) + 2, 2, 0x8000);
       expect(nic.routedVectors).toEqual([]);
       const accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
       expect(nic.routedVectors).toEqual([0]);

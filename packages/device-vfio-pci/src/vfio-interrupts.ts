@@ -65,7 +65,7 @@ export class VfioInterrupts {
    */
   useRouter(router: MsiRouter | undefined): void {
     if (router === this.#router) return;
-    for (const v of [...this.#routes.keys()]) this.#disconnect(v, (e) => this.#warnRoute(v, 'disconnect', e));
+    for (const v of [...this.#routes.keys()]) this.#disconnect(v, (e) => this.#warnRoute(v, 'disconnect', e), true);
     this.#router = router;
     this.#refused.clear();
   }
@@ -115,15 +115,26 @@ export class VfioInterrupts {
     }
   }
 
-  /** Disconnect `vector`'s route and read its eventfd again (even when the disconnect failed). */
-  #disconnect(vector: number, onError: (e: unknown) => void): void {
+  /**
+   * Disconnect `vector`'s route and read its eventfd again. When the router refuses, the route
+   * is kept (its eventfd unread) and the next `route` tries again; `force` (the eventfds are
+   * about to close, or the router goes) tries once more at once and then lets go of it. Each
+   * failure is reported to `onError`.
+   */
+  #disconnect(vector: number, onError: (e: unknown) => void, force = false): void {
     const routed = this.#routes.get(vector)!;
-    this.#routes.delete(vector);
     try {
       routed.route.disconnect();
     } catch (e) {
       onError(e);
+      if (!force) return;
+      try {
+        routed.route.disconnect();
+      } catch (again) {
+        onError(again);
+      }
     }
+    this.#routes.delete(vector);
     try {
       this.#sinks[vector]?.listen();
     } catch (e) {
@@ -174,9 +185,11 @@ export class VfioInterrupts {
   async disable(): Promise<void> {
     const mode = this.#mode ?? this.#stale;
     if (!mode) return;
-    // Routes first: an irqfd must go before its eventfd closes (KVM_IRQFD's deassign names the fd).
+    // Routes first: an irqfd must go before its eventfd closes (KVM_IRQFD's deassign names the
+    // fd). Like every routing failure, one here is warned, not the disable's: closing the
+    // eventfd below ends a KVM irqfd on it all the same.
+    for (const v of [...this.#routes.keys()]) this.#disconnect(v, (e) => this.#warnRoute(v, 'disconnect', e), true);
     const failures = new FirstFailure();
-    for (const v of [...this.#routes.keys()]) this.#disconnect(v, (e) => failures.keep(new VfioError(`disconnect the route of ${mode.toUpperCase()} vector ${v}`, this.device.name, { cause: e })));
     this.#refused.clear();
     this.#mode = undefined;
     const sinks = this.#sinks.splice(0);
