@@ -12,7 +12,7 @@ import {
   EFD_CLOEXEC, EFD_NONBLOCK, KVM_GET_LAPIC, KVM_IRQ_LINE_STATUS, KVM_SET_GSI_ROUTING, KVM_SET_LAPIC, kvm_irq_level,
   kvm_lapic_state,
 } from '@vmmkit/core/uapi';
-import { FIRST_MSI_GSI, KvmError, defaultIrqchipRoutes, encodeGsiRouting, type KvmMsiRouter } from '../src/index.js';
+import { FIRST_MSI_GSI, KvmError, KvmIrqRoutes, defaultIrqchipRoutes, encodeGsiRouting, type KvmMsiRouter } from '../src/index.js';
 import { FaultyHost, kvmFds } from './faulty-host.js';
 import { kvmMissing, kvmRig } from './kvm-rig.js';
 
@@ -150,6 +150,22 @@ describe.skipIf(kvmMissing)('the KVM MSI router', { timeout: 60_000 }, () => {
     } finally {
       await rig.close();
       for (const fd of fds) rig.host.close(fd);
+    }
+  });
+
+  it('refuses a route beyond the table\'s size, naming it, and commits nothing', async () => {
+    const rig = await kvmRig({ irqchip: 'on' });
+    try {
+      // Room for the 40 defaults and one MSI route.
+      const routes = new KvmIrqRoutes(rig.host, rig.vm.fd, 41);
+      expect(routes.addMsi(msi(0x41))).toBe(24);
+      expect(() => routes.addMsi(msi(0x42))).toThrow(/route an MSI: the routing table is full \(41 entries\)/);
+      expect(routes.msiGsis).toEqual([24]);
+      expect(() => routes.updateMsi(25, msi(0x42))).toThrow(/GSI 25 has no MSI route/);
+      routes.removeMsi(24);
+      expect(routes.table).toEqual(defaultIrqchipRoutes());
+    } finally {
+      await rig.close();
     }
   });
 
