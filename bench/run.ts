@@ -7,8 +7,9 @@ import { migrationStrategiesBenchmark } from './migration-strategies.bench.js';
 import { scalingBenchmark } from './scaling.bench.js';
 import { vfioUserBenchmark } from './vfio-user.bench.js';
 import { kvmBenchmark } from './kvm.bench.js';
+import { kvmMsiBenchmark } from './kvm-msi.bench.js';
 
-const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, kvmBenchmark];
+const benchmarks: Benchmark[] = [dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark, vfioUserBenchmark, kvmBenchmark, kvmMsiBenchmark];
 
 const only = process.argv[2];
 const rows: Row[] = [];
