@@ -8,7 +8,13 @@ import { SimHost } from '@vmmkit/sim';
 import { EventfdSink } from '../src/eventfd-sink.js';
 import { MACHINE } from './helpers.js';
 
+/** Time for a reader to hear a signal, if it listens (only where the test expects silence). */
 const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 30));
+
+/** Resolves once `test` holds, checking on every turn of the event loop for up to 5 s. */
+async function until(test: () => boolean): Promise<void> {
+  for (const end = Date.now() + 5000; !test() && Date.now() < end;) await new Promise((r) => setTimeout(r, 1));
+}
 
 function signal(host: HostKernel, fd: number, n: number): void {
   const buf = new Uint8Array(8);
@@ -28,7 +34,7 @@ describe.for([
     try {
       expect(sink.listening).toBe(true);
       signal(host, sink.fd, 1);
-      await settle();
+      await until(() => heard.length > 0);
       expect(heard).toEqual([1n]);
       sink.pause();
       sink.pause(); // idempotent
@@ -39,6 +45,7 @@ describe.for([
       expect(heard).toEqual([1n]);
       sink.listen();
       sink.listen(); // idempotent: one reader
+      await until(() => heard.length > 1);
       await settle();
       expect(heard).toEqual([1n, 5n]);
       expect(errors).toEqual([]);
