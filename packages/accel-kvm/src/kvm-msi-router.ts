@@ -15,7 +15,7 @@ export interface KvmMsiRouteInfo {
 }
 
 export class KvmMsiRouter implements MsiRouter {
-  readonly #live = new Map<KvmMsiRoute, KvmMsiRouteInfo>();
+  readonly #live = new Map<MsiRoute, KvmMsiRouteInfo>();
   #closed = false;
 
   constructor(readonly routes: KvmIrqRoutes, private readonly eventfds: KvmEventfds) {}
@@ -27,6 +27,10 @@ export class KvmMsiRouter implements MsiRouter {
 
   /**
    * Route `eventfd` to `message`: a new MSI route, then an irqfd on its GSI.
+   * The route's `update` commits the table with the new message (a KvmError naming the GSI
+   * leaves the old one routed); its `disconnect` unroutes the irqfd, then removes the GSI's
+   * route (a KvmError naming the GSI: KVM_IRQFD refused to let go, and the route stays to try
+   * again; or the table without it could not be committed, and the irqfd is gone all the same).
    * @throws KvmError naming the GSI and the step (its cause the HostError with the ioctl); then
    *   nothing of it stays (its GSI's route is removed again, best effort).
    */
@@ -45,7 +49,20 @@ export class KvmMsiRouter implements MsiRouter {
       }
       throw e;
     }
-    const route = new KvmMsiRoute(this, gsi, unroute);
+    const route: MsiRoute = {
+      update: (next) => {
+        if (!this.#live.has(route)) throw new KvmError(`update the MSI route of GSI ${gsi}`, 'the route is disconnected');
+        this.routes.updateMsi(gsi, next);
+      },
+      disconnect: () => {
+        if (!this.#live.has(route)) return;
+        // The irqfd first: once it is gone nothing signals the GSI. When KVM refuses, the route
+        // stays connected (both parts) so that the caller may try again; the VM's close ends it.
+        unroute();
+        this.#live.delete(route);
+        this.routes.removeMsi(gsi);
+      },
+    };
     this.#live.set(route, { eventfd, gsi });
     return route;
   }
@@ -57,38 +74,5 @@ export class KvmMsiRouter implements MsiRouter {
   close(): void {
     this.#closed = true;
     this.#live.clear();
-  }
-
-  /** @internal A route's disconnect. */
-  disconnect(route: KvmMsiRoute, gsi: number, unroute: () => void): void {
-    if (this.#closed || !this.#live.has(route)) return;
-    // The irqfd first: once it is gone nothing signals the GSI. When KVM refuses, the route
-    // stays connected (both parts) so that the caller may try again; the VM's close ends it.
-    unroute();
-    this.#live.delete(route);
-    this.routes.removeMsi(gsi);
-  }
-
-  /** @internal A route's update. */
-  update(route: KvmMsiRoute, gsi: number, message: MsiMessage): void {
-    if (this.#closed || !this.#live.has(route)) throw new KvmError(`update the MSI route of GSI ${gsi}`, 'the route is disconnected');
-    this.routes.updateMsi(gsi, message);
-  }
-}
-
-class KvmMsiRoute implements MsiRoute {
-  constructor(private readonly router: KvmMsiRouter, readonly gsi: number, private readonly unroute: () => void) {}
-
-  /** @throws KvmError naming the GSI; the old message stays routed. */
-  update(message: MsiMessage): void {
-    this.router.update(this, this.gsi, message);
-  }
-
-  /**
-   * @throws KvmError naming the GSI: KVM_IRQFD refused to let go (the route stays, try again), or
-   *   the table without the route could not be committed (the irqfd is gone: nothing signals it).
-   */
-  disconnect(): void {
-    this.router.disconnect(this, this.gsi, this.unroute);
   }
 }
