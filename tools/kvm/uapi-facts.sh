@@ -64,6 +64,25 @@ int main(void) {
     printf(",\"u_pad\":[%zu,%zu]", offsetof(struct kvm_irq_routing_entry, u.pad), sizeof(((struct kvm_irq_routing_entry *)0)->u.pad)); E();
   S(kvm_irq_routing); F(kvm_irq_routing, nr); F(kvm_irq_routing, flags); printf(",\"entries\":[%zu,0]", offsetof(struct kvm_irq_routing, entries)); E();
   S(kvm_irq_level); F(kvm_irq_level, irq); F(kvm_irq_level, status); F(kvm_irq_level, level); E();
+  S(kvm_pic_state); F(kvm_pic_state, last_irr); F(kvm_pic_state, irr); F(kvm_pic_state, imr); F(kvm_pic_state, isr);
+    F(kvm_pic_state, priority_add); F(kvm_pic_state, irq_base); F(kvm_pic_state, read_reg_select); F(kvm_pic_state, poll);
+    F(kvm_pic_state, special_mask); F(kvm_pic_state, init_state); F(kvm_pic_state, auto_eoi);
+    F(kvm_pic_state, rotate_on_auto_eoi); F(kvm_pic_state, special_fully_nested_mode); F(kvm_pic_state, init4);
+    F(kvm_pic_state, elcr); F(kvm_pic_state, elcr_mask); E();
+  S(kvm_ioapic_state); F(kvm_ioapic_state, base_address); F(kvm_ioapic_state, ioregsel); F(kvm_ioapic_state, id);
+    F(kvm_ioapic_state, irr); F(kvm_ioapic_state, pad); F(kvm_ioapic_state, redirtbl); E();
+  S(kvm_irqchip); F(kvm_irqchip, chip_id); F(kvm_irqchip, pad);
+    printf(",\"dummy\":[%zu,%zu],\"pic\":[%zu,%zu],\"ioapic\":[%zu,%zu]",
+      offsetof(struct kvm_irqchip, chip.dummy), sizeof(((struct kvm_irqchip *)0)->chip.dummy),
+      offsetof(struct kvm_irqchip, chip.pic), sizeof(((struct kvm_irqchip *)0)->chip.pic),
+      offsetof(struct kvm_irqchip, chip.ioapic), sizeof(((struct kvm_irqchip *)0)->chip.ioapic)); E();
+  S(kvm_pit_config); F(kvm_pit_config, flags); F(kvm_pit_config, pad); E();
+  S(kvm_pit_channel_state); F(kvm_pit_channel_state, count); F(kvm_pit_channel_state, latched_count);
+    F(kvm_pit_channel_state, count_latched); F(kvm_pit_channel_state, status_latched); F(kvm_pit_channel_state, status);
+    F(kvm_pit_channel_state, read_state); F(kvm_pit_channel_state, write_state); F(kvm_pit_channel_state, write_latch);
+    F(kvm_pit_channel_state, rw_mode); F(kvm_pit_channel_state, mode); F(kvm_pit_channel_state, bcd);
+    F(kvm_pit_channel_state, gate); F(kvm_pit_channel_state, count_load_time); E();
+  S(kvm_pit_state2); F(kvm_pit_state2, channels); F(kvm_pit_state2, flags); F(kvm_pit_state2, reserved); E();
   S(kvm_run); F(kvm_run, request_interrupt_window); F(kvm_run, immediate_exit); F(kvm_run, exit_reason);
     F(kvm_run, ready_for_interrupt_injection); F(kvm_run, if_flag); F(kvm_run, flags); F(kvm_run, cr8);
     F(kvm_run, apic_base); F(kvm_run, io); F(kvm_run, mmio); F(kvm_run, fail_entry); F(kvm_run, internal);
@@ -101,8 +120,13 @@ int main(void) {
   C(KVM_GET_XCRS); C(KVM_SET_XCRS); C(KVM_GET_XSAVE2); C(KVM_IRQFD); C(KVM_IOEVENTFD); C(KVM_SIGNAL_MSI);
   C(KVM_IOEVENTFD_FLAG_DATAMATCH); C(KVM_IOEVENTFD_FLAG_PIO); C(KVM_IOEVENTFD_FLAG_DEASSIGN);
   C(KVM_IRQFD_FLAG_DEASSIGN); C(KVM_IRQFD_FLAG_RESAMPLE);
-  C(KVM_CAP_IRQ_ROUTING); C(KVM_IRQ_ROUTING_IRQCHIP); C(KVM_IRQ_ROUTING_MSI); C(KVM_IRQCHIP_PIC_MASTER);
-  C(KVM_IRQCHIP_PIC_SLAVE); C(KVM_IRQCHIP_IOAPIC); C(KVM_SET_GSI_ROUTING); C(KVM_IRQ_LINE_STATUS);
+  C(KVM_CAP_IRQ_ROUTING); C(KVM_IRQ_ROUTING_IRQCHIP); C(KVM_IRQ_ROUTING_MSI); C(KVM_SET_GSI_ROUTING);
+  C(KVM_IRQ_LINE_STATUS);
+  C(KVM_CAP_PIT_STATE2); C(KVM_CAP_TSC_CONTROL); C(KVM_CAP_GET_TSC_KHZ); C(KVM_CAP_VM_TSC_CONTROL);
+  C(KVM_IOAPIC_NUM_PINS); C(KVM_IRQCHIP_PIC_MASTER); C(KVM_IRQCHIP_PIC_SLAVE); C(KVM_IRQCHIP_IOAPIC); C(KVM_NR_IRQCHIPS);
+  C(KVM_PIT_SPEAKER_DUMMY); C(KVM_PIT_FLAGS_HPET_LEGACY); C(KVM_PIT_FLAGS_SPEAKER_DATA_ON);
+  C(KVM_GET_IRQCHIP); C(KVM_SET_IRQCHIP); C(KVM_CREATE_PIT2); C(KVM_GET_PIT2); C(KVM_SET_PIT2);
+  C(KVM_SET_TSC_KHZ); C(KVM_GET_TSC_KHZ);
   printf("}}\n");
   return 0;
 }

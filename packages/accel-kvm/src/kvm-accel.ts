@@ -4,13 +4,15 @@
 
 import { FirstFailure, InvariantError, PCI_SLOTS, type AddressSpace, type HostKernel, type MsiRouter, type PciBus, type PciFunction, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
 import {
-  KVM_CAP_DEBUGREGS, KVM_CAP_VCPU_EVENTS, KVM_CAP_XCRS, KVM_CAP_XSAVE, KVM_CAP_XSAVE2, kvm_clock_data,
+  KVM_CAP_DEBUGREGS, KVM_CAP_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL, KVM_CAP_VCPU_EVENTS, KVM_CAP_XCRS, KVM_CAP_XSAVE,
+  KVM_CAP_XSAVE2,
 } from '@vmmkit/core/uapi';
 import type { KvmError, VcpuStoppedError } from './kvm-errors.js';
 import { KvmVm, type KvmVmOptions } from './kvm-vm.js';
 import { PciHostBridge } from './pci/pci-host-bridge.js';
-import { decodeKvmState, encodeKvmState, KvmStateError } from './state/kvm-state-format.js';
+import { decodeKvmState, encodeKvmState } from './state/kvm-state-format.js';
 import { VcpuState, type VcpuStateCaps } from './state/vcpu-state.js';
+import { VmState } from './state/vm-state.js';
 import { IoBus } from './vcpu/io-handler.js';
 import { KvmVcpu } from './vcpu/kvm-vcpu.js';
 import { setCpuid } from './vcpu/vcpu-registers.js';
@@ -52,11 +54,14 @@ export class KvmAccel implements VmmDevice {
   readonly #msiSources = new Map<PciFunction, () => void>();
   readonly #vcpus: KvmVcpu[] = [];
   readonly #states: VcpuState[] = [];
+  /** The VM's clock, irqchip and PIT for migration. */
+  readonly #vmState: VmState;
   #unfollow: () => void = () => {};
   #closed = false;
 
   private constructor(readonly id: string, readonly vm: KvmVm, private readonly context: KvmAccelContext) {
     this.pciHost = context.pciBus && new PciHostBridge(context.pciBus, this.io);
+    this.#vmState = new VmState(context.host, vm);
   }
 
   /**
@@ -112,32 +117,30 @@ export class KvmAccel implements VmmDevice {
   }
 
   /**
-   * The VM clock and every vCPU's state, versioned (kvm-state-format). The VM must be paused
-   * and its vCPUs out of the guest (the migration's last dirty sync waited for that).
+   * The VM's clock, irqchip and PIT and every vCPU's state, versioned (kvm-state-format). The
+   * VM must be paused and its vCPUs out of the guest (the migration's last dirty sync waited
+   * for that).
    * @throws InvariantError when a vCPU still runs; KvmError naming the ioctl that failed.
    */
   saveState(): Uint8Array {
     const running = this.#vcpus.find((v) => v.state === 'running');
     if (running) throw new InvariantError(`kvm: vCPU ${running.index} still runs; its state cannot be saved`);
-    return encodeKvmState({ clock: this.vm.getClock(), vcpus: this.#states.map((s) => s.save()) });
+    return encodeKvmState({ vm: this.#vmState.save(), vcpus: this.#states.map((s) => s.save()) });
   }
 
   /**
-   * Restore what `saveState` gave on the source, before the VM runs: validated completely first
-   * (KvmStateError), the CPUID must be this host's exactly, then the clock and each vCPU.
+   * Restore what `saveState` gave on the source, before the VM runs. Everything is checked
+   * before anything is set (KvmStateError): the record itself, then that it fits this VM (the
+   * irqchip and PIT in the kernel as on the source, each vCPU's CPUID this host's exactly, its
+   * sections at this host's sizes, its TSC rate this host's or one KVM can scale to). Then the
+   * TSC rates, the clock, the PICs and IOAPIC, the PIT and each vCPU are set.
    */
   loadState(bytes: Uint8Array): void {
     const state = decodeKvmState(bytes, this.#vcpus.length);
-    state.vcpus.forEach((v, i) => {
-      const mine = this.#states[i]!.cpuid;
-      const theirs = v.CPUID!;
-      if (theirs.byteLength !== mine.byteLength || !theirs.every((b, j) => b === mine[j])) {
-        throw new KvmStateError(`KVM state: vCPU ${i} ran with another CPUID on the source (${theirs.byteLength} bytes, ${mine.byteLength} here): the guest would see its CPU change`);
-      }
-    });
-    if (state.clock.byteLength !== kvm_clock_data.size) throw new KvmStateError('KVM state: bad CLOCK');
-    this.vm.setClock(state.clock);
-    state.vcpus.forEach((v, i) => this.#states[i]!.load(v));
+    this.#vmState.check(state.vm);
+    const plans = state.vcpus.map((v, i) => this.#states[i]!.check(v));
+    this.#vmState.load(state.vm);
+    state.vcpus.forEach((v, i) => this.#states[i]!.load(v, plans[i]!));
   }
 
   /** Stop and close every vCPU, then the VM. Carries on through failures; throws the first. */
@@ -243,6 +246,7 @@ function stateCaps(extension: (cap: number) => number, irqchip: boolean): VcpuSt
     events: extension(KVM_CAP_VCPU_EVENTS) !== 0,
     debugregs: extension(KVM_CAP_DEBUGREGS) !== 0,
     lapic: irqchip,
+    tsc: { read: extension(KVM_CAP_GET_TSC_KHZ) !== 0, scale: extension(KVM_CAP_TSC_CONTROL) !== 0 },
   };
 }
 

@@ -1,10 +1,11 @@
-// A KVM VM: the VM fd with manual-protect dirty logging and (where the host has one) an
-// in-kernel irqchip, its memslots following an address space, and its dirty log. It owns the
-// /dev/kvm fd and the VM fd; the vCPUs are created on it and closed before it.
+// A KVM VM: the VM fd with manual-protect dirty logging and (where the host has them) an
+// in-kernel irqchip and PIT, its memslots following an address space, and its dirty log. It
+// owns the /dev/kvm fd and the VM fd; the vCPUs are created on it and closed before it.
 
 import { FirstFailure, type AddressSpace, type HostKernel } from '@vmmkit/core';
 import {
-  KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_IRQ_ROUTING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_SET_TSS_ADDR, KVM_CREATE_IRQCHIP,
+  KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_IRQ_ROUTING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_PIT2, KVM_CAP_PIT_STATE2,
+  KVM_CAP_SET_TSS_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config,
   KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_ENABLE_CAP, KVM_GET_CLOCK, KVM_SET_CLOCK,
   KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_TSS_ADDR, KVM_SIGNAL_MSI, kvm_clock_data, kvm_enable_cap, kvm_msi,
 } from '@vmmkit/core/uapi';
@@ -23,6 +24,15 @@ export interface KvmVmOptions {
    * KVM_CAP_IRQCHIP, `on` to require it, `off` for none (HLT then exits to the VMM).
    */
   readonly irqchip?: 'on' | 'off' | 'auto';
+  /**
+   * An in-kernel 8254 PIT (KVM_CREATE_PIT2), as QEMU has with a kernel irqchip: `auto` (default)
+   * with the in-kernel irqchip where the host has KVM_CAP_PIT2 and KVM_CAP_PIT_STATE2 (its
+   * state migrates), `on` to require it, `off` for none (ports 0x40-0x43 and 0x61 then exit to
+   * the VMM, where a device of its own may answer). It raises IRQ 0 on the in-kernel PIC and
+   * IOAPIC, so it needs the irqchip. KVM also answers port 0x61 (KVM_PIT_SPEAKER_DUMMY): vmmkit
+   * has no speaker of its own, and guests read channel 2's output there to calibrate their TSC.
+   */
+  readonly pit?: 'on' | 'off' | 'auto';
 }
 
 /** Guest physical addresses KVM needs for itself on Intel (3 pages of TSS, 1 of identity map), below 4 GiB. */
@@ -48,6 +58,8 @@ export class KvmVm {
     readonly fd: number,
     /** Whether the VM has an in-kernel irqchip (and so in-kernel local APICs). */
     readonly irqchip: boolean,
+    /** Whether the VM has an in-kernel PIT. */
+    readonly pit: boolean,
     quiesced: () => Promise<void>,
     /** How many GSI routes the VM's table may hold (0: no GSI routing). */
     maxRoutes: number,
@@ -75,6 +87,10 @@ export class KvmVm {
       const hasIrqchip = system.extension(KVM_CAP_IRQCHIP) !== 0;
       const irqchip = options.irqchip === 'on' || ((options.irqchip ?? 'auto') === 'auto' && hasIrqchip);
       if (irqchip && !hasIrqchip) throw new KvmError('create the irqchip', 'irqchip=on but the host has no KVM_CAP_IRQCHIP');
+      const pitMode = options.pit ?? 'auto';
+      if (pitMode === 'on' && !irqchip) throw new KvmError('create the PIT', 'pit=on needs the in-kernel irqchip it raises IRQ 0 on (irqchip is off)');
+      const hasPit = irqchip && pitMode !== 'off' && system.extension(KVM_CAP_PIT2) !== 0 && system.extension(KVM_CAP_PIT_STATE2) !== 0;
+      if (pitMode === 'on' && !hasPit) throw new KvmError('create the PIT', 'pit=on but the host lacks KVM_CAP_PIT2 or KVM_CAP_PIT_STATE2');
       const tss = system.extension(KVM_CAP_SET_TSS_ADDR) !== 0;
       const maxRoutes = irqchip ? system.extension(KVM_CAP_IRQ_ROUTING) : 0;
       fd = system.createVm();
@@ -88,7 +104,11 @@ export class KvmVm {
         KvmError.wrap('set the identity map address', () => host.ioctl(vmFd, KVM_SET_IDENTITY_MAP_ADDR, addr));
       }
       if (irqchip) KvmError.wrap('create the irqchip', () => host.ioctl(vmFd, KVM_CREATE_IRQCHIP));
-      return new KvmVm(host, system, vmFd, irqchip, quiesced, maxRoutes);
+      if (hasPit) {
+        const config = kvm_pit_config.encode({ flags: KVM_PIT_SPEAKER_DUMMY });
+        KvmError.wrap('create the PIT', () => host.ioctl(vmFd, KVM_CREATE_PIT2, config));
+      }
+      return new KvmVm(host, system, vmFd, irqchip, hasPit, quiesced, maxRoutes);
     } catch (e) {
       const failures = new FirstFailure();
       if (fd >= 0) failures.run(() => host.close(fd));

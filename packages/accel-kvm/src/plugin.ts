@@ -1,4 +1,4 @@
-// The KVM plugin: the `kvm` device type (`-device kvm,id=kvm0,vcpus=1,irqchip=auto`: the VM's
+// The KVM plugin: the `kvm` device type (`-device kvm,id=kvm0,vcpus=1,irqchip=auto,pit=auto`: the VM's
 // accelerator, whose state migrates as a device's) and the RAM dirty-log provider that feeds
 // the migration from KVM's dirty log.
 
@@ -10,6 +10,7 @@ import { KvmAccel } from './kvm-accel.js';
 const KVM_OPTIONS = {
   vcpus: { kind: 'uint', doc: 'vCPUs to create (default 1)' },
   irqchip: { kind: 'on-off-auto', doc: 'an in-kernel irqchip (default auto: where the host has one)' },
+  pit: { kind: 'on-off-auto', doc: 'an in-kernel PIT (default auto: with the in-kernel irqchip, where the host has one)' },
 } as const satisfies OptionSchema;
 
 /** Most vCPUs the device accepts (the state format's vCPU field is 16 bits; KVM's limit is lower). */
@@ -39,7 +40,7 @@ export function kvmPlugin(): VmmPlugin {
             get running() { return vmm.running; },
             pause: (reason) => vmm.pause(reason),
             released: () => { if (created && accel === created) accel = undefined; },
-          }, { vcpus, irqchip: ctx.options.irqchip });
+          }, { vcpus, irqchip: ctx.options.irqchip, pit: ctx.options.pit });
           accel = created;
           return created;
         },

@@ -59,7 +59,7 @@ describe.skipIf(kvmMissing)('the kvm device', { timeout: 30_000 }, () => {
       const state = decodeKvmState(a.accel.saveState(), 1);
       const cpuid = state.vcpus[0]!.CPUID!.slice();
       cpuid[8 + 12] ^= 1; // the first entry's eax
-      const other = encodeKvmState({ clock: state.clock, vcpus: [{ ...state.vcpus[0]!, CPUID: cpuid }] });
+      const other = encodeKvmState({ vm: state.vm, vcpus: [{ ...state.vcpus[0]!, CPUID: cpuid }] });
       const before = b.accel.saveState();
       expect(() => b.accel.loadState(other)).toThrow(KvmStateError);
       expect(decodeKvmState(b.accel.saveState(), 1).vcpus[0]!.REGS).toEqual(decodeKvmState(before, 1).vcpus[0]!.REGS);

@@ -47,25 +47,35 @@ describe.skipIf(kvmMissing)('faults in KVM setup and migration', () => {
     expect(await realizeAndClose(counter, 0, baseline)).toBeUndefined();
     const total = counter.calls;
     expect(total).toBeGreaterThan(15);
+    const hit = new Set<string>();
     for (let nth = 1; nth <= total; nth++) {
       const host = new FaultyHost(new LinuxHost());
       const err = await realizeAndClose(host, nth, baseline);
+      hit.add(host.injected!);
       expect(err, `call ${nth} (${host.injected})`).toBeInstanceOf(VmmError);
       expect(kvmFds(), `call ${nth} (${host.injected})`).toEqual(baseline);
     }
+    // The sweep fails every call it counted, whatever they are: the irqchip's and the PIT's creation among them.
+    expect([...hit]).toEqual(expect.arrayContaining(['ioctl KVM_CREATE_IRQCHIP', 'ioctl KVM_CREATE_PIT2']));
   }, 120_000);
 
   it.for(['source', 'destination'] as const)('migrating, on the %s: each failing host call gives a typed error and leaves no KVM fd', { timeout: 300_000 }, async (side) => {
     const baseline = kvmFds();
     const clean = await migrateWithFault(side, 0);
     expect(clean.error).toBeUndefined();
-    // The source: dirty logging on, harvests, off, and the state; the destination: the clock and the vCPU's ten sections.
-    expect(clean.calls).toBeGreaterThanOrEqual(10);
+    // The source: dirty logging on, harvests, off, and the state; the destination: the TSC rate,
+    // the clock, the irqchip's three chips, the PIT and the vCPU's ten sections.
+    expect(clean.calls).toBeGreaterThanOrEqual(15);
+    const hit = new Set<string>();
     for (let nth = 1; nth <= clean.calls; nth++) {
       const run = await migrateWithFault(side, nth);
+      hit.add(run.injected!);
       expect(run.injected, `call ${nth} of ${run.calls}: ${String(run.error)}`).toBeDefined();
       expect(run.error, `call ${nth} (${run.injected})`).toBeInstanceOf(VmmError);
       expect(kvmFds(), `call ${nth} (${run.injected})`).toEqual(baseline);
     }
+    // Counted, not listed: the VM-level state's ioctls are among the calls failed.
+    const vmState = side === 'source' ? ['KVM_GET_IRQCHIP', 'KVM_GET_PIT2', 'KVM_GET_TSC_KHZ'] : ['KVM_GET_TSC_KHZ', 'KVM_SET_IRQCHIP', 'KVM_SET_PIT2'];
+    expect([...hit]).toEqual(expect.arrayContaining(vmState.map((name) => `ioctl ${name}`)));
   });
 });

@@ -11,8 +11,8 @@ import { ARENA, GUEST_CODE, GuestReports } from './kvm-rig.js';
 
 export const RAM_BYTES = 8n << 20n;
 
-/** A VMM with KVM; the accelerator is realized paused, with its reports attached. */
-export async function kvmVmm(options: { incoming?: boolean; host?: HostKernel; beforeAccel?: (vmm: Vmm) => void } = {}) {
+/** A VMM with KVM (`device`: its -device string, default `kvm,id=kvm0`); the accelerator is realized paused, with its reports attached. */
+export async function kvmVmm(options: { incoming?: boolean; host?: HostKernel; beforeAccel?: (vmm: Vmm) => void; device?: string } = {}) {
   const host = options.host ?? new LinuxHost();
   const vmm = await Vmm.create({
     host, plugins: [kvmPlugin(), migrationPlugin()], memory: [{ gpa: 0n, size: RAM_BYTES, name: 'low' }], incoming: options.incoming,
@@ -21,7 +21,7 @@ export async function kvmVmm(options: { incoming?: boolean; host?: HostKernel; b
     // The guest is set up before any vCPU runs.
     vmm.pause('setup');
     options.beforeAccel?.(vmm);
-    const accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
+    const accel = (await vmm.addDevice(options.device ?? 'kvm,id=kvm0')) as KvmAccel;
     const reports = new GuestReports();
     reports.attach(accel.io);
     return { host, vmm, accel, reports };

@@ -8,3 +8,5 @@ export { DIRTY_GUEST } from './dirty-guest.js';
 export { NIC_RING_GUEST } from './nic-ring-guest.js';
 export * from './nic-ring-params.js';
 export { MMIO_EXITS_GUEST } from './mmio-exits-guest.js';
+export { DEVICES_GUEST } from './devices-guest.js';
+export { TICKS_GUEST } from './ticks-guest.js';

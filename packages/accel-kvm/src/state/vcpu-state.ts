@@ -1,6 +1,7 @@
 // One vCPU's state through KVM's GET/SET ioctls, in the order the kernel needs on restore
-// (QEMU's kvm_arch_put_registers): registers, XSAVE (or FPU), XCRs, special registers, MSRs,
-// MP state, local APIC, events, debug registers. The vCPU must be out of KVM_RUN (parked).
+// (QEMU's kvm_arch_put_registers): the TSC frequency (before the TSC MSR is written at it),
+// registers, XSAVE (or FPU), XCRs, special registers, MSRs, MP state, local APIC, events, debug
+// registers. The vCPU must be out of KVM_RUN (parked).
 
 import { HostError, type HostKernel } from '@vmmkit/core';
 import {
@@ -11,7 +12,8 @@ import {
   kvm_xcrs,
 } from '@vmmkit/core/uapi';
 import { KvmError } from '../kvm-errors.js';
-import type { SectionName, VcpuSections } from './kvm-state-format.js';
+import { KvmStateError, tscKhzOf, tscKhzSection, type VcpuSectionName, type VcpuSections } from './kvm-state-format.js';
+import { readTscKhz, setTscKhz, tscKhzToSet, type TscCaps } from './tsc-frequency.js';
 
 /** What the host lets a vCPU's state hold. */
 export interface VcpuStateCaps {
@@ -24,10 +26,18 @@ export interface VcpuStateCaps {
   readonly debugregs: boolean;
   /** The local APIC is in the kernel (an in-kernel irqchip). */
   readonly lapic: boolean;
+  /** What the host can do about the TSC's rate. */
+  readonly tsc: TscCaps;
+}
+
+/** What restoring a vCPU takes beyond its sections, found while checking them. */
+export interface VcpuRestorePlan {
+  /** The TSC rate to set first, in kHz (undefined: it runs at the source's already). */
+  readonly tscKhz?: number;
 }
 
 interface Section {
-  readonly name: SectionName;
+  readonly name: VcpuSectionName;
   readonly get: number;
   readonly set: number;
   readonly size: (caps: VcpuStateCaps) => number;
@@ -73,23 +83,49 @@ export class VcpuState {
       out[s.name] = buf;
     }
     out.MSRS = this.#getMsrs();
+    if (this.caps.tsc.read) out.TSC_KHZ = tscKhzSection(readTscKhz(this.host, this.fd, this.index));
     return out;
   }
 
   /**
-   * Write every section, in restore order. The sections must have the sizes this host gives
-   * (checked here: an XSAVE area of another size means another CPU).
+   * Check that `state` fits this vCPU, setting nothing: the CPUID it ran with is this one's
+   * exactly, every section this host has is there at this host's size (an XSAVE area of another
+   * size means another CPU), and its TSC rate is this vCPU's or one KVM can scale to (reading
+   * this vCPU's rate is the only call made).
+   * @throws KvmStateError naming what does not fit; KvmError when the TSC rate cannot be read.
+   */
+  check(state: VcpuSections): VcpuRestorePlan {
+    const fail = (what: string): never => { throw new KvmStateError(`KVM state: vCPU ${this.index}: ${what}`); };
+    const theirs = state.CPUID ?? fail('CPUID is missing');
+    const mine = this.cpuid;
+    if (theirs.byteLength !== mine.byteLength || !theirs.every((b, j) => b === mine[j])) {
+      fail(`it ran with another CPUID on the source (${theirs.byteLength} bytes, ${mine.byteLength} here): the guest would see its CPU change`);
+    }
+    for (const s of SECTIONS) {
+      const bytes = state[s.name];
+      if (!s.has(this.caps)) {
+        if (bytes) fail(`${s.name} came from the source, this host has none to set`);
+        continue;
+      }
+      if (!bytes) fail(`${s.name} is missing from the source's state`);
+      else if (bytes.byteLength !== s.size(this.caps)) fail(`${s.name} has ${bytes.byteLength} bytes, this host's has ${s.size(this.caps)}`);
+    }
+    if (!state.MSRS) fail('MSRS is missing');
+    // A source that could not read its TSC rate carried none: nothing to compare (as QEMU).
+    if (!state.TSC_KHZ) return {};
+    const current = this.caps.tsc.read ? readTscKhz(this.host, this.fd, this.index) : undefined;
+    return { tscKhz: tscKhzToSet(this.index, tscKhzOf(state.TSC_KHZ), current, this.caps.tsc) };
+  }
+
+  /**
+   * Write every section, in restore order, after `check` passed for every vCPU and gave `plan`.
    * @throws KvmError naming the section (and, for MSRs, the first index KVM refused).
    */
-  load(state: VcpuSections): void {
+  load(state: VcpuSections, plan: VcpuRestorePlan): void {
+    if (plan.tscKhz !== undefined) setTscKhz(this.host, this.fd, this.index, plan.tscKhz);
     for (const s of SECTIONS) {
       if (!s.has(this.caps)) continue;
-      const bytes = state[s.name];
-      if (!bytes) throw new KvmError(`restore vCPU ${this.index}`, `${s.name} is missing from the source's state`);
-      if (bytes.byteLength !== s.size(this.caps)) {
-        throw new KvmError(`restore vCPU ${this.index}`, `${s.name} has ${bytes.byteLength} bytes, this host's has ${s.size(this.caps)}`);
-      }
-      this.#call(`restore ${s.name}`, s.set, bytes.slice());
+      this.#call(`restore ${s.name}`, s.set, state[s.name]!.slice());
       if (s.name === 'SREGS') this.#setMsrs(state.MSRS!);
     }
   }
