@@ -9,10 +9,11 @@ import { vfioUserBenchmark } from './vfio-user.bench.js';
 import { vfioUserIoeventfdBenchmark } from './vfio-user-ioeventfd.bench.js';
 import { kvmBenchmark } from './kvm.bench.js';
 import { kvmBarBenchmark } from './kvm-bar.bench.js';
+import { kvmMsiBenchmark } from './kvm-msi.bench.js';
 
 const benchmarks: Benchmark[] = [
   dirtyBitmapBenchmark, migrationStreamBenchmark, twoProcessIntegrityBenchmark, migrationStrategiesBenchmark, scalingBenchmark,
-  vfioUserBenchmark, vfioUserIoeventfdBenchmark, kvmBenchmark, kvmBarBenchmark,
+  vfioUserBenchmark, vfioUserIoeventfdBenchmark, kvmBenchmark, kvmBarBenchmark, kvmMsiBenchmark,
 ];
 
 const only = process.argv[2];

@@ -54,6 +54,16 @@ int main(void) {
     F(kvm_ioeventfd, flags); F(kvm_ioeventfd, pad); E();
   S(kvm_irqfd); F(kvm_irqfd, fd); F(kvm_irqfd, gsi); F(kvm_irqfd, flags); F(kvm_irqfd, resamplefd); F(kvm_irqfd, pad); E();
   S(kvm_msi); F(kvm_msi, address_lo); F(kvm_msi, address_hi); F(kvm_msi, data); F(kvm_msi, flags); F(kvm_msi, devid); F(kvm_msi, pad); E();
+  S(kvm_irq_routing_irqchip); F(kvm_irq_routing_irqchip, irqchip); F(kvm_irq_routing_irqchip, pin); E();
+  S(kvm_irq_routing_msi); F(kvm_irq_routing_msi, address_lo); F(kvm_irq_routing_msi, address_hi); F(kvm_irq_routing_msi, data);
+    F(kvm_irq_routing_msi, pad); F(kvm_irq_routing_msi, devid); E();
+  S(kvm_irq_routing_entry); F(kvm_irq_routing_entry, gsi); F(kvm_irq_routing_entry, type); F(kvm_irq_routing_entry, flags);
+    F(kvm_irq_routing_entry, pad);
+    printf(",\"irqchip\":[%zu,%zu]", offsetof(struct kvm_irq_routing_entry, u.irqchip), sizeof(((struct kvm_irq_routing_entry *)0)->u.irqchip));
+    printf(",\"msi\":[%zu,%zu]", offsetof(struct kvm_irq_routing_entry, u.msi), sizeof(((struct kvm_irq_routing_entry *)0)->u.msi));
+    printf(",\"u_pad\":[%zu,%zu]", offsetof(struct kvm_irq_routing_entry, u.pad), sizeof(((struct kvm_irq_routing_entry *)0)->u.pad)); E();
+  S(kvm_irq_routing); F(kvm_irq_routing, nr); F(kvm_irq_routing, flags); printf(",\"entries\":[%zu,0]", offsetof(struct kvm_irq_routing, entries)); E();
+  S(kvm_irq_level); F(kvm_irq_level, irq); F(kvm_irq_level, status); F(kvm_irq_level, level); E();
   S(kvm_pic_state); F(kvm_pic_state, last_irr); F(kvm_pic_state, irr); F(kvm_pic_state, imr); F(kvm_pic_state, isr);
     F(kvm_pic_state, priority_add); F(kvm_pic_state, irq_base); F(kvm_pic_state, read_reg_select); F(kvm_pic_state, poll);
     F(kvm_pic_state, special_mask); F(kvm_pic_state, init_state); F(kvm_pic_state, auto_eoi);
@@ -110,6 +120,8 @@ int main(void) {
   C(KVM_GET_XCRS); C(KVM_SET_XCRS); C(KVM_GET_XSAVE2); C(KVM_IRQFD); C(KVM_IOEVENTFD); C(KVM_SIGNAL_MSI);
   C(KVM_IOEVENTFD_FLAG_DATAMATCH); C(KVM_IOEVENTFD_FLAG_PIO); C(KVM_IOEVENTFD_FLAG_DEASSIGN);
   C(KVM_IRQFD_FLAG_DEASSIGN); C(KVM_IRQFD_FLAG_RESAMPLE);
+  C(KVM_CAP_IRQ_ROUTING); C(KVM_IRQ_ROUTING_IRQCHIP); C(KVM_IRQ_ROUTING_MSI); C(KVM_SET_GSI_ROUTING);
+  C(KVM_IRQ_LINE_STATUS);
   C(KVM_CAP_PIT_STATE2); C(KVM_CAP_TSC_CONTROL); C(KVM_CAP_GET_TSC_KHZ); C(KVM_CAP_VM_TSC_CONTROL);
   C(KVM_IOAPIC_NUM_PINS); C(KVM_IRQCHIP_PIC_MASTER); C(KVM_IRQCHIP_PIC_SLAVE); C(KVM_IRQCHIP_IOAPIC); C(KVM_NR_IRQCHIPS);
   C(KVM_PIT_SPEAKER_DUMMY); C(KVM_PIT_FLAGS_HPET_LEGACY); C(KVM_PIT_FLAGS_SPEAKER_DATA_ON);

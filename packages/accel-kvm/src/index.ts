@@ -6,6 +6,8 @@ export * from './kvm-memslots.js';
 export * from './kvm-dirty-log.js';
 export * from './kvm-vm.js';
 export * from './kvm-eventfds.js';
+export * from './kvm-irq-routes.js';
+export * from './kvm-msi-router.js';
 export * from './vcpu/io-handler.js';
 export * from './pci/pci-host-bridge.js';
 export * from './pci/bar-windows.js';

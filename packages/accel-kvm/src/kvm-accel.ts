@@ -2,7 +2,7 @@
 // state for migration. It follows the VM's run state (vCPUs run only while the VM does), stops
 // the VM when a vCPU stops on its own, and is the VM's RAM dirty-log provider.
 
-import { FirstFailure, InvariantError, PCI_SLOTS, type AddressSpace, type HostKernel, type PciBus, type PciFunction, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
+import { FirstFailure, InvariantError, PCI_SLOTS, type AddressSpace, type HostKernel, type MsiRouter, type PciBus, type PciFunction, type VmmDevice, type VmmEventBus } from '@vmmkit/core';
 import {
   KVM_CAP_DEBUGREGS, KVM_CAP_GET_TSC_KHZ, KVM_CAP_TSC_CONTROL, KVM_CAP_VCPU_EVENTS, KVM_CAP_XCRS, KVM_CAP_XSAVE,
   KVM_CAP_XSAVE2,
@@ -190,8 +190,19 @@ export class KvmAccel implements VmmDevice {
   }
 
   /**
+   * The router offered to the VM's PCI functions (`useMsiRouter`): the VM's, where it has one
+   * and the host's eventfds are the kernel's (`HostKernel.kernelEventfds`; a simulated host's
+   * eventfd numbers must never reach KVM_IRQFD). Undefined otherwise.
+   */
+  get msiRouter(): MsiRouter | undefined {
+    return this.context.host.kernelEventfds ? this.vm.msiRouter : undefined;
+  }
+
+  /**
    * With an in-kernel irqchip, the MSIs of the functions on the VM's PCI bus go to the guest's
-   * local APICs (KVM_SIGNAL_MSI): listen to the functions plugged, stop for those unplugged.
+   * local APICs: listen to the functions plugged (KVM_SIGNAL_MSI for what the VMM hears), offer
+   * them the MSI router where there is one (irqfds, the VMM out of the loop), and stop both for
+   * those unplugged.
    */
   #routeMsis(): void {
     const bus = this.context.pciBus;
@@ -202,15 +213,23 @@ export class KvmAccel implements VmmDevice {
       if (fn?.onMessageInterrupt) present.add(fn);
     }
     for (const [fn, stop] of this.#msiSources) if (!present.has(fn)) (stop(), this.#msiSources.delete(fn));
+    const router = this.msiRouter;
     for (const fn of present) {
       if (this.#msiSources.has(fn)) continue;
-      this.#msiSources.set(fn, fn.onMessageInterrupt!((m) => {
+      const unlisten = fn.onMessageInterrupt!((m) => {
         try {
           this.vm.signalMsi(m.address, m.data);
         } catch (e) {
           this.msiErrors.push(e as KvmError);
         }
-      }));
+      });
+      const offered = router !== undefined && fn.useMsiRouter !== undefined;
+      if (offered) fn.useMsiRouter!(router);
+      this.#msiSources.set(fn, () => {
+        // Withdrawn first: its vectors go back to the eventfds the VMM reads, heard just below.
+        if (offered) fn.useMsiRouter!(undefined);
+        unlisten();
+      });
     }
   }
 

@@ -4,7 +4,7 @@
 
 import { FirstFailure, type AddressSpace, type HostKernel } from '@vmmkit/core';
 import {
-  KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_PIT2, KVM_CAP_PIT_STATE2,
+  KVM_CAP_IMMEDIATE_EXIT, KVM_CAP_IRQCHIP, KVM_CAP_IRQ_ROUTING, KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2, KVM_CAP_PIT2, KVM_CAP_PIT_STATE2,
   KVM_CAP_SET_TSS_ADDR, KVM_CREATE_IRQCHIP, KVM_CREATE_PIT2, KVM_PIT_SPEAKER_DUMMY, kvm_pit_config,
   KVM_DIRTY_LOG_INITIALLY_SET, KVM_DIRTY_LOG_MANUAL_PROTECT_ENABLE, KVM_ENABLE_CAP, KVM_GET_CLOCK, KVM_SET_CLOCK,
   KVM_SET_IDENTITY_MAP_ADDR, KVM_SET_TSS_ADDR, KVM_SIGNAL_MSI, kvm_clock_data, kvm_enable_cap, kvm_msi,
@@ -12,7 +12,9 @@ import {
 import { KvmDirtyLog } from './kvm-dirty-log.js';
 import { KvmError } from './kvm-errors.js';
 import { KvmEventfds } from './kvm-eventfds.js';
+import { KvmIrqRoutes } from './kvm-irq-routes.js';
 import { KvmMemslots } from './kvm-memslots.js';
+import { KvmMsiRouter } from './kvm-msi-router.js';
 import { KvmSystem } from './kvm-system.js';
 
 /** How to create a KVM VM. */
@@ -42,6 +44,11 @@ export class KvmVm {
   readonly dirtyLog: KvmDirtyLog;
   /** ioeventfds and irqfds of the VM. */
   readonly eventfds: KvmEventfds;
+  /**
+   * MSIs from eventfds through GSI routes and irqfds, where the VM has an in-kernel irqchip with
+   * GSI routing (KVM_CAP_IRQ_ROUTING). The eventfds given to it must be the kernel's.
+   */
+  readonly msiRouter: KvmMsiRouter | undefined;
   #addressSpace: AddressSpace | undefined;
   #closed = false;
 
@@ -54,10 +61,13 @@ export class KvmVm {
     /** Whether the VM has an in-kernel PIT. */
     readonly pit: boolean,
     quiesced: () => Promise<void>,
+    /** How many GSI routes the VM's table may hold (0: no GSI routing). */
+    maxRoutes: number,
   ) {
     this.memslots = new KvmMemslots(host, fd);
     this.dirtyLog = new KvmDirtyLog(host, fd, this.memslots, quiesced);
     this.eventfds = new KvmEventfds(host, fd, irqchip);
+    this.msiRouter = irqchip && maxRoutes > 0 ? new KvmMsiRouter(new KvmIrqRoutes(host, fd, maxRoutes), this.eventfds) : undefined;
   }
 
   /**
@@ -82,6 +92,7 @@ export class KvmVm {
       const hasPit = irqchip && pitMode !== 'off' && system.extension(KVM_CAP_PIT2) !== 0 && system.extension(KVM_CAP_PIT_STATE2) !== 0;
       if (pitMode === 'on' && !hasPit) throw new KvmError('create the PIT', 'pit=on but the host lacks KVM_CAP_PIT2 or KVM_CAP_PIT_STATE2');
       const tss = system.extension(KVM_CAP_SET_TSS_ADDR) !== 0;
+      const maxRoutes = irqchip ? system.extension(KVM_CAP_IRQ_ROUTING) : 0;
       fd = system.createVm();
       const vmFd = fd;
       KvmError.wrap('enable KVM_CAP_MANUAL_DIRTY_LOG_PROTECT2', () =>
@@ -97,7 +108,7 @@ export class KvmVm {
         const config = kvm_pit_config.encode({ flags: KVM_PIT_SPEAKER_DUMMY });
         KvmError.wrap('create the PIT', () => host.ioctl(vmFd, KVM_CREATE_PIT2, config));
       }
-      return new KvmVm(host, system, vmFd, irqchip, hasPit, quiesced);
+      return new KvmVm(host, system, vmFd, irqchip, hasPit, quiesced, maxRoutes);
     } catch (e) {
       const failures = new FirstFailure();
       if (fd >= 0) failures.run(() => host.close(fd));
@@ -149,6 +160,8 @@ export class KvmVm {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    // The VM fd's close releases every irqfd and GSI route: routes disconnected later do nothing.
+    this.msiRouter?.close();
     const failures = new FirstFailure();
     const as = this.#addressSpace;
     this.#addressSpace = undefined;

@@ -11,6 +11,7 @@ const EIO = 5;
 
 export class FaultyHost implements HostKernel {
   readonly pageSize: number;
+  readonly kernelEventfds: boolean | undefined;
   /** Calls counted since `arm` (or creation). */
   calls = 0;
   /** The call to fail (1-based, counted from `arm`), or 0 for none. */
@@ -20,6 +21,7 @@ export class FaultyHost implements HostKernel {
 
   constructor(private readonly inner: HostKernel) {
     this.pageSize = inner.pageSize;
+    this.kernelEventfds = inner.kernelEventfds;
   }
 
   /** Count from zero again and fail call `nth` (0: fail nothing). */

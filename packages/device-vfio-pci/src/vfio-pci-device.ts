@@ -8,8 +8,8 @@ import {
 import { EventEmitter } from 'eventemitter3';
 import {
   ArgumentError, FirstFailure, UndoStack, VfioDevice, VfioError, VfioKernelDeviceIo, VmmEventBus, probeMigrationSupport, vfioStep,
-  type AddressSpace, type HostKernel, type PciBarEventfd, type PciBarMemory, type PciFunction, type VfioDeviceLocation, type VfioRegionInfo,
-  type VfioVmmDevice, type VmmObject, type VmVfio,
+  type AddressSpace, type HostKernel, type MsiMessage, type MsiRouter, type PciBarEventfd, type PciBarMemory, type PciFunction,
+  type VfioDeviceLocation, type VfioRegionInfo, type VfioVmmDevice, type VmmObject, type VmVfio,
 } from '@vmmkit/core';
 import { BarEventfds } from './bar-eventfds.js';
 import { checkMigration, irqCounts } from './device-probes.js';
@@ -137,6 +137,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       } catch (e) {
         if (!this.failure) errors.keep(e);
       }
+      this.#interrupts.useRouter(undefined); // its routes went with the disable
       for (const bar of this.#bars) errors.run(() => bar?.close());
       this.#bars = [];
       errors.run(() => this.#eventfds?.close());
@@ -193,7 +194,11 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
       const msix = state.subarray(CONFIG_STATE_HEADER + configLength);
       if (msixLength > 0 && !this.#msix) throw new ArgumentError('the state has an MSI-X table, the device has no MSI-X', 'state');
       this.#msix?.load(msix);
-      await this.#config.restore(state.subarray(CONFIG_STATE_HEADER, CONFIG_STATE_HEADER + configLength));
+      try {
+        await this.#config.restore(state.subarray(CONFIG_STATE_HEADER, CONFIG_STATE_HEADER + configLength));
+      } finally {
+        this.#syncRoutes();
+      }
     }));
   }
 
@@ -204,7 +209,13 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
 
   /** The guest writes config space (enabling MSI or MSI-X here sets up their eventfds). */
   configWrite(offset: number, size: 1 | 2 | 4, value: number): Promise<void> {
-    return this.#serially(() => this.#config.write(offset, size, value));
+    return this.#serially(async () => {
+      try {
+        await this.#config.write(offset, size, value);
+      } finally {
+        this.#syncRoutes();
+      }
+    });
   }
 
   /** The guest reads a BAR (the MSI-X table and PBA are emulated). */
@@ -220,6 +231,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     return this.#serially(async () => {
       if (this.#msix?.covers(bar, offset, size)) {
         for (const v of this.#msix.write(bar, offset, size, value)) this.#deliverMsix(v, 1n);
+        this.#syncRoutes();
         return;
       }
       await this.#bar(bar).write(offset, size, value);
@@ -257,6 +269,22 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
     };
     this.on('interrupt', listener);
     return () => void this.off('interrupt', listener);
+  }
+
+  /**
+   * Deliver enabled, unmasked MSI and MSI-X vectors through `router` (an accelerator's irqfds),
+   * or stop (`undefined`): see PciFunction.useMsiRouter. Routes follow the guest's programming
+   * from then on; a vector the router refuses is delivered through `onMessageInterrupt`.
+   */
+  useMsiRouter(router: MsiRouter | undefined): void {
+    if (!this.#interrupts) return;
+    this.#interrupts.useRouter(router);
+    this.#syncRoutes();
+  }
+
+  /** The vectors whose eventfds the router delivers now (the VMM does not read them). */
+  get routedVectors(): number[] {
+    return this.#interrupts.routedVectors;
   }
 
   /** A BAR's accessor: its size and which parts are mmapped. */
@@ -314,6 +342,7 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
         this.#config.resetInterrupts();
         this.#maskAll = false;
         if (this.#intxPin) await this.#interrupts.enable('intx');
+        this.#syncRoutes();
       }
     });
   }
@@ -393,6 +422,21 @@ export class VfioPciDevice extends EventEmitter<VfioPciEvents> implements VfioVm
   #deliverMsix(vector: number, count: bigint): void {
     this.#msix!.clearPending(vector);
     this.emit('interrupt', { mode: 'msix', vector, count, message: this.#msix!.message(vector) });
+  }
+
+  /**
+   * Route what the guest enabled and left unmasked, with the messages it programmed: every MSI
+   * vector, the MSI-X vectors not masked (nor the whole function). Called after every guest
+   * access that may change them; routing failures become warnings, never the access's.
+   */
+  #syncRoutes(): void {
+    const wanted = new Map<number, MsiMessage>();
+    const mode = this.#interrupts.mode;
+    for (let v = 0; v < this.#interrupts.vectors; v++) {
+      if (mode === 'msi') wanted.set(v, this.#config.msiMessage(v));
+      else if (mode === 'msix' && !this.#maskAll && !this.#msix!.masked(v)) wanted.set(v, this.#msix!.message(v));
+    }
+    this.#interrupts.route(wanted);
   }
 
   #bar(index: number): VfioBar {

@@ -24,6 +24,14 @@ export interface HostKernel {
    * of every dirty bitmap vmmkit reads, and so of guest RAM blocks and their dirty logs.
    */
   readonly pageSize: number;
+  /**
+   * True when `eventfd` returns eventfds of the kernel this process runs on, which other kernel
+   * subsystems can take by fd (KVM's irqfds and ioeventfds). LinuxHost sets it; a simulated host
+   * (SimHost, HybridHost) leaves it out: its eventfd numbers are its own bookkeeping, and handing
+   * one to a real ioctl would name whatever real file has that number. This is the one place an
+   * accelerator learns whether it may wire a device's eventfds into the kernel.
+   */
+  readonly kernelEventfds?: boolean;
   /** open(2). Returns the new fd. */
   open(path: string, flags: number): number;
   /** close(2). */

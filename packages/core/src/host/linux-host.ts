@@ -36,6 +36,8 @@ export class LinuxHost implements HostKernel {
   /** sysconf(_SC_PAGESIZE): 4096 on x86-64, 4096, 16384 or 65536 on arm64. */
   readonly pageSize = this.#libc.sysconf(_SC_PAGESIZE);
   readonly #kinds = new Map<number, FdKind>();
+  /** Its eventfds are real: KVM can take them as irqfds and ioeventfds. */
+  readonly kernelEventfds = true;
 
   open(path: string, flags: number): number {
     const fd = this.#libc.open(path, flags);
