@@ -28,7 +28,7 @@ interface Watched {
  */
 export class RegionIoFds {
   readonly #regions = new Map<number, Watched[]>();
-  /** Signals heard, and reads or model writes that failed (logged): for tests and the log. */
+  /** Signals applied (one model write each), and reads or model writes that failed (logged): for tests and the log. */
   signals = 0;
   failures = 0;
 
@@ -96,7 +96,10 @@ export class RegionIoFds {
     }
   }
 
-  /** Drain the count (signals coalesce into one write) and write the register. */
+  /**
+   * Take the count and write the register once per signal: each signal is one guest write KVM
+   * matched, so a counting doorbell counts them all, however late the server reads.
+   */
   #signalled(fd: number, buf: Uint8Array, r: SimIoeventfdRegister): void {
     try {
       if (this.host.read(fd, buf) !== 8) return;
@@ -106,9 +109,10 @@ export class RegionIoFds {
       this.log(`reading the ioeventfd of BAR${r.bar} at 0x${r.offset.toString(16)} failed: ${String(e)}`);
       return;
     }
-    this.signals++;
+    const count = Number(new DataView(buf.buffer, buf.byteOffset, 8).getBigUint64(0, true));
+    this.signals += count;
     try {
-      this.model.barWrite(r.bar, r.offset, r.size, r.datamatch ?? 0n);
+      for (let i = 0; i < count; i++) this.model.barWrite(r.bar, r.offset, r.size, r.datamatch ?? 0n);
     } catch (e) {
       // The event loop must not throw; a model fault is the model's, logged like a refused write.
       this.failures++;

@@ -115,10 +115,10 @@ export interface SimPciModel {
   /**
    * Optional: registers a device server may let a client reach through eventfds (vfio-user's
    * DEVICE_GET_REGION_IO_FDS, which a VMM registers as KVM ioeventfds). Each signal becomes one
-   * `barWrite(bar, offset, size, datamatch ?? 0n)`; signals that arrive together coalesce into
-   * one write, as an eventfd counts them, so declare only registers where several writes and
-   * one mean the same (a doorbell: "look at the ring"). The registers must lie outside the
-   * BAR's mmap areas, whose writes never reach the model.
+   * `barWrite(bar, offset, size, datamatch ?? 0n)` (the eventfd counts the guest's writes, so
+   * none is lost, but the written value does not travel: declare registers whose writes carry
+   * no value, or a `datamatch`). The registers must lie outside the BAR's mmap areas, whose
+   * writes never reach the model.
    */
   readonly ioeventfds?: readonly SimIoeventfdRegister[];
   /** A config space write reached the hardware (after vfio-pci's virtualization). */
