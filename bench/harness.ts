@@ -1,6 +1,8 @@
 // The benchmark harness: a subject and its baseline are timed in alternating trials in the same
 // run, and the result is the ratio of their median throughputs, never an absolute time.
 
+import { accessSync, constants } from 'node:fs';
+
 /** One line of the results table. */
 export interface Row {
   readonly benchmark: string;
@@ -26,9 +28,20 @@ const cpuMs = (): number => {
   return (user + system) / 1000;
 };
 
-function median(xs: number[]): number {
+/** The median of `xs` (the upper one of an even count). */
+export function median(xs: readonly number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)]!;
+}
+
+/** Why KVM benchmarks cannot run here, or undefined when /dev/kvm is usable. */
+export function kvmMissing(): string | undefined {
+  try {
+    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
+    return undefined;
+  } catch {
+    return '/dev/kvm is not usable here';
+  }
 }
 
 /**

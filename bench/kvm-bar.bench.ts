@@ -5,7 +5,7 @@
 // mapping) in the note. On kvm_pvm (these machines) a guest without paging runs far below
 // hardware speed, RAM writes included: the ratio is what carries over, not the rates.
 
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { LinuxHost, Vmm } from '@vmmkit/core';
@@ -14,7 +14,7 @@ import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { NIC_BAR2_REG_PAGE, createModel } from '@vmmkit/sim';
 import { serveSocket } from '@vmmkit/vfio-user-server';
-import type { Benchmark, Row } from './harness.js';
+import { kvmMissing, median, type Benchmark, type Row } from './harness.js';
 
 const ENTRY = 0x1000n;
 const RAM_TARGET = 0x20_0000n;
@@ -24,16 +24,6 @@ const AREA = BigInt(NIC_BAR2_REG_PAGE + 0x1000); // BAR2's second mmapped area
 const WRITES = 300_000;
 const TRAPPED_WRITES = 2_000;
 const TRIALS = 5;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-function kvmMissing(): string | undefined {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return undefined;
-  } catch {
-    return '/dev/kvm is not usable here';
-  }
-}
 
 /** Place BAR2 at `at` with memory decode on, as firmware would, and let the host bridge map it now. */
 async function placeBar2(accel: KvmAccel, nic: VfioPciDevice, at: bigint): Promise<void> {

@@ -5,11 +5,10 @@
 // vfio-pci's eventfd reader and the kvm device's onMessageInterrupt listener do). Each signal of
 // the baseline is awaited until injected; the subject's are injected before `write` returns.
 
-import { accessSync, constants } from 'node:fs';
 import { AddressSpace, GuestMemory, HostError, LinuxHost } from '@vmmkit/core';
 import { EFD_CLOEXEC, EFD_NONBLOCK, KVM_GET_LAPIC, KVM_SET_LAPIC, kvm_lapic_state } from '@vmmkit/core/uapi';
 import { IoBus, KvmVcpu, KvmVm, setCpuid, vcpuCpuid } from '@vmmkit/accel-kvm';
-import { compareAsync, type Benchmark, type Row } from './harness.js';
+import { compareAsync, kvmMissing, type Benchmark, type Row } from './harness.js';
 
 const SIGNALS = 2000;
 const VECTOR = 0x41;
@@ -83,10 +82,9 @@ async function msiDelivery(): Promise<Row> {
 export const kvmMsiBenchmark: Benchmark = {
   name: 'kvm-msi',
   async run(): Promise<Row[]> {
-    try {
-      accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    } catch {
-      process.stderr.write('kvm-msi: skipped (/dev/kvm is not usable here)\n');
+    const missing = kvmMissing();
+    if (missing) {
+      process.stderr.write(`kvm-msi: skipped (${missing})\n`);
       return [];
     }
     return [await msiDelivery()];

@@ -12,7 +12,7 @@
 //   the same VM's bus.
 
 import { execFileSync } from 'node:child_process';
-import { accessSync, constants, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,19 +25,9 @@ import {
 import { legacyType1Plugin } from '@vmmkit/backend-legacy-type1';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { HybridHost, NIC_A, NIC_RATE_PPS, simMachine } from '@vmmkit/sim';
-import type { Benchmark, Row } from './harness.js';
+import { kvmMissing, median, type Benchmark, type Row } from './harness.js';
 
 const ENTRY = 0x1000n;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-function kvmMissing(): string | undefined {
-  try {
-    accessSync('/dev/kvm', constants.R_OK | constants.W_OK);
-    return undefined;
-  } catch {
-    return '/dev/kvm is not usable here';
-  }
-}
 
 /** A VM with `ramBytes` of RAM and one vCPU whose port writes to 0x10..0x12 go to `onPort`. */
 async function machine(ramBytes: bigint, onPort: (port: number) => void) {

@@ -10,7 +10,7 @@ import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { migrate, migrationPlugin, type MigrationResult } from '@vmmkit/migration';
 import { NIC_A, SimHost, simMachine, timedGuest, type SimHostConfig } from '@vmmkit/sim';
-import type { Benchmark, Row } from './harness.js';
+import { median, type Benchmark, type Row } from './harness.js';
 
 const RAM = 128n << 20n;
 const TRIALS = 3;
@@ -62,7 +62,6 @@ async function migrateOnce(s: Strategy): Promise<MigrationResult> {
   }
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 export const migrationStrategiesBenchmark: Benchmark = {
   name: 'migration-strategies',

@@ -22,7 +22,7 @@ import {
   applyRamRecord, connectMigration, listenMigration, MigrationStreamReader, MigrationStreamWriter, RamChannelSender, sendDirtyPages,
   ThreadedRamChannelSender, ThroughputMeter, type MigrationTransport, type RamChannelsOut,
 } from '@vmmkit/migration';
-import { compareAsync, type Benchmark, type Row } from './harness.js';
+import { compareAsync, median, type Benchmark, type Row } from './harness.js';
 import { C_COMPILER, nativeProgram } from './native.js';
 import type { PeerReply, PeerRequest } from './stream-peer.js';
 
@@ -190,7 +190,6 @@ async function channelsToPeer(peer: StreamPeer, address: string, source: GuestMe
   return { ms, startMs: t0 - started };
 }
 
-const medianOf = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** One baseline trial: the block's bytes written raw, in 1 MiB views, to a receiver that counts. */
 async function rawOnce(kind: Kind, address: string, source: GuestMemory): Promise<void> {
@@ -319,7 +318,7 @@ export const twoProcessIntegrityBenchmark: Benchmark = {
               c.push(await cPairOnce(program.path, kind, dir, n++));
               ts.push(await streamToPeer(peer, addressOf(kind, dir, n++), random, dirty, false, scratch));
             }
-            const [cMs, tsMs] = [medianOf(c), medianOf(ts)];
+            const [cMs, tsMs] = [median(c), median(ts)];
             rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: cMs / tsMs, baseline: pairBaseline, note: `${rate(tsMs)} against C ${rate(cMs)}` });
           } else {
             rows.push({ benchmark: pairBench, case: `${over}: the stream, into guest RAM`, ratio: NaN, baseline: pairBaseline, skipped: program.missing });
@@ -339,12 +338,12 @@ export const twoProcessIntegrityBenchmark: Benchmark = {
               many.push(trial.ms);
               starts.push(trial.startMs);
             }
-            const [oneMs, manyMs] = [medianOf(one), medianOf(many)];
+            const [oneMs, manyMs] = [median(one), median(many)];
             rows.push({
               benchmark: pairBench, case: `${over}: ${channels} RAM channel${channels > 1 ? 's' : ''}, ${threads ? 'a worker thread each' : 'on the main thread'}`,
               ratio: oneMs / manyMs, baseline: 'one stream',
               note: `${rate(manyMs)} against ${rate(oneMs)}; ${threads ? `${channels + 1} threads per end` : 'one thread per end'}, ${availableParallelism()} cores in all; `
-                + `starting the channels (once per migration, not counted) took ${medianOf(starts).toFixed(0)} ms`,
+                + `starting the channels (once per migration, not counted) took ${median(starts).toFixed(0)} ms`,
             });
           }
           const cpu: Record<'with' | 'without', TrialCpu[]> = { with: [], without: [] };
@@ -359,8 +358,8 @@ export const twoProcessIntegrityBenchmark: Benchmark = {
           });
           // CPU time per end: what the checksums cost each host, whatever else the machine runs.
           for (const end of ['source', 'destination'] as const) {
-            const without = medianOf(cpu.without.map((c) => c[end]));
-            const withSums = medianOf(cpu.with.map((c) => c[end]));
+            const without = median(cpu.without.map((c) => c[end]));
+            const withSums = median(cpu.with.map((c) => c[end]));
             rows.push({
               benchmark: 'migration stream integrity, 256 MiB random pages, two processes',
               case: `${over}: checksums, CPU time of the ${end}`,

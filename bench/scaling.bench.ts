@@ -10,10 +10,9 @@ import { iommufdPlugin } from '@vmmkit/backend-iommufd';
 import { vfioPciPlugin, type VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { VmDirtyTracking, migrationPlugin } from '@vmmkit/migration';
 import { SimHost, type SimDeviceConfig } from '@vmmkit/sim';
-import type { Benchmark, Row } from './harness.js';
+import { median, type Benchmark, type Row } from './harness.js';
 
 const TRIALS = 3;
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 function nics(n: number): SimDeviceConfig[] {
   return Array.from({ length: n }, (_, i) => ({

@@ -3,7 +3,6 @@
 // reaches the model's barWrite without a message: in-process, over a real socket in this
 // process, and to a server in a second process. The eventfds live as long as the client.
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +14,7 @@ import {
 } from '@vmmkit/core/vfio-user';
 import { NIC_DOORBELL, SimHost, buildConfigSpace, createModel, type SimBar, type SimIoeventfdRegister, type SimPciModel } from '@vmmkit/sim';
 import { VfioUserServer, serveSocket } from '@vmmkit/vfio-user-server';
+import { startServer } from './support/server-process.js';
 import { TestClient } from './support/test-client.js';
 import { makeRig } from './support/rig.js';
 
@@ -252,17 +252,6 @@ async function rigFor(model: SimPciModel, host: SimHost, log: string[]) {
   const client = new TestClient(a, host);
   await client.version();
   return { server, client };
-}
-
-async function startServer(path: string, device: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [join(import.meta.dirname, 'fixtures/serve-child.mjs'), path, device], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += String(d)));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
-  return child;
 }
 
 function openFds(pid: number | 'self'): number {

@@ -3,7 +3,6 @@
 // lands in this process's memory, and a client that leaves leaves the server's fd table as it
 // was. Needs the built packages (npm test builds first).
 
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,24 +19,12 @@ import {
   EDU_DMA_CMD, EDU_DMA_COUNT, EDU_DMA_DST, EDU_DMA_IRQ, EDU_DMA_RUN, EDU_DMA_SRC, EDU_DMA_START, EDU_DMA_TO_PCI, EDU_ID,
   NIC_BAR2_SIZE,
 } from '@vmmkit/sim';
+import { startServer } from './support/server-process.js';
 import { TestClient } from './support/test-client.js';
 import { enableBusMaster, mapRam } from './support/rig.js';
 
-const fixture = join(import.meta.dirname, 'fixtures/serve-child.mjs');
 const host = new LinuxHost();
 const fdsOf = (pid: number): number => readdirSync(`/proc/${pid}/fd`).length;
-
-/** Start a server process for `device` at `path`; resolves once it listens. */
-async function startServer(path: string, device: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, [fixture, path, device], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr!.on('data', (d) => (stderr += String(d)));
-  await new Promise<void>((resolve, reject) => {
-    child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`server exited with ${code}: ${stderr}`)));
-  });
-  return child;
-}
 
 async function connect(path: string): Promise<TestClient> {
   const client = new TestClient(SocketTransport.connect(path), host);
