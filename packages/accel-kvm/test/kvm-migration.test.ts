@@ -5,7 +5,7 @@
 
 import { describe, expect, it } from 'vitest';
 import { migrate } from '@vmmkit/migration';
-import { getRegs } from '../src/index.js';
+import { getRegs, setRegs } from '../src/index.js';
 import { kvmMissing } from './kvm-rig.js';
 import { kvmVmm, loadPagesGuest, ramDigest } from './kvm-machine.js';
 
@@ -74,6 +74,20 @@ describe.skipIf(kvmMissing)('migrating a guest on KVM', { timeout: 30_000 }, () 
       src.accel.vm.dirtyLog.fault = { block: 'low', page: 0x100 };
       await migrate(src.vmm, dst.vmm, SLOW);
       expect(atStart()!.ram).not.toBe(ramDigest(src.vmm.memory));
+    } finally {
+      await src.vmm.close();
+      await dst.vmm.close();
+    }
+  });
+
+  it('a VM with 8 vCPUs: its state (about 75 KiB, one record) arrives whole, each vCPU its own registers', async () => {
+    const src = await kvmVmm({ device: 'kvm,id=kvm0,vcpus=8' });
+    const dst = await kvmVmm({ incoming: true, device: 'kvm,id=kvm0,vcpus=8' });
+    try {
+      src.accel.vcpus.forEach((v, i) => setRegs(src.host, v.fd, { rbx: BigInt(0x1000 + i), rip: 0xfff0n }));
+      expect(src.accel.saveState().byteLength).toBeGreaterThan(64 * 1024);
+      await migrate(src.vmm, dst.vmm, { maxIterations: 1 });
+      expect(dst.accel.vcpus.map((v) => getRegs(dst.host, v.fd).rbx)).toEqual(src.accel.vcpus.map((_, i) => BigInt(0x1000 + i)));
     } finally {
       await src.vmm.close();
       await dst.vmm.close();

@@ -171,7 +171,7 @@ describe('the reader refuses', () => {
     ['DEVICE_END', rec(0x06, u32(0, 0)), /body length 8 is not 4$/],
     ['COMPLETE', rec(0x08, new Uint8Array(16)), /body length 16 is not 28$/],
     ['DEVICE_DATA', rec(0x04, u32(0)), /body length 4 is not 5\.\.1048580/],
-    ['DEVICE_CONFIG', rec(0x05, new Uint8Array(4 + 65537)), /is not 4\.\.65540/],
+    ['DEVICE_CONFIG', rec(0x05, u32(0), { length: 4 + (16 << 20) + 1 }), /is not 4\.\.16777220/],
     ['ABORT', rec(0x09, new Uint8Array(4097).fill(65)), /is not 0\.\.4096/],
     ['SETUP', rec(0x01), /body length 0 is not 1\.\.1048576/],
     ['RAM_PAGES', rec(0x02, ramBody(0, 0, 2, 1)), /body length 4112 is not 16 \+ 2 pages of 4096/],

@@ -88,7 +88,9 @@ export const RECORDS = {
   },
   RAM_ZERO: { type: 0x03, direction: 'forward', fields: RAM_RUN, count: [1, MAX_ZERO_PAGES] },
   DEVICE_DATA: { type: 0x04, direction: 'forward', fields: DEVICE, payload: { kind: 'binary', min: 1, max: MiB } },
-  DEVICE_CONFIG: { type: 0x05, direction: 'forward', fields: DEVICE, payload: { kind: 'binary', min: 0, max: 64 * KiB } },
+  // A device's emulated state in one record: room for a KVM accelerator's of 1024 vCPUs (about
+  // 9.4 KiB each with XSAVE), a bound the reader holds a hostile stream to.
+  DEVICE_CONFIG: { type: 0x05, direction: 'forward', fields: DEVICE, payload: { kind: 'binary', min: 0, max: 16 * MiB } },
   DEVICE_END: { type: 0x06, direction: 'forward', fields: DEVICE },
   ITERATION: { type: 0x07, direction: 'forward', fields: { iteration: 'u32', reserved: 'reserved32', dirtyPages: 'u64', checksum: 'crc32' }, flush: true },
   COMPLETE: { type: 0x08, direction: 'forward', fields: { ramPages: 'u64', zeroPages: 'u64', deviceBytes: 'u64', checksum: 'crc32' }, flush: true },
