@@ -232,8 +232,6 @@ describe('vfio-pci over vfio-user BAR eventfds: fail the nth host call', () => {
     expect(clean.errors).toEqual([]);
     expect(clean.host.census()).toEqual(clean.baseline);
     expect(calls).toBeGreaterThan(20);
-    // The server reads its ioeventfds before each command (EAGAIN when nothing waits): a fault
-    // there is logged and the count read again at the next command, so it does not surface.
-    expect(surfaced, `${surfaced} of ${calls} faults surfaced`).toBeGreaterThan(calls / 3);
+    expect(surfaced, `${surfaced} of ${calls} faults surfaced`).toBeGreaterThan(calls / 2);
   }, 120_000);
 });

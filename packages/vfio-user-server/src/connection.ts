@@ -98,9 +98,6 @@ export class VfioUserConnection implements BusClient {
     let reply: Handled | undefined;
     let errno: number | undefined;
     const owned = m.fds.length ? [...m.fds] : [];
-    // A doorbell the guest wrote through an ioeventfd before the client sent this reaches the
-    // model first, as a PCI read or write never passes an earlier posted write.
-    this.ioFds.flush();
     try {
       reply = this.#dispatch(m, owned);
     } catch (e) {

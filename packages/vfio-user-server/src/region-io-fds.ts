@@ -15,8 +15,6 @@ import { refuse } from './request-error.js';
 /** One register's eventfd and the watch on it. */
 interface Watched {
   readonly fd: number;
-  /** Apply what the eventfd counted so far (nothing when it counted nothing). */
-  drain(): void;
   stop(): void;
 }
 
@@ -54,16 +52,6 @@ export class RegionIoFds {
     return { payload, fds: this.#eventfds(request.index, registers).map((w) => w.fd) };
   }
 
-  /**
-   * Apply the signals waiting in the eventfds now, before the event loop would hear them. The
-   * connection calls it before each command: the guest's doorbell write signalled the eventfd
-   * (inside KVM, before the vCPU went on) before the client could send the guest's next access,
-   * so handling that access first would let a read pass an earlier posted write.
-   */
-  flush(): void {
-    for (const watched of this.#regions.values()) for (const w of watched) w.drain();
-  }
-
   /** Stop watching and close every eventfd (the client left). */
   dispose(): void {
     for (const watched of this.#regions.values()) release(this.host, watched);
@@ -88,8 +76,7 @@ export class RegionIoFds {
     const fd = this.host.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     try {
       const buf = new Uint8Array(8);
-      const drain = (): void => this.#signalled(fd, buf, register);
-      return { fd, drain, stop: this.host.watch!(fd, drain) };
+      return { fd, stop: this.host.watch!(fd, () => this.#signalled(fd, buf, register)) };
     } catch (e) {
       closeQuietly(this.host, fd);
       throw e;
