@@ -129,8 +129,6 @@ export class VfioUserConnection implements BusClient {
     const caps = this.#negotiated?.capabilities;
     if (!caps) throw new VfioUserProtocolError(command, 'the first command must be VFIO_USER_VERSION');
     const d = this.device;
-    // Guest writes through ioeventfds happened before whatever the client sends next.
-    this.ioFds.flush();
     switch (command) {
       case VFIO_USER_DMA_MAP: {
         const map = decodeDmaMap(p, m.fds);

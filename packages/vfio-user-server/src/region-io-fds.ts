@@ -15,8 +15,6 @@ import { refuse } from './request-error.js';
 /** One register's eventfd and the watch on it. */
 interface Watched {
   readonly fd: number;
-  /** Take a pending signal now, if there is one. */
-  flush(): void;
   stop(): void;
 }
 
@@ -54,18 +52,6 @@ export class RegionIoFds {
     return { payload, fds: this.#eventfds(request.index, registers).map((w) => w.fd) };
   }
 
-  /**
-   * Apply the writes already signalled but not yet heard (the event loop had not come to them):
-   * called before each message is handled, so that a message the client sent after a guest write
-   * through an ioeventfd finds that write done, as a read after a posted write does on PCI. The
-   * guest's write signalled the eventfd before its next access left the vCPU, but nothing orders
-   * the eventfd's wakeup before the socket's here: the nic-ring guest reading its doorbell count
-   * back right after ringing it read the old count now and then.
-   */
-  flush(): void {
-    for (const watched of this.#regions.values()) for (const w of watched) w.flush();
-  }
-
   /** Stop watching and close every eventfd (the client left). */
   dispose(): void {
     for (const watched of this.#regions.values()) release(this.host, watched);
@@ -90,8 +76,7 @@ export class RegionIoFds {
     const fd = this.host.eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     try {
       const buf = new Uint8Array(8);
-      const signalled = (): void => this.#signalled(fd, buf, register);
-      return { fd, flush: signalled, stop: this.host.watch!(fd, signalled) };
+      return { fd, stop: this.host.watch!(fd, () => this.#signalled(fd, buf, register)) };
     } catch (e) {
       closeQuietly(this.host, fd);
       throw e;
