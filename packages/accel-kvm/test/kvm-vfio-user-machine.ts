@@ -39,6 +39,8 @@ export interface KvmVfioUserMachineOptions<R extends PortReports> {
   readonly kvmOptions?: string;
   /** More plugins (the migration plugin, say). */
   readonly plugins?: readonly VmmPlugin[];
+  /** Called with the VM before its devices are added (to listen to its events, say). */
+  readonly beforeDevices?: (vmm: Vmm) => void;
   /** The device's id (default `dev0`). */
   readonly id?: string;
   /** What listens to the guest's ports (default GuestReports). */
@@ -91,6 +93,7 @@ export async function kvmVfioUserMachine<R extends PortReports = GuestReports>(o
     });
     undo.push(() => vmm.close());
     vmm.pause('setup');
+    o.beforeDevices?.(vmm);
     const accel = (await vmm.addDevice(`kvm,id=kvm0${o.kvmOptions ? `,${o.kvmOptions}` : ''}`)) as KvmAccel;
     const device = (await vmm.addDevice(`vfio-user-pci,socket=${o.socket ?? server!.path},id=${o.id ?? 'dev0'}`)) as VfioPciDevice;
     const reports = o.reports ?? (new GuestReports() as PortReports as R);
