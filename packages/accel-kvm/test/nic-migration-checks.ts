@@ -21,6 +21,8 @@ export interface NicDestinationReport {
   readonly interrupts: number;
   readonly reports: { progress: number[]; checked: number[]; errors: number[]; hello: number[] };
   readonly stopped: string[];
+  /** The fds of kernel objects (KVM's, eventfds, memfds, sockets) the destination held once its VM closed that it did not before. */
+  readonly fdsLeft: string[];
 }
 
 /** The first page of the ring: the nic writes it again every time round. */
@@ -64,6 +66,7 @@ export function expectCarriedOn(src: { host: HostKernel; vmm: Vmm; accel: KvmAcc
   expect(report.reports.progress[0]).toBe(src.reports.progress.at(-1)! + NIC_GUEST.reportMask + 1);
   expect(report.reports.progress[0]).toBeGreaterThanOrEqual(report.atStart.writes);
   expect(report.stopped).toEqual([]);
+  expect(report.fdsLeft).toEqual([]);
 }
 
 /** Exactly the ring's first page differs between the source's RAM and the destination's at start. */
