@@ -6,18 +6,14 @@
 // once MSI-X is off nothing is routed, and once the VM closes no fd is left.
 
 import 'reflect-metadata';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { HostError, LinuxHost, Vmm, type VmmEvents } from '@vmmkit/core';
+import { HostError, LinuxHost, type VmmEvents } from '@vmmkit/core';
 import { KVM_IRQFD, KVM_SET_GSI_ROUTING, ioctlName } from '@vmmkit/core/uapi';
-import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
-import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
-import { kvmPlugin, type KvmAccel } from '../src/index.js';
 import { kvmMissing } from './kvm-rig.js';
-import { exited, msixCap, msixLayout, startServer } from './vfio-user-nic.js';
+import { kvmVfioUserMachine, msixCap, msixLayout, startNicServer, type NicServerProcess } from './kvm-vfio-user-machine.js';
 
 const EIO = 5;
 const fdCount = (): number => readdirSync('/proc/self/fd').length;
@@ -40,14 +36,13 @@ class RoutingFaultHost extends LinuxHost {
 
 describe.skipIf(kvmMissing)('faults in the irqfd path of a vfio-user nic', () => {
   let dir: string;
-  let server: ChildProcess;
+  let server: NicServerProcess;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'vmmkit-irqfd-faults-'));
-    server = await startServer(join(dir, 'nic.sock'));
+    server = await startNicServer(join(dir, 'nic.sock'));
   });
   afterAll(async () => {
-    server.kill('SIGTERM');
-    await exited(server);
+    await server.kill();
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -55,14 +50,13 @@ describe.skipIf(kvmMissing)('faults in the irqfd path of a vfio-user nic', () =>
   async function run(nth: number) {
     const baseline = fdCount();
     const host = new RoutingFaultHost();
-    const vmm = await Vmm.create({ host, plugins: [kvmPlugin(), vfioUserPlugin()], memory: [{ gpa: 0n, size: 8n << 20n, name: 'low' }], memoryBacking: 'memfd' });
     const warnings: string[] = [];
-    vmm.events.on('vfio:warning', (w: VmmEvents['vfio:warning'][0]) => warnings.push(w.message));
+    const m = await kvmVfioUserMachine({
+      socket: join(dir, 'nic.sock'), host, id: 'nic0', beforeDevices: (vmm) => vmm.events.on('vfio:warning', (w: VmmEvents['vfio:warning'][0]) => warnings.push(w.message)),
+    });
+    const { accel, device: nic } = m;
     let after: { connected: number; gsis: number[]; routed: number[] };
     try {
-      vmm.pause('setup');
-      const accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
-      const nic = (await vmm.addDevice(`vfio-user-pci,socket=${join(dir, 'nic.sock')},id=nic0`)) as VfioPciDevice;
       const msix = await msixLayout(nic);
       const control = (await msixCap(nic)) + 2;
       const ctrl = msix.table + 12;
@@ -79,7 +73,7 @@ describe.skipIf(kvmMissing)('faults in the irqfd path of a vfio-user nic', () =>
       const router = accel.vm.msiRouter!;
       after = { connected: router.connected.length, gsis: router.routes.msiGsis, routed: nic.routedVectors };
     } finally {
-      await vmm.close();
+      await m.close();
     }
     return { calls: host.calls, injected: host.injected, warnings, after, leaked: fdCount() - baseline };
   }

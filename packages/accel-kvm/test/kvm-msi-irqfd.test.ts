@@ -7,7 +7,6 @@
 // On HybridHost (simulated eventfds) no router is offered and the VMM delivers, as before.
 
 import 'reflect-metadata';
-import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,7 +16,7 @@ import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
 import type { VfioPciDevice, VfioPciInterrupt } from '@vmmkit/device-vfio-pci';
 import { kvmPlugin, NIC_RING_PARAM, NIC_RING_PARAMS_SIZE, nicRingGuestError, type KvmAccel } from '../src/index.js';
 import { kvmMissing } from './kvm-rig.js';
-import { exited, msixCap, msixLayout, startServer } from './vfio-user-nic.js';
+import { kvmVfioUserMachine, msixCap, msixLayout, startNicServer, type NicServerProcess } from './kvm-vfio-user-machine.js';
 import { loadNicGuest, NIC_GUEST, NIC_GUEST_PARAMS, NIC_RAM_BYTES, NicGuestReports, nicVmm, simClock } from './kvm-nic-machine.js';
 
 const MSIX_GUEST = { ...NIC_GUEST, msix: { vector: 0x41, batch: 8, tables: 0x2000 } };
@@ -37,12 +36,9 @@ class ReadCountingHost extends LinuxHost {
 
 describe.skipIf(kvmMissing)('MSI-X through KVM irqfds', () => {
   let dir: string | undefined;
-  let server: ChildProcess | undefined;
+  let server: NicServerProcess | undefined;
   afterEach(async () => {
-    if (server && server.exitCode === null && server.signalCode === null) {
-      server.kill('SIGTERM');
-      await exited(server);
-    }
+    await server?.kill();
     server = undefined;
     if (dir) rmSync(dir, { recursive: true, force: true });
     dir = undefined;
@@ -51,19 +47,17 @@ describe.skipIf(kvmMissing)('MSI-X through KVM irqfds', () => {
   it('a vfio-user nic on LinuxHost: the guest\'s interrupts come through irqfd, the VMM reads none; masking falls back to the VMM and unmasking routes again', { timeout: 120_000 }, async () => {
     dir = mkdtempSync(join(tmpdir(), 'vmmkit-irqfd-'));
     const path = join(dir, 'nic.sock');
-    server = await startServer(path);
+    server = await startNicServer(path);
     const host = new ReadCountingHost();
-    const vmm = await Vmm.create({ host, plugins: [kvmPlugin(), vfioUserPlugin()], memory: [{ gpa: 0n, size: NIC_RAM_BYTES, name: 'low' }], memoryBacking: 'memfd' });
     const warnings: VmmEvents['vfio:warning'][0][] = [];
-    vmm.events.on('vfio:warning', (w) => warnings.push(w));
+    const m = await kvmVfioUserMachine({
+      socket: path, host, ramBytes: NIC_RAM_BYTES, id: 'nic0', reports: new NicGuestReports(),
+      beforeDevices: (vmm) => vmm.events.on('vfio:warning', (w) => warnings.push(w)),
+    });
+    const { vmm, accel, device: nic, reports } = m;
     try {
-      vmm.pause('setup');
-      const accel = (await vmm.addDevice('kvm,id=kvm0')) as KvmAccel;
-      const nic = (await vmm.addDevice(`vfio-user-pci,socket=${path},id=nic0`)) as VfioPciDevice;
       expect(accel.msiRouter).toBe(accel.vm.msiRouter);
       expect(accel.msiRouter).toBeDefined();
-      const reports = new NicGuestReports();
-      reports.attach(accel.io);
       // What the VMM's eventfd reader hears (every vfio-pci interrupt event comes from it or from an unmask).
       const heard: VfioPciInterrupt[] = [];
       nic.on('interrupt', (e) => heard.push(e));
@@ -118,14 +112,14 @@ describe.skipIf(kvmMissing)('MSI-X through KVM irqfds', () => {
       expect(accel.vm.msiRouter!.routes.msiGsis).toEqual([]);
       expect(warnings).toEqual([]);
     } finally {
-      await vmm.close();
+      await m.close();
     }
   });
 
   it('a kvm device added after the nic offers it the router; removing the kvm device withdraws it and every route goes', { timeout: 60_000 }, async () => {
     dir = mkdtempSync(join(tmpdir(), 'vmmkit-irqfd-'));
     const path = join(dir, 'nic.sock');
-    server = await startServer(path);
+    server = await startNicServer(path);
     const vmm = await Vmm.create({ host: new LinuxHost(), plugins: [kvmPlugin(), vfioUserPlugin()], memory: [{ gpa: 0n, size: NIC_RAM_BYTES, name: 'low' }], memoryBacking: 'memfd' });
     const warnings: VmmEvents['vfio:warning'][0][] = [];
     vmm.events.on('vfio:warning', (w) => warnings.push(w));
