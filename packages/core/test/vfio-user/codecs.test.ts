@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import {
   DEFAULT_CAPABILITIES, VFIO_USER_DEVICE_FEATURE, VFIO_USER_DEVICE_GET_INFO, VFIO_USER_DEVICE_GET_IRQ_INFO,
   VFIO_USER_DEVICE_GET_REGION_INFO, VFIO_USER_DMA_READ, VFIO_USER_DMA_WRITE, VFIO_USER_F_NO_REPLY, VFIO_USER_MIG_DATA_WRITE,
-  VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, VfioUserFramer, VfioUserProtocolError, decodeDmaAccess, decodeDmaMap,
+  VFIO_USER_REGION_READ, VFIO_USER_REGION_WRITE, VfioUserFramer, decodeDmaAccess, decodeDmaMap,
   decodeDmaReadReply, decodeDmaUnmap, decodeFeature, decodeHeader, decodeLoggingReport, decodeLoggingStart, decodeMigData,
   decodeMigDataRead, decodeMigState, decodeQuery, decodeRegionAccess, decodeRegionInfo, decodeRegionReadReply, decodeSetIrqs,
   decodeVersion, decodeWriteMulti, encodeDmaMap, encodeDmaRead, encodeDmaUnmap, encodeDmaWrite, encodeFeature,
@@ -16,18 +16,11 @@ import {
   VFIO_DEVICE_FEATURE_DMA_LOGGING_START, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_SET, VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
 } from '@vmmkit/core/uapi';
+import { protocolRefusal } from './protocol-refusal.js';
 
 const LIMITS = { maxMessageSize: 1 << 20, maxFds: 16 };
 const refused = (fn: () => unknown, match: RegExp, errno = 'EINVAL'): void => {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(VfioUserProtocolError);
-  expect((caught as VfioUserProtocolError).message).toMatch(match);
-  expect((caught as VfioUserProtocolError).errno).toBe(errno);
+  expect(protocolRefusal(fn, match).errno).toBe(errno);
 };
 
 describe('header', () => {

@@ -5,20 +5,13 @@
 import { describe, expect, it } from 'vitest';
 import {
   VFIO_USER_IOEVENTFD_FLAG_DATAMATCH, VFIO_USER_IOEVENTFD_FLAG_PIO, VFIO_USER_IOREGIONFD_FLAG_POSTED_WRITES,
-  VfioUserProtocolError, decodeRegionIoFdsReply, decodeRegionIoFdsRequest, encodeRegionIoFdsReply,
+  decodeRegionIoFdsReply, decodeRegionIoFdsRequest, encodeRegionIoFdsReply,
   encodeRegionIoFdsRequest, type VfioUserIoFdSubRegion,
 } from '@vmmkit/core/vfio-user';
+import { protocolRefusal } from './protocol-refusal.js';
 
 const refused = (fn: () => unknown, match: RegExp): void => {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (e) {
-    caught = e;
-  }
-  expect(caught).toBeInstanceOf(VfioUserProtocolError);
-  expect((caught as VfioUserProtocolError).command).toBe('VFIO_USER_DEVICE_GET_REGION_IO_FDS');
-  expect((caught as VfioUserProtocolError).message).toMatch(match);
+  expect(protocolRefusal(fn, match).command).toBe('VFIO_USER_DEVICE_GET_REGION_IO_FDS');
 };
 
 const doorbell: VfioUserIoFdSubRegion = { type: 'ioeventfd', offset: 0x4000n, size: 4n, fdIndex: 0, flags: 0 };
