@@ -16,28 +16,16 @@ import {
 } from '@vmmkit/sim';
 import { VfioUserProxy } from '@vmmkit/backend-vfio-user';
 import { makeClientRig, type ClientRig } from './support/client-rig.js';
+import { intercepting } from './support/intercepting-transport.js';
 import { le64, runEduDma } from './support/edu-io.js';
 
 
 /** The server's end, dropping the commands `stall` names while it holds them (a server stuck on them). */
 function stalling(end: VfioUserTransport, host: SimHost, stall: Set<number>): VfioUserTransport {
-  return {
-    endpoint: end.endpoint,
-    get open() {
-      return end.open;
-    },
-    start(handlers) {
-      end.start({
-        message(m) {
-          if (!stall.has(m.header.command)) return handlers.message(m);
-          for (const fd of m.fds) host.close(fd);
-        },
-        closed: (e) => handlers.closed(e),
-      });
-    },
-    send: (message, fds) => end.send(message, fds),
-    close: () => end.close(),
-  };
+  return intercepting(end, (m, pass) => {
+    if (!stall.has(m.header.command)) return pass();
+    for (const fd of m.fds) host.close(fd);
+  });
 }
 
 describe('vfio-user client: a server that fails', () => {

@@ -16,6 +16,7 @@ import { failEachHostCall, stepErrors } from '@vmmkit/sim/testing';
 import { VfioPciDevice, vfioPciOptions } from '@vmmkit/device-vfio-pci';
 import { VfioUserServer } from '@vmmkit/vfio-user-server';
 import { VFIO_IOMMU_USER, VfioUserDevice, VfioUserProxy, vfioUserPlugin } from '@vmmkit/backend-vfio-user';
+import { intercepting } from './support/intercepting-transport.js';
 
 /** How a test server answers GET_REGION_IO_FDS in place of the real one: an errno, or sub-regions and how many fds. */
 type Answer = { errno: number } | { short: number } | { subRegions: readonly VfioUserIoFdSubRegion[]; fds: number; index?: number };
@@ -64,37 +65,24 @@ async function nicRig(host: SimHost, answer?: Answer): Promise<Realized> {
 
 /** The server's end, with GET_REGION_IO_FDS of BAR2 answered by the test. */
 function answering(end: VfioUserTransport, host: SimHost, answer: Answer): VfioUserTransport {
-  return {
-    endpoint: end.endpoint,
-    get open() {
-      return end.open;
-    },
-    start(handlers) {
-      end.start({
-        message(m) {
-          if (m.header.command !== VFIO_USER_DEVICE_GET_REGION_IO_FDS) return handlers.message(m);
-          const request = decodeRegionIoFdsRequest(m.payload, m.fds);
-          if (request.index !== 2) return handlers.message(m);
-          if ('errno' in answer) return end.send(encodeMessage(replyHeader(m.header, answer.errno)));
-          if ('short' in answer) {
-            // Always the fixed part alone: "I need argsz `short` for one sub-region".
-            const head = new Uint8Array(16);
-            new DataView(head.buffer).setUint32(0, answer.short, true);
-            new DataView(head.buffer).setUint32(8, 2, true);
-            new DataView(head.buffer).setUint32(12, 1, true);
-            return end.send(encodeMessage(replyHeader(m.header), head));
-          }
-          const { payload, complete } = encodeRegionIoFdsReply(answer.index ?? 2, answer.subRegions, request.argsz);
-          const fds = complete ? Array.from({ length: answer.fds }, () => host.eventfd(0, 0o4000)) : [];
-          end.send(encodeMessage(replyHeader(m.header), payload), fds);
-          for (const fd of fds) host.close(fd); // the peer got duplicates
-        },
-        closed: (e) => handlers.closed(e),
-      });
-    },
-    send: (message, fds) => end.send(message, fds),
-    close: () => end.close(),
-  };
+  return intercepting(end, (m, pass) => {
+    if (m.header.command !== VFIO_USER_DEVICE_GET_REGION_IO_FDS) return pass();
+    const request = decodeRegionIoFdsRequest(m.payload, m.fds);
+    if (request.index !== 2) return pass();
+    if ('errno' in answer) return end.send(encodeMessage(replyHeader(m.header, answer.errno)));
+    if ('short' in answer) {
+      // Always the fixed part alone: "I need argsz `short` for one sub-region".
+      const head = new Uint8Array(16);
+      new DataView(head.buffer).setUint32(0, answer.short, true);
+      new DataView(head.buffer).setUint32(8, 2, true);
+      new DataView(head.buffer).setUint32(12, 1, true);
+      return end.send(encodeMessage(replyHeader(m.header), head));
+    }
+    const { payload, complete } = encodeRegionIoFdsReply(answer.index ?? 2, answer.subRegions, request.argsz);
+    const fds = complete ? Array.from({ length: answer.fds }, () => host.eventfd(0, 0o4000)) : [];
+    end.send(encodeMessage(replyHeader(m.header), payload), fds);
+    for (const fd of fds) host.close(fd); // the peer got duplicates
+  });
 }
 
 const ONE = new Uint8Array(new BigUint64Array([1n]).buffer);
