@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { LinuxHost, Vmm } from '@vmmkit/core';
-import { RING, consume, startNic } from './vfio-user-nic-driver.js';
+import { consume, dropFirstRingPage, startNic } from './vfio-user-nic-driver.js';
 import { ramHash } from '@vmmkit/sim/testing';
 import type { VfioPciDevice } from '@vmmkit/device-vfio-pci';
 import { vfioUserPlugin } from '@vmmkit/backend-vfio-user';
@@ -78,20 +78,7 @@ describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another
     const fdsBefore = fds();
     const { source, destination, nic, src, dst } = await setUp();
     await new Promise((r) => setTimeout(r, 30)); // the nic receives before the migration starts
-    const tracking = nic.vfio.container!.dirtyTracking;
-    if (dropOne) {
-      // The broken tracker: the first ring page it finds the nic wrote after the first full pass,
-      // it forgets then and every time after, so the destination keeps that page's old bytes.
-      const sync = tracking.sync.bind(tracking);
-      let lost = -1;
-      tracking.sync = async (precopy) => {
-        const found = await sync(precopy);
-        const dirty = source.memory.blocks[0]!.dirty!;
-        if (lost < 0) lost = dirty.nextSetBit(Number(RING / 4096n));
-        if (lost >= 0 && dirty.test(lost)) dirty.clearRange(lost, 1);
-        return found;
-      };
-    }
+    if (dropOne) dropFirstRingPage(nic, source.memory);
     // The destination's RAM when its nic has loaded its state and not yet run (it receives packets
     // of its own once it runs): what it holds at switchover.
     let arrived: string | undefined;
