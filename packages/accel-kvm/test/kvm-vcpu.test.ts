@@ -8,6 +8,20 @@ import { GUEST_CODE, kvmMissing, kvmRig } from './kvm-rig.js';
 
 const DEVICE = 0xd000_0000n;
 
+/** Load the MMIO guest, point it at DEVICE with `value` to write, and let it run. */
+function startMmioGuest(rig: Awaited<ReturnType<typeof kvmRig>>, value: bigint): void {
+  rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
+  enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: value, rdi: DEVICE });
+  rig.vcpu.resume();
+}
+
+/** Wait (up to 10 s) until the vCPU has stopped on its own and is out of the guest. */
+async function stoppedOnItsOwn(rig: Awaited<ReturnType<typeof kvmRig>>): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  while (rig.stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
+  await rig.vcpu.whenStill();
+}
+
 // kvm_pvm is slow and the machine shared: room beyond vitest's 5 s default (a bound, not a measurement).
 describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
   it('runs the guest: its port I/O reaches the main thread, and HLT (no irqchip) parks it', async () => {
@@ -67,9 +81,7 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
       if (!a.write) a.data.set(a.size === 4 ? [0x78, 0x56, 0x34, 0x12] : [0xab]);
     });
     try {
-      rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
-      enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: 0xcafe_f00dn, rdi: DEVICE });
-      rig.vcpu.resume();
+      startMmioGuest(rig, 0xcafe_f00dn);
       await rig.reports.until(() => rig.reports.hello.length === 2);
       expect(seen).toEqual(['write +0 4 d f0 fe ca', 'read +4 4', 'read +8 1']);
       expect(rig.reports.hello).toEqual([0x1234_5678, 0xab]);
@@ -81,9 +93,7 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
   it('reads all ones where no device is, and stops the vCPU when a device fails', async () => {
     const rig = await kvmRig({ irqchip: 'off' });
     try {
-      rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
-      enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: 1n, rdi: DEVICE });
-      rig.vcpu.resume();
+      startMmioGuest(rig, 1n);
       await rig.reports.until(() => rig.reports.hello.length === 2);
       expect(rig.reports.hello).toEqual([0xffff_ffff, 0xff]);
       expect(rig.bus.unassigned.mmio).toBe(3);
@@ -93,12 +103,8 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
     const failing = await kvmRig({ irqchip: 'off' });
     failing.bus.addMmio(DEVICE, 0x1000n, () => { throw new Error('device on fire'); });
     try {
-      failing.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
-      enterFlatProtectedMode(failing.host, failing.vcpu.fd, GUEST_CODE, { rax: 1n, rdi: DEVICE });
-      failing.vcpu.resume();
-      const deadline = Date.now() + 10_000;
-      while (failing.stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-      await failing.vcpu.whenStill();
+      startMmioGuest(failing, 1n);
+      await stoppedOnItsOwn(failing);
       expect(failing.stopped[0]).toBeInstanceOf(VcpuStoppedError);
       expect(failing.stopped[0]!.reason).toBe('io-failed');
       expect((failing.stopped[0]!.cause as Error).message).toBe('device on fire');
@@ -119,9 +125,7 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
       if (!a.write) a.data.set(a.size === 4 ? [4, 3, 2, 1] : [0x5a]);
     });
     try {
-      rig.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
-      enterFlatProtectedMode(rig.host, rig.vcpu.fd, GUEST_CODE, { rax: 7n, rdi: DEVICE });
-      rig.vcpu.resume();
+      startMmioGuest(rig, 7n);
       await rig.reports.until(() => rig.reports.hello.length === 2);
       // Each access completed, in order, with the late answer as the guest's data.
       expect(seen).toEqual(['write +0', 'read +4', 'read +8']);
@@ -135,12 +139,8 @@ describe.skipIf(kvmMissing)('a vCPU on KVM', { timeout: 30_000 }, () => {
       throw new Error('the device went away');
     });
     try {
-      failing.memory.view(GUEST_CODE, MMIO_GUEST.byteLength).set(MMIO_GUEST);
-      enterFlatProtectedMode(failing.host, failing.vcpu.fd, GUEST_CODE, { rax: 1n, rdi: DEVICE });
-      failing.vcpu.resume();
-      const deadline = Date.now() + 10_000;
-      while (failing.stopped.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5));
-      await failing.vcpu.whenStill();
+      startMmioGuest(failing, 1n);
+      await stoppedOnItsOwn(failing);
       expect(failing.stopped[0]).toBeInstanceOf(VcpuStoppedError);
       expect(failing.stopped[0]!.reason).toBe('io-failed');
       expect((failing.stopped[0]!.cause as Error).message).toBe('the device went away');
