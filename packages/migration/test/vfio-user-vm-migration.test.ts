@@ -63,6 +63,14 @@ describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another
     return { source, destination, nic, src: src.server, dst: dst.server };
   };
 
+  /** Close the VMs and their servers; then this process holds what it held before (`fdsBefore` fds, no memfd mapping). */
+  const tearDown = async (fdsBefore: number): Promise<void> => {
+    for (const vm of vms.splice(0)) await vm.close();
+    for (const s of servers.splice(0)) await s.kill();
+    expect(memfdMappings()).toBe(0);
+    expect(fds()).toBe(fdsBefore);
+  };
+
   /** Migrate with the nic receiving throughout precopy (32 MiB/s: the 2 MiB first pass takes a few of the server's 10 ms ticks); the driver consumes at every iteration. */
   const migrateBusy = async (source: Vmm, destination: Vmm, nic: VfioPciDevice) => {
     const driver: Promise<void>[] = [];
@@ -98,12 +106,7 @@ describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another
     expect(arrived).toBeDefined();
     if (dropOne) expect(arrived).not.toBe(ramHash(source.memory));
     else expect(arrived).toBe(ramHash(source.memory));
-    await source.close();
-    await destination.close();
-    vms.length = 0;
-    for (const s of servers.splice(0)) await s.kill();
-    expect(memfdMappings()).toBe(0);
-    expect(fds()).toBe(fdsBefore);
+    await tearDown(fdsBefore);
   });
 
   it('a server without migration blocks the VM\'s migration, naming the device', { timeout: 30_000 }, async () => {
@@ -141,11 +144,6 @@ describe.skipIf(!onLinux)('migrating a VM with a vfio-user nic served by another
     expect(dying.vfio.failure).toMatchObject({ device: name });
     if (side === 'destination') expect(nic.vfio.failure).toBeUndefined(); // the source's nic is unharmed
     source.memory.write(0n, new Uint8Array([1])); // its RAM is still its own
-    await source.close();
-    await destination.close();
-    vms.length = 0;
-    for (const s of servers.splice(0)) await s.kill();
-    expect(memfdMappings()).toBe(0);
-    expect(fds()).toBe(fdsBefore);
+    await tearDown(fdsBefore);
   });
 });
